@@ -1,0 +1,118 @@
+//! `gateway.toml` exactly as serde reads it: no validation beyond types.
+//!
+//! Every table denies unknown keys, so a typo is an error instead of a
+//! silently ignored setting that could leave a page open.
+
+// Field names are the gateway.toml keys; gateway.toml documents each one.
+#![allow(missing_docs)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: Spanned<RawUpstream>,
+    pub session: Spanned<RawSession>,
+    #[serde(default)]
+    pub rewrite: RawRewrite,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Spanned<RawRoute>>,
+    #[serde(default, rename = "embed")]
+    pub embeds: Vec<Spanned<RawEmbed>>,
+}
+
+/// A duration written the human way ("5m", "250ms").
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(transparent)]
+pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Spanned<String>,
+    pub workers: Option<usize>,
+    pub header_timeout: Option<Spanned<HumanDuration>>,
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub shutdown_timeout: Option<HumanDuration>,
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: Spanned<String>,
+    pub connect_timeout: Option<Spanned<HumanDuration>>,
+    pub response_timeout: Option<Spanned<HumanDuration>>,
+    pub preserve_host: Option<bool>,
+    pub pool_idle_timeout: Option<HumanDuration>,
+    pub pool_max_idle: Option<usize>,
+}
+
+/// `[session]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub cookie: Spanned<String>,
+    pub deny_page: Option<Spanned<PathBuf>>,
+    pub allowlist: Spanned<RawAllowlist>,
+}
+
+/// `[session.allowlist]`: exactly one source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllowlist {
+    pub file: Option<Spanned<PathBuf>>,
+}
+
+/// `[rewrite]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub max_memory: Option<Spanned<usize>>,
+}
+
+/// One `[[route]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: Spanned<String>,
+    pub gated: bool,
+}
+
+/// One `[[embed]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbed {
+    pub src: Spanned<String>,
+    pub param: Option<Spanned<String>>,
+    pub token: Spanned<RawToken>,
+}
+
+/// `[embed.token]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub kind: TokenKind,
+    pub key_env: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<String>>,
+    #[serde(default)]
+    pub algorithm: crate::token::Algorithm,
+    pub ttl: Spanned<HumanDuration>,
+    pub acl: Spanned<String>,
+}
+
+/// How tokens for an embed are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Minted locally as an Akamai EdgeAuth v2 token.
+    Edgeauth,
+}

@@ -1,0 +1,221 @@
+//! The streaming iframe rewriter: an `http_body::Body` around lol_html.
+//!
+//! Each upstream chunk goes through the rewriter as it arrives and what comes
+//! out is sent on at once; the page is never held whole. lol_html keeps a tag
+//! that is split across chunks until it is complete, so it is still rewritten,
+//! and every byte the handler does not touch comes out as it went in.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http_body::{Body, Frame};
+use hyper::body::Incoming;
+use lol_html::errors::RewritingError;
+use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
+use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
+use thiserror::Error;
+
+use crate::config::Config;
+
+static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
+
+/// Attributes that carry an iframe's URL (`data-src` for lazy-loading plugins).
+const URL_ATTRIBUTES: [&str; 2] = ["src", "data-src"];
+
+/// Why a rewritten body stopped early.
+#[derive(Debug, Error)]
+pub enum RewriteError {
+    /// The upstream body failed.
+    #[error("upstream body: {0}")]
+    Upstream(Box<dyn std::error::Error + Send + Sync>),
+    /// lol_html refused the input (e.g. a tag larger than the memory cap).
+    #[error("rewriter: {0}")]
+    Rewriter(#[from] RewritingError),
+}
+
+/// Counts shared between the element handler and whoever logs the request.
+#[derive(Debug, Default)]
+pub struct RewriteStats {
+    minted: AtomicU32,
+    refused: AtomicU32,
+}
+
+impl RewriteStats {
+    /// Tokens put into iframes so far.
+    pub fn minted(&self) -> u32 {
+        self.minted.load(Ordering::Relaxed)
+    }
+
+    /// Embeds that matched but were left without a token (unsafe capture).
+    pub fn refused(&self) -> u32 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+// What the rewriter emits, collected until the body hands it on. Only this
+// response's task touches it, one poll at a time, so the lock never waits;
+// it exists because the sink must be Send and is owned by the rewriter.
+#[derive(Default)]
+struct Output(Mutex<BytesMut>);
+
+struct Sink(Arc<Output>);
+
+impl OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        if !chunk.is_empty() {
+            self.0
+                 .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend_from_slice(chunk);
+        }
+    }
+}
+
+/// The encoding to parse with, from the response's `charset`; `None` if lol_html cannot handle it.
+pub fn encoding_for(charset: Option<&str>) -> Option<AsciiCompatibleEncoding> {
+    let encoding = match charset {
+        None => encoding_rs::UTF_8,
+        Some(label) => encoding_rs::Encoding::for_label_no_replacement(label.as_bytes())?,
+    };
+    AsciiCompatibleEncoding::new(encoding)
+}
+
+/// An HTML body with a token minted into every matching iframe.
+pub struct RewriteBody<B = Incoming> {
+    upstream: B,
+    rewriter: Option<HtmlRewriter<'static, Sink>>,
+    output: Arc<Output>,
+    trailers: Option<HeaderMap>,
+    ended: bool,
+}
+
+impl<B> RewriteBody<B> {
+    /// Wraps `upstream`; tokens are minted for `now` (unix seconds) with `config`'s embeds.
+    pub fn new(
+        upstream: B,
+        config: Arc<Config>,
+        encoding: AsciiCompatibleEncoding,
+        now: u64,
+        stats: Arc<RewriteStats>,
+    ) -> RewriteBody<B> {
+        let output = Arc::new(Output::default());
+        let max_memory = config.rewrite.max_memory;
+        let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
+            for attribute in URL_ATTRIBUTES {
+                let Some(url) = el.get_attribute(attribute) else {
+                    continue;
+                };
+                for embed in &config.embeds {
+                    match embed.rewrite(&url, now) {
+                        None => continue,
+                        Some(Ok(with_token)) => {
+                            el.set_attribute(attribute, &with_token)?;
+                            stats.minted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Some(Err(unsafe_capture)) => {
+                            tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
+                            stats.refused.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    break;
+                }
+            }
+            Ok(())
+        };
+        let settings = Settings::new_send()
+            .with_encoding(encoding)
+            .with_adjust_charset_on_meta_tag(true)
+            .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(max_memory))
+            .append_element_content_handler((
+                std::borrow::Cow::Borrowed(&*IFRAME),
+                ElementContentHandlers::default().element(handler),
+            ));
+        let rewriter = HtmlRewriter::new(settings, Sink(output.clone()));
+        RewriteBody {
+            upstream,
+            rewriter: Some(rewriter),
+            output,
+            trailers: None,
+            ended: false,
+        }
+    }
+
+    fn take_output(&self) -> Option<Bytes> {
+        let mut buffer = self.output.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (!buffer.is_empty()).then(|| buffer.split().freeze())
+    }
+}
+
+impl<B> Body for RewriteBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = RewriteError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, RewriteError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(bytes) = this.take_output() {
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.ended {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        if let Some(rewriter) = this.rewriter.as_mut() {
+                            if let Err(err) = rewriter.write(&data) {
+                                this.fail();
+                                return Poll::Ready(Some(Err(err.into())));
+                            }
+                        }
+                    }
+                    Err(frame) => this.trailers = frame.into_trailers().ok(),
+                },
+                Some(Err(err)) => {
+                    this.fail();
+                    return Poll::Ready(Some(Err(RewriteError::Upstream(err.into()))));
+                }
+                None => {
+                    this.ended = true;
+                    if let Some(rewriter) = this.rewriter.take() {
+                        if let Err(err) = rewriter.end() {
+                            this.fail();
+                            return Poll::Ready(Some(Err(err.into())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.trailers.is_none() && self.output.0.lock().map_or(true, |b| b.is_empty())
+    }
+}
+
+impl<B> RewriteBody<B> {
+    // After an error nothing more is sent: a half page must not be completed
+    // with unrewritten bytes.
+    fn fail(&mut self) {
+        self.rewriter = None;
+        self.ended = true;
+        self.trailers = None;
+        self.output
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
