@@ -1,0 +1,448 @@
+//! Test harness: a real CMS stand-in and the real gateway on loopback sockets,
+//! driven by a real HTTP client.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use embedgate::config::Config;
+use embedgate::gateway::Gateway;
+use hmac::{Hmac, Mac};
+use http::{HeaderMap, Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+/// The hex key of the test config's first embed.
+pub const KEY_HEX: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+/// A session id on the test allowlist.
+pub const MEMBER: &str = "member-0123456789abcdef";
+/// An Infomaniak-style embed URL the test config matches.
+pub const EMBED: &str = "https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html";
+
+/// What the CMS stand-in answers.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub chunks: Vec<Bytes>,
+    /// Wait this long before sending the response head.
+    pub head_delay: Duration,
+    /// Wait this long between chunks.
+    pub chunk_delay: Duration,
+}
+
+impl Reply {
+    pub fn html(body: impl Into<Bytes>) -> Reply {
+        Reply::with_type("text/html; charset=utf-8", body)
+    }
+
+    pub fn with_type(content_type: &str, body: impl Into<Bytes>) -> Reply {
+        let body = body.into();
+        Reply {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), content_type.into()),
+                ("content-length".into(), body.len().to_string()),
+            ],
+            chunks: vec![body],
+            head_delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+        }
+    }
+
+    /// A streamed reply (no content-length) sent as these chunks.
+    pub fn chunked(content_type: &str, chunks: Vec<Bytes>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            chunks,
+            head_delay: Duration::ZERO,
+            chunk_delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+}
+
+/// A request as the CMS stand-in saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: http::Method,
+    pub uri: http::Uri,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
+
+/// The CMS stand-in: a real hyper server on an ephemeral port.
+pub struct Cms {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Chunks a reply waits for, one release per `Bytes` placeholder `GATE`.
+    pub release: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// In a reply's chunks, this marker makes the CMS wait for [`Cms::release_rest`] before going on.
+pub const GATE: &[u8] = b"\0GATE\0";
+
+impl Cms {
+    pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Cms {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let release: Arc<Mutex<Option<oneshot::Sender<()>>>> = Arc::new(Mutex::new(None));
+        let handler: Handler = Arc::new(handler);
+        let task = {
+            let seen = seen.clone();
+            let release = release.clone();
+            tokio::spawn(async move {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let seen = seen.clone();
+                    let handler = handler.clone();
+                    let release = release.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request: Request<Incoming>| {
+                            let seen = seen.clone();
+                            let handler = handler.clone();
+                            let release = release.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let record = Seen {
+                                    method: parts.method,
+                                    uri: parts.uri,
+                                    version: parts.version,
+                                    headers: parts.headers,
+                                    body,
+                                };
+                                let reply = handler(&record);
+                                seen.lock().unwrap().push(record);
+                                Ok::<_, Infallible>(respond(reply, release).await)
+                            }
+                        });
+                        let _ = auto::Builder::new(TokioExecutor::new())
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            })
+        };
+        Cms {
+            addr,
+            seen,
+            release,
+            task,
+        }
+    }
+
+    /// Serves `reply` for every request.
+    pub async fn fixed(reply: Reply) -> Cms {
+        Cms::start(move |_| reply.clone()).await
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Lets a reply waiting at [`GATE`] send the rest.
+    pub fn release_rest(&self) {
+        if let Some(tx) = self.release.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Cms {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn respond(
+    reply: Reply,
+    release: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+) -> Response<ChannelBody> {
+    tokio::time::sleep(reply.head_delay).await;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    let mut builder = Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        builder = builder.header(name, value);
+    }
+    tokio::spawn(async move {
+        for chunk in reply.chunks {
+            if chunk.as_ref() == GATE {
+                let (go_tx, go_rx) = oneshot::channel();
+                *release.lock().unwrap() = Some(go_tx);
+                let _ = go_rx.await;
+                continue;
+            }
+            if !reply.chunk_delay.is_zero() {
+                tokio::time::sleep(reply.chunk_delay).await;
+            }
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    builder.body(ChannelBody(rx)).unwrap()
+}
+
+/// A response body fed chunk by chunk from a channel.
+pub struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// The gateway under test, on an ephemeral port.
+pub struct Gate {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The standard test config in front of `upstream`; `extra` is appended (more routes, embeds...).
+pub fn config_text(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_timeout = "5s"
+
+[upstream]
+url = "http://{upstream}"
+connect_timeout = "1s"
+response_timeout = "2s"
+
+[session]
+cookie = "sessionid"
+
+[session.allowlist]
+file = "allowlist.txt"
+
+[[route]]
+prefix = "/videos/"
+gated = true
+
+[[route]]
+prefix = "/public/"
+gated = false
+
+[[embed]]
+src = "https://api.vod2.infomaniak.com/res/embed/{{share}}.html"
+
+[embed.token]
+kind = "edgeauth"
+key = "{KEY_HEX}"
+ttl = "5m"
+acl = "/hls/{{share}}/*"
+{extra}
+"#
+    )
+}
+
+impl Gate {
+    /// Starts the gateway with `config_text` (relative paths resolve in a fresh temp dir holding the allowlist).
+    pub async fn start_with(config_text: &str, files: &[(&str, &str)]) -> Gate {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("allowlist.txt"),
+            format!("# test members\n{MEMBER}\n\nother-member\n"),
+        )
+        .unwrap();
+        for (name, contents) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, contents).unwrap();
+        }
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(&path, config_text).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let gateway = Arc::new(Gateway::new(config));
+        let task = tokio::spawn(embedgate::server::serve(listener, gateway, async {
+            let _ = rx.await;
+        }));
+        Gate {
+            addr,
+            dir,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// The standard config in front of `cms`.
+    pub async fn start(cms: &Cms) -> Gate {
+        Gate::start_with(&config_text(cms.addr, ""), &[]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.toml")
+    }
+
+    /// Begins graceful shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A real HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// A real HTTP/2 (prior knowledge, cleartext) client.
+pub fn h2_client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// A fetched response with its whole body.
+#[derive(Debug)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub version: http::Version,
+}
+
+impl Fetched {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Fetched {
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .expect("gateway answered within 10s")
+        .expect("request went through");
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("whole body").to_bytes();
+    Fetched {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+        version: parts.version,
+    }
+}
+
+/// GET `url` with optional Cookie header.
+pub async fn get(url: &str, cookie: Option<&str>) -> Fetched {
+    let mut request = Request::get(url);
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    send(&client(), request.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// GET as the allowlisted member.
+pub async fn get_as_member(url: &str) -> Fetched {
+    get(url, Some(&format!("sessionid={MEMBER}"))).await
+}
+
+/// Sends raw bytes on a fresh connection and reads until the server closes or `limit` bytes.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out)).await;
+    out
+}
+
+/// Every `token=` value in `html`, up to the closing quote or `&`.
+pub fn tokens_in(html: &str) -> Vec<String> {
+    html.match_indices("token=st=")
+        .map(|(i, _)| {
+            let rest = &html[i + "token=".len()..];
+            let end = rest.find(['"', '&', '#', '\'']).unwrap_or(rest.len());
+            rest[..end].to_string()
+        })
+        .collect()
+}
+
+/// Independently recomputes an EdgeAuth v2 HMAC-SHA256 token and checks it:
+/// returns (st, exp, acl) if the signature is right.
+pub fn check_token(token: &str, key_hex: &str) -> (u64, u64, String) {
+    let (signed, mac_hex) = token.rsplit_once("~hmac=").expect("token has ~hmac=");
+    let key = hex::decode(key_hex).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(signed.as_bytes());
+    let expected = hex::encode(mac.finalize().into_bytes());
+    assert_eq!(mac_hex, expected, "HMAC of {signed:?}");
+    let fields: Vec<&str> = signed.split('~').collect();
+    assert_eq!(fields.len(), 3, "st, exp, acl: {signed}");
+    let st = fields[0].strip_prefix("st=").unwrap().parse().unwrap();
+    let exp = fields[1].strip_prefix("exp=").unwrap().parse().unwrap();
+    let acl = fields[2].strip_prefix("acl=").unwrap().to_string();
+    (st, exp, acl)
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn empty_body() -> Full<Bytes> {
+    Full::new(Bytes::new())
+}

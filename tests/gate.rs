@@ -1,0 +1,168 @@
+//! Gated routes turn away everyone not on the allowlist, without asking the CMS.
+
+mod common;
+
+use common::*;
+
+const SECRET_PAGE: &str = "<html><body><p>secret article</p></body></html>";
+
+async fn setup() -> (Cms, Gate) {
+    let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
+    let gate = Gate::start(&cms).await;
+    (cms, gate)
+}
+
+fn assert_denied(response: &Fetched) {
+    assert_eq!(response.status, 403);
+    assert!(
+        response.text().contains("403 Forbidden"),
+        "{}",
+        response.text()
+    );
+    assert!(!response.text().contains("secret"));
+    assert_eq!(response.headers["cache-control"], "no-store");
+    assert!(response.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_cookie_is_forbidden_and_the_cms_is_not_asked() {
+    let (cms, gate) = setup().await;
+    assert_denied(&get(&gate.url("/videos/intro"), None).await);
+    assert_denied(&get(&gate.url("/videos/intro"), Some("theme=dark; other=1")).await);
+    assert!(cms.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_session_is_forbidden() {
+    let (cms, gate) = setup().await;
+    assert_denied(
+        &get(
+            &gate.url("/videos/intro"),
+            Some("sessionid=not-on-the-list"),
+        )
+        .await,
+    );
+    // A prefix or extension of a real id is not the id.
+    assert_denied(
+        &get(
+            &gate.url("/videos/intro"),
+            Some(&format!("sessionid={}", &MEMBER[..10])),
+        )
+        .await,
+    );
+    assert_denied(
+        &get(
+            &gate.url("/videos/intro"),
+            Some(&format!("sessionid={MEMBER}x")),
+        )
+        .await,
+    );
+    // The id must be in the session cookie, not another one.
+    assert_denied(&get(&gate.url("/videos/intro"), Some(&format!("other={MEMBER}"))).await);
+    assert!(cms.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_cookie_headers_are_forbidden() {
+    let (cms, gate) = setup().await;
+    for cookie in [
+        format!("sessionid={MEMBER},x"),
+        format!("sessionid={MEMBER} x"),
+        "sessionid=".to_string(),
+        format!("sessionid={MEMBER}; sessionid=other-member"),
+    ] {
+        assert_denied(&get(&gate.url("/videos/intro"), Some(&cookie)).await);
+    }
+    // Bytes that are not visible ASCII, sent raw.
+    let mut request =
+        b"GET /videos/intro HTTP/1.1\r\nHost: x\r\nConnection: close\r\nCookie: sessionid="
+            .to_vec();
+    request.extend_from_slice(MEMBER.as_bytes());
+    request.extend_from_slice(b"\xff\xfe\r\n\r\n");
+    let answer = String::from_utf8_lossy(&raw(gate.addr, &request).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(!answer.contains("secret"));
+    assert!(cms.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_member_is_let_in() {
+    let (cms, gate) = setup().await;
+    let response = get_as_member(&gate.url("/videos/intro")).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), SECRET_PAGE);
+    // Also with the cookie among others, quoted, or in a second Cookie header.
+    let quoted = get(
+        &gate.url("/videos/intro"),
+        Some(&format!("a=1; sessionid=\"{MEMBER}\"; b=2")),
+    )
+    .await;
+    assert_eq!(quoted.status, 200);
+    let split = http::Request::get(gate.url("/videos/intro"))
+        .header("cookie", "a=1")
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap();
+    assert_eq!(send(&client(), split).await.status, 200);
+    assert_eq!(cms.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_matching_no_route_is_gated() {
+    let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
+    // No "/" route: everything outside /public/ and /videos/ is gated.
+    let gate = Gate::start(&cms).await;
+    assert_denied(&get(&gate.url("/admin"), None).await);
+    assert_denied(&get(&gate.url("/"), None).await);
+    assert_eq!(get(&gate.url("/public/x"), None).await.status, 200);
+    assert_eq!(cms.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_tricks_do_not_get_around_the_gate() {
+    let (cms, gate) = setup().await;
+    for path in [
+        "/public/../videos/intro",
+        "/public/%2e%2e/videos/intro",
+        "//videos/intro",
+        "/vid%65os/intro",
+        "/public/..;/videos/intro",
+        "/./videos/intro",
+    ] {
+        // Sent raw: a client library might normalise the path itself.
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer =
+            String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
+    }
+    for path in [
+        "/../etc/passwd",
+        "/public/%5c..%5cvideos",
+        "/public/%zz",
+        "/public/%00",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer =
+            String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path}: {answer}");
+    }
+    assert!(cms.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_deny_page_can_be_configured_relative_to_the_config_file() {
+    let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
+    let config = config_text(cms.addr, "").replace(
+        "cookie = \"sessionid\"",
+        "cookie = \"sessionid\"\ndeny_page = \"pages/denied.html\"",
+    );
+    let page = "<!doctype html><h1>Members only</h1><a href=/login>Sign in</a>\n";
+    let gate = Gate::start_with(&config, &[("pages/denied.html", page)]).await;
+    let response = get(&gate.url("/videos/intro"), None).await;
+    assert_eq!(response.status, 403);
+    assert_eq!(response.text(), page);
+    assert!(cms.requests().is_empty());
+}

@@ -1,0 +1,249 @@
+//! Ungated routes pass through untouched: status, headers (less hop-by-hop), body bytes.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+
+fn page_with_embed() -> String {
+    format!("<!doctype html>\n<p>public</p>\n<iframe src=\"{EMBED}\"></iframe>\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ungated_page_comes_back_byte_for_byte_with_its_headers() {
+    let page = page_with_embed();
+    let cms = Cms::fixed(
+        Reply::html(page.clone())
+            .header("etag", "\"p1\"")
+            .header("cache-control", "public, max-age=60")
+            .header("x-cms", "wordpress"),
+    )
+    .await;
+    let gate = Gate::start(&cms).await;
+    for cookie in [None, Some(format!("sessionid={MEMBER}"))] {
+        let response = get(&gate.url("/public/page"), cookie.as_deref()).await;
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, page.as_bytes(), "no token on ungated routes");
+        assert_eq!(response.headers["etag"], "\"p1\"");
+        assert_eq!(response.headers["cache-control"], "public, max-age=60");
+        assert_eq!(response.headers["x-cms"], "wordpress");
+        assert_eq!(
+            response.headers["content-length"],
+            page.len().to_string().as_str()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_body_comes_back_byte_for_byte() {
+    let binary: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let chunks: Vec<Bytes> = binary.chunks(7_919).map(Bytes::copy_from_slice).collect();
+    let cms = Cms::fixed(Reply::chunked("application/octet-stream", chunks)).await;
+    let gate = Gate::start(&cms).await;
+    let public = get(&gate.url("/public/blob.bin"), None).await;
+    assert_eq!(public.body.as_ref(), binary.as_slice());
+    // Non-HTML on a gated route is not touched either.
+    let gated = get_as_member(&gate.url("/videos/poster.bin")).await;
+    assert_eq!(gated.body.as_ref(), binary.as_slice());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statuses_pass_through() {
+    let cms = Cms::start(|seen| {
+        let mut reply = Reply::html("moved");
+        reply.status = match seen.uri.path() {
+            "/public/missing" => 404,
+            "/public/old" => 301,
+            _ => 500,
+        };
+        reply.header("location", "/public/new")
+    })
+    .await;
+    let gate = Gate::start(&cms).await;
+    assert_eq!(get(&gate.url("/public/missing"), None).await.status, 404);
+    let moved = get(&gate.url("/public/old"), None).await;
+    assert_eq!(
+        (moved.status, moved.headers["location"].to_str().unwrap()),
+        (301, "/public/new")
+    );
+    assert_eq!(get(&gate.url("/public/boom"), None).await.status, 500);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hop_by_hop_headers_are_dropped_both_ways_and_set_cookies_stay_apart() {
+    let cms = Cms::fixed(
+        Reply::html("ok")
+            .header("connection", "x-upstream-hop")
+            .header("x-upstream-hop", "secret")
+            .header("keep-alive", "timeout=5")
+            .header("proxy-authenticate", "Basic")
+            .header("set-cookie", "a=1; Path=/")
+            .header("set-cookie", "b=2; Path=/; HttpOnly"),
+    )
+    .await;
+    let gate = Gate::start(&cms).await;
+    let request =
+        b"GET /public/h HTTP/1.1\r\nHost: site.example\r\nConnection: close, X-Visitor-Hop\r\n\
+X-Visitor-Hop: 1\r\nKeep-Alive: timeout=1\r\nTE: trailers\r\nProxy-Authorization: Basic abc\r\n\
+Upgrade: websocket\r\nX-Kept: yes\r\n\r\n";
+    let answer = String::from_utf8_lossy(&raw(gate.addr, request).await).into_owned();
+    let head = answer
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{answer}");
+    assert!(!head.contains("x-upstream-hop"), "{head}");
+    assert!(!head.contains("keep-alive: timeout=5"), "{head}");
+    assert!(!head.contains("proxy-authenticate"), "{head}");
+    assert!(head.contains("set-cookie: a=1; path=/\r\n"), "{head}");
+    assert!(
+        head.contains("set-cookie: b=2; path=/; httponly\r\n"),
+        "{head}"
+    );
+
+    let seen = &cms.requests()[0];
+    for gone in [
+        "x-visitor-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "upgrade",
+    ] {
+        assert!(!seen.headers.contains_key(gone), "{gone} reached the CMS");
+    }
+    assert_eq!(seen.headers["x-kept"], "yes");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cms_gets_the_visitors_cookies_host_and_forwarded_headers() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    let request = http::Request::post(gate.url("/public/form?x=1"))
+        .header("host", "site.example")
+        .header("cookie", "sessionid=abc; theme=dark")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(b"name=value&other=2")))
+        .unwrap();
+    assert_eq!(send(&client(), request).await.status, 200);
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.method, http::Method::POST);
+    assert_eq!(
+        seen.uri.path_and_query().unwrap().as_str(),
+        "/public/form?x=1"
+    );
+    assert_eq!(seen.body.as_ref(), b"name=value&other=2");
+    assert_eq!(seen.headers["cookie"], "sessionid=abc; theme=dark");
+    assert_eq!(seen.headers["host"], "site.example");
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_upstream_host_is_sent_when_preserve_host_is_off() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = config_text(cms.addr, "").replace(
+        "response_timeout = \"2s\"",
+        "response_timeout = \"2s\"\npreserve_host = false",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let request = http::Request::get(gate.url("/public/"))
+        .header("host", "site.example")
+        .body(empty_body())
+        .unwrap();
+    send(&client(), request).await;
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.headers["host"], cms.addr.to_string().as_str());
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http2_visitors_are_served_and_gated_like_http1() {
+    let page = page_with_embed();
+    let cms = Cms::fixed(
+        Reply::html(page.clone())
+            .header("set-cookie", "a=1")
+            .header("set-cookie", "b=2"),
+    )
+    .await;
+    let gate = Gate::start(&cms).await;
+    let h2 = h2_client();
+
+    let public = send(
+        &h2,
+        http::Request::get(gate.url("/public/p"))
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(public.version, http::Version::HTTP_2);
+    assert_eq!(public.body, page.as_bytes());
+    let cookies: Vec<_> = public.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(cookies, ["a=1", "b=2"]);
+
+    let denied = send(
+        &h2,
+        http::Request::get(gate.url("/videos/p"))
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(denied.status, 403);
+
+    let member = http::Request::get(gate.url("/videos/p"))
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap();
+    let allowed = send(&h2, member).await;
+    assert_eq!(allowed.status, 200);
+    let tokens = tokens_in(&allowed.text());
+    assert_eq!(tokens.len(), 1);
+    check_token(&tokens[0], KEY_HEX);
+
+    // The CMS speaks HTTP/1.1 and gets the :authority as Host.
+    let seen = cms.requests();
+    assert!(seen.iter().all(|s| s.version == http::Version::HTTP_11));
+    assert_eq!(seen[0].headers["host"], gate.addr.to_string().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_streamed_body_is_passed_on_as_it_arrives() {
+    let chunks = vec![
+        Bytes::from_static(b"first "),
+        Bytes::from_static(GATE),
+        Bytes::from_static(b"second"),
+    ];
+    let cms = Cms::fixed(Reply::chunked("text/plain", chunks)).await;
+    let gate = Gate::start(&cms).await;
+    let response = client()
+        .request(
+            http::Request::get(gate.url("/public/s"))
+                .body(empty_body())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        http_body_util::BodyExt::frame(&mut body),
+    )
+    .await
+    .expect("first chunk arrives while the CMS is still holding the rest")
+    .unwrap()
+    .unwrap();
+    assert_eq!(first.data_ref().unwrap().as_ref(), b"first ");
+    cms.release_rest();
+    let rest = http_body_util::BodyExt::collect(body)
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(rest.as_ref(), b"second");
+}

@@ -1,0 +1,306 @@
+//! Allowed visitors get the CMS page with a fresh token in every protected embed,
+//! and nothing else in the page changes.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::BodyExt;
+
+const OTHER_HOST: &str = r#"<iframe width="560" height="315" src="https://www.youtube-nocookie.com/embed/xyz?token=keep" title="Other"></iframe>"#;
+
+fn article(embeds: &[&str]) -> String {
+    let mut page = String::from(
+        "<!DOCTYPE html>\n<html lang=\"fr\"><head><meta charset=\"utf-8\"><title>Vidéo &amp; co</title>\n\
+         <!-- <iframe src=\"https://api.vod2.infomaniak.com/res/embed/incomment.html\"> -->\n\
+         <script>var s = '<iframe src=\"https://api.vod2.infomaniak.com/res/embed/inscript.html\">';</script>\n\
+         </head>\n<body class=x>\n  <p>Ünïcödé text, <b>bold</b>, <img src=/a.png alt='a'></p>\n",
+    );
+    for embed in embeds {
+        page.push_str("  ");
+        page.push_str(embed);
+        page.push('\n');
+    }
+    page.push_str("  ");
+    page.push_str(OTHER_HOST);
+    page.push_str("\n</body></html>\n");
+    page
+}
+
+fn iframe(attribute: &str, url: &str) -> String {
+    format!(
+        r#"<iframe frameborder="0" width="720" height="360" {attribute}="{url}" allowfullscreen></iframe>"#
+    )
+}
+
+/// The page as it must come out: only the embed URLs differ.
+fn expected(page: &str, replacements: &[(&str, String)]) -> String {
+    let mut out = page.to_string();
+    for (from, to) in replacements {
+        assert!(out.contains(from), "fixture holds {from}");
+        out = out.replacen(from, to, 1);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_matching_iframe_gets_a_fresh_valid_token_and_nothing_else_changes() {
+    let lazy = format!("{EMBED_2}?autoplay=1&amp;muted=1");
+    let stale = format!("{EMBED_3}?token=st=1~exp=2~acl=/*~hmac=00&start=10");
+    let embeds = [
+        iframe("src", EMBED),
+        format!(r#"<iframe class="lazyload" src="about:blank" data-src="{lazy}"></iframe>"#),
+        iframe("src", &stale),
+        iframe("src", &format!("{EMBED}#t=30")),
+    ];
+    let page = article(&embeds.iter().map(String::as_str).collect::<Vec<_>>());
+    let cms = Cms::fixed(
+        Reply::html(page.clone())
+            .header("etag", "\"v1\"")
+            .header("last-modified", "Wed, 21 Oct 2026 07:28:00 GMT")
+            .header("cache-control", "public, max-age=600"),
+    )
+    .await;
+    let gate = Gate::start(&cms).await;
+    let before = unix_now();
+    let response = get_as_member(&gate.url("/videos/intro")).await;
+    let after = unix_now();
+    assert_eq!(response.status, 200);
+    let body = response.text();
+
+    let tokens = tokens_in(&body);
+    assert_eq!(tokens.len(), 4, "{body}");
+    let mut acls = Vec::new();
+    for token in &tokens {
+        let (st, exp, acl) = check_token(token, KEY_HEX);
+        assert!(before <= st && st <= after, "st {st} is now");
+        assert_eq!(exp, st + 300, "ttl is 5m");
+        acls.push(acl);
+    }
+    assert_eq!(
+        acls,
+        [
+            "/hls/1jhvl2uqa5rdf/*",
+            "/hls/2kqwm3vrb6seg/*",
+            "/hls/3lrxn4wsc7tfh/*",
+            "/hls/1jhvl2uqa5rdf/*"
+        ]
+    );
+    let want = expected(
+        &page,
+        &[
+            (
+                &format!("src=\"{EMBED}\""),
+                format!("src=\"{EMBED}?token={}\"", tokens[0]),
+            ),
+            (
+                &format!("data-src=\"{lazy}\""),
+                format!("data-src=\"{lazy}&amp;token={}\"", tokens[1]),
+            ),
+            (
+                &format!("src=\"{stale}\""),
+                format!("src=\"{EMBED_3}?start=10&token={}\"", tokens[2]),
+            ),
+            (
+                &format!("src=\"{EMBED}#t=30\""),
+                format!("src=\"{EMBED}?token={}#t=30\"", tokens[3]),
+            ),
+        ],
+    );
+    assert_eq!(body, want);
+
+    assert_eq!(response.headers["cache-control"], "private, no-store");
+    for gone in ["content-length", "etag", "last-modified"] {
+        assert!(
+            !response.headers.contains_key(gone),
+            "{gone} must be dropped"
+        );
+    }
+}
+
+const EMBED_2: &str = "https://api.vod2.infomaniak.com/res/embed/2kqwm3vrb6seg.html";
+const EMBED_3: &str = "https://api.vod2.infomaniak.com/res/embed/3lrxn4wsc7tfh.html";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_visit_mints_its_own_token() {
+    let page = article(&[&iframe("src", EMBED)]);
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let gate = Gate::start(&cms).await;
+    let first = tokens_in(&get_as_member(&gate.url("/videos/a")).await.text());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = tokens_in(&get_as_member(&gate.url("/videos/a")).await.text());
+    assert_eq!((first.len(), second.len()), (1, 1));
+    assert_ne!(first, second, "a later visit gets a later token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_split_across_upstream_chunks_is_still_rewritten() {
+    let page = article(&[&iframe("src", EMBED)]);
+    let cut = page.find("api.vod2").unwrap() + 10;
+    let chunks = vec![
+        Bytes::copy_from_slice(&page.as_bytes()[..cut]),
+        Bytes::copy_from_slice(&page.as_bytes()[cut..]),
+    ];
+    let mut reply = Reply::chunked("text/html", chunks);
+    reply.chunk_delay = Duration::from_millis(30);
+    let cms = Cms::fixed(reply).await;
+    let gate = Gate::start(&cms).await;
+    let body = get_as_member(&gate.url("/videos/split")).await.text();
+    let tokens = tokens_in(&body);
+    assert_eq!(tokens.len(), 1, "{body}");
+    check_token(&tokens[0], KEY_HEX);
+    let want = expected(&page, &[(EMBED, format!("{EMBED}?token={}", tokens[0]))]);
+    assert_eq!(body, want);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_streams_and_is_never_held_whole() {
+    // The CMS sends the first half, then waits until the visitor has it: a
+    // gateway that buffered the page would never send it, and the test would time out.
+    let page = article(&[&iframe("src", EMBED), &iframe("src", EMBED_2)]);
+    let middle = page.find(EMBED_2).unwrap() - 30;
+    let chunks = vec![
+        Bytes::copy_from_slice(&page.as_bytes()[..middle]),
+        Bytes::from_static(GATE),
+        Bytes::copy_from_slice(&page.as_bytes()[middle..]),
+    ];
+    let cms = Cms::fixed(Reply::chunked("text/html; charset=utf-8", chunks)).await;
+    let gate = Gate::start(&cms).await;
+    let request = http::Request::get(gate.url("/videos/stream"))
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while !String::from_utf8_lossy(&received).contains("1jhvl2uqa5rdf.html?token=st=") {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("first half arrives before the CMS sends the rest")
+            .unwrap()
+            .unwrap();
+        received.extend_from_slice(frame.data_ref().unwrap());
+    }
+    cms.release_rest();
+    let rest = body.collect().await.unwrap().to_bytes();
+    received.extend_from_slice(&rest);
+    let text = String::from_utf8(received).unwrap();
+    assert_eq!(tokens_in(&text).len(), 2);
+    assert!(text.ends_with("</body></html>\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cms_is_asked_for_a_whole_uncompressed_fresh_page() {
+    let cms = Cms::fixed(Reply::html(article(&[]))).await;
+    let gate = Gate::start(&cms).await;
+    let request = http::Request::get(gate.url("/videos/x?q=1"))
+        .header("cookie", format!("theme=dark; sessionid={MEMBER}"))
+        .header("accept-encoding", "gzip, br")
+        .header("range", "bytes=0-10")
+        .header("if-none-match", "\"v1\"")
+        .header("if-modified-since", "Wed, 21 Oct 2026 07:28:00 GMT")
+        .body(empty_body())
+        .unwrap();
+    assert_eq!(send(&client(), request).await.status, 200);
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/videos/x?q=1");
+    assert_eq!(seen.headers["accept-encoding"], "identity");
+    for gone in ["range", "if-none-match", "if-modified-since"] {
+        assert!(!seen.headers.contains_key(gone), "{gone}");
+    }
+    // The CMS needs its own session: cookies go through untouched.
+    assert_eq!(
+        seen.headers["cookie"],
+        format!("theme=dark; sessionid={MEMBER}").as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_html_on_a_gated_route_passes_untouched() {
+    let json = format!(r#"{{"embed":"<iframe src=\"{EMBED}\">"}}"#);
+    let cms =
+        Cms::fixed(Reply::with_type("application/json", json.clone()).header("etag", "\"j\""))
+            .await;
+    let gate = Gate::start(&cms).await;
+    let response = get_as_member(&gate.url("/videos/data.json")).await;
+    assert_eq!(response.text(), json);
+    assert_eq!(response.headers["etag"], "\"j\"");
+    assert_eq!(
+        response.headers["content-length"],
+        json.len().to_string().as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compressed_gated_page_is_refused_rather_than_sent_without_tokens() {
+    let cms = Cms::fixed(
+        Reply::html(article(&[&iframe("src", EMBED)])).header("content-encoding", "gzip"),
+    )
+    .await;
+    let gate = Gate::start(&cms).await;
+    let response = get_as_member(&gate.url("/videos/z")).await;
+    assert_eq!(response.status, 502);
+    assert!(!response.text().contains("iframe"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embed_whose_id_could_smuggle_token_fields_gets_no_token() {
+    let evil = "https://api.vod2.infomaniak.com/res/embed/x~acl=*.html";
+    let page = article(&[&iframe("src", evil), &iframe("src", EMBED)]);
+    let cms = Cms::fixed(Reply::html(page.clone())).await;
+    let gate = Gate::start(&cms).await;
+    let body = get_as_member(&gate.url("/videos/evil")).await.text();
+    let tokens = tokens_in(&body);
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(
+        body,
+        expected(
+            &page,
+            &[(
+                &format!("\"{EMBED}\""),
+                format!("\"{EMBED}?token={}\"", tokens[0])
+            )]
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_embeds_each_use_their_own_key_and_template() {
+    let second_key = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+    let extra = format!(
+        r#"
+[[embed]]
+src = "https://player.example.net/{{channel}}/watch/{{video}}"
+param = "auth"
+
+[embed.token]
+kind = "edgeauth"
+key_file = "keys/second.hex"
+algorithm = "sha256"
+ttl = "1h"
+acl = "/{{channel}}/{{video}}/*"
+"#
+    );
+    let other = "https://player.example.net/news/watch/v42?lang=fr";
+    let page = article(&[&iframe("src", EMBED), &iframe("src", other)]);
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let key_file = format!("{second_key}\n");
+    let gate = Gate::start_with(
+        &config_text(cms.addr, &extra),
+        &[("keys/second.hex", &key_file)],
+    )
+    .await;
+    let body = get_as_member(&gate.url("/videos/two")).await.text();
+    let first = tokens_in(&body);
+    assert_eq!(first.len(), 1, "{body}");
+    assert_eq!(check_token(&first[0], KEY_HEX).2, "/hls/1jhvl2uqa5rdf/*");
+    let auth_at = body
+        .find("lang=fr&auth=")
+        .expect("second embed gets its own param")
+        + "lang=fr&auth=".len();
+    let auth = &body[auth_at..auth_at + body[auth_at..].find('"').unwrap()];
+    let (st, exp, acl) = check_token(auth, second_key);
+    assert_eq!((exp - st, acl.as_str()), (3600, "/news/v42/*"));
+}
