@@ -78,6 +78,7 @@ pub async fn serve_cms(listener: TcpListener) {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let builder = builder.clone();
         tokio::spawn(async move {
             let service = service_fn(|request: Request<Incoming>| async move {

@@ -80,11 +80,11 @@ impl RouteTable {
             if !prefix.starts_with('/') {
                 return Err(fail(format!("{prefix:?} must start with '/'")));
             }
-            match normalize(&prefix) {
-                Ok(norm) if norm.as_ref() == prefix.as_bytes() => {}
-                _ => return Err(fail(format!(
-                    "{prefix:?} is not in normal form (no %-escapes, '//', '.' or '..' segments)"
-                ))),
+            let normal =
+                matches!(normalize(&prefix), Ok(norm) if norm.as_ref() == prefix.as_bytes());
+            if !normal {
+                let why = "is not in normal form (no %-escapes, '//', '.' or '..' segments)";
+                return Err(fail(format!("{prefix:?} {why}")));
             }
             if compiled.iter().any(|r| *r.prefix == *prefix) {
                 return Err(fail(format!("{prefix:?} is listed twice")));

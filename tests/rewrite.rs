@@ -269,10 +269,9 @@ async fn an_embed_whose_id_could_smuggle_token_fields_gets_no_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn several_embeds_each_use_their_own_key_and_template() {
     let second_key = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
-    let extra = format!(
-        r#"
+    let extra = r#"
 [[embed]]
-src = "https://player.example.net/{{channel}}/watch/{{video}}"
+src = "https://player.example.net/{channel}/watch/{video}"
 param = "auth"
 
 [embed.token]
@@ -280,15 +279,14 @@ kind = "edgeauth"
 key_file = "keys/second.hex"
 algorithm = "sha256"
 ttl = "1h"
-acl = "/{{channel}}/{{video}}/*"
-"#
-    );
+acl = "/{channel}/{video}/*"
+"#;
     let other = "https://player.example.net/news/watch/v42?lang=fr";
     let page = article(&[&iframe("src", EMBED), &iframe("src", other)]);
     let cms = Cms::fixed(Reply::html(page)).await;
     let key_file = format!("{second_key}\n");
     let gate = Gate::start_with(
-        &config_text(cms.addr, &extra),
+        &config_text(cms.addr, extra),
         &[("keys/second.hex", &key_file)],
     )
     .await;

@@ -120,6 +120,7 @@ impl Cms {
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
+                    let _ = stream.set_nodelay(true);
                     let seen = seen.clone();
                     let handler = handler.clone();
                     let release = release.clone();

@@ -1,0 +1,313 @@
+//! The `embedgate` binary: subcommands, start-up, logs, signals and the demo.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_embedgate");
+
+/// A running `embedgate` process whose output lines are collected as they come.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn spawn(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("embedgate starts");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("no line with {needle:?}; saw:\n{}", self.seen.join("\n"));
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns everything printed.
+    fn terminate(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit after SIGTERM: {exit}");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn listening_url(line: &str) -> String {
+    let start = line.find("http://").expect("listening line has a URL");
+    line[start..].split_whitespace().next().unwrap().to_string()
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let path = dir.join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn help_explains_every_subcommand() {
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for word in ["run", "demo", "check", "mint", "verify", "--config"] {
+        assert!(help.contains(word), "--help mentions {word}:\n{help}");
+    }
+}
+
+#[test]
+fn check_accepts_a_good_config_and_pinpoints_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_config(dir.path(), &config_text("127.0.0.1:9".parse().unwrap(), ""));
+    let output = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout)
+        .contains("ok (2 routes, 1 embeds, 1 allowlisted sessions)"));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("bad.toml:3:1: unknown field `lisen`"), "{err}");
+}
+
+#[test]
+fn the_config_path_defaults_to_gateway_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &config_text("127.0.0.1:9".parse().unwrap(), ""));
+    let output = Command::new(BIN)
+        .arg("check")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("gateway.toml: ok"));
+}
+
+#[test]
+fn mint_and_verify_round_trip_and_reject_a_tampered_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text("127.0.0.1:9".parse().unwrap(), ""));
+    let output = Command::new(BIN)
+        .arg("mint")
+        .arg(EMBED)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let url = String::from_utf8(output.stdout)
+        .unwrap()
+        .trim_end()
+        .to_string();
+    let token = &tokens_in(&url)[0];
+    let (_, _, acl) = check_token(token, KEY_HEX);
+    assert_eq!(acl, "/hls/1jhvl2uqa5rdf/*");
+
+    let verify = |token: &str| {
+        Command::new(BIN)
+            .arg("verify")
+            .arg(token)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let ok = verify(token);
+    assert!(ok.status.success(), "{ok:?}");
+    assert!(String::from_utf8_lossy(&ok.stdout)
+        .contains("valid for embed[0]: acl=/hls/1jhvl2uqa5rdf/*"));
+    let tampered = token.replacen("acl=/hls/", "acl=/", 1);
+    let bad = verify(&tampered);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("signature does not match"));
+
+    let other = Command::new(BIN)
+        .args(["mint", "https://example.com/x.html", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(other.status.code(), Some(1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_serves_logs_one_line_per_request_without_secrets_and_stops_on_sigterm() {
+    let page = format!("<html><iframe src=\"{EMBED}\"></iframe></html>");
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The key comes from the environment here, as in production.
+    let text = config_text(cms.addr, "").replace(
+        &format!("key = \"{KEY_HEX}\""),
+        "key_env = \"EMBEDGATE_KEY\"",
+    );
+    let config = write_config(dir.path(), &text);
+    let mut gateway = Running::spawn(
+        Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("EMBEDGATE_KEY", KEY_HEX),
+    );
+    let base = listening_url(&gateway.wait_for("listening on"));
+
+    let allowed = get_as_member(&format!("{base}/videos/a?secret=q")).await;
+    assert_eq!(allowed.status, 200);
+    check_token(&tokens_in(&allowed.text())[0], KEY_HEX);
+    assert_eq!(
+        get(&format!("{base}/videos/a"), Some("sessionid=intruder-42"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get(&format!("{base}/public/b"), None).await.status, 200);
+
+    let allowed_line = gateway.wait_for("decision=\"allowed\"").replace('"', "");
+    for field in [
+        "method=GET",
+        "route=/videos/",
+        "status=200",
+        "upstream_status=200",
+        "tokens=1",
+        "latency_ms=",
+        "session=",
+    ] {
+        assert!(allowed_line.contains(field), "{field} in {allowed_line}");
+    }
+    let denied_line = gateway.wait_for("decision=\"denied\"");
+    assert!(
+        denied_line.contains("session not on the allowlist"),
+        "{denied_line}"
+    );
+    gateway.wait_for("path=/public/b");
+
+    let log = gateway.terminate();
+    assert!(log.contains("SIGTERM received"), "{log}");
+    for secret in [MEMBER, "intruder-42", KEY_HEX, "secret=q"] {
+        assert!(!log.contains(secret), "log leaks {secret}:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_is_the_default_subcommand() {
+    let cms = Cms::fixed(Reply::html("home")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text(cms.addr, ""));
+    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    assert_eq!(get(&format!("{base}/public/"), None).await.text(), "home");
+    gateway.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_from_the_shipped_config_with_no_edits() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut demo = Running::spawn(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--cms-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(root)
+            .env_remove("EMBEDGATE_KEY"),
+    );
+    let base = demo
+        .wait_for("gateway     http://")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let session_line = demo.wait_for("session id ");
+    let session = session_line.split_whitespace().nth(2).unwrap().to_string();
+
+    let home = get(&format!("{base}/"), None).await;
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("Sample CMS"));
+    assert_eq!(get(&format!("{base}/videos/intro"), None).await.status, 403);
+
+    let article = get(
+        &format!("{base}/videos/intro"),
+        Some(&format!("sessionid={session}")),
+    )
+    .await;
+    assert_eq!(article.status, 200);
+    let body = article.text();
+    let demo_key = std::fs::read_to_string(Path::new(root).join("gateway.toml"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("key = \"")
+                .map(|k| k.trim_end_matches('"').to_string())
+        })
+        .expect("gateway.toml has an inline demo key");
+    let tokens = tokens_in(&body);
+    assert_eq!(tokens.len(), 2, "{body}");
+    for token in &tokens {
+        check_token(token, &demo_key);
+    }
+    assert!(body.contains("src=\"https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ\""));
+    demo.terminate();
+}

@@ -1,0 +1,205 @@
+//! gateway.toml: what is accepted, and how every mistake is reported.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use embedgate::config::{Config, ConfigError};
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path)
+}
+
+fn base() -> String {
+    config_text("127.0.0.1:9".parse().unwrap(), "")
+}
+
+fn error_of(text: &str) -> String {
+    load(text).expect_err("config must be refused").to_string()
+}
+
+/// The 1-based line of the first occurrence of `needle` in `text`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text[..text.find(needle).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn the_shipped_gateway_toml_is_valid_and_complete() {
+    let config = Config::load(Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/gateway.toml"
+    )))
+    .unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:8081");
+    assert_eq!(config.session.cookie, "sessionid");
+    assert_eq!(config.embeds.len(), 1);
+    assert!(!config.allowlist.is_empty());
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
+    assert!(
+        text.contains("DEMO KEY"),
+        "the inline key is marked as a demo key"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_an_error_with_its_line_and_column() {
+    let text = base().replace("gated = true", "gated = true\ngatd = false");
+    let err = error_of(&text);
+    let line = line_of(&text, "gatd");
+    assert!(err.contains(&format!("gateway.toml:{line}:1")), "{err}");
+    assert!(err.contains("unknown field `gatd`"), "{err}");
+}
+
+#[test]
+fn a_wrong_type_names_its_place() {
+    let text = base().replace("gated = true", "gated = \"yes\"");
+    let err = error_of(&text);
+    assert!(
+        err.contains(&format!(":{}:", line_of(&text, "gated = \"yes\""))),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_values_name_the_key_and_position() {
+    let cases = [
+        (
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"localhost\"",
+            "server.listen",
+        ),
+        (
+            "url = \"http://127.0.0.1:9\"",
+            "url = \"https://cms.example\"",
+            "upstream.url",
+        ),
+        (
+            "prefix = \"/videos/\"",
+            "prefix = \"videos/\"",
+            "route[0].prefix",
+        ),
+        (
+            "prefix = \"/public/\"",
+            "prefix = \"/videos/\"",
+            "route[1].prefix",
+        ),
+        (
+            "cookie = \"sessionid\"",
+            "cookie = \"session id\"",
+            "session.cookie",
+        ),
+        (
+            "acl = \"/hls/{share}/*\"",
+            "acl = \"/hls/{shar}/*\"",
+            "embed[0].token.acl",
+        ),
+        (
+            "acl = \"/hls/{share}/*\"",
+            "acl = \"/hls/{share}~exp=9/*\"",
+            "embed[0].token.acl",
+        ),
+        ("ttl = \"5m\"", "ttl = \"0s\"", "embed[0].token.ttl"),
+        ("key = \"0011", "key = \"zz11", "embed[0].token.key"),
+        (
+            "file = \"allowlist.txt\"",
+            "file = \"missing.txt\"",
+            "session.allowlist.file",
+        ),
+        (
+            "src = \"https://api.vod2.infomaniak.com/res/embed/{share}.html\"",
+            "src = \"https://api.vod2.infomaniak.com/res/embed/{share}.html?x=1\"",
+            "embed[0].src",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = base().replacen(from, to, 1);
+        assert_ne!(text, base(), "fixture has {from}");
+        let err = error_of(&text);
+        // The changed value stands where `from` stood.
+        let line = line_of(&base(), from);
+        assert!(
+            err.contains(&format!("gateway.toml:{line}:")),
+            "{key}: {err}"
+        );
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn exactly_one_key_source_is_required() {
+    let two = base().replace(
+        "kind = \"edgeauth\"",
+        "kind = \"edgeauth\"\nkey_env = \"X\"",
+    );
+    assert!(error_of(&two).contains("exactly one of key_env, key_file or key"));
+    let none = base().replace(&format!("key = \"{KEY_HEX}\""), "");
+    assert!(error_of(&none).contains("exactly one of key_env, key_file or key"));
+}
+
+#[test]
+fn a_missing_key_env_variable_is_named_and_the_key_never_printed() {
+    let text = base().replace(
+        &format!("key = \"{KEY_HEX}\""),
+        "key_env = \"EMBEDGATE_TEST_UNSET_VARIABLE_9F2\"",
+    );
+    let err = error_of(&text);
+    assert!(
+        err.contains("EMBEDGATE_TEST_UNSET_VARIABLE_9F2 is not set"),
+        "{err}"
+    );
+    let debug = format!("{:?}", load(&base()).unwrap());
+    assert!(
+        !debug.contains(KEY_HEX) && !debug.contains(MEMBER),
+        "Debug leaks a secret: {debug}"
+    );
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_config_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("etc");
+    std::fs::create_dir_all(conf.join("lists")).unwrap();
+    std::fs::write(conf.join("lists/members.txt"), format!("{MEMBER}\n")).unwrap();
+    std::fs::write(conf.join("deny.html"), "no").unwrap();
+    std::fs::write(conf.join("video.key"), format!("{KEY_HEX}\n")).unwrap();
+    let text = base()
+        .replace("file = \"allowlist.txt\"", "file = \"lists/members.txt\"")
+        .replace(
+            "cookie = \"sessionid\"",
+            "cookie = \"sessionid\"\ndeny_page = \"deny.html\"",
+        )
+        .replace(&format!("key = \"{KEY_HEX}\""), "key_file = \"video.key\"");
+    std::fs::write(conf.join("gateway.toml"), &text).unwrap();
+    // Loaded from another working directory: paths still resolve beside the file.
+    let config = Config::load(&conf.join("gateway.toml")).unwrap();
+    assert_eq!(config.allowlist.len(), 1);
+    assert_eq!(config.session.deny_page.as_ref(), b"no");
+}
+
+#[test]
+fn an_unreadable_config_file_is_named() {
+    let err = Config::load(Path::new("/nonexistent/gateway.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("/nonexistent/gateway.toml: cannot read config"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_allowlist_line_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), "# ok\ngood-id\nbad id\n").unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, base()).unwrap();
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("allowlist.txt:3"), "{err}");
+}

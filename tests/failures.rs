@@ -1,0 +1,106 @@
+//! A dead or slow CMS, bad input, oversized headers, and shutdown with requests in flight.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_is_a_502() {
+    // Bind then drop: nothing listens on that port any more.
+    let dead = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    };
+    let gate = Gate::start_with(&config_text(dead, ""), &[]).await;
+    let public = get(&gate.url("/public/x"), None).await;
+    assert_eq!(public.status, 502);
+    assert_eq!(public.text(), "502 Bad Gateway\n");
+    assert_eq!(get_as_member(&gate.url("/videos/x")).await.status, 502);
+    // Denied visitors still get 403: the CMS is not asked for them.
+    assert_eq!(get(&gate.url("/videos/x"), None).await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_is_a_504() {
+    let mut reply = Reply::html("too late");
+    reply.head_delay = Duration::from_secs(4);
+    let cms = Cms::fixed(reply).await;
+    // The test config allows the CMS 2s for its response headers.
+    let gate = Gate::start(&cms).await;
+    let response = get(&gate.url("/public/slow"), None).await;
+    assert_eq!(response.status, 504);
+    assert_eq!(response.text(), "504 Gateway Timeout\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_request_headers_are_refused() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    // The default limit is 64 KiB.
+    let request = format!(
+        "GET /public/x HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    let answer = String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(cms.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_instead_of_http_gets_a_400_and_the_gateway_carries_on() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    let answer =
+        String::from_utf8_lossy(&raw(gate.addr, b"\x16\x03\x01 not http at all\r\n\r\n").await)
+            .into_owned();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(get(&gate.url("/public/x"), None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
+    // The CMS answers only when released, so the request is in flight when shutdown begins.
+    let cms = Cms::fixed(Reply::chunked(
+        "text/html",
+        vec![
+            Bytes::from_static(b"<p>start"),
+            Bytes::from_static(GATE),
+            Bytes::from_static(b" end</p>"),
+        ],
+    ))
+    .await;
+    let mut gate = Gate::start(&cms).await;
+    let url = gate.url("/videos/long");
+    let in_flight = tokio::spawn(async move { get_as_member(&url).await });
+    // Wait until the CMS has the request.
+    for _ in 0..200 {
+        if !cms.requests().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cms.requests().len(), 1);
+    gate.shutdown();
+    // New connections are refused once the listener is closed.
+    let mut refused = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(gate.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "listener closed during shutdown");
+    cms.release_rest();
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "<p>start end</p>");
+    let task = gate.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("server stops once drained")
+        .unwrap();
+}
