@@ -6,10 +6,11 @@
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Method;
@@ -133,6 +134,48 @@ enum Kind {
 pub struct ResponseBody {
     kind: Kind,
     log: Option<AccessLog>,
+    idle: IdleTimer,
+}
+
+/// How long the CMS may leave a body without a byte; the timer is only made
+/// once the body first has to wait, so a body that is already there costs nothing.
+struct IdleTimer {
+    limit: Option<Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// The CMS stopped sending a body it had begun.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?} mid-body")]
+pub struct IdleTimeout(Duration);
+
+impl IdleTimer {
+    fn none() -> IdleTimer {
+        IdleTimer {
+            limit: None,
+            sleep: None,
+        }
+    }
+
+    /// Called when the inner body is pending: has the limit passed?
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<IdleTimeout> {
+        let limit = self.limit?;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        sleep
+            .as_mut()
+            .poll(cx)
+            .is_ready()
+            .then_some(IdleTimeout(limit))
+    }
+
+    /// Called when the inner body made progress.
+    fn progressed(&mut self) {
+        if let (Some(limit), Some(sleep)) = (self.limit, self.sleep.as_mut()) {
+            sleep.as_mut().reset(tokio::time::Instant::now() + limit);
+        }
+    }
 }
 
 impl ResponseBody {
@@ -141,30 +184,31 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             log: Some(log),
+            idle: IdleTimer::none(),
         }
     }
 
-    /// The CMS body, byte for byte.
-    pub fn upstream(body: Incoming, log: AccessLog) -> ResponseBody {
+    /// The CMS body, byte for byte; fails if the CMS goes quiet for `idle_limit`.
+    pub fn upstream(body: Incoming, log: AccessLog, idle_limit: Duration) -> ResponseBody {
         ResponseBody {
             kind: Kind::Upstream(body),
             log: Some(log),
+            idle: IdleTimer {
+                limit: Some(idle_limit),
+                sleep: None,
+            },
         }
     }
 
-    /// The CMS body through the iframe rewriter.
-    pub fn rewritten(body: RewriteBody, log: AccessLog) -> ResponseBody {
+    /// The CMS body through the iframe rewriter; fails if the CMS goes quiet for `idle_limit`.
+    pub fn rewritten(body: RewriteBody, log: AccessLog, idle_limit: Duration) -> ResponseBody {
         ResponseBody {
             kind: Kind::Rewrite(Box::new(body)),
             log: Some(log),
-        }
-    }
-
-    /// A body with no log line (for the built-in demo CMS).
-    pub fn unlogged(bytes: Bytes) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Full(Some(bytes)),
-            log: None,
+            idle: IdleTimer {
+                limit: Some(idle_limit),
+                sleep: None,
+            },
         }
     }
 }
@@ -178,11 +222,21 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let polled: Poll<Option<Result<Frame<Bytes>, BodyError>>> = match &mut this.kind {
+        let mut polled: Poll<Option<Result<Frame<Bytes>, BodyError>>> = match &mut this.kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             Kind::Rewrite(body) => Pin::new(body.as_mut()).poll_frame(cx).map_err(Into::into),
         };
+        match polled {
+            Poll::Pending => {
+                if let Some(timeout) = this.idle.expired(cx) {
+                    // Stop reading: the CMS connection is dropped with the body.
+                    this.kind = Kind::Full(None);
+                    polled = Poll::Ready(Some(Err(timeout.into())));
+                }
+            }
+            Poll::Ready(_) => this.idle.progressed(),
+        }
         if let (Poll::Ready(Some(result)), Some(log)) = (&polled, this.log.as_mut()) {
             match result {
                 Ok(frame) => log.bytes += frame.data_ref().map_or(0, |d| d.len() as u64),

@@ -87,14 +87,16 @@ impl Gateway {
         let config = self.config.load_full();
         let mut log = AccessLog::start(request.method(), request.uri().path(), Instant::now());
         match self.forward(&config, request, client, &mut log).await {
-            Ok((parts, body, None)) => {
-                Response::from_parts(parts, ResponseBody::upstream(body, log))
-            }
+            Ok((parts, body, None)) => Response::from_parts(
+                parts,
+                ResponseBody::upstream(body, log, config.upstream.read_timeout),
+            ),
             Ok((parts, body, Some(encoding))) => {
                 let stats = Arc::new(RewriteStats::default());
                 log.rewrite = Some(stats.clone());
+                let idle_limit = config.upstream.read_timeout;
                 let body = RewriteBody::new(body, config, encoding, unix_now(), stats);
-                Response::from_parts(parts, ResponseBody::rewritten(body, log))
+                Response::from_parts(parts, ResponseBody::rewritten(body, log, idle_limit))
             }
             Err(Outcome::Denied) => deny(&config, log),
             Err(Outcome::Refused(refusal)) => refuse(refusal, log),

@@ -104,3 +104,45 @@ async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
         .expect("server stops once drained")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cms_that_goes_quiet_mid_body_has_the_response_cut_off() {
+    let cms = Cms::fixed(Reply::chunked(
+        "text/html",
+        vec![
+            Bytes::from_static(b"<p>first part"),
+            Bytes::from_static(GATE),
+            Bytes::from_static(b"never</p>"),
+        ],
+    ))
+    .await;
+    let config = config_text(cms.addr, "").replace(
+        "response_timeout = \"2s\"",
+        "response_timeout = \"2s\"\nread_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    for (path, cookie) in [
+        ("/public/quiet", None),
+        ("/videos/quiet", Some(format!("sessionid={MEMBER}"))),
+    ] {
+        let mut request = http::Request::get(gate.url(path));
+        if let Some(cookie) = &cookie {
+            request = request.header("cookie", cookie);
+        }
+        let response = client()
+            .request(request.body(empty_body()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            http_body_util::BodyExt::collect(response.into_body()),
+        )
+        .await
+        .expect("the gateway gives up on its own");
+        assert!(
+            outcome.is_err(),
+            "{path}: body must end in an error, not look complete"
+        );
+    }
+}

@@ -72,6 +72,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     /// Limit on the CMS sending response headers.
     pub response_timeout: Duration,
+    /// Limit on the CMS going quiet in the middle of a response body.
+    pub read_timeout: Duration,
     /// Send the visitor's Host header to the CMS rather than the upstream's.
     pub preserve_host: bool,
     /// How long an idle pooled connection is kept.
@@ -360,6 +362,11 @@ impl Validator<'_> {
                 raw.response_timeout,
                 "upstream.response_timeout",
                 Duration::from_secs(30),
+            )?,
+            read_timeout: self.positive(
+                raw.read_timeout,
+                "upstream.read_timeout",
+                Duration::from_secs(60),
             )?,
             preserve_host: raw.preserve_host.unwrap_or(true),
             pool_idle_timeout: raw

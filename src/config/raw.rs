@@ -50,6 +50,7 @@ pub struct RawUpstream {
     pub url: Spanned<String>,
     pub connect_timeout: Option<Spanned<HumanDuration>>,
     pub response_timeout: Option<Spanned<HumanDuration>>,
+    pub read_timeout: Option<Spanned<HumanDuration>>,
     pub preserve_host: Option<bool>,
     pub pool_idle_timeout: Option<HumanDuration>,
     pub pool_max_idle: Option<usize>,
