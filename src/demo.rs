@@ -112,6 +112,7 @@ pub async fn run(
         .with_context(|| format!("cannot start the sample CMS on {cms_addr}"))?;
     let cms_addr = cms.local_addr()?;
     config.upstream.authority = cms_addr.to_string().parse()?;
+    config.upstream.host_header = cms_addr.to_string().parse()?;
     config.upstream.base_path.clear();
 
     let listen = listen.unwrap_or(config.server.listen);

@@ -5,6 +5,7 @@
 //! `{name}` captures one path segment, and an ACL template such as
 //! `/hls/{share}/*` filled from those captures.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -40,9 +41,12 @@ enum Piece {
 /// One configured embed: its pattern, query parameter and token recipe.
 #[derive(Debug)]
 pub struct Embed {
-    pattern: Vec<Piece>,
-    // Pattern with its scheme cut off, to match protocol-relative `//host/...` URLs.
+    // `https://host`, compared ignoring ASCII case as URLs allow.
+    origin: String,
+    // Length of `https:`, cut off to match protocol-relative `//host/...` URLs.
     scheme_len: usize,
+    // The path part after the origin.
+    pattern: Vec<Piece>,
     names: Vec<String>,
     param: String,
     acl: Vec<Piece>,
@@ -127,7 +131,7 @@ impl Embed {
             ));
         }
         let mut names: Vec<String> = Vec::new();
-        let pattern = parse_template(src, |name| {
+        let pattern = parse_template(&src[host_end..], |name| {
             if names.iter().any(|n| n == name) {
                 return Err(format!("{{{name}}} is used twice"));
             }
@@ -156,8 +160,9 @@ impl Embed {
         })
         .map_err(EmbedError::Acl)?;
         Ok(Embed {
-            pattern,
+            origin: src[..host_end].to_string(),
             scheme_len,
+            pattern,
             names,
             param,
             acl,
@@ -186,14 +191,22 @@ impl Embed {
         self.ttl_secs
     }
 
-    /// If `url` is this embed, returns it with a token minted at `now` (unix seconds).
-    pub fn rewrite(&self, url: &str, now: u64) -> Option<Result<String, UnsafeCapture>> {
-        let split = url.find(['?', '#']).unwrap_or(url.len());
-        let (base, tail) = url.split_at(split);
-        let (query, fragment) = match tail.strip_prefix('?') {
-            Some(q) => q.split_at(q.find('#').unwrap_or(q.len())),
-            None => ("", tail),
-        };
+    /// Whether the iframe attribute value `attribute` is this embed.
+    pub fn is_match(&self, attribute: &str) -> bool {
+        let url = decode_references(attribute.trim_matches(is_html_space));
+        let mut captures = [""; MAX_CAPTURES];
+        self.matches(split_url(&url).0, &mut captures)
+    }
+
+    /// If the iframe attribute value `attribute` is this embed, returns the
+    /// new attribute value, with a token minted at `now` (unix seconds).
+    ///
+    /// The value is read as HTML reads it (character references decoded, so
+    /// WordPress's `&#038;` is an `&`); if it had references, every `&` of
+    /// the result is written `&amp;`.
+    pub fn rewrite(&self, attribute: &str, now: u64) -> Option<Result<String, UnsafeCapture>> {
+        let url = decode_references(attribute.trim_matches(is_html_space));
+        let (base, query, fragment) = split_url(&url);
         let mut captures = [""; MAX_CAPTURES];
         if !self.matches(base, &mut captures) {
             return None;
@@ -212,61 +225,115 @@ impl Embed {
         let mut out = String::with_capacity(url.len() + self.param.len() + acl.len() + 112);
         out.push_str(base);
         out.push('?');
-        let kept = self.copy_other_params(query, &mut out);
-        if kept {
-            out.push_str(if query.contains("&amp;") {
-                "&amp;"
-            } else {
-                "&"
-            });
+        for part in query.split('&').filter(|p| !p.is_empty()) {
+            if part.split('=').next() != Some(self.param.as_str()) {
+                out.push_str(part);
+                out.push('&');
+            }
         }
         let _ = write!(out, "{}=", self.param);
         self.minter
             .mint_into(now, now.saturating_add(self.ttl_secs), &acl, &mut out);
         out.push_str(fragment);
+        if let Cow::Owned(_) = url {
+            out = out.replace('&', "&amp;");
+        }
         Some(Ok(out))
     }
 
     fn matches<'u>(&self, base: &'u str, captures: &mut [&'u str; MAX_CAPTURES]) -> bool {
-        if base.starts_with("//") {
-            // Protocol-relative: compare without our scheme.
-            let Some(Piece::Literal(first)) = self.pattern.first() else {
-                return false;
-            };
-            return match base.strip_prefix(&first[self.scheme_len..]) {
-                Some(rest) => match_pieces(&self.pattern[1..], rest, captures),
-                None => false,
-            };
-        }
-        match_pieces(&self.pattern, base, captures)
-    }
-
-    // Copies every query parameter except ours, byte for byte; true if any was kept.
-    fn copy_other_params(&self, query: &str, out: &mut String) -> bool {
-        if query.is_empty() {
+        let starts = |prefix: &str| {
+            base.as_bytes()
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+        };
+        let schemeless = &self.origin[self.scheme_len..];
+        // An ASCII-insensitive match of these prefixes ends on a char boundary.
+        let path = if starts(&self.origin) {
+            &base[self.origin.len()..]
+        } else if base.starts_with("//") && starts(schemeless) {
+            &base[schemeless.len()..]
+        } else {
             return false;
-        }
-        let mut kept = false;
-        let mut first = true;
-        for raw in query.split('&') {
-            // `&amp;` in an attribute is an `&`: its `amp;` belongs to the separator.
-            let (sep, part) = match raw.strip_prefix("amp;") {
-                Some(part) if !first => ("&amp;", part),
-                _ => ("&", raw),
-            };
-            first = false;
-            let name = part.split('=').next().unwrap_or_default();
-            if name == self.param {
-                continue;
-            }
-            if kept {
-                out.push_str(sep);
-            }
-            out.push_str(part);
-            kept = true;
-        }
-        kept
+        };
+        match_pieces(&self.pattern, path, captures)
     }
+}
+
+/// Whitespace HTML strips from around a URL attribute.
+fn is_html_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0C')
+}
+
+/// Splits a URL into what comes before `?`, the query, and `#fragment`.
+fn split_url(url: &str) -> (&str, &str, &str) {
+    let split = url.find(['?', '#']).unwrap_or(url.len());
+    let (base, tail) = url.split_at(split);
+    match tail.strip_prefix('?') {
+        Some(q) => {
+            let (query, fragment) = q.split_at(q.find('#').unwrap_or(q.len()));
+            (base, query, fragment)
+        }
+        None => (base, "", tail),
+    }
+}
+
+/// Decodes the character references a URL attribute may carry (numeric, and
+/// the named ones for `& " < > '`); borrows when there are none.
+fn decode_references(value: &str) -> Cow<'_, str> {
+    if !value.contains('&') {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    let mut decoded_any = false;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match reference_at(rest) {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+                decoded_any = true;
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    if decoded_any {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+/// The character and length of a reference at the start of `text` (`&...;`).
+fn reference_at(text: &str) -> Option<(char, usize)> {
+    // The longest reference we read is `&#x10FFFF;`: look no further, so a
+    // long run of `&` costs linear time.
+    let window = &text.as_bytes()[1..text.len().min(12)];
+    let end = window.iter().position(|&b| b == b';')? + 1;
+    let body = &text[1..end];
+    let c = if let Some(number) = body.strip_prefix('#') {
+        let code = match number.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => number.parse().ok()?,
+        };
+        char::from_u32(code).filter(|c| *c != '\0')?
+    } else {
+        match body {
+            "amp" | "AMP" => '&',
+            "quot" | "QUOT" => '"',
+            "lt" | "LT" => '<',
+            "gt" | "GT" => '>',
+            "apos" => '\'',
+            _ => return None,
+        }
+    };
+    Some((c, end + 1))
 }
 
 fn match_pieces<'u>(
@@ -365,6 +432,65 @@ mod tests {
                 .unwrap(),
             format!("{base}?tokens=keep&token={t}")
         );
+    }
+
+    #[test]
+    fn reads_character_references_as_html_does() {
+        let e = infomaniak();
+        let t = token_for(&e, "/hls/abc/*", 7);
+        let base = "https://api.vod2.infomaniak.com/res/embed/abc.html";
+        // WordPress writes & as &#038;: its '#' is not a fragment.
+        assert_eq!(
+            e.rewrite(&format!("{base}?autoplay=1&#038;muted=1"), 7)
+                .unwrap()
+                .unwrap(),
+            format!("{base}?autoplay=1&amp;muted=1&amp;token={t}")
+        );
+        assert_eq!(
+            e.rewrite(
+                &format!("{base}?x=1&#38;token=old&AMP;y=2&#x26;token=older"),
+                7
+            )
+            .unwrap()
+            .unwrap(),
+            format!("{base}?x=1&amp;y=2&amp;token={t}")
+        );
+        // An encoded character in the path is read too.
+        assert!(e
+            .rewrite("https://api.vod2.infomaniak.com/res/embed/abc&#46;html", 7)
+            .is_some());
+        // An unknown reference is left as it is.
+        assert_eq!(
+            e.rewrite(&format!("{base}?a=&bogus;"), 7).unwrap().unwrap(),
+            format!("{base}?a=&bogus;&token={t}")
+        );
+    }
+
+    #[test]
+    fn ignores_surrounding_whitespace_and_the_case_of_scheme_and_host() {
+        let e = infomaniak();
+        for url in [
+            " https://api.vod2.infomaniak.com/res/embed/abc.html\n",
+            "HTTPS://API.vod2.Infomaniak.com/res/embed/abc.html",
+            "//API.VOD2.INFOMANIAK.COM/res/embed/abc.html",
+        ] {
+            assert!(e.rewrite(url, 1).is_some(), "{url:?}");
+            assert!(e.is_match(url));
+        }
+        // The path stays case-sensitive.
+        assert!(e
+            .rewrite("https://api.vod2.infomaniak.com/RES/embed/abc.html", 1)
+            .is_none());
+    }
+
+    #[test]
+    fn a_long_run_of_ampersands_is_read_in_linear_time() {
+        let e = infomaniak();
+        let url = format!(
+            "https://api.vod2.infomaniak.com/res/embed/abc.html?{};",
+            "&".repeat(200_000)
+        );
+        assert!(e.rewrite(&url, 1).is_some());
     }
 
     #[test]

@@ -25,7 +25,19 @@ pub struct RouteTable {
 #[derive(Debug, Clone)]
 struct Route {
     prefix: Arc<str>,
+    // For the lenient reading of a path (see `lookup`).
+    prefix_lower: Box<[u8]>,
     gated: bool,
+}
+
+impl Route {
+    // A "/videos/" route also owns "/videos", which servers redirect or serve alike.
+    fn owns(path: &[u8], prefix: &[u8]) -> bool {
+        path.starts_with(prefix)
+            || prefix
+                .strip_suffix(b"/")
+                .is_some_and(|dir| !dir.is_empty() && path == dir)
+    }
 }
 
 /// A route prefix that cannot be used.
@@ -63,9 +75,9 @@ pub enum PathError {
     /// `..` would climb above the root.
     #[error("path climbs above the root")]
     AboveRoot,
-    /// A backslash or NUL, raw or percent-encoded: servers disagree on what they mean.
-    #[error("path holds a backslash or NUL")]
-    ForbiddenByte,
+    /// A backslash, NUL or encoded slash: servers disagree on what they mean.
+    #[error("path holds a backslash, NUL or encoded slash")]
+    Ambiguous,
     /// A `%` not followed by two hex digits.
     #[error("path has a bad percent-escape")]
     BadEscape,
@@ -83,13 +95,14 @@ impl RouteTable {
             let normal =
                 matches!(normalize(&prefix), Ok(norm) if norm.as_ref() == prefix.as_bytes());
             if !normal {
-                let why = "is not in normal form (no %-escapes, '//', '.' or '..' segments)";
+                let why = "is not in normal form (no %-escapes, ';', '//', '.' or '..' segments)";
                 return Err(fail(format!("{prefix:?} {why}")));
             }
             if compiled.iter().any(|r| *r.prefix == *prefix) {
                 return Err(fail(format!("{prefix:?} is listed twice")));
             }
             compiled.push(Route {
+                prefix_lower: prefix.to_ascii_lowercase().into_bytes().into(),
                 prefix: prefix.into(),
                 gated,
             });
@@ -109,13 +122,28 @@ impl RouteTable {
     }
 
     /// Finds the route for a request path; a path no route matches is gated.
+    ///
+    /// The path is read the strict way (decoded, `;` parameters and dot
+    /// segments resolved) and, where it differs, the lenient way some servers
+    /// read it (ignoring case and trailing dots). If either reading is gated,
+    /// the path is gated.
     pub fn lookup(&self, path: &str) -> Result<RouteMatch, PathError> {
-        let normalized = normalize(path)?;
-        let found = self
-            .routes
-            .iter()
-            .find(|r| normalized.starts_with(r.prefix.as_bytes()));
-        Ok(match found {
+        let strict = normalize(path)?;
+        let found = self.find(&strict, |r| r.prefix.as_bytes());
+        if found.gated {
+            return Ok(found);
+        }
+        if let Some(lenient) = lenient_reading(&strict) {
+            let loose = self.find(&lenient, |r| &r.prefix_lower[..]);
+            if loose.gated {
+                return Ok(loose);
+            }
+        }
+        Ok(found)
+    }
+
+    fn find(&self, path: &[u8], prefix: impl Fn(&Route) -> &[u8]) -> RouteMatch {
+        match self.routes.iter().find(|r| Route::owns(path, prefix(r))) {
             Some(route) => RouteMatch {
                 prefix: Some(route.prefix.clone()),
                 gated: route.gated,
@@ -124,41 +152,44 @@ impl RouteTable {
                 prefix: None,
                 gated: true,
             },
-        })
+        }
     }
 }
 
 /// Normalises a request path for matching; borrows when nothing needs changing.
+///
+/// Percent-escapes are decoded, `;` parameters dropped from each segment,
+/// `//` collapsed and `.`/`..` resolved. Encoded slashes, backslashes and NUL
+/// are refused: servers disagree on them, so no single reading is safe.
 pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
     let needs_work = bytes.windows(2).any(|w| w == b"//" || w == b"/.")
-        || bytes.iter().any(|&b| b == b'%' || b == b'\\' || b == 0);
+        || bytes.iter().any(|&b| matches!(b, b'%' | b'\\' | b';' | 0));
     if !needs_work {
         return Ok(Cow::Borrowed(bytes));
     }
     let decoded = percent_decode(bytes)?;
     if decoded.iter().any(|&b| b == b'\\' || b == 0) {
-        return Err(PathError::ForbiddenByte);
+        return Err(PathError::Ambiguous);
     }
     let mut segments: Vec<&[u8]> = Vec::new();
+    let mut trailing = false;
     for segment in decoded.split(|&b| b == b'/').skip(1) {
-        // Path parameters (`..;x`) must not hide a dot segment from us.
         let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        trailing = matches!(bare, b"" | b"." | b"..");
         match bare {
-            b"." => {}
+            b"" | b"." => {}
             b".." => {
                 if segments.pop().is_none() {
                     return Err(PathError::AboveRoot);
                 }
             }
-            _ if segment.is_empty() => {}
-            _ => segments.push(segment),
+            _ => segments.push(bare),
         }
     }
-    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
     let mut out = Vec::with_capacity(decoded.len());
     for segment in &segments {
         out.push(b'/');
@@ -170,6 +201,33 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     Ok(Cow::Owned(out))
 }
 
+/// The path as a server that ignores case and trailing dots would read it, if that differs.
+fn lenient_reading(strict: &[u8]) -> Option<Vec<u8>> {
+    let loose = strict.iter().any(u8::is_ascii_uppercase)
+        || strict
+            .split(|&b| b == b'/')
+            .any(|segment| segment.ends_with(b".") || segment.ends_with(b" "));
+    if !loose {
+        return None;
+    }
+    let mut out = Vec::with_capacity(strict.len());
+    for (i, segment) in strict.split(|&b| b == b'/').enumerate() {
+        if i > 0 {
+            out.push(b'/');
+        }
+        let kept = segment.len()
+            - segment
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'.' || b == b' ')
+                .count();
+        // A segment of only dots is a dot segment, already resolved; keep it as it is.
+        let kept = if kept == 0 { segment.len() } else { kept };
+        out.extend(segment[..kept].iter().map(u8::to_ascii_lowercase));
+    }
+    Some(out)
+}
+
 fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -178,7 +236,13 @@ fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
             let hi = bytes.get(i + 1).and_then(|b| (*b as char).to_digit(16));
             let lo = bytes.get(i + 2).and_then(|b| (*b as char).to_digit(16));
             match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push((hi * 16 + lo) as u8),
+                (Some(hi), Some(lo)) => {
+                    let byte = (hi * 16 + lo) as u8;
+                    if byte == b'/' {
+                        return Err(PathError::Ambiguous);
+                    }
+                    out.push(byte);
+                }
                 _ => return Err(PathError::BadEscape),
             }
             i += 3;
@@ -193,12 +257,32 @@ fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
 /// What the cookie header says about the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CookieError {
-    /// A `Cookie` header that is not visible ASCII, or a session value with bytes a cookie may not hold.
-    #[error("malformed cookie header")]
+    /// The session cookie's value holds bytes a cookie may not hold, or is empty.
+    #[error("malformed session cookie")]
     Malformed,
-    /// The session cookie appears more than once with different values.
-    #[error("session cookie sent twice with different values")]
-    Ambiguous,
+    /// The session cookie is sent with more distinct values than a browser would send.
+    #[error("session cookie sent with too many values")]
+    TooMany,
+}
+
+/// At most this many distinct values of the session cookie are looked up.
+///
+/// Browsers send one per matching domain and path (a stale parent-domain
+/// cookie beside the current one, say); more than this is not a browser.
+pub const MAX_SESSION_VALUES: usize = 4;
+
+/// The distinct values of the session cookie in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionValues<'h> {
+    values: [&'h str; MAX_SESSION_VALUES],
+    len: usize,
+}
+
+impl<'h> SessionValues<'h> {
+    /// The values, in the order they were sent.
+    pub fn as_slice(&self) -> &[&'h str] {
+        &self.values[..self.len]
+    }
 }
 
 /// True for bytes allowed in a cookie name (an RFC 9110 token).
@@ -211,33 +295,42 @@ pub fn is_cookie_value_byte(b: u8) -> bool {
     matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
-/// Finds the value of cookie `name` across all `Cookie` headers (HTTP/2 may split them).
-pub fn session_cookie<'h>(
+/// Finds the values of cookie `name` across all `Cookie` headers (HTTP/2 may split them).
+///
+/// Only the session cookie's own value is checked: other cookies may hold
+/// bytes we do not care about, and they go to the CMS as they are.
+pub fn session_cookies<'h>(
     headers: &'h HeaderMap,
     name: &str,
-) -> Result<Option<&'h str>, CookieError> {
-    let mut found: Option<&str> = None;
+) -> Result<SessionValues<'h>, CookieError> {
+    let mut found = SessionValues::default();
     for header in headers.get_all(COOKIE) {
-        let text = header.to_str().map_err(|_| CookieError::Malformed)?;
-        for pair in text.split(';') {
-            let Some((key, value)) = pair.trim_matches(|c| c == ' ' || c == '\t').split_once('=')
-            else {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if key != name {
+            if &pair[..eq] != name.as_bytes() {
                 continue;
             }
-            let value = value
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .unwrap_or(value);
-            if value.is_empty() || !value.bytes().all(is_cookie_value_byte) {
+            let raw = &pair[eq + 1..];
+            let value = raw
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(raw);
+            if value.is_empty() || !value.iter().all(|&b| is_cookie_value_byte(b)) {
                 return Err(CookieError::Malformed);
             }
-            match found {
-                Some(previous) if previous != value => return Err(CookieError::Ambiguous),
-                _ => found = Some(value),
+            // Cookie-octets are ASCII, so this cannot fail.
+            let value = std::str::from_utf8(value).map_err(|_| CookieError::Malformed)?;
+            if found.as_slice().contains(&value) {
+                continue;
             }
+            if found.len == MAX_SESSION_VALUES {
+                return Err(CookieError::TooMany);
+            }
+            found.values[found.len] = value;
+            found.len += 1;
         }
     }
     Ok(found)
@@ -263,29 +356,45 @@ pub enum DenyReason {
     UnknownSession(SessionTag),
 }
 
-impl fmt::Display for DenyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DenyReason {
+    /// Text for logs.
+    pub fn as_str(&self) -> &'static str {
         match self {
-            DenyReason::NoCookie => f.write_str("no session cookie"),
-            DenyReason::BadCookie(err) => write!(f, "{err}"),
-            DenyReason::UnknownSession(_) => f.write_str("session not on the allowlist"),
+            DenyReason::NoCookie => "no session cookie",
+            DenyReason::BadCookie(CookieError::Malformed) => "malformed session cookie",
+            DenyReason::BadCookie(CookieError::TooMany) => {
+                "session cookie sent with too many values"
+            }
+            DenyReason::UnknownSession(_) => "session not on the allowlist",
         }
     }
 }
 
-/// Checks the session of a request on a gated route.
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks the session of a request on a gated route: allowed if any value
+/// of the session cookie is on the allowlist.
 pub async fn admit(config: &Config, headers: &HeaderMap) -> Result<Admission, AllowlistError> {
-    let id = match session_cookie(headers, &config.session.cookie) {
-        Ok(Some(id)) => id,
-        Ok(None) => return Ok(Admission::Denied(DenyReason::NoCookie)),
+    let values = match session_cookies(headers, &config.session.cookie) {
+        Ok(values) => values,
         Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
     };
-    let key = SessionKey::new(id);
-    Ok(if config.allowlist.contains(&key).await? {
-        Admission::Allowed(key.tag())
-    } else {
-        Admission::Denied(DenyReason::UnknownSession(key.tag()))
-    })
+    let mut first_unknown = None;
+    for id in values.as_slice() {
+        let key = SessionKey::new(id);
+        if config.allowlist.contains(&key).await? {
+            return Ok(Admission::Allowed(key.tag()));
+        }
+        first_unknown.get_or_insert(key.tag());
+    }
+    Ok(Admission::Denied(match first_unknown {
+        Some(tag) => DenyReason::UnknownSession(tag),
+        None => DenyReason::NoCookie,
+    }))
 }
 
 #[cfg(test)]
@@ -330,21 +439,45 @@ mod tests {
             "//videos/a",
             "/public/../videos/a",
             "/vid%65os/a",
-            "/videos%2Fa",
             "/./videos/a",
             "/x/..;/videos/a",
-            "/videos/free/../a",
+            "/videos;/a",
+            "/videos;jsessionid=1/a",
+            "/videos/a;x=1",
+            "/Videos/a",
+            "/VIDEOS/FREE/../a",
+            "/videos./a",
+            "/videos",
+            "/videos;x",
         ] {
             assert!(t.lookup(path).unwrap().gated, "{path} must be gated");
         }
+        assert!(!t.lookup("/videos/free/x").unwrap().gated);
+        assert!(
+            !t.lookup("/Videos/Free/x").unwrap().gated,
+            "both readings say ungated"
+        );
+        assert!(!t.lookup("/about.").unwrap().gated);
+    }
+
+    #[test]
+    fn a_lenient_reading_never_opens_a_strictly_gated_path() {
+        // "/Public/" gated, "/public/" open: the strict reading of /Public/x is gated.
+        let t =
+            RouteTable::new(vec![("/public/".into(), false), ("/Public/".into(), true)]).unwrap();
+        assert!(t.lookup("/Public/x").unwrap().gated);
+        assert!(t.lookup("/PUBLIC/x").unwrap().gated);
+        assert!(!t.lookup("/public/x").unwrap().gated);
     }
 
     #[test]
     fn normalisation_resolves_dots_and_keeps_trailing_slash() {
         assert_eq!(norm("/a/./b/../c/").unwrap(), "/a/c/");
         assert_eq!(norm("/a/b/..").unwrap(), "/a/");
+        assert_eq!(norm("/a;p=1/b;q/").unwrap(), "/a/b/");
         assert_eq!(norm("/..").unwrap_err(), PathError::AboveRoot);
-        assert_eq!(norm("/a%5cb").unwrap_err(), PathError::ForbiddenByte);
+        assert_eq!(norm("/a%5cb").unwrap_err(), PathError::Ambiguous);
+        assert_eq!(norm("/a%2Fb").unwrap_err(), PathError::Ambiguous);
         assert_eq!(norm("/a%zz").unwrap_err(), PathError::BadEscape);
         assert_eq!(norm("*").unwrap_err(), PathError::NotAbsolute);
         assert!(matches!(
@@ -369,38 +502,49 @@ mod tests {
         h
     }
 
-    #[test]
-    fn finds_the_session_cookie_among_others_and_across_headers() {
-        let h = cookies(&[b"a=1; theme=dark", b"sessionid=abc123; b=2"]);
-        assert_eq!(session_cookie(&h, "sessionid"), Ok(Some("abc123")));
-        assert_eq!(session_cookie(&h, "missing"), Ok(None));
-        let quoted = cookies(&[b"sessionid=\"abc\""]);
-        assert_eq!(session_cookie(&quoted, "sessionid"), Ok(Some("abc")));
+    fn values(h: &HeaderMap) -> Result<Vec<&str>, CookieError> {
+        session_cookies(h, "sessionid").map(|v| v.as_slice().to_vec())
     }
 
     #[test]
-    fn rejects_malformed_and_ambiguous_session_cookies() {
-        let bad = cookies(&[b"sessionid=a\xffb"]);
+    fn finds_the_session_cookie_among_others_and_across_headers() {
+        let h = cookies(&[b"a=1; theme=dark", b"sessionid=abc123; b=2"]);
+        assert_eq!(values(&h), Ok(vec!["abc123"]));
         assert_eq!(
-            session_cookie(&bad, "sessionid"),
-            Err(CookieError::Malformed)
+            session_cookies(&h, "missing").map(|v| v.as_slice().len()),
+            Ok(0)
         );
-        let comma = cookies(&[b"sessionid=a,b"]);
-        assert_eq!(
-            session_cookie(&comma, "sessionid"),
-            Err(CookieError::Malformed)
-        );
-        let empty = cookies(&[b"sessionid="]);
-        assert_eq!(
-            session_cookie(&empty, "sessionid"),
-            Err(CookieError::Malformed)
-        );
-        let twice = cookies(&[b"sessionid=a; sessionid=b"]);
-        assert_eq!(
-            session_cookie(&twice, "sessionid"),
-            Err(CookieError::Ambiguous)
-        );
-        let same = cookies(&[b"sessionid=a", b"sessionid=a"]);
-        assert_eq!(session_cookie(&same, "sessionid"), Ok(Some("a")));
+        let quoted = cookies(&[b"sessionid=\"abc\""]);
+        assert_eq!(values(&quoted), Ok(vec!["abc"]));
+    }
+
+    #[test]
+    fn other_cookies_may_hold_any_bytes() {
+        let h = cookies(&[b"city=Z\xc3\xbcrich; sessionid=abc; x=a b,c"]);
+        assert_eq!(values(&h), Ok(vec!["abc"]));
+    }
+
+    #[test]
+    fn keeps_each_distinct_value_of_a_repeated_session_cookie() {
+        let twice = cookies(&[b"sessionid=stale; sessionid=fresh", b"sessionid=stale"]);
+        assert_eq!(values(&twice), Ok(vec!["stale", "fresh"]));
+        let many = cookies(&[b"sessionid=a; sessionid=b; sessionid=c; sessionid=d; sessionid=e"]);
+        assert_eq!(values(&many), Err(CookieError::TooMany));
+    }
+
+    #[test]
+    fn rejects_malformed_session_values() {
+        for bad in [
+            &b"sessionid=a\xffb"[..],
+            b"sessionid=a,b",
+            b"sessionid=",
+            b"sessionid=a b",
+        ] {
+            assert_eq!(
+                values(&cookies(&[bad])),
+                Err(CookieError::Malformed),
+                "{bad:?}"
+            );
+        }
     }
 }

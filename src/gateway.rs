@@ -21,8 +21,7 @@ use crate::body::{AccessLog, Decision, ResponseBody};
 use crate::config::Config;
 use crate::gate::{self, Admission, PathError};
 use crate::proxy::{self, headers, ProxyError, Upstream};
-use crate::rewrite::{self, RewriteBody, RewriteStats};
-use lol_html::AsciiCompatibleEncoding;
+use crate::rewrite::{self, PageEncoding, RewriteBody, RewriteStats};
 
 /// Why the gateway answered a request itself instead of with the CMS response.
 #[derive(Debug, Error)]
@@ -111,14 +110,7 @@ impl Gateway {
         request: Request<Incoming>,
         client: SocketAddr,
         log: &mut AccessLog,
-    ) -> Result<
-        (
-            http::response::Parts,
-            Incoming,
-            Option<AsciiCompatibleEncoding>,
-        ),
-        Outcome,
-    > {
+    ) -> Result<(http::response::Parts, Incoming, Option<PageEncoding>), Outcome> {
         let route = config
             .routes
             .lookup(request.uri().path())
@@ -137,7 +129,7 @@ impl Gateway {
                     if let gate::DenyReason::UnknownSession(tag) = reason {
                         log.session = Some(tag);
                     }
-                    log.reason = Some(Cow::Owned(reason.to_string()));
+                    log.reason = Some(Cow::Borrowed(reason.as_str()));
                     return Err(Outcome::Denied);
                 }
             }
@@ -152,8 +144,15 @@ impl Gateway {
         let head_only = request.method() == Method::HEAD;
 
         let (mut parts, body) = request.into_parts();
-        proxy::prepare_request(&mut parts, &config.upstream, client, route.gated)
-            .map_err(Refusal::from)?;
+        let trust_forwarded = config.server.trust_forwarded;
+        proxy::prepare_request(
+            &mut parts,
+            &config.upstream,
+            client,
+            route.gated,
+            trust_forwarded,
+        )
+        .map_err(Refusal::from)?;
         let response = self
             .upstream
             .send(&config.upstream, Request::from_parts(parts, body))
@@ -162,37 +161,55 @@ impl Gateway {
 
         let (mut parts, body) = response.into_parts();
         log.upstream_status = Some(parts.status.as_u16());
-        headers::remove_hop_by_hop(&mut parts.headers);
-        if !(allowed && is_html(&parts.headers)) {
-            log.status = parts.status.as_u16();
-            return Ok((parts, body, None));
-        }
-
-        if parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-        {
-            return Err(Refusal::Unrewritable(
-                "the CMS compressed it despite Accept-Encoding: identity",
-            )
-            .into());
-        }
-        let encoding = rewrite::encoding_for(charset(&parts.headers))
-            .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))?;
-        for name in [header::CONTENT_LENGTH, header::ETAG, header::LAST_MODIFIED] {
-            parts.headers.remove(name);
-        }
-        parts.headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("private, no-store"),
-        );
         log.status = parts.status.as_u16();
-        let has_body = !(head_only
-            || parts.status == StatusCode::NO_CONTENT
-            || parts.status == StatusCode::NOT_MODIFIED);
-        Ok((parts, body, has_body.then_some(encoding)))
+        headers::remove_hop_by_hop(&mut parts.headers);
+        let rewrite = if allowed {
+            filter_gated_response(config, &mut parts, head_only)?
+        } else {
+            None
+        };
+        Ok((parts, body, rewrite))
     }
+}
+
+/// Response filter for an allowed visitor on a gated route: decides whether
+/// the body is rewritten, and keeps shared caches from storing what the gate protects.
+fn filter_gated_response(
+    config: &Config,
+    parts: &mut http::response::Parts,
+    head_only: bool,
+) -> Result<Option<PageEncoding>, Refusal> {
+    if !is_html(&parts.headers) {
+        if let Some(value) = &config.session.cache_control {
+            parts.headers.insert(header::CACHE_CONTROL, value.clone());
+        }
+        return Ok(None);
+    }
+    for name in [header::CONTENT_LENGTH, header::ETAG, header::LAST_MODIFIED] {
+        parts.headers.remove(name);
+    }
+    parts.headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    let has_body = !(head_only
+        || parts.status == StatusCode::NO_CONTENT
+        || parts.status == StatusCode::NOT_MODIFIED);
+    if !has_body {
+        return Ok(None);
+    }
+    if parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(Refusal::Unrewritable(
+            "the CMS compressed it despite Accept-Encoding: identity",
+        ));
+    }
+    rewrite::encoding_for(charset(&parts.headers))
+        .map(Some)
+        .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))
 }
 
 /// How `forward` ended when it did not produce a CMS response.
@@ -244,7 +261,9 @@ fn media_type(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn is_html(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|t| t.eq_ignore_ascii_case("text/html"))
+    media_type(headers).is_some_and(|t| {
+        t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
+    })
 }
 
 fn charset(headers: &HeaderMap) -> Option<&str> {
@@ -302,5 +321,18 @@ mod tests {
             StatusCode::BAD_GATEWAY
         );
         assert_eq!(Refusal::Unrewritable("x").status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            Refusal::Upstream(ProxyError::BadRequest("x")).status(),
+            StatusCode::BAD_REQUEST
+        );
+        let io = std::io::Error::other("down");
+        let allowlist = AllowlistError::Read {
+            path: "a".into(),
+            source: io,
+        };
+        assert_eq!(
+            Refusal::Allowlist(allowlist).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
     }
 }

@@ -76,13 +76,32 @@ impl OutputSink for Sink {
     }
 }
 
-/// The encoding to parse with, from the response's `charset`; `None` if lol_html cannot handle it.
-pub fn encoding_for(charset: Option<&str>) -> Option<AsciiCompatibleEncoding> {
+/// How a page's bytes are to be read.
+#[derive(Clone, Copy)]
+pub struct PageEncoding {
+    encoding: AsciiCompatibleEncoding,
+    // A charset in Content-Type wins over a <meta charset> in the page.
+    declared: bool,
+}
+
+impl PageEncoding {
+    /// The encoding lol_html is to read with.
+    pub fn encoding(&self) -> AsciiCompatibleEncoding {
+        self.encoding
+    }
+}
+
+/// The encoding to parse with, from the response's `charset` (UTF-8 unless
+/// the page says otherwise); `None` if lol_html cannot handle it.
+pub fn encoding_for(charset: Option<&str>) -> Option<PageEncoding> {
     let encoding = match charset {
         None => encoding_rs::UTF_8,
         Some(label) => encoding_rs::Encoding::for_label_no_replacement(label.as_bytes())?,
     };
-    AsciiCompatibleEncoding::new(encoding)
+    Some(PageEncoding {
+        encoding: AsciiCompatibleEncoding::new(encoding)?,
+        declared: charset.is_some(),
+    })
 }
 
 /// An HTML body with a token minted into every matching iframe.
@@ -99,7 +118,7 @@ impl<B> RewriteBody<B> {
     pub fn new(
         upstream: B,
         config: Arc<Config>,
-        encoding: AsciiCompatibleEncoding,
+        encoding: PageEncoding,
         now: u64,
         stats: Arc<RewriteStats>,
     ) -> RewriteBody<B> {
@@ -110,6 +129,17 @@ impl<B> RewriteBody<B> {
                 let Some(url) = el.get_attribute(attribute) else {
                     continue;
                 };
+                if url.contains(char::REPLACEMENT_CHARACTER) {
+                    // Bytes the page's encoding cannot read: rewriting would change them.
+                    if config.embeds.iter().any(|e| e.is_match(&url)) {
+                        tracing::warn!(
+                            attribute,
+                            "embed left without a token: URL not in the page's encoding"
+                        );
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 for embed in &config.embeds {
                     match embed.rewrite(&url, now) {
                         None => continue,
@@ -128,8 +158,8 @@ impl<B> RewriteBody<B> {
             Ok(())
         };
         let settings = Settings::new_send()
-            .with_encoding(encoding)
-            .with_adjust_charset_on_meta_tag(true)
+            .with_encoding(encoding.encoding)
+            .with_adjust_charset_on_meta_tag(!encoding.declared)
             .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(max_memory))
             .append_element_content_handler((
                 std::borrow::Cow::Borrowed(&*IFRAME),

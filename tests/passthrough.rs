@@ -247,3 +247,45 @@ async fn a_slow_streamed_body_is_passed_on_as_it_arrives() {
         .to_bytes();
     assert_eq!(rest.as_ref(), b"second");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_headers_from_the_visitor_are_overwritten_or_dropped() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = config_text(cms.addr, "").replace(
+        "shutdown_timeout = \"5s\"",
+        "shutdown_timeout = \"5s\"\ntrust_forwarded = false",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let request = http::Request::get(gate.url("/public/f"))
+        .header("host", "site.example")
+        .header("x-forwarded-for", "203.0.113.9")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("forwarded", "for=203.0.113.9")
+        .header("x-real-ip", "203.0.113.9")
+        .header("x-original-url", "/videos/secret")
+        .header("x-rewrite-url", "/videos/secret")
+        .body(empty_body())
+        .unwrap();
+    send(&client(), request).await;
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-proto"], "http");
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+    for gone in ["forwarded", "x-real-ip", "x-original-url", "x-rewrite-url"] {
+        assert!(!seen.headers.contains_key(gone), "{gone} reached the CMS");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absolute_form_target_names_the_host() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    let request = b"GET http://site.example/public/a?x=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n";
+    let answer = String::from_utf8_lossy(&raw(gate.addr, request).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.uri.path_and_query().unwrap().as_str(), "/public/a?x=1");
+    assert_eq!(seen.headers["host"], "site.example");
+    assert_eq!(seen.headers["x-forwarded-host"], "site.example");
+}

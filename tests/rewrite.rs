@@ -138,16 +138,46 @@ async fn each_visit_mints_its_own_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tag_split_across_upstream_chunks_is_still_rewritten() {
     let page = article(&[&iframe("src", EMBED)]);
-    let cut = page.find("api.vod2").unwrap() + 10;
+    let tag_start = page.find("<iframe frameborder").unwrap();
+    // Cut inside the embed's own src, not the copy in the comment.
+    let cut = tag_start + page[tag_start..].find("api.vod2").unwrap() + 10;
     let chunks = vec![
         Bytes::copy_from_slice(&page.as_bytes()[..cut]),
+        Bytes::from_static(GATE),
         Bytes::copy_from_slice(&page.as_bytes()[cut..]),
     ];
-    let mut reply = Reply::chunked("text/html", chunks);
-    reply.chunk_delay = Duration::from_millis(30);
-    let cms = Cms::fixed(reply).await;
+    let cms = Cms::fixed(Reply::chunked("text/html", chunks)).await;
     let gate = Gate::start(&cms).await;
-    let body = get_as_member(&gate.url("/videos/split")).await.text();
+    let request = http::Request::get(gate.url("/videos/split"))
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap();
+    let mut body = client().request(request).await.unwrap().into_body();
+    // Everything before the half tag arrives while the CMS holds the rest:
+    // the gateway really had the tag in two pieces.
+    let mut received = Vec::new();
+    while received.len() < tag_start {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the part before the split tag arrives first; got {} of {tag_start}: {:?}",
+                    received.len(),
+                    String::from_utf8_lossy(&received)
+                )
+            })
+            .unwrap()
+            .unwrap();
+        received.extend_from_slice(frame.data_ref().unwrap());
+    }
+    assert_eq!(
+        &received[..],
+        &page.as_bytes()[..tag_start],
+        "the half tag is held back"
+    );
+    cms.release_rest();
+    received.extend_from_slice(&body.collect().await.unwrap().to_bytes());
+    let body = String::from_utf8(received).unwrap();
     let tokens = tokens_in(&body);
     assert_eq!(tokens.len(), 1, "{body}");
     check_token(&tokens[0], KEY_HEX);
@@ -218,11 +248,14 @@ async fn the_cms_is_asked_for_a_whole_uncompressed_fresh_page() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn non_html_on_a_gated_route_passes_untouched() {
+async fn non_html_on_a_gated_route_keeps_its_body_but_is_never_shared_cached() {
     let json = format!(r#"{{"embed":"<iframe src=\"{EMBED}\">"}}"#);
-    let cms =
-        Cms::fixed(Reply::with_type("application/json", json.clone()).header("etag", "\"j\""))
-            .await;
+    let cms = Cms::fixed(
+        Reply::with_type("application/json", json.clone())
+            .header("etag", "\"j\"")
+            .header("cache-control", "public, max-age=600"),
+    )
+    .await;
     let gate = Gate::start(&cms).await;
     let response = get_as_member(&gate.url("/videos/data.json")).await;
     assert_eq!(response.text(), json);
@@ -231,6 +264,111 @@ async fn non_html_on_a_gated_route_passes_untouched() {
         response.headers["content-length"],
         json.len().to_string().as_str()
     );
+    // A shared cache must not hand gated content to the next visitor.
+    assert_eq!(response.headers["cache-control"], "private, no-store");
+    // On an ungated route the CMS's own caching stands.
+    let public = get(&gate.url("/public/data.json"), None).await;
+    assert_eq!(public.headers["cache-control"], "public, max-age=600");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gated_cache_control_can_be_left_to_the_cms() {
+    let cms = Cms::fixed(
+        Reply::with_type("image/png", "png").header("cache-control", "private, max-age=60"),
+    )
+    .await;
+    let config = config_text(cms.addr, "").replace(
+        "cookie = \"sessionid\"",
+        "cookie = \"sessionid\"\ncache_control = \"\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let response = get_as_member(&gate.url("/videos/poster.png")).await;
+    assert_eq!(response.headers["cache-control"], "private, max-age=60");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_and_no_content_answers_on_gated_pages_get_the_rewritten_headers() {
+    let cms = Cms::start(|seen| {
+        let mut reply = Reply::html(article(&[&iframe("src", EMBED)])).header("etag", "\"v\"");
+        if seen.uri.path() == "/videos/empty" {
+            reply = Reply::chunked("text/html; charset=utf-16", vec![]);
+            reply.status = 204;
+        }
+        if seen.method == http::Method::HEAD {
+            reply.chunks.clear();
+        }
+        reply
+    })
+    .await;
+    let gate = Gate::start(&cms).await;
+    let head = http::Request::head(gate.url("/videos/a"))
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap();
+    let response = send(&client(), head).await;
+    assert_eq!(response.status, 200);
+    assert!(response.body.is_empty());
+    assert_eq!(response.headers["cache-control"], "private, no-store");
+    assert!(!response.headers.contains_key("etag"));
+    // No body to read, so its charset does not matter.
+    let empty = get_as_member(&gate.url("/videos/empty")).await;
+    assert_eq!(empty.status, 204);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_in_a_legacy_charset_keeps_its_bytes() {
+    // "café" in ISO-8859-1 around the embed; the embed URL itself is ASCII.
+    let mut page = b"<html><head><title>caf\xe9</title></head><body><p>\xe9t\xe9</p>".to_vec();
+    page.extend_from_slice(iframe("src", EMBED).as_bytes());
+    page.extend_from_slice(b"<p>fin \xe0 bient\xf4t</p></body></html>");
+    let cms = Cms::fixed(Reply::with_type(
+        "text/html; charset=ISO-8859-1",
+        page.clone(),
+    ))
+    .await;
+    let gate = Gate::start(&cms).await;
+    let response = get_as_member(&gate.url("/videos/latin")).await;
+    let tokens = tokens_in(&String::from_utf8_lossy(&response.body));
+    assert_eq!(tokens.len(), 1);
+    let expected =
+        String::from_utf8_lossy(&page).replace(EMBED, &format!("{EMBED}?token={}", tokens[0]));
+    // Compare bytes: the Latin-1 letters must come out as the same single bytes.
+    let mut want = page.clone();
+    let at = want
+        .windows(EMBED.len())
+        .position(|w| w == EMBED.as_bytes())
+        .unwrap()
+        + EMBED.len();
+    want.splice(at..at, format!("?token={}", tokens[0]).into_bytes());
+    assert_eq!(response.body.as_ref(), want.as_slice(), "{expected}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_the_rewriter_cannot_read_is_refused() {
+    let cms = Cms::fixed(Reply::with_type(
+        "text/html; charset=utf-16",
+        "\u{feff}<html>",
+    ))
+    .await;
+    let gate = Gate::start(&cms).await;
+    let response = get_as_member(&gate.url("/videos/utf16")).await;
+    assert_eq!(response.status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wordpress_style_escaped_ampersands_are_understood() {
+    let wp = format!("{EMBED}?autoplay=1&#038;muted=1");
+    let xhtml = format!("<?xml version=\"1.0\"?>\n<html xmlns=\"http://www.w3.org/1999/xhtml\"><body>{}</body></html>", iframe("src", &wp));
+    let cms = Cms::fixed(Reply::with_type("application/xhtml+xml", xhtml.clone())).await;
+    let gate = Gate::start(&cms).await;
+    let body = get_as_member(&gate.url("/videos/wp")).await.text();
+    let tokens = tokens_in(&body);
+    assert_eq!(tokens.len(), 1, "{body}");
+    let want = xhtml.replace(
+        &wp,
+        &format!("{EMBED}?autoplay=1&amp;muted=1&amp;token={}", tokens[0]),
+    );
+    assert_eq!(body, want);
 }
 
 #[tokio::test(flavor = "multi_thread")]

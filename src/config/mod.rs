@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
+use http::HeaderValue;
 use thiserror::Error;
 use toml::Spanned;
 
@@ -57,6 +58,8 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
+    pub trust_forwarded: bool,
 }
 
 /// `[upstream]`, validated.
@@ -66,6 +69,8 @@ pub struct UpstreamSettings {
     pub scheme: Scheme,
     /// host:port of the CMS.
     pub authority: Authority,
+    /// `authority` as a Host header value, made once.
+    pub host_header: HeaderValue,
     /// Path prefix put before every request path ("" for none).
     pub base_path: String,
     /// Limit on establishing a TCP connection to the CMS.
@@ -89,6 +94,9 @@ pub struct SessionSettings {
     pub cookie: String,
     /// Body of the 403 page.
     pub deny_page: Bytes,
+    /// `Cache-Control` put on allowed responses of gated routes that are not
+    /// rewritten (rewritten pages always get `private, no-store`); `None` keeps the CMS's.
+    pub cache_control: Option<HeaderValue>,
 }
 
 /// `[rewrite]`, validated.
@@ -304,6 +312,7 @@ impl Validator<'_> {
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
+            trust_forwarded: raw.trust_forwarded.unwrap_or(true),
         })
     }
 
@@ -349,9 +358,12 @@ impl Validator<'_> {
             return Err(bad_url("must not have a query"));
         }
         let base_path = uri.path().trim_end_matches('/').to_string();
+        let host_header =
+            HeaderValue::from_str(authority.as_str()).map_err(|_| bad_url("bad host"))?;
         Ok(UpstreamSettings {
             scheme,
             authority,
+            host_header,
             base_path,
             connect_timeout: self.positive(
                 raw.connect_timeout,
@@ -403,6 +415,17 @@ impl Validator<'_> {
                 Bytes::from(body)
             }
         };
+        let cache_control = match raw.cache_control {
+            None => Some(HeaderValue::from_static("private, no-store")),
+            Some(v) if v.get_ref().trim().is_empty() => None,
+            Some(v) => Some(HeaderValue::from_str(v.get_ref()).map_err(|_| {
+                self.invalid(
+                    v.span(),
+                    "session.cache_control",
+                    "not a valid header value",
+                )
+            })?),
+        };
         let allowlist_span = raw.allowlist.span();
         let allowlist = match raw.allowlist.into_inner().file {
             Some(file) => {
@@ -422,6 +445,7 @@ impl Validator<'_> {
             SessionSettings {
                 cookie: cookie.clone(),
                 deny_page,
+                cache_control,
             },
             allowlist,
         ))

@@ -41,6 +41,7 @@ pub struct RawServer {
     pub header_timeout: Option<Spanned<HumanDuration>>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub shutdown_timeout: Option<HumanDuration>,
+    pub trust_forwarded: Option<bool>,
 }
 
 /// `[upstream]`
@@ -62,6 +63,7 @@ pub struct RawUpstream {
 pub struct RawSession {
     pub cookie: Spanned<String>,
     pub deny_page: Option<Spanned<PathBuf>>,
+    pub cache_control: Option<Spanned<String>>,
     pub allowlist: Spanned<RawAllowlist>,
 }
 

@@ -108,20 +108,23 @@ pub fn prepare_request(
     settings: &UpstreamSettings,
     client: SocketAddr,
     gated: bool,
+    trust_forwarded: bool,
 ) -> Result<(), ProxyError> {
-    // HTTP/2 carries the host in :authority, HTTP/1.1 in Host.
-    let visitor_host = parts.headers.get(header::HOST).cloned().or_else(|| {
-        parts
-            .uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // HTTP/2 carries the host in :authority, HTTP/1.1 in Host; an
+    // absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
+    let visitor_host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::remove_hop_by_hop(&mut parts.headers);
+    headers::remove_route_overrides(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
         client.ip(),
         "http",
         visitor_host.clone(),
+        trust_forwarded,
     );
     if gated {
         for name in &UNCACHED_ONLY {
@@ -134,8 +137,7 @@ pub fn prepare_request(
     }
     let host = match visitor_host {
         Some(host) if settings.preserve_host => host,
-        _ => HeaderValue::from_str(settings.authority.as_str())
-            .map_err(|_| ProxyError::BadRequest("bad upstream host"))?,
+        _ => settings.host_header.clone(),
     };
     parts.headers.insert(header::HOST, host);
 
