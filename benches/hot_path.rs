@@ -1,1 +1,290 @@
-fn main() {}
+//! The gateway's per-request CPU work, without the network:
+//!
+//! - `mint_token`: one EdgeAuth token (sha256, sha1, md5), and one embed URL
+//!   rewritten (pattern match + ACL + token), as the iframe handler does it.
+//! - `rewrite_40k_5_embeds`: `bench/page.html` (~40 KB, 5 Infomaniak embeds,
+//!   one other iframe) through `RewriteBody` in 16 KB chunks, as a gated
+//!   response is streamed; the rewriter's construction is included, since
+//!   every response builds one.
+//! - `passthrough_baseline`: the same page and chunks through lol_html with no
+//!   handlers, with a no-op `iframe` handler, and plain copying, so the share
+//!   of selector matching and minting is visible.
+//!
+//! Generate the page with `bench/load.sh --page-only` if it is missing.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use embedgate::config::Config;
+use embedgate::rewrite::{encoding_for, RewriteBody, RewriteStats};
+use embedgate::token::{Algorithm, EdgeAuth, KeyMaterial};
+use http_body::{Body, Frame};
+use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
+use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
+
+const KEY_HEX: &str = "5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c";
+const CHUNK: usize = 16 * 1024;
+const EMBEDS_ON_PAGE: usize = 5;
+// A fixed clock keeps every iteration's output the same length.
+const NOW: u64 = 1_767_225_600;
+
+const CONFIG: &str = r#"
+[server]
+listen = "127.0.0.1:0"
+workers = 1
+
+[upstream]
+url = "http://127.0.0.1:9"
+
+[session]
+cookie = "sessionid"
+
+[session.allowlist]
+file = "allowlist.txt"
+
+[[route]]
+prefix = "/videos/"
+gated = true
+
+[[route]]
+prefix = "/"
+gated = false
+
+[[embed]]
+src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
+param = "token"
+
+[embed.token]
+kind = "edgeauth"
+key = "5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+algorithm = "sha256"
+ttl = "5m"
+acl = "/hls/{share}/*"
+"#;
+
+fn load_config() -> Arc<Config> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("allowlist.txt"),
+        "bench-member-4f1d2c7a9e03\n",
+    )
+    .expect("write allowlist");
+    let config = Config::from_toml(CONFIG, &dir.path().join("gateway.toml"))
+        .unwrap_or_else(|err| panic!("bench config: {err}"));
+    // The allowlist is read into memory at load; the folder can go.
+    Arc::new(config)
+}
+
+fn load_page() -> Bytes {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/page.html");
+    let page = std::fs::read(&path).unwrap_or_else(|err| {
+        panic!(
+            "{}: {err}; generate it with bench/load.sh --page-only",
+            path.display()
+        )
+    });
+    Bytes::from(page)
+}
+
+/// The page cut into upstream-sized chunks (cheap: slices of one buffer).
+fn chunks(page: &Bytes) -> VecDeque<Bytes> {
+    (0..page.len())
+        .step_by(CHUNK)
+        .map(|at| page.slice(at..(at + CHUNK).min(page.len())))
+        .collect()
+}
+
+/// An upstream body that has every chunk ready at once.
+struct ChunkBody(VecDeque<Bytes>);
+
+impl Body for ChunkBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+    }
+}
+
+/// Polls `body` to its end without a runtime, handing each data chunk to `sink`.
+fn drain<B>(mut body: B, mut sink: impl FnMut(&[u8]))
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Debug,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        match Pin::new(&mut body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    sink(data);
+                }
+            }
+            Poll::Ready(Some(Err(err))) => panic!("body failed: {err:?}"),
+            Poll::Ready(None) => return,
+            Poll::Pending => unreachable!("every chunk is ready at once"),
+        }
+    }
+}
+
+fn rewrite_page(config: &Arc<Config>, page: &Bytes, sink: impl FnMut(&[u8])) -> u32 {
+    let stats = Arc::new(RewriteStats::default());
+    let body = RewriteBody::new(
+        ChunkBody(chunks(page)),
+        config.clone(),
+        // As the load test's upstream declares it: `text/html; charset=utf-8`.
+        encoding_for(Some("utf-8")).expect("utf-8"),
+        NOW,
+        stats.clone(),
+    );
+    drain(body, sink);
+    stats.minted()
+}
+
+fn mint_token(c: &mut Criterion) {
+    let key = KeyMaterial::from_hex(KEY_HEX).expect("hex key");
+    let acl = "/hls/1jhvl2uqa5rdf/*";
+    let mut group = c.benchmark_group("mint_token");
+    for (name, algorithm) in [
+        ("sha256", Algorithm::Sha256),
+        ("sha1", Algorithm::Sha1),
+        ("md5", Algorithm::Md5),
+    ] {
+        let minter = EdgeAuth::new(algorithm, &key);
+        let mut out = String::with_capacity(256);
+        group.bench_function(format!("{name}/mint_into"), |b| {
+            b.iter(|| {
+                out.clear();
+                minter.mint_into(
+                    black_box(NOW),
+                    black_box(NOW + 300),
+                    black_box(acl),
+                    &mut out,
+                );
+                black_box(out.len())
+            })
+        });
+        if algorithm == Algorithm::Sha256 {
+            group.bench_function(format!("{name}/mint"), |b| {
+                b.iter(|| minter.mint(black_box(NOW), black_box(NOW + 300), black_box(acl)))
+            });
+        }
+    }
+    let config = load_config();
+    let embed = &config.embeds[0];
+    let url = "https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html?autoplay=0&amp;muted=1";
+    assert!(matches!(embed.rewrite(url, NOW), Some(Ok(_))));
+    group.bench_function("sha256/embed_rewrite_url", |b| {
+        b.iter(|| embed.rewrite(black_box(url), black_box(NOW)))
+    });
+    group.finish();
+}
+
+fn rewrite_40k_5_embeds(c: &mut Criterion) {
+    let config = load_config();
+    let page = load_page();
+
+    // Once, outside the timed loop: the bench must not measure a no-op.
+    let mut output = Vec::new();
+    let minted = rewrite_page(&config, &page, |d| output.extend_from_slice(d));
+    let output = String::from_utf8(output).expect("utf-8 output");
+    assert_eq!(minted as usize, EMBEDS_ON_PAGE);
+    assert_eq!(output.matches("token=st=").count(), EMBEDS_ON_PAGE);
+    assert!(output.contains("https://www.youtube-nocookie.com/embed/aBcDeFgHiJk\""));
+
+    let mut group = c.benchmark_group("rewrite_40k_5_embeds");
+    group.throughput(Throughput::Bytes(page.len() as u64));
+    group.bench_function("rewrite_body", |b| {
+        b.iter(|| {
+            let mut sent = 0;
+            rewrite_page(&config, black_box(&page), |d| sent += d.len());
+            black_box(sent)
+        })
+    });
+    group.finish();
+}
+
+/// lol_html set up as `RewriteBody` sets it up for a declared UTF-8 page, with a
+/// no-op iframe handler or none.
+fn lol_html_pass(page: &Bytes, with_iframe_handler: bool) -> usize {
+    let utf8 = AsciiCompatibleEncoding::new(encoding_rs::UTF_8).expect("ascii-compatible");
+    let settings = Settings::new_send()
+        .with_encoding(utf8)
+        // The charset is declared in Content-Type, so a <meta charset> does not switch it.
+        .with_adjust_charset_on_meta_tag(false)
+        .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(4 << 20));
+    let settings = if with_iframe_handler {
+        let iframe: Selector = "iframe".parse().expect("selector");
+        settings.append_element_content_handler((
+            std::borrow::Cow::Owned(iframe),
+            ElementContentHandlers::default().element(
+                |el: &mut lol_html::send::Element<'_, '_>| {
+                    black_box(el.get_attribute("src"));
+                    Ok(())
+                },
+            ),
+        ))
+    } else {
+        settings
+    };
+    // Output collected behind a mutex, as `RewriteBody` collects it.
+    let out = Arc::new(Mutex::new(BytesMut::new()));
+    let sink = out.clone();
+    let mut rewriter = HtmlRewriter::new(settings, move |c: &[u8]| {
+        sink.lock().expect("sink").extend_from_slice(c)
+    });
+    let mut sent = 0;
+    for chunk in chunks(page) {
+        rewriter.write(&chunk).expect("write");
+        // Hand on what came out, as the gateway does after each chunk.
+        sent += black_box(out.lock().expect("sink").split().freeze()).len();
+    }
+    rewriter.end().expect("end");
+    let rest = out.lock().expect("sink").len();
+    sent + rest
+}
+
+fn passthrough_baseline(c: &mut Criterion) {
+    let page = load_page();
+    assert_eq!(lol_html_pass(&page, false), page.len());
+    assert_eq!(lol_html_pass(&page, true), page.len());
+
+    let mut group = c.benchmark_group("passthrough_baseline");
+    group.throughput(Throughput::Bytes(page.len() as u64));
+    group.bench_function("lol_html_no_handlers", |b| {
+        b.iter(|| lol_html_pass(black_box(&page), false))
+    });
+    group.bench_function("lol_html_iframe_noop_handler", |b| {
+        b.iter(|| lol_html_pass(black_box(&page), true))
+    });
+    group.bench_function("copy_chunks", |b| {
+        b.iter(|| {
+            let mut out = BytesMut::new();
+            let mut sent = 0;
+            drain(ChunkBody(chunks(black_box(&page))), |d| {
+                out.extend_from_slice(d);
+                sent += out.split().len();
+            });
+            black_box(sent)
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    mint_token,
+    rewrite_40k_5_embeds,
+    passthrough_baseline
+);
+criterion_main!(benches);

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Loopback load test of the gateway on one core, in four cases:
+#   (a) upstream direct, (b) gateway passthrough (ungated path),
+#   (c) gateway 403 (gated path, no cookie), (d) gateway gated + rewrite.
+#
+# Usage: bench/load.sh              run all four cases (DURATION=10s each by default)
+#        bench/load.sh --page-only  only (re)generate bench/page.html and exit
+# Env:   DURATION (wrk -d, default 10s), CONNECTIONS (wrk -c, default 32),
+#        EMBEDGATE_LOG (gateway log filter, default info: one access line per request).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PAGE="$ROOT/bench/page.html"
+DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+SESSION="bench-member-4f1d2c7a9e03"
+# Safety net: every server started here exits by itself after this many seconds.
+SERVER_LIFETIME=300
+
+# Writes a ~40 KB article with 5 Infomaniak embeds, one iframe to another host
+# and ordinary markup. Deterministic: same bytes on every run.
+generate_page() {
+    python3 - "$1" <<'PY'
+import sys
+
+out = sys.argv[1]
+shares = ["1jhvl2uqa5rdf", "3mzp8kd1wq7tb", "5gxc2nv9ho4js", "7rby6et3ul0fa", "9kwd4qs5mi2ce"]
+words = ("gateway session token stream chunk iframe member lesson video module archive "
+         "editor course chapter exercise review summary outline question answer practice "
+         "schedule workshop speaker slides transcript caption playlist episode season").split()
+
+def paragraph(seed):
+    n = 45 + seed % 25
+    text = " ".join(words[(seed * 7 + i * 13) % len(words)] for i in range(n))
+    return "<p>" + text[0].upper() + text[1:] + ". <a href=\"/videos/notes/" + str(seed) + "\">Notes</a> &amp; <em>more</em>.</p>\n"
+
+parts = ["""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Members' course: streaming at the edge</title>
+<link rel="stylesheet" href="/static/site.css">
+<style>
+body { font-family: system-ui, sans-serif; margin: 0; line-height: 1.5; }
+header nav a { margin-right: 1em; }
+article { max-width: 46em; margin: 2em auto; }
+figure, iframe { display: block; margin: 1.5em 0; }
+.lesson h2 { border-bottom: 1px solid #ccc; }
+</style>
+<script type="application/ld+json">{"@type": "Course", "name": "Streaming at the edge", "provider": "Sample CMS"}</script>
+</head>
+<body>
+<header><nav>
+"""]
+parts += ['<a href="/section/%d">Section %d</a>\n' % (i, i) for i in range(24)]
+parts.append("</nav></header>\n<main><article>\n<h1>Streaming at the edge</h1>\n")
+
+embeds = [
+    '<iframe frameborder="0" width="720" height="405" src="https://api.vod2.infomaniak.com/res/embed/%s.html" allowfullscreen></iframe>\n',
+    '<iframe title="Lesson video" width="720" height="405" src="https://api.vod2.infomaniak.com/res/embed/%s.html?autoplay=0&amp;muted=1" allow="autoplay; fullscreen"></iframe>\n',
+]
+other = '<iframe width="560" height="315" src="https://www.youtube-nocookie.com/embed/aBcDeFgHiJk" title="Other host"></iframe>\n'
+
+target = 40 * 1024
+sections = 10
+seed = 0
+body_budget = target - 2600  # head, nav and footer
+per_section = body_budget // sections
+for s in range(sections):
+    parts.append('<section class="lesson" id="lesson-%d">\n<h2>Lesson %d</h2>\n' % (s, s + 1))
+    size = 0
+    while size < per_section - 450:
+        p = paragraph(seed)
+        seed += 1
+        parts.append(p)
+        size += len(p)
+    if s % 2 == 0:
+        parts.append(embeds[(s // 2) % 2] % shares[s // 2])
+    elif s == 5:
+        parts.append(other)
+    parts.append('<figure><img src="/media/lesson-%d.jpg" alt="Slide %d" width="640" height="360" loading="lazy"><figcaption>Slide %d</figcaption></figure>\n' % (s, s, s))
+    parts.append("</section>\n")
+
+parts.append("""</article></main>
+<footer><p>&copy; Sample CMS. <a href="/privacy">Privacy</a> <a href="/terms">Terms</a></p></footer>
+<script src="/static/site.js" defer></script>
+</body>
+</html>
+""")
+page = "".join(parts)
+assert page.count("api.vod2.infomaniak.com/res/embed/") == 5
+with open(out, "w", encoding="utf-8") as f:
+    f.write(page)
+print("wrote %s (%d bytes)" % (out, len(page.encode())))
+PY
+}
+
+if [[ "${1:-}" == "--page-only" ]]; then
+    generate_page "$PAGE"
+    exit 0
+fi
+[[ -s "$PAGE" ]] || generate_page "$PAGE"
+
+need() { command -v "$1" >/dev/null || { echo "load.sh: $1 is required" >&2; exit 1; }; }
+if ! command -v wrk >/dev/null; then
+    echo "installing wrk..." >&2
+    apt-get install -y -qq wrk >/dev/null 2>&1 ||
+        { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; } ||
+        { echo "load.sh: wrk is missing and could not be installed" >&2; exit 1; }
+fi
+for tool in wrk curl python3 taskset timeout cmp; do need "$tool"; done
+
+cd "$ROOT"
+cargo build --quiet --release --bin embedgate --example static_upstream
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+GATEWAY_BIN="$TARGET_DIR/release/embedgate"
+UPSTREAM_BIN="$TARGET_DIR/release/examples/static_upstream"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [[ -n "${KEEP_LOGS:-}" ]]; then
+        echo "logs kept in $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r UP_PORT GW_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+')
+UPSTREAM="http://127.0.0.1:$UP_PORT"
+GATEWAY="http://127.0.0.1:$GW_PORT"
+
+printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
+cat >"$WORK/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+workers = 1
+
+[upstream]
+url = "$UPSTREAM"
+response_timeout = "10s"
+
+[session]
+cookie = "sessionid"
+
+[session.allowlist]
+file = "allowlist.txt"
+
+[[route]]
+prefix = "/videos/"
+gated = true
+
+[[route]]
+prefix = "/"
+gated = false
+
+[[embed]]
+src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
+
+[embed.token]
+kind = "edgeauth"
+key = "5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+algorithm = "sha256"
+ttl = "5m"
+acl = "/hls/{share}/*"
+EOF
+
+# Waits until something answers HTTP on $1.
+wait_ready() {
+    local _
+    for _ in $(seq 50); do
+        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        sleep 0.1
+    done
+    echo "load.sh: nothing answers on $1" >&2
+    return 1
+}
+
+timeout "$SERVER_LIFETIME" taskset -c 1 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$PAGE" \
+    >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
+    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
+PIDS+=($!)
+wait_ready "$UPSTREAM/"
+wait_ready "$GATEWAY/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+
+fail() { echo "load.sh: check failed: $*" >&2; tail -n 5 "$WORK/gateway.log" >&2; exit 1; }
+
+# Fetches $1 (extra curl args after it) into $WORK/body; prints the status.
+fetch() {
+    local url="$1"
+    shift
+    curl -s --max-time 5 -o "$WORK/body" -w '%{http_code}' "$@" "$url"
+}
+
+check_case() {
+    local status
+    case "$1" in
+    direct)
+        status="$(fetch "$UPSTREAM/articles/edge.html")"
+        [[ "$status" == 200 ]] || fail "upstream answered $status"
+        cmp -s "$WORK/body" "$PAGE" || fail "upstream body differs from $PAGE"
+        ;;
+    passthrough)
+        status="$(fetch "$GATEWAY/articles/edge.html")"
+        [[ "$status" == 200 ]] || fail "passthrough answered $status, not 200"
+        cmp -s "$WORK/body" "$PAGE" || fail "passthrough body is not byte-identical to the upstream's"
+        ;;
+    denied)
+        status="$(fetch "$GATEWAY/videos/edge.html")"
+        [[ "$status" == 403 ]] || fail "gated path without cookie answered $status, not 403"
+        ;;
+    rewrite)
+        status="$(fetch "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION")"
+        [[ "$status" == 200 ]] || fail "gated path with cookie answered $status, not 200"
+        local tokens
+        tokens="$(grep -o 'token=st=' "$WORK/body" | wc -l)"
+        [[ "$tokens" -eq 5 ]] || fail "rewritten page has $tokens tokens, not 5"
+        ;;
+    esac
+}
+
+# Runs wrk on $2 (extra wrk args after it) and prints one table row for case $1.
+measure() {
+    local name="$1" url="$2"
+    shift 2
+    local out="$WORK/wrk-$name.txt"
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$out"
+    awk -v name="$name" '
+        /Requests\/sec:/ { rps = $2 }
+        /Transfer\/sec:/ { xfer = $2 }
+        $1 == "50%" { p50 = $2 }
+        $1 == "99%" { p99 = $2 }
+        /requests in/ { total = $1 }
+        /Non-2xx or 3xx responses:/ { non2xx = $NF }
+        /Socket errors:/ { errors = $0; sub(/.*Socket errors: */, "", errors) }
+        END {
+            printf "%-13s %10s %9s %9s %11s %9s %8s  %s\n", name, rps, p50, p99, xfer, total,
+                (non2xx == "" ? 0 : non2xx), (errors == "" ? "-" : errors)
+        }' "$out"
+}
+
+echo "page: $PAGE ($(wc -c <"$PAGE") bytes); wrk -t1 -c$CONNECTIONS -d$DURATION; gateway on core 0 (workers = 1), upstream and wrk on core 1"
+printf '%-13s %10s %9s %9s %11s %9s %8s  %s\n' case req/s p50 p99 transfer/s requests non-2xx socket-errors
+check_case direct
+measure direct "$UPSTREAM/articles/edge.html"
+check_case passthrough
+measure passthrough "$GATEWAY/articles/edge.html"
+check_case denied
+measure denied "$GATEWAY/videos/edge.html"
+check_case rewrite
+measure rewrite "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION"
