@@ -100,8 +100,7 @@ impl AccessLog {
     fn emit(&self, complete: bool) {
         let route = self.route.as_deref().unwrap_or("-");
         let reason = self.reason.as_deref().unwrap_or("-");
-        let session = self.session.map(|s| s.to_string());
-        let session = session.as_deref().unwrap_or("-");
+        let session = OrDash(self.session);
         let upstream_status = self.upstream_status.unwrap_or(0);
         let tokens = self.rewrite.as_ref().map_or(0, |s| s.minted());
         let refused = self.rewrite.as_ref().map_or(0, |s| s.refused());
@@ -110,16 +109,28 @@ impl AccessLog {
         let decision = self.decision.as_str();
         if let Some(failure) = &self.failure {
             tracing::warn!(
-                method = %self.method, path = %self.path, route, decision, reason, session,
+                method = %self.method, path = %self.path, route, decision, reason, session = %session,
                 status = self.status, upstream_status, tokens, refused, bytes = self.bytes,
                 latency_ms, failure = %failure, "response aborted"
             );
         } else {
             tracing::info!(
-                method = %self.method, path = %self.path, route, decision, reason, session,
+                method = %self.method, path = %self.path, route, decision, reason, session = %session,
                 status = self.status, upstream_status, tokens, refused, bytes = self.bytes,
                 latency_ms, complete, "request"
             );
+        }
+    }
+}
+
+/// Shows the value, or `-` when there is none, without allocating.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
         }
     }
 }

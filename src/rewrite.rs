@@ -160,6 +160,10 @@ impl<B> RewriteBody<B> {
         let settings = Settings::new_send()
             .with_encoding(encoding.encoding)
             .with_adjust_charset_on_meta_tag(!encoding.declared)
+            // Strict mode aborts on markup it cannot parse without a DOM; a
+            // member would get half a page. The worst a rare misparse can do
+            // here is leave an iframe without a token.
+            .with_strict(false)
             .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(max_memory))
             .append_element_content_handler((
                 std::borrow::Cow::Borrowed(&*IFRAME),
