@@ -62,6 +62,18 @@ impl RewriteStats {
 #[derive(Default)]
 struct Output(Mutex<BytesMut>);
 
+/// Extra output room per input chunk, for the tokens the chunk's iframes get.
+const OUTPUT_SLACK: usize = 1024;
+
+impl Output {
+    fn reserve(&self, additional: usize) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reserve(additional);
+    }
+}
+
 struct Sink(Arc<Output>);
 
 impl OutputSink for Sink {
@@ -209,6 +221,10 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         if let Some(rewriter) = this.rewriter.as_mut() {
+                            // Room for the chunk and its tokens up front: once the
+                            // last frame has been sent, this takes its buffer back
+                            // instead of growing a new one piece by piece.
+                            this.output.reserve(data.len() + OUTPUT_SLACK);
                             if let Err(err) = rewriter.write(&data) {
                                 this.fail();
                                 return Poll::Ready(Some(Err(err.into())));

@@ -197,11 +197,7 @@ async fn http2_visitors_are_served_and_gated_like_http1() {
     .await;
     assert_eq!(denied.status, 403);
 
-    let member = http::Request::get(gate.url("/videos/p"))
-        .header("cookie", format!("sessionid={MEMBER}"))
-        .body(empty_body())
-        .unwrap();
-    let allowed = send(&h2, member).await;
+    let allowed = send(&h2, member_request(&gate.url("/videos/p"))).await;
     assert_eq!(allowed.status, 200);
     let tokens = tokens_in(&allowed.text());
     assert_eq!(tokens.len(), 1);
@@ -222,30 +218,17 @@ async fn a_slow_streamed_body_is_passed_on_as_it_arrives() {
     ];
     let cms = Cms::fixed(Reply::chunked("text/plain", chunks)).await;
     let gate = Gate::start(&cms).await;
-    let response = client()
-        .request(
-            http::Request::get(gate.url("/public/s"))
-                .body(empty_body())
-                .unwrap(),
-        )
-        .await
+    let request = http::Request::get(gate.url("/public/s"))
+        .body(empty_body())
         .unwrap();
-    let mut body = response.into_body();
-    let first = tokio::time::timeout(
-        Duration::from_secs(5),
-        http_body_util::BodyExt::frame(&mut body),
-    )
-    .await
-    .expect("first chunk arrives while the CMS is still holding the rest")
-    .unwrap()
-    .unwrap();
-    assert_eq!(first.data_ref().unwrap().as_ref(), b"first ");
+    let mut response = Streaming::open(request).await;
+    response
+        .read_until("the first chunk, while the CMS holds the rest", |got| {
+            got == b"first "
+        })
+        .await;
     cms.release_rest();
-    let rest = http_body_util::BodyExt::collect(body)
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(rest.as_ref(), b"second");
+    assert_eq!(response.finish().await, b"first second");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -148,35 +148,21 @@ async fn a_tag_split_across_upstream_chunks_is_still_rewritten() {
     ];
     let cms = Cms::fixed(Reply::chunked("text/html", chunks)).await;
     let gate = Gate::start(&cms).await;
-    let request = http::Request::get(gate.url("/videos/split"))
-        .header("cookie", format!("sessionid={MEMBER}"))
-        .body(empty_body())
-        .unwrap();
-    let mut body = client().request(request).await.unwrap().into_body();
+    let mut response = Streaming::open(member_request(&gate.url("/videos/split"))).await;
     // Everything before the half tag arrives while the CMS holds the rest:
     // the gateway really had the tag in two pieces.
-    let mut received = Vec::new();
-    while received.len() < tag_start {
-        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
-            .await
-            .unwrap_or_else(|_| {
-                panic!(
-                    "the part before the split tag arrives first; got {} of {tag_start}: {:?}",
-                    received.len(),
-                    String::from_utf8_lossy(&received)
-                )
-            })
-            .unwrap()
-            .unwrap();
-        received.extend_from_slice(frame.data_ref().unwrap());
-    }
+    response
+        .read_until("the part before the split tag", |got| {
+            got.len() >= tag_start
+        })
+        .await;
     assert_eq!(
-        &received[..],
+        &response.received[..],
         &page.as_bytes()[..tag_start],
         "the half tag is held back"
     );
     cms.release_rest();
-    received.extend_from_slice(&body.collect().await.unwrap().to_bytes());
+    let received = response.finish().await;
     let body = String::from_utf8(received).unwrap();
     let tokens = tokens_in(&body);
     assert_eq!(tokens.len(), 1, "{body}");
@@ -198,24 +184,14 @@ async fn the_page_streams_and_is_never_held_whole() {
     ];
     let cms = Cms::fixed(Reply::chunked("text/html; charset=utf-8", chunks)).await;
     let gate = Gate::start(&cms).await;
-    let request = http::Request::get(gate.url("/videos/stream"))
-        .header("cookie", format!("sessionid={MEMBER}"))
-        .body(empty_body())
-        .unwrap();
-    let response = client().request(request).await.unwrap();
-    let mut body = response.into_body();
-    let mut received = Vec::new();
-    while !String::from_utf8_lossy(&received).contains("1jhvl2uqa5rdf.html?token=st=") {
-        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
-            .await
-            .expect("first half arrives before the CMS sends the rest")
-            .unwrap()
-            .unwrap();
-        received.extend_from_slice(frame.data_ref().unwrap());
-    }
+    let mut response = Streaming::open(member_request(&gate.url("/videos/stream"))).await;
+    response
+        .read_until("the first half", |got| {
+            String::from_utf8_lossy(got).contains("1jhvl2uqa5rdf.html?token=st=")
+        })
+        .await;
     cms.release_rest();
-    let rest = body.collect().await.unwrap().to_bytes();
-    received.extend_from_slice(&rest);
+    let received = response.finish().await;
     let text = String::from_utf8(received).unwrap();
     assert_eq!(tokens_in(&text).len(), 2);
     assert!(text.ends_with("</body></html>\n"));

@@ -399,6 +399,58 @@ pub async fn get_as_member(url: &str) -> Fetched {
     get(url, Some(&format!("sessionid={MEMBER}"))).await
 }
 
+/// A GET request for `url` carrying the member's session cookie.
+pub fn member_request(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url)
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .body(empty_body())
+        .unwrap()
+}
+
+/// A response read frame by frame, while the CMS may still hold back the rest.
+pub struct Streaming {
+    body: Incoming,
+    pub received: Vec<u8>,
+}
+
+impl Streaming {
+    /// Sends `request` and waits for the response head.
+    pub async fn open(request: Request<Full<Bytes>>) -> Streaming {
+        let response = client().request(request).await.expect("response head");
+        Streaming {
+            body: response.into_body(),
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads until `done` holds for what was received; fails if 5 s pass first
+    /// (a gateway that held the body back would never get there).
+    pub async fn read_until(&mut self, what: &str, done: impl Fn(&[u8]) -> bool) {
+        while !done(&self.received) {
+            let frame = tokio::time::timeout(Duration::from_secs(5), self.body.frame())
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{what} never arrived; got {:?}",
+                        String::from_utf8_lossy(&self.received)
+                    )
+                })
+                .expect("body continues")
+                .expect("body frame");
+            if let Some(data) = frame.data_ref() {
+                self.received.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// Reads the rest of the body and returns all of it.
+    pub async fn finish(mut self) -> Vec<u8> {
+        let rest = self.body.collect().await.expect("rest of body").to_bytes();
+        self.received.extend_from_slice(&rest);
+        self.received
+    }
+}
+
 /// Sends raw bytes on a fresh connection and reads until the server closes or `limit` bytes.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
