@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http_body_util::BodyExt;
 
 const OTHER_HOST: &str = r#"<iframe width="560" height="315" src="https://www.youtube-nocookie.com/embed/xyz?token=keep" title="Other"></iframe>"#;
 
