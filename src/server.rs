@@ -88,6 +88,9 @@ fn log_listening(gateway: &Gateway, listener: &TcpListener) {
         sessions = config.allowlist.len(),
         "listening on http://{addr}"
     );
+    if config.allowlist.is_empty() {
+        tracing::warn!("the allowlist is empty: every gated request will be denied");
+    }
 }
 
 /// Binds the configured address.

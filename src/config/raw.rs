@@ -1,7 +1,8 @@
 //! `gateway.toml` exactly as serde reads it: no validation beyond types.
 //!
 //! Every table denies unknown keys, so a typo is an error instead of a
-//! silently ignored setting that could leave a page open.
+//! silently ignored setting that could leave a page open. No type here
+//! derives `Debug`: `[embed.token]` may hold an inline key.
 
 // Field names are the gateway.toml keys; gateway.toml documents each one.
 #![allow(missing_docs)]
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub server: RawServer,
@@ -33,7 +34,7 @@ pub struct RawConfig {
 pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
 
 /// `[server]`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<String>,
@@ -45,7 +46,7 @@ pub struct RawServer {
 }
 
 /// `[upstream]`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub url: Spanned<String>,
@@ -58,7 +59,7 @@ pub struct RawUpstream {
 }
 
 /// `[session]`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub cookie: Spanned<String>,
@@ -68,21 +69,21 @@ pub struct RawSession {
 }
 
 /// `[session.allowlist]`: exactly one source.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAllowlist {
     pub file: Option<Spanned<PathBuf>>,
 }
 
 /// `[rewrite]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRewrite {
     pub max_memory: Option<Spanned<usize>>,
 }
 
 /// One `[[route]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub prefix: Spanned<String>,
@@ -90,7 +91,7 @@ pub struct RawRoute {
 }
 
 /// One `[[embed]]`.
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmbed {
     pub src: Spanned<String>,
@@ -99,7 +100,7 @@ pub struct RawEmbed {
 }
 
 /// `[embed.token]`
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
     pub kind: TokenKind,
