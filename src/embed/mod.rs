@@ -5,11 +5,15 @@
 //! `{name}` captures one path segment, and an ACL template such as
 //! `/hls/{share}/*` filled from those captures.
 
+mod attribute;
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use thiserror::Error;
+
+use attribute::{decode_references, is_html_space, split_url};
 
 use crate::token::EdgeAuth;
 
@@ -258,82 +262,6 @@ impl Embed {
         };
         match_pieces(&self.pattern, path, captures)
     }
-}
-
-/// Whitespace HTML strips from around a URL attribute.
-fn is_html_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0C')
-}
-
-/// Splits a URL into what comes before `?`, the query, and `#fragment`.
-fn split_url(url: &str) -> (&str, &str, &str) {
-    let split = url.find(['?', '#']).unwrap_or(url.len());
-    let (base, tail) = url.split_at(split);
-    match tail.strip_prefix('?') {
-        Some(q) => {
-            let (query, fragment) = q.split_at(q.find('#').unwrap_or(q.len()));
-            (base, query, fragment)
-        }
-        None => (base, "", tail),
-    }
-}
-
-/// Decodes the character references a URL attribute may carry (numeric, and
-/// the named ones for `& " < > '`); borrows when there are none.
-fn decode_references(value: &str) -> Cow<'_, str> {
-    if !value.contains('&') {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    let mut decoded_any = false;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        match reference_at(rest) {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-                decoded_any = true;
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    if decoded_any {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(value)
-    }
-}
-
-/// The character and length of a reference at the start of `text` (`&...;`).
-fn reference_at(text: &str) -> Option<(char, usize)> {
-    // The longest reference we read is `&#x10FFFF;`: look no further, so a
-    // long run of `&` costs linear time.
-    let window = &text.as_bytes()[1..text.len().min(12)];
-    let end = window.iter().position(|&b| b == b';')? + 1;
-    let body = &text[1..end];
-    let c = if let Some(number) = body.strip_prefix('#') {
-        let code = match number.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => number.parse().ok()?,
-        };
-        char::from_u32(code).filter(|c| *c != '\0')?
-    } else {
-        match body {
-            "amp" | "AMP" => '&',
-            "quot" | "QUOT" => '"',
-            "lt" | "LT" => '<',
-            "gt" | "GT" => '>',
-            "apos" => '\'',
-            _ => return None,
-        }
-    };
-    Some((c, end + 1))
 }
 
 fn match_pieces<'u>(
