@@ -35,50 +35,10 @@ const EMBEDS_ON_PAGE: usize = 5;
 // A fixed clock keeps every iteration's output the same length.
 const NOW: u64 = 1_767_225_600;
 
-const CONFIG: &str = r#"
-[server]
-listen = "127.0.0.1:0"
-workers = 1
-
-[upstream]
-url = "http://127.0.0.1:9"
-
-[session]
-cookie = "sessionid"
-
-[session.allowlist]
-file = "allowlist.txt"
-
-[[route]]
-prefix = "/videos/"
-gated = true
-
-[[route]]
-prefix = "/"
-gated = false
-
-[[embed]]
-src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
-param = "token"
-
-[embed.token]
-kind = "edgeauth"
-key = "5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-algorithm = "sha256"
-ttl = "5m"
-acl = "/hls/{share}/*"
-"#;
-
+/// The shipped gateway.toml: the bench rewrites with the embeds users start from.
 fn load_config() -> Arc<Config> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("allowlist.txt"),
-        "bench-member-4f1d2c7a9e03\n",
-    )
-    .expect("write allowlist");
-    let config = Config::from_toml(CONFIG, &dir.path().join("gateway.toml"))
-        .unwrap_or_else(|err| panic!("bench config: {err}"));
-    // The allowlist is read into memory at load; the folder can go.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
+    let config = Config::load(&path).unwrap_or_else(|err| panic!("bench config: {err}"));
     Arc::new(config)
 }
 
