@@ -146,3 +146,31 @@ async fn a_cms_that_goes_quiet_mid_body_has_the_response_cut_off() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_never_completes_the_connection_is_a_504() {
+    // A listener that never accepts, its backlog filled: further connection
+    // attempts get no answer, as from a host that drops packets.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let stuck = socket.listen(1).unwrap();
+    let addr = stuck.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..8 {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(stream)) => fillers.push(stream),
+            _ => break,
+        }
+    }
+    let config =
+        config_text(addr, "").replace("connect_timeout = \"1s\"", "connect_timeout = \"300ms\"");
+    let gate = Gate::start_with(&config, &[]).await;
+    let response = get(&gate.url("/public/x"), None).await;
+    assert_eq!(response.status, 504, "{}", response.text());
+    drop(stuck);
+}
