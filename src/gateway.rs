@@ -181,15 +181,15 @@ fn filter_gated_response(
 ) -> Result<Option<PageEncoding>, Refusal> {
     if !is_html(&parts.headers) {
         if let Some(value) = &config.session.cache_control {
-            parts.headers.insert(header::CACHE_CONTROL, value.clone());
+            headers::set_cache_control(&mut parts.headers, value.clone());
         }
         return Ok(None);
     }
     for name in [header::CONTENT_LENGTH, header::ETAG, header::LAST_MODIFIED] {
         parts.headers.remove(name);
     }
-    parts.headers.insert(
-        header::CACHE_CONTROL,
+    headers::set_cache_control(
+        &mut parts.headers,
         HeaderValue::from_static("private, no-store"),
     );
     let has_body = !(head_only

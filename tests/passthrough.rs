@@ -195,7 +195,14 @@ async fn http2_visitors_are_served_and_gated_like_http1() {
     .await;
     assert_eq!(denied.status, 403);
 
-    let allowed = send(&h2, member_request(&gate.url("/videos/p"))).await;
+    // HTTP/2 clients may send each cookie as its own header field.
+    let split_cookies = http::Request::get(gate.url("/videos/p"))
+        .header("cookie", "a=1")
+        .header("cookie", format!("sessionid={MEMBER}"))
+        .header("cookie", "b=2")
+        .body(empty_body())
+        .unwrap();
+    let allowed = send(&h2, split_cookies).await;
     assert_eq!(allowed.status, 200);
     let tokens = tokens_in(&allowed.text());
     assert_eq!(tokens.len(), 1);
@@ -205,6 +212,9 @@ async fn http2_visitors_are_served_and_gated_like_http1() {
     let seen = cms.requests();
     assert!(seen.iter().all(|s| s.version == http::Version::HTTP_11));
     assert_eq!(seen[0].headers["host"], gate.addr.to_string().as_str());
+    // ...and a single Cookie header, as RFC 9113 §8.2.3 asks.
+    let cookies: Vec<_> = seen[1].headers.get_all("cookie").iter().collect();
+    assert_eq!(cookies, [format!("a=1; sessionid={MEMBER}; b=2").as_str()]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

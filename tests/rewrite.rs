@@ -228,7 +228,10 @@ async fn non_html_on_a_gated_route_keeps_its_body_but_is_never_shared_cached() {
     let cms = Cms::fixed(
         Reply::with_type("application/json", json.clone())
             .header("etag", "\"j\"")
-            .header("cache-control", "public, max-age=600"),
+            .header("cache-control", "public, max-age=600")
+            .header("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+            .header("surrogate-control", "max-age=600")
+            .header("x-accel-expires", "600"),
     )
     .await;
     let gate = Gate::start(&cms).await;
@@ -241,6 +244,12 @@ async fn non_html_on_a_gated_route_keeps_its_body_but_is_never_shared_cached() {
     );
     // A shared cache must not hand gated content to the next visitor.
     assert_eq!(response.headers["cache-control"], "private, no-store");
+    for gone in ["expires", "surrogate-control", "x-accel-expires"] {
+        assert!(
+            !response.headers.contains_key(gone),
+            "{gone} would let a cache in front keep it"
+        );
+    }
     // On an ungated route the CMS's own caching stands.
     let public = get(&gate.url("/public/data.json"), None).await;
     assert_eq!(public.headers["cache-control"], "public, max-age=600");

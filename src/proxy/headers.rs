@@ -43,6 +43,52 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Sets `Cache-Control` and removes every header a cache in front would
+/// obey instead of it: `Expires`, and the CDN- and proxy-specific ones
+/// (`Surrogate-Control`, `CDN-Cache-Control` and its vendor variants,
+/// `Edge-Control`, `X-Accel-Expires`).
+pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
+    const OVERRIDES: [HeaderName; 5] = [
+        header::EXPIRES,
+        HeaderName::from_static("surrogate-control"),
+        HeaderName::from_static("cdn-cache-control"),
+        HeaderName::from_static("edge-control"),
+        HeaderName::from_static("x-accel-expires"),
+    ];
+    for name in &OVERRIDES {
+        headers.remove(name);
+    }
+    // Vendor forms such as Cloudflare-CDN-Cache-Control.
+    let vendor: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().ends_with("-cdn-cache-control"))
+        .cloned()
+        .collect();
+    for name in vendor {
+        headers.remove(name);
+    }
+    headers.insert(header::CACHE_CONTROL, value);
+}
+
+/// Joins several `Cookie` headers into one, as RFC 9113 §8.2.3 asks when an
+/// HTTP/2 request goes on over HTTP/1.1 (many HTTP/1.1 servers read only one).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
 /// Request headers some frameworks take as the real path: the gate judged
 /// the request line, so the CMS must not be told another path.
 const ROUTE_OVERRIDES: [HeaderName; 2] = [
@@ -62,9 +108,11 @@ const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Sets `X-Forwarded-Proto` and `X-Forwarded-Host`, and `X-Forwarded-For`:
-/// appended to the visitor's chain when `trust` (a trusted proxy is in
-/// front), else replaced, together with `Forwarded` and `X-Real-IP`.
+/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
+///
+/// With `trust` (a trusted proxy is in front) the client is appended to the
+/// `X-Forwarded-For` chain and a proto or host already set is kept; without
+/// it all three are replaced and `Forwarded` and `X-Real-IP` dropped.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
@@ -89,13 +137,19 @@ pub fn add_forwarded(
     if let Ok(value) = HeaderValue::from_str(&chain) {
         headers.insert(XFF, value);
     }
-    headers.insert(XFP, HeaderValue::from_static(proto));
-    match host {
-        Some(host) => {
-            headers.insert(XFH, host);
-        }
-        None => {
-            headers.remove(XFH);
+    // Behind a trusted proxy (one that terminates TLS, say) its view of
+    // the scheme and host is the visitor's: keep it.
+    if !(trust && headers.contains_key(&XFP)) {
+        headers.insert(XFP, HeaderValue::from_static(proto));
+    }
+    if !(trust && headers.contains_key(&XFH)) {
+        match host {
+            Some(host) => {
+                headers.insert(XFH, host);
+            }
+            None => {
+                headers.remove(XFH);
+            }
         }
     }
 }
@@ -179,6 +233,51 @@ mod tests {
         for gone in ["x-forwarded-host", "forwarded", "x-real-ip"] {
             assert!(!h.contains_key(gone), "{gone}");
         }
+    }
+
+    #[test]
+    fn a_trusted_proxys_proto_and_host_are_kept() {
+        let mut h = map(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "www.site.example"),
+        ]);
+        let host = Some(HeaderValue::from_static("internal:8080"));
+        add_forwarded(&mut h, "10.0.0.2".parse().unwrap(), "http", host, true);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "www.site.example");
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+    }
+
+    #[test]
+    fn cache_control_overrides_for_caches_in_front_are_removed() {
+        let mut h = map(&[
+            ("cache-control", "public, max-age=600"),
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+            ("surrogate-control", "max-age=600"),
+            ("cdn-cache-control", "max-age=600"),
+            ("Cloudflare-CDN-Cache-Control", "max-age=600"),
+            ("edge-control", "cache-maxage=600"),
+            ("x-accel-expires", "600"),
+            ("x-kept", "1"),
+        ]);
+        set_cache_control(&mut h, HeaderValue::from_static("private, no-store"));
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h["cache-control"], "private, no-store");
+    }
+
+    #[test]
+    fn split_cookie_headers_are_joined_for_http1() {
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("cookie", "sessionid=x"),
+            ("cookie", "b=2"),
+        ]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; sessionid=x; b=2"]);
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
     }
 
     #[test]

@@ -119,6 +119,7 @@ pub fn prepare_request(
         .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::remove_route_overrides(&mut parts.headers);
+    headers::join_cookies(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
         client.ip(),
