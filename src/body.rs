@@ -6,7 +6,6 @@
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
-use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -18,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::allowlist::SessionTag;
+use crate::idle::IdleTimer;
 use crate::rewrite::{RewriteBody, RewriteStats};
 
 /// Boxed error of a response body.
@@ -135,6 +135,11 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
     }
 }
 
+/// The CMS stopped sending a body it had begun.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream went quiet mid-body: {0}")]
+struct UpstreamQuiet(crate::idle::IdleTimeout);
+
 enum Kind {
     Full(Option<Bytes>),
     Upstream(Incoming),
@@ -148,54 +153,13 @@ pub struct ResponseBody {
     idle: IdleTimer,
 }
 
-/// How long the CMS may leave a body without a byte; the timer is only made
-/// once the body first has to wait, so a body that is already there costs nothing.
-struct IdleTimer {
-    limit: Option<Duration>,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-/// The CMS stopped sending a body it had begun.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream sent nothing for {0:?} mid-body")]
-pub struct IdleTimeout(Duration);
-
-impl IdleTimer {
-    fn none() -> IdleTimer {
-        IdleTimer {
-            limit: None,
-            sleep: None,
-        }
-    }
-
-    /// Called when the inner body is pending: has the limit passed?
-    fn expired(&mut self, cx: &mut Context<'_>) -> Option<IdleTimeout> {
-        let limit = self.limit?;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        sleep
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then_some(IdleTimeout(limit))
-    }
-
-    /// Called when the inner body made progress.
-    fn progressed(&mut self) {
-        if let (Some(limit), Some(sleep)) = (self.limit, self.sleep.as_mut()) {
-            sleep.as_mut().reset(tokio::time::Instant::now() + limit);
-        }
-    }
-}
-
 impl ResponseBody {
     /// A body made by the gateway itself (403 page, error text).
     pub fn full(bytes: Bytes, log: AccessLog) -> ResponseBody {
         ResponseBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
             log: Some(log),
-            idle: IdleTimer::none(),
+            idle: IdleTimer::new(None),
         }
     }
 
@@ -204,10 +168,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Upstream(body),
             log: Some(log),
-            idle: IdleTimer {
-                limit: Some(idle_limit),
-                sleep: None,
-            },
+            idle: IdleTimer::new(Some(idle_limit)),
         }
     }
 
@@ -216,10 +177,7 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Rewrite(Box::new(body)),
             log: Some(log),
-            idle: IdleTimer {
-                limit: Some(idle_limit),
-                sleep: None,
-            },
+            idle: IdleTimer::new(Some(idle_limit)),
         }
     }
 }
@@ -243,7 +201,7 @@ impl Body for ResponseBody {
                 if let Some(timeout) = this.idle.expired(cx) {
                     // Stop reading: the CMS connection is dropped with the body.
                     this.kind = Kind::Full(None);
-                    polled = Poll::Ready(Some(Err(timeout.into())));
+                    polled = Poll::Ready(Some(Err(UpstreamQuiet(timeout).into())));
                 }
             }
             Poll::Ready(_) => this.idle.progressed(),

@@ -49,6 +49,7 @@ impl Refusal {
             }
             Refusal::Allowlist(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Upstream(ProxyError::Unavailable(_)) | Refusal::Unrewritable(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -155,7 +156,11 @@ impl Gateway {
         .map_err(Refusal::from)?;
         let response = self
             .upstream
-            .send(&config.upstream, Request::from_parts(parts, body))
+            .send(
+                &config.upstream,
+                config.server.body_timeout,
+                Request::from_parts(parts, body),
+            )
             .await
             .map_err(Refusal::from)?;
 

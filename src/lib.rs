@@ -15,6 +15,7 @@ pub mod demo;
 pub mod embed;
 pub mod gate;
 pub mod gateway;
+pub mod idle;
 pub mod proxy;
 pub mod rewrite;
 pub mod server;

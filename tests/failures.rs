@@ -174,3 +174,133 @@ async fn an_upstream_that_never_completes_the_connection_is_a_504() {
     assert_eq!(response.status, 504, "{}", response.text());
     drop(stuck);
 }
+
+fn with(config: String, key: &str, line: &str) -> String {
+    config.replacen(&format!("[{key}]\n"), &format!("[{key}]\n{line}\n"), 1)
+}
+
+/// Reads until the server closes; true if it did within 5 s.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_that_never_sends_a_byte_is_closed() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = with(
+        config_text(cms.addr, ""),
+        "server",
+        "header_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut silent = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut silent).await,
+        "a silent connection must not hold a descriptor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_http2_connection_is_closed_but_a_slow_answer_is_waited_for() {
+    let mut reply = Reply::html("slow but sure");
+    reply.head_delay = Duration::from_millis(900);
+    let cms = Cms::fixed(reply).await;
+    let config = with(
+        config_text(cms.addr, ""),
+        "server",
+        "idle_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    // The CMS takes three idle limits to answer: the request in flight keeps the connection.
+    let request = http::Request::get(gate.url("/public/slow"))
+        .body(empty_body())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.as_ref(), b"slow but sure");
+    // Then, with nothing in flight, the gateway closes it.
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("idle HTTP/2 connection closed by the gateway")
+        .unwrap()
+        .ok();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upload_is_not_cut_off_by_the_response_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let cms = Cms::fixed(Reply::html("stored")).await;
+    let config = config_text(cms.addr, "")
+        .replace("response_timeout = \"2s\"", "response_timeout = \"500ms\"");
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    stream
+        .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // 30 bytes over 1.2 s: longer than the response timeout, never idle for long.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        stream.write_all(b"0123456789").await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
+        .await
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        cms.requests()[0].body.as_ref(),
+        "0123456789".repeat(3).as_bytes()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_who_stops_sending_the_body_gets_a_408() {
+    use tokio::io::AsyncWriteExt;
+    let cms = Cms::fixed(Reply::html("never")).await;
+    let config = with(
+        config_text(cms.addr, ""),
+        "server",
+        "body_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten b",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut stream, &mut answer),
+    )
+    .await
+    .expect("the gateway answers on its own")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}

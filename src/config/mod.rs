@@ -60,6 +60,10 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
     pub trust_forwarded: bool,
+    /// Longest gap allowed between two pieces of a visitor's request body.
+    pub body_timeout: Duration,
+    /// How long a connection may sit with no request in flight and no bytes moving.
+    pub idle_timeout: Duration,
 }
 
 /// `[upstream]`, validated.
@@ -313,6 +317,16 @@ impl Validator<'_> {
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
             trust_forwarded: raw.trust_forwarded.unwrap_or(true),
+            body_timeout: self.positive(
+                raw.body_timeout,
+                "server.body_timeout",
+                Duration::from_secs(60),
+            )?,
+            idle_timeout: self.positive(
+                raw.idle_timeout,
+                "server.idle_timeout",
+                Duration::from_secs(60),
+            )?,
         })
     }
 

@@ -43,6 +43,8 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub shutdown_timeout: Option<HumanDuration>,
     pub trust_forwarded: Option<bool>,
+    pub body_timeout: Option<Spanned<HumanDuration>>,
+    pub idle_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[upstream]`

@@ -1,9 +1,11 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
 pub mod headers;
+mod request_body;
 
 use std::error::Error as _;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
@@ -15,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
 use crate::config::UpstreamSettings;
+use request_body::{RequestBody, VisitorQuiet};
 
 /// Why the CMS gave no response.
 #[derive(Debug, Error)]
@@ -25,6 +28,9 @@ pub enum ProxyError {
     /// No connection or no response headers in time (504).
     #[error("upstream timed out {0}")]
     Timeout(&'static str),
+    /// The visitor stopped sending the request body (408).
+    #[error("{0}")]
+    VisitorTimeout(String),
     /// The request cannot be turned into an upstream request (400).
     #[error("cannot forward request: {0}")]
     BadRequest(&'static str),
@@ -33,7 +39,7 @@ pub enum ProxyError {
 /// A pooled HTTP/1.1 client to the CMS.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, RequestBody>,
 }
 
 impl Upstream {
@@ -50,32 +56,64 @@ impl Upstream {
         Upstream { client }
     }
 
-    /// Sends `request` and waits for the response headers.
+    /// Sends `request` and waits for the response headers: at most
+    /// `response_timeout` once the request body has been sent whole, and at
+    /// most `body_timeout` between two pieces of that body.
     pub async fn send(
         &self,
         settings: &UpstreamSettings,
+        body_timeout: Duration,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, ProxyError> {
-        match tokio::time::timeout(settings.response_timeout, self.client.request(request)).await {
+        let (parts, body) = request.into_parts();
+        let (body, sent) = RequestBody::new(body, body_timeout);
+        let response = self.client.request(Request::from_parts(parts, body));
+        tokio::pin!(response);
+        if let Some(sent) = sent {
+            tokio::select! {
+                result = &mut response => return classify(result),
+                _ = sent => {}
+            }
+        }
+        match tokio::time::timeout(settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(err)) if is_timeout(&err) => Err(ProxyError::Timeout("connecting")),
-            Ok(Err(err)) => Err(ProxyError::Unavailable(describe(&err))),
+            Ok(result) => classify(result),
         }
     }
 }
 
-fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+fn classify(
+    result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+) -> Result<Response<Incoming>, ProxyError> {
+    match result {
+        Ok(response) => Ok(response),
+        Err(err) => {
+            if let Some(quiet) = find_cause::<VisitorQuiet>(&err) {
+                return Err(ProxyError::VisitorTimeout(quiet.to_string()));
+            }
+            if is_timeout(&err) {
+                return Err(ProxyError::Timeout("connecting"));
+            }
+            Err(ProxyError::Unavailable(describe(&err)))
+        }
+    }
+}
+
+fn find_cause<'e, E: std::error::Error + 'static>(
+    err: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e E> {
     let mut source = err.source();
     while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
+        if let Some(found) = cause.downcast_ref::<E>() {
+            return Some(found);
         }
         source = cause.source();
     }
-    false
+    None
+}
+
+fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+    find_cause::<std::io::Error>(err).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 // The client's Display says little ("client error (Connect)"); the causes say what happened.

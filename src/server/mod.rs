@@ -1,4 +1,7 @@
-//! The listener: HTTP/1.1 and cleartext HTTP/2 on one port, and graceful shutdown.
+//! The listener: HTTP/1.1 and cleartext HTTP/2 on one port, idle
+//! connections closed, and graceful shutdown.
+
+mod connection;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::config::ServerSettings;
 use crate::gateway::Gateway;
+use connection::{Guarded, IdleIo, InFlight};
 
 /// Serves `gateway` on `listener` until `shutdown` completes, then drains
 /// requests in flight for up to `settings.shutdown_timeout`.
@@ -51,12 +55,23 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let gateway = gateway.clone();
+        let in_flight = InFlight::default();
+        let io = IdleIo::new(
+            stream,
+            in_flight.clone(),
+            settings.header_timeout,
+            settings.idle_timeout,
+        );
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
-            async move { Ok::<_, Infallible>(gateway.handle(request, remote).await) }
+            let guard = in_flight.enter();
+            async move {
+                let response = gateway.handle(request, remote).await;
+                Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
+            }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -1,0 +1,94 @@
+//! The visitor's request body on its way to the CMS.
+//!
+//! It tells when it has been sent whole, so the wait for the CMS's answer
+//! starts then and not while a slow upload is still coming in, and it gives
+//! up on a visitor who stops sending mid-body.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use crate::idle::{IdleTimeout, IdleTimer};
+
+/// The visitor stopped sending a body it had begun.
+#[derive(Debug, thiserror::Error)]
+#[error("visitor went quiet mid-body: {0}")]
+pub struct VisitorQuiet(IdleTimeout);
+
+/// A request body that reports its end and enforces an idle limit.
+pub struct RequestBody {
+    inner: Incoming,
+    sent: Option<oneshot::Sender<()>>,
+    idle: IdleTimer,
+}
+
+impl RequestBody {
+    /// Wraps `body`. The receiver resolves once the body has gone to the CMS
+    /// whole; there is none when the request has no body.
+    pub fn new(
+        body: Incoming,
+        idle_limit: Duration,
+    ) -> (RequestBody, Option<oneshot::Receiver<()>>) {
+        let (sent, done) = if body.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let body = RequestBody {
+            inner: body,
+            sent,
+            idle: IdleTimer::new(Some(idle_limit)),
+        };
+        (body, done)
+    }
+
+    fn finished(&mut self) {
+        if let Some(sent) = self.sent.take() {
+            let _ = sent.send(());
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.finished();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.idle.progressed();
+                if this.inner.is_end_stream() {
+                    this.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Pending => match this.idle.expired(cx) {
+                Some(timeout) => Poll::Ready(Some(Err(VisitorQuiet(timeout).into()))),
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,174 @@
+//! One visitor connection: closed when it sits idle, kept while it is busy.
+//!
+//! hyper bounds how long HTTP/1.1 request headers may take, but a connection
+//! that never sends a byte (the HTTP version is not even known yet), or an
+//! HTTP/2 connection with no stream open, would otherwise hold a file
+//! descriptor forever. [`IdleIo`] closes such a connection once nothing has
+//! moved for the idle limit while no request is in flight ([`InFlight`]).
+
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::idle::IdleTimer;
+
+/// Requests in flight on one connection.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Counts a request until the returned guard is dropped.
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.0.clone())
+    }
+
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+}
+
+/// Held while a request is served, up to the end of its response body.
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted until it is done.
+pub struct Guarded<B> {
+    body: B,
+    _guard: InFlightGuard,
+}
+
+impl<B> Guarded<B> {
+    /// Ties `guard` to `body`.
+    pub fn new(body: B, guard: InFlightGuard) -> Self {
+        Guarded {
+            body,
+            _guard: guard,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Guarded<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection's IO that fails reads once it has been idle too long.
+pub struct IdleIo<T> {
+    inner: T,
+    in_flight: InFlight,
+    idle: IdleTimer,
+}
+
+impl<T> IdleIo<T> {
+    /// The first bytes must come within `first`; later, at most `limit` may
+    /// pass with nothing moving and no request in flight.
+    pub fn new(inner: T, in_flight: InFlight, first: Duration, limit: Duration) -> Self {
+        IdleIo {
+            inner,
+            in_flight,
+            idle: IdleTimer::with_first(Some(limit), first),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.idle.progressed();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending if this.in_flight.any() => {
+                // A request is being served: its own timeouts apply. The timer
+                // stays armed so that, once it is done, an idle connection is
+                // still looked at again even if nothing else wakes it.
+                this.idle.progressed();
+                let _ = this.idle.expired(cx);
+                Poll::Pending
+            }
+            Poll::Pending => match this.idle.expired(cx) {
+                Some(timeout) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("idle connection closed: {timeout}"),
+                ))),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let written = Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.idle.progressed();
+        }
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.idle.progressed();
+        }
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
