@@ -311,3 +311,26 @@ async fn the_demo_runs_from_the_shipped_config_with_no_edits() {
     assert!(body.contains("src=\"https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ\""));
     demo.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_upstream_is_logged_with_its_reason() {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text(dead, ""));
+    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    assert_eq!(get(&format!("{base}/public/x"), None).await.status, 502);
+    let line = gateway.wait_for("status=502");
+    for field in [
+        "decision=\"error\"",
+        "upstream unavailable",
+        "Connection refused",
+        "path=/public/x",
+    ] {
+        assert!(line.contains(field), "{field} in {line}");
+    }
+    gateway.terminate();
+}
