@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::gate::{self, Admission, PathError};
 use crate::proxy::{self, headers, ProxyError, Upstream};
 use crate::rewrite::{self, PageEncoding, RewriteBody, RewriteStats};
+use crate::token;
 
 /// Why the gateway answered a request itself instead of with the CMS response.
 #[derive(Debug, Error)]
@@ -95,7 +96,7 @@ impl Gateway {
                 let stats = Arc::new(RewriteStats::default());
                 log.rewrite = Some(stats.clone());
                 let idle_limit = config.upstream.read_timeout;
-                let body = RewriteBody::new(body, config, encoding, unix_now(), stats);
+                let body = RewriteBody::new(body, config, encoding, token::unix_now(), stats);
                 Response::from_parts(parts, ResponseBody::rewritten(body, log, idle_limit))
             }
             Err(Outcome::Denied) => deny(&config, log),
@@ -279,12 +280,6 @@ fn charset(headers: &HeaderMap) -> Option<&str> {
             .eq_ignore_ascii_case("charset")
             .then(|| value.trim().trim_matches('"'))
     })
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

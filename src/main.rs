@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Mint { url } => {
             let config = load(&config_path)?;
-            let now = unix_now();
+            let now = embedgate::token::unix_now();
             for embed in &config.embeds {
                 match embed.rewrite(&url, now) {
                     Some(Ok(with_token)) => {
@@ -99,7 +99,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Verify { token } => {
             let config = load(&config_path)?;
-            let now = unix_now();
+            let now = embedgate::token::unix_now();
             let mut last_error = None;
             for (index, embed) in config.embeds.iter().enumerate() {
                 match embed.minter().verify(&token, now) {
@@ -165,10 +165,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

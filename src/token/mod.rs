@@ -13,6 +13,13 @@ use thiserror::Error;
 
 pub use edgeauth::{EdgeAuth, VerifyError};
 
+/// The wall clock in unix seconds, as tokens count time (0 if the clock is before 1970).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The HMAC hash of an EdgeAuth token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
