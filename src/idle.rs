@@ -54,6 +54,11 @@ impl IdleTimer {
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        // Deadlines usually only move later, but the first one may have been
+        // longer than the limit: never wait past the current deadline.
+        if sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
         loop {
             if sleep.as_mut().poll(cx).is_pending() {
                 return None;
@@ -86,6 +91,21 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(5)).await;
         assert!(timer.expired(&mut cx).is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_first_window_does_not_delay_a_shorter_later_deadline() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut timer =
+            IdleTimer::with_first(Some(Duration::from_secs(1)), Duration::from_secs(60));
+        // Armed while waiting for the first step, at 60 s.
+        assert!(timer.expired(&mut cx).is_none());
+        timer.progressed();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            timer.expired(&mut cx).is_some(),
+            "1 s after the first step, not 60 s"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,26 +22,36 @@ use crate::idle::IdleTimer;
 
 /// Requests in flight on one connection.
 #[derive(Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<InFlightState>);
+
+#[derive(Default)]
+struct InFlightState {
+    count: AtomicUsize,
+    // The connection's task, woken when its last request is done so that the
+    // idle limit starts counting then.
+    connection: AtomicWaker,
+}
 
 impl InFlight {
     /// Counts a request until the returned guard is dropped.
     pub fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
     }
 
     fn any(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > 0
+        self.0.count.load(Ordering::Acquire) > 0
     }
 }
 
 /// Held while a request is served, up to the end of its response body.
-pub struct InFlightGuard(Arc<AtomicUsize>);
+pub struct InFlightGuard(Arc<InFlightState>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.connection.wake();
+        }
     }
 }
 
@@ -85,6 +96,7 @@ pub struct IdleIo<T> {
     inner: T,
     in_flight: InFlight,
     idle: IdleTimer,
+    busy: bool,
 }
 
 impl<T> IdleIo<T> {
@@ -95,6 +107,7 @@ impl<T> IdleIo<T> {
             inner,
             in_flight,
             idle: IdleTimer::with_first(Some(limit), first),
+            busy: false,
         }
     }
 }
@@ -114,25 +127,30 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 }
                 Poll::Ready(result)
             }
-            Poll::Pending if this.in_flight.any() => {
-                // A request is being served: its own timeouts apply. The timer
-                // stays armed so that, once it is done, an idle connection is
-                // still looked at again even if nothing else wakes it.
-                this.idle.progressed();
-                let _ = this.idle.expired(cx);
-                Poll::Pending
+            Poll::Pending => {
+                // Registered before the count is read: a request ending in
+                // between still wakes this task.
+                this.in_flight.0.connection.register(cx.waker());
+                if this.in_flight.any() {
+                    // A request is being served: its own timeouts apply.
+                    this.busy = true;
+                    return Poll::Pending;
+                }
+                if std::mem::take(&mut this.busy) {
+                    // The last request just ended: the idle limit starts now.
+                    this.idle.progressed();
+                }
+                match this.idle.expired(cx) {
+                    Some(timeout) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("idle connection closed: {timeout}"),
+                    ))),
+                    None => Poll::Pending,
+                }
             }
-            Poll::Pending => match this.idle.expired(cx) {
-                Some(timeout) => Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("idle connection closed: {timeout}"),
-                ))),
-                None => Poll::Pending,
-            },
         }
     }
 }
-
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
