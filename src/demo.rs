@@ -116,7 +116,7 @@ pub async fn run(
     config.upstream.base_path.clear();
 
     let listen = listen.unwrap_or(config.server.listen);
-    let listener = server::bind(listen)
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let gateway_addr = listener.local_addr()?;

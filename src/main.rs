@@ -145,7 +145,7 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let addr = config.server.listen;
-    let listener = server::bind(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     server::serve(

@@ -116,9 +116,10 @@ async fn a_cms_that_goes_quiet_mid_body_has_the_response_cut_off() {
         ],
     ))
     .await;
-    let config = config_text(cms.addr, "").replace(
-        "response_timeout = \"2s\"",
-        "response_timeout = \"2s\"\nread_timeout = \"300ms\"",
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "upstream",
+        "read_timeout = \"300ms\"",
     );
     let gate = Gate::start_with(&config, &[]).await;
     for (path, cookie) in [
@@ -175,10 +176,6 @@ async fn an_upstream_that_never_completes_the_connection_is_a_504() {
     drop(stuck);
 }
 
-fn with(config: String, key: &str, line: &str) -> String {
-    config.replacen(&format!("[{key}]\n"), &format!("[{key}]\n{line}\n"), 1)
-}
-
 /// Reads until the server closes; true if it did within 5 s.
 async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
     use tokio::io::AsyncReadExt;
@@ -196,7 +193,7 @@ async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_never_sends_a_byte_is_closed() {
     let cms = Cms::fixed(Reply::html("ok")).await;
-    let config = with(
+    let config = with_setting(
         config_text(cms.addr, ""),
         "server",
         "header_timeout = \"300ms\"",
@@ -214,7 +211,7 @@ async fn an_idle_http2_connection_is_closed_but_a_slow_answer_is_waited_for() {
     let mut reply = Reply::html("slow but sure");
     reply.head_delay = Duration::from_millis(900);
     let cms = Cms::fixed(reply).await;
-    let config = with(
+    let config = with_setting(
         config_text(cms.addr, ""),
         "server",
         "idle_timeout = \"300ms\"",
@@ -280,7 +277,7 @@ async fn a_slow_upload_is_not_cut_off_by_the_response_timeout() {
 async fn a_visitor_who_stops_sending_the_body_gets_a_408() {
     use tokio::io::AsyncWriteExt;
     let cms = Cms::fixed(Reply::html("never")).await;
-    let config = with(
+    let config = with_setting(
         config_text(cms.addr, ""),
         "server",
         "body_timeout = \"300ms\"",

@@ -188,9 +188,10 @@ async fn path_tricks_do_not_get_around_the_gate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_deny_page_can_be_configured_relative_to_the_config_file() {
     let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
-    let config = config_text(cms.addr, "").replace(
-        "cookie = \"sessionid\"",
-        "cookie = \"sessionid\"\ndeny_page = \"pages/denied.html\"",
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "session",
+        "deny_page = \"pages/denied.html\"",
     );
     let page = "<!doctype html><h1>Members only</h1><a href=/login>Sign in</a>\n";
     let gate = Gate::start_with(&config, &[("pages/denied.html", page)]).await;

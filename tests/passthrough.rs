@@ -147,9 +147,10 @@ async fn the_cms_gets_the_visitors_cookies_host_and_forwarded_headers() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_host_is_sent_when_preserve_host_is_off() {
     let cms = Cms::fixed(Reply::html("ok")).await;
-    let config = config_text(cms.addr, "").replace(
-        "response_timeout = \"2s\"",
-        "response_timeout = \"2s\"\npreserve_host = false",
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "upstream",
+        "preserve_host = false",
     );
     let gate = Gate::start_with(&config, &[]).await;
     let request = http::Request::get(gate.url("/public/"))
@@ -242,9 +243,10 @@ async fn a_slow_streamed_body_is_passed_on_as_it_arrives() {
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarding_headers_from_the_visitor_are_overwritten_or_dropped() {
     let cms = Cms::fixed(Reply::html("ok")).await;
-    let config = config_text(cms.addr, "").replace(
-        "shutdown_timeout = \"5s\"",
-        "shutdown_timeout = \"5s\"\ntrust_forwarded = false",
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "trust_forwarded = false",
     );
     let gate = Gate::start_with(&config, &[]).await;
     let request = http::Request::get(gate.url("/public/f"))

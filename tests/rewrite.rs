@@ -261,10 +261,7 @@ async fn the_gated_cache_control_can_be_left_to_the_cms() {
         Reply::with_type("image/png", "png").header("cache-control", "private, max-age=60"),
     )
     .await;
-    let config = config_text(cms.addr, "").replace(
-        "cookie = \"sessionid\"",
-        "cookie = \"sessionid\"\ncache_control = \"\"",
-    );
+    let config = with_setting(config_text(cms.addr, ""), "session", "cache_control = \"\"");
     let gate = Gate::start_with(&config, &[]).await;
     let response = get_as_member(&gate.url("/videos/poster.png")).await;
     assert_eq!(response.headers["cache-control"], "private, max-age=60");

@@ -51,7 +51,8 @@ pub struct Embed {
     scheme_len: usize,
     // The path part after the origin.
     pattern: Vec<Piece>,
-    names: Vec<String>,
+    // How many `{name}` captures the pattern has.
+    captures: usize,
     param: String,
     acl: Vec<Piece>,
     minter: EdgeAuth,
@@ -167,7 +168,7 @@ impl Embed {
             origin: src[..host_end].to_string(),
             scheme_len,
             pattern,
-            names,
+            captures: names.len(),
             param,
             acl,
             minter,
@@ -175,24 +176,9 @@ impl Embed {
         })
     }
 
-    /// The query parameter that carries the token.
-    pub fn param(&self) -> &str {
-        &self.param
-    }
-
-    /// The placeholder names of the src pattern, in order.
-    pub fn placeholders(&self) -> &[String] {
-        &self.names
-    }
-
     /// The minter for this embed.
     pub fn minter(&self) -> &EdgeAuth {
         &self.minter
-    }
-
-    /// Token lifetime in seconds.
-    pub fn ttl_secs(&self) -> u64 {
-        self.ttl_secs
     }
 
     /// Whether the iframe attribute value `attribute` is this embed.
@@ -215,7 +201,7 @@ impl Embed {
         if !self.matches(base, &mut captures) {
             return None;
         }
-        let captures = &captures[..self.names.len()];
+        let captures = &captures[..self.captures];
         if let Some(bad) = captures.iter().find(|c| !is_safe_capture(c)) {
             return Some(Err(UnsafeCapture((*bad).to_string())));
         }

@@ -51,13 +51,6 @@ pub struct RouteMatch {
     pub gated: bool,
 }
 
-impl RouteMatch {
-    /// Label for logs: the prefix, or `-` for no route.
-    pub fn label(&self) -> &str {
-        self.prefix.as_deref().unwrap_or("-")
-    }
-}
-
 impl RouteTable {
     /// Compiles `(prefix, gated)` pairs in config order.
     pub fn new(routes: Vec<(String, bool)>) -> Result<RouteTable, RouteError> {
@@ -150,7 +143,10 @@ mod tests {
         assert!(t.lookup("/videos/a").unwrap().gated);
         assert!(!t.lookup("/videos/free/a").unwrap().gated);
         assert!(!t.lookup("/about").unwrap().gated);
-        assert_eq!(t.lookup("/videos/free/x").unwrap().label(), "/videos/free/");
+        assert_eq!(
+            t.lookup("/videos/free/x").unwrap().prefix.as_deref(),
+            Some("/videos/free/")
+        );
     }
 
     #[test]
@@ -158,7 +154,7 @@ mod tests {
         let t = RouteTable::new(vec![("/public/".into(), false)]).unwrap();
         let m = t.lookup("/other").unwrap();
         assert!(m.gated);
-        assert_eq!(m.label(), "-");
+        assert_eq!(m.prefix, None);
     }
 
     #[test]

@@ -5,7 +5,6 @@ mod connection;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -106,11 +105,6 @@ fn log_listening(gateway: &Gateway, listener: &TcpListener) {
     if config.allowlist.is_empty() {
         tracing::warn!("the allowlist is empty: every gated request will be denied");
     }
-}
-
-/// Binds the configured address.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -279,6 +279,13 @@ acl = "/hls/{{share}}/*"
     )
 }
 
+/// Adds `line` (a new key) at the top of the `[table]` of a config text.
+pub fn with_setting(config: String, table: &str, line: &str) -> String {
+    let header = format!("[{table}]\n");
+    assert!(config.contains(&header), "config has a [{table}] table");
+    config.replacen(&header, &format!("{header}{line}\n"), 1)
+}
+
 impl Gate {
     /// Starts the gateway with `config_text` (relative paths resolve in a fresh temp dir holding the allowlist).
     pub async fn start_with(config_text: &str, files: &[(&str, &str)]) -> Gate {
