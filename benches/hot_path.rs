@@ -22,8 +22,10 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use embedgate::config::Config;
-use embedgate::rewrite::{encoding_for, RewriteBody, RewriteStats};
+use embedgate::allowlist::{Principal, SessionKey};
+use embedgate::config::Settings as GatewaySettings;
+use embedgate::rewrite::{encoding_for, PageTokens, RewriteBody, RewriteStats};
+use embedgate::runtime::Runtime;
 use embedgate::token::{Algorithm, EdgeAuth, KeyMaterial};
 use http_body::{Body, Frame};
 use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
@@ -35,11 +37,20 @@ const EMBEDS_ON_PAGE: usize = 5;
 // A fixed clock keeps every iteration's output the same length.
 const NOW: u64 = 1_767_225_600;
 
-/// The shipped gateway.toml: the bench rewrites with the embeds users start from.
-fn load_config() -> Arc<Config> {
+/// The runtime of the shipped gateway.toml: the bench rewrites with the embeds users start from.
+fn load_runtime() -> Runtime {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml");
-    let config = Config::load(&path).unwrap_or_else(|err| panic!("bench config: {err}"));
-    Arc::new(config)
+    let loaded = GatewaySettings::load(&path).unwrap_or_else(|err| panic!("bench config: {err}"));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(Runtime::from_loaded(loaded, None))
+        .unwrap_or_else(|err| panic!("bench config: {err}"))
+}
+
+fn visitor() -> Principal {
+    Principal::of(&SessionKey::new("bench-visitor"))
 }
 
 fn load_page() -> Bytes {
@@ -97,14 +108,19 @@ where
     }
 }
 
-fn rewrite_page(config: &Arc<Config>, page: &Bytes, sink: impl FnMut(&[u8])) -> u32 {
+fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32 {
     let stats = Arc::new(RewriteStats::default());
+    let tokens = PageTokens {
+        embeds: runtime.embeds.clone(),
+        now: NOW,
+        principal: visitor(),
+    };
     let body = RewriteBody::new(
         ChunkBody(chunks(page)),
-        config.clone(),
+        tokens,
+        runtime.rewrite,
         // As the load test's upstream declares it: `text/html; charset=utf-8`.
         encoding_for(Some("utf-8")).expect("utf-8"),
-        NOW,
         stats.clone(),
     );
     drain(body, sink);
@@ -140,23 +156,24 @@ fn mint_token(c: &mut Criterion) {
             });
         }
     }
-    let config = load_config();
-    let embed = &config.embeds[0];
+    let runtime = load_runtime();
+    let embed = runtime.embeds.iter().next().expect("an embed");
+    let principal = visitor();
     let url = "https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html?autoplay=0&amp;muted=1";
-    assert!(matches!(embed.rewrite(url, NOW), Some(Ok(_))));
+    assert!(matches!(embed.rewrite(url, NOW, &principal), Some(Ok(_))));
     group.bench_function("sha256/embed_rewrite_url", |b| {
-        b.iter(|| embed.rewrite(black_box(url), black_box(NOW)))
+        b.iter(|| embed.rewrite(black_box(url), black_box(NOW), &principal))
     });
     group.finish();
 }
 
 fn rewrite_40k_5_embeds(c: &mut Criterion) {
-    let config = load_config();
+    let runtime = load_runtime();
     let page = load_page();
 
     // Once, outside the timed loop: the bench must not measure a no-op.
     let mut output = Vec::new();
-    let minted = rewrite_page(&config, &page, |d| output.extend_from_slice(d));
+    let minted = rewrite_page(&runtime, &page, |d| output.extend_from_slice(d));
     let output = String::from_utf8(output).expect("utf-8 output");
     assert_eq!(minted as usize, EMBEDS_ON_PAGE);
     assert_eq!(output.matches("token=st=").count(), EMBEDS_ON_PAGE);
@@ -167,7 +184,7 @@ fn rewrite_40k_5_embeds(c: &mut Criterion) {
     group.bench_function("rewrite_body", |b| {
         b.iter(|| {
             let mut sent = 0;
-            rewrite_page(&config, black_box(&page), |d| sent += d.len());
+            rewrite_page(&runtime, black_box(&page), |d| sent += d.len());
             black_box(sent)
         })
     });

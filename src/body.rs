@@ -1,183 +1,124 @@
-//! The body the gateway answers with, and the access log line it writes when done.
+//! Response bodies as layers over one boxed body:
+//! upstream -> [`ReadLimit`] -> [rewrite] -> [`ResponseBody`] (the finished hook).
 //!
-//! The log line is written when the body is dropped, so it carries what only
-//! the end of a streamed response knows: bytes sent, tokens minted, whether
-//! the stream finished, and the full latency.
+//! A new step (decoding, encoding, an upgrade) is one more layer wrapped
+//! around the stream before it is boxed, not a new kind of response body.
 
-use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+use http_body_util::combinators::UnsyncBoxBody;
 
-use crate::allowlist::SessionTag;
-use crate::idle::IdleTimer;
-use crate::rewrite::{RewriteBody, RewriteStats};
+use crate::finished::{finished, RequestRecord};
+use crate::idle::{IdleTimeout, IdleTimer};
+use crate::runtime::Runtime;
 
 /// Boxed error of a response body.
 pub type BodyError = Box<dyn StdError + Send + Sync>;
 
-/// Paths are cut to this many bytes in logs.
-const MAX_LOGGED_PATH: usize = 256;
-
-/// What the gateway decided for a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
-    /// Ungated route, forwarded untouched.
-    Passthrough,
-    /// Gated route, session allowed.
-    Allowed,
-    /// Gated route, visitor turned away.
-    Denied,
-    /// The gateway could not serve the request (bad path, upstream failure...).
-    Error,
-}
-
-impl Decision {
-    fn as_str(self) -> &'static str {
-        match self {
-            Decision::Passthrough => "passthrough",
-            Decision::Allowed => "allowed",
-            Decision::Denied => "denied",
-            Decision::Error => "error",
-        }
-    }
-}
-
-/// The facts of one request, logged as one line when its response body is dropped.
-#[derive(Debug)]
-pub struct AccessLog {
-    started: Instant,
-    method: Method,
-    path: String,
-    /// Route prefix that matched.
-    pub route: Option<Arc<str>>,
-    /// What the gateway decided.
-    pub decision: Decision,
-    /// Why it was denied or failed.
-    pub reason: Option<Cow<'static, str>>,
-    /// Short hash of the session id, never the id.
-    pub session: Option<SessionTag>,
-    /// Status the visitor got.
-    pub status: u16,
-    /// Status the CMS answered with.
-    pub upstream_status: Option<u16>,
-    /// Rewrite counters, when the page was rewritten.
-    pub rewrite: Option<Arc<RewriteStats>>,
-    bytes: u64,
-    failure: Option<String>,
-}
-
-impl AccessLog {
-    /// Starts the record of a request.
-    pub fn start(method: &Method, path: &str, started: Instant) -> AccessLog {
-        let mut end = path.len().min(MAX_LOGGED_PATH);
-        while !path.is_char_boundary(end) {
-            end -= 1;
-        }
-        AccessLog {
-            started,
-            method: method.clone(),
-            path: path[..end].to_string(),
-            route: None,
-            decision: Decision::Error,
-            reason: None,
-            session: None,
-            status: 0,
-            upstream_status: None,
-            rewrite: None,
-            bytes: 0,
-            failure: None,
-        }
-    }
-
-    fn emit(&self, complete: bool) {
-        let route = self.route.as_deref().unwrap_or("-");
-        let reason = self.reason.as_deref().unwrap_or("-");
-        let session = OrDash(self.session);
-        let upstream_status = self.upstream_status.unwrap_or(0);
-        let tokens = self.rewrite.as_ref().map_or(0, |s| s.minted());
-        let refused = self.rewrite.as_ref().map_or(0, |s| s.refused());
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
-        let decision = self.decision.as_str();
-        if let Some(failure) = &self.failure {
-            tracing::warn!(
-                method = %self.method, path = %self.path, route, decision, reason, session = %session,
-                status = self.status, upstream_status, tokens, refused, bytes = self.bytes,
-                latency_ms, failure = %failure, "response aborted"
-            );
-        } else {
-            tracing::info!(
-                method = %self.method, path = %self.path, route, decision, reason, session = %session,
-                status = self.status, upstream_status, tokens, refused, bytes = self.bytes,
-                latency_ms, complete, "request"
-            );
-        }
-    }
-}
-
-/// Shows the value, or `-` when there is none, without allocating.
-struct OrDash<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(value) => value.fmt(f),
-            None => f.write_str("-"),
-        }
-    }
-}
+/// A stream of body layers, boxed once per response.
+pub type BoxBody = UnsyncBoxBody<Bytes, BodyError>;
 
 /// The CMS stopped sending a body it had begun.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream went quiet mid-body: {0}")]
-struct UpstreamQuiet(crate::idle::IdleTimeout);
+pub struct UpstreamQuiet(IdleTimeout);
 
-enum Kind {
-    Full(Option<Bytes>),
-    Upstream(Incoming),
-    Rewrite(Box<RewriteBody>),
+/// Layer: fails the body once its source has sent nothing for the limit.
+pub struct ReadLimit<B> {
+    inner: B,
+    idle: IdleTimer,
+    failed: bool,
 }
 
-/// A response body: fixed bytes, the CMS body as is, or the CMS body rewritten.
+impl<B> ReadLimit<B> {
+    /// Wraps `inner`, allowing at most `limit` between two of its frames.
+    pub fn new(inner: B, limit: Duration) -> ReadLimit<B> {
+        ReadLimit {
+            inner,
+            idle: IdleTimer::new(Some(limit)),
+            failed: false,
+        }
+    }
+}
+
+impl<B> Body for ReadLimit<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.idle.progressed();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
+            Poll::Pending => match this.idle.expired(cx) {
+                Some(timeout) => {
+                    this.failed = true;
+                    Poll::Ready(Some(Err(UpstreamQuiet(timeout).into())))
+                }
+                None => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.failed || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+enum Content {
+    /// Made by the gateway itself (403 page, error text).
+    Own(Option<Bytes>),
+    /// The CMS body through its layers.
+    Stream(BoxBody),
+}
+
+/// The body the visitor gets. It keeps the runtime the request started
+/// with until it is done, and hands the request's record to [`finished`]
+/// when it is dropped.
 pub struct ResponseBody {
-    kind: Kind,
-    log: Option<AccessLog>,
-    idle: IdleTimer,
+    content: Content,
+    record: Option<RequestRecord>,
+    _runtime: Option<Arc<Runtime>>,
 }
 
 impl ResponseBody {
-    /// A body made by the gateway itself (403 page, error text).
-    pub fn full(bytes: Bytes, log: AccessLog) -> ResponseBody {
+    /// A body made by the gateway itself.
+    pub fn own(bytes: Bytes, record: RequestRecord) -> ResponseBody {
         ResponseBody {
-            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
-            log: Some(log),
-            idle: IdleTimer::new(None),
+            content: Content::Own((!bytes.is_empty()).then_some(bytes)),
+            record: Some(record),
+            _runtime: None,
         }
     }
 
-    /// The CMS body, byte for byte; fails if the CMS goes quiet for `idle_limit`.
-    pub fn upstream(body: Incoming, log: AccessLog, idle_limit: Duration) -> ResponseBody {
+    /// A stream of layers, served under `runtime` to its end.
+    pub fn stream(body: BoxBody, record: RequestRecord, runtime: Arc<Runtime>) -> ResponseBody {
         ResponseBody {
-            kind: Kind::Upstream(body),
-            log: Some(log),
-            idle: IdleTimer::new(Some(idle_limit)),
-        }
-    }
-
-    /// The CMS body through the iframe rewriter; fails if the CMS goes quiet for `idle_limit`.
-    pub fn rewritten(body: RewriteBody, log: AccessLog, idle_limit: Duration) -> ResponseBody {
-        ResponseBody {
-            kind: Kind::Rewrite(Box::new(body)),
-            log: Some(log),
-            idle: IdleTimer::new(Some(idle_limit)),
+            content: Content::Stream(body),
+            record: Some(record),
+            _runtime: Some(runtime),
         }
     }
 }
@@ -191,51 +132,40 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        let mut polled: Poll<Option<Result<Frame<Bytes>, BodyError>>> = match &mut this.kind {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Upstream(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            Kind::Rewrite(body) => Pin::new(body.as_mut()).poll_frame(cx).map_err(Into::into),
+        let polled = match &mut this.content {
+            Content::Own(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Content::Stream(body) => Pin::new(body).poll_frame(cx),
         };
-        match polled {
-            Poll::Pending => {
-                if let Some(timeout) = this.idle.expired(cx) {
-                    // Stop reading: the CMS connection is dropped with the body.
-                    this.kind = Kind::Full(None);
-                    polled = Poll::Ready(Some(Err(UpstreamQuiet(timeout).into())));
-                }
-            }
-            Poll::Ready(_) => this.idle.progressed(),
-        }
-        if let (Poll::Ready(Some(result)), Some(log)) = (&polled, this.log.as_mut()) {
+        if let (Poll::Ready(Some(result)), Some(record)) = (&polled, this.record.as_mut()) {
             match result {
-                Ok(frame) => log.bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(err) => log.failure = Some(err.to_string()),
+                Ok(frame) => record.bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Err(err) => record.failure = Some(err.to_string()),
             }
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Full(bytes) => bytes.is_none(),
-            Kind::Upstream(body) => body.is_end_stream(),
-            Kind::Rewrite(body) => body.is_end_stream(),
+        match &self.content {
+            Content::Own(bytes) => bytes.is_none(),
+            Content::Stream(body) => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-            Kind::Upstream(body) => body.size_hint(),
-            Kind::Rewrite(_) => SizeHint::default(),
+        match &self.content {
+            Content::Own(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Content::Stream(body) => body.size_hint(),
         }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some(log) = self.log.take() {
-            log.emit(self.is_end_stream());
+        if let Some(record) = self.record.take() {
+            finished(&record, self.is_end_stream());
         }
     }
 }

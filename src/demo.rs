@@ -18,9 +18,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::allowlist::Allowlist;
-use crate::config::Config;
+use crate::allowlist::SourceSettings;
+use crate::config::Loaded;
 use crate::gateway::Gateway;
+use crate::runtime::Runtime;
 use crate::server;
 
 /// The sample CMS's home page (public).
@@ -92,17 +93,25 @@ pub async fn serve_cms(listener: TcpListener) {
 }
 
 /// Runs the demo: sample CMS plus gateway, until SIGTERM or Ctrl-C.
+///
+/// The demo does not reload: its upstream is the sample CMS it started, not
+/// the one in the file.
 pub async fn run(
-    mut config: Config,
+    loaded: Loaded,
     listen: Option<SocketAddr>,
     cms_listen: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
+    let Loaded {
+        mut settings,
+        places,
+    } = loaded;
+    let upstream = &mut settings.upstream;
     let cms_addr = match cms_listen {
         Some(addr) => addr,
-        None => tokio::net::lookup_host(config.upstream.authority.as_str())
+        None => tokio::net::lookup_host(upstream.authority.as_str())
             .await?
             .next()
-            .with_context(|| format!("upstream {} does not resolve", config.upstream.authority))?,
+            .with_context(|| format!("upstream {} does not resolve", upstream.authority))?,
     };
     if !cms_addr.ip().is_loopback() {
         bail!("the sample CMS only runs on loopback, not {cms_addr}");
@@ -111,24 +120,27 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot start the sample CMS on {cms_addr}"))?;
     let cms_addr = cms.local_addr()?;
-    config.upstream.authority = cms_addr.to_string().parse()?;
-    config.upstream.host_header = cms_addr.to_string().parse()?;
-    config.upstream.base_path.clear();
+    upstream.authority = cms_addr.to_string().parse()?;
+    upstream.host_header = cms_addr.to_string().parse()?;
+    upstream.base_path.clear();
 
-    let listen = listen.unwrap_or(config.server.listen);
+    let listen = listen.unwrap_or(settings.server.listen);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let gateway_addr = listener.local_addr()?;
 
-    let member = match &config.allowlist {
-        Allowlist::File(file) => std::fs::read_to_string(file.path()).ok().and_then(|text| {
+    let member = match &settings.session.source {
+        SourceSettings::File { path } => std::fs::read_to_string(path).ok().and_then(|text| {
             crate::allowlist::entries(&text)
                 .next()
                 .map(|(_, id)| id.to_string())
         }),
     };
-    let cookie = &config.session.cookie;
+    let cookie = settings.session.cookie.clone();
+    let runtime = Runtime::build(settings, None)
+        .await
+        .map_err(|err| places.error(&err.key, err.message))?;
     println!("embedgate demo");
     println!("  sample CMS  http://{cms_addr}");
     println!("  gateway     http://{gateway_addr}");
@@ -148,7 +160,7 @@ pub async fn run(
     let cms_task = tokio::spawn(serve_cms(cms));
     server::serve(
         listener,
-        Arc::new(Gateway::new(config)),
+        Arc::new(Gateway::new(runtime)),
         server::shutdown_signal(),
     )
     .await;

@@ -1,27 +1,30 @@
 //! The request's way through, in one place:
-//! route -> gate -> upstream -> response filter -> body rewrite.
+//! route -> gate -> upstream request -> response filter -> body layers -> finished.
 //!
-//! Every refusal is mapped to its status in [`Refusal::status`], and nothing
-//! from the CMS reaches a visitor the gate turned away.
+//! A request loads the runtime once and keeps it to its end, so a reload in
+//! the middle never mixes two configs in one response. Every refusal is
+//! mapped to its status in [`Refusal::status`], and nothing from the CMS
+//! reaches a visitor the gate turned away.
 
 use std::borrow::Cow;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use thiserror::Error;
 
-use crate::allowlist::AllowlistError;
-use crate::body::{AccessLog, Decision, ResponseBody};
-use crate::config::Config;
-use crate::gate::{self, Admission, PathError};
-use crate::proxy::{self, headers, ProxyError, Upstream};
-use crate::rewrite::{self, PageEncoding, RewriteBody, RewriteStats};
+use crate::allowlist::{Principal, SourceError};
+use crate::body::{ReadLimit, ResponseBody};
+use crate::finished::{Decision, RequestRecord};
+use crate::gate::{Admission, DenyReason, PathError};
+use crate::proxy::{self, headers, ConnectionInfo, ProxyError};
+use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
+use crate::runtime::Runtime;
 use crate::token;
 
 /// Why the gateway answered a request itself instead of with the CMS response.
@@ -30,9 +33,9 @@ pub enum Refusal {
     /// The path cannot be judged safely.
     #[error("bad request path: {0}")]
     BadPath(#[from] PathError),
-    /// The allowlist could not answer: fail closed.
-    #[error("allowlist unavailable: {0}")]
-    Allowlist(#[from] AllowlistError),
+    /// The session source could not answer: fail closed.
+    #[error("{0}")]
+    SessionSource(#[from] SourceError),
     /// The CMS could not be reached or was too slow.
     #[error(transparent)]
     Upstream(#[from] ProxyError),
@@ -48,7 +51,7 @@ impl Refusal {
             Refusal::BadPath(_) | Refusal::Upstream(ProxyError::BadRequest(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            Refusal::Allowlist(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::SessionSource(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Upstream(ProxyError::Unavailable(_)) | Refusal::Unrewritable(_) => {
@@ -58,135 +61,164 @@ impl Refusal {
     }
 }
 
-/// The gateway: current config and the upstream client.
+/// The gateway: the runtime in force, behind one swap.
 pub struct Gateway {
-    config: ArcSwap<Config>,
-    upstream: Upstream,
+    runtime: ArcSwap<Runtime>,
+    shutdown_timeout: Duration,
 }
 
 impl Gateway {
-    /// Builds the gateway around a validated config.
-    pub fn new(config: Config) -> Gateway {
-        let upstream = Upstream::new(&config.upstream);
+    /// The gateway around its first runtime. `shutdown_timeout` is read at start only.
+    pub fn new(runtime: Runtime) -> Gateway {
         Gateway {
-            config: ArcSwap::from_pointee(config),
-            upstream,
+            shutdown_timeout: runtime.settings().server.shutdown_timeout,
+            runtime: ArcSwap::from_pointee(runtime),
         }
     }
 
-    /// The config in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+    /// The runtime in force.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
     }
 
-    /// Serves one request from `client`.
+    /// Puts `runtime` in force for every request that starts from now on.
+    pub fn install(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+
+    /// How long shutdown waits for requests in flight.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+
+    /// Serves one request that came in on `conn`.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
-        client: SocketAddr,
+        conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
-        let config = self.config.load_full();
-        let mut log = AccessLog::start(request.method(), request.uri().path(), Instant::now());
-        match self.forward(&config, request, client, &mut log).await {
-            Ok((parts, body, None)) => Response::from_parts(
+        let runtime = self.runtime.load_full();
+        let mut record =
+            RequestRecord::start(request.method(), request.uri().path(), Instant::now());
+        match forward(&runtime, request, conn, &mut record).await {
+            Ok(Forwarded {
                 parts,
-                ResponseBody::upstream(body, log, config.upstream.read_timeout),
-            ),
-            Ok((parts, body, Some(encoding))) => {
-                let stats = Arc::new(RewriteStats::default());
-                log.rewrite = Some(stats.clone());
-                let idle_limit = config.upstream.read_timeout;
-                let body = RewriteBody::new(body, config, encoding, token::unix_now(), stats);
-                Response::from_parts(parts, ResponseBody::rewritten(body, log, idle_limit))
+                body,
+                rewrite,
+            }) => {
+                let body = ReadLimit::new(body, runtime.upstream.settings().read_timeout);
+                let body = match rewrite {
+                    None => body.boxed_unsync(),
+                    Some((encoding, principal)) => {
+                        let stats = Arc::new(RewriteStats::default());
+                        record.rewrite = Some(stats.clone());
+                        let tokens = PageTokens {
+                            embeds: runtime.embeds.clone(),
+                            now: token::unix_now(),
+                            principal,
+                        };
+                        RewriteBody::new(body, tokens, runtime.rewrite, encoding, stats)
+                            .map_err(Into::into)
+                            .boxed_unsync()
+                    }
+                };
+                Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
             }
-            Err(Outcome::Denied) => deny(&config, log),
-            Err(Outcome::Refused(refusal)) => refuse(refusal, log),
+            Err(Outcome::Denied) => deny(&runtime, record),
+            Err(Outcome::Refused(refusal)) => refuse(refusal, record),
         }
     }
+}
 
-    /// Runs the request through gate and upstream; returns the CMS response
-    /// head and body, and the encoding to rewrite the body with, if it is to be.
-    async fn forward(
-        &self,
-        config: &Config,
-        request: Request<Incoming>,
-        client: SocketAddr,
-        log: &mut AccessLog,
-    ) -> Result<(http::response::Parts, Incoming, Option<PageEncoding>), Outcome> {
-        let route = config
-            .routes
-            .lookup(request.uri().path())
-            .map_err(Refusal::from)?;
-        log.route = route.prefix;
-        let allowed = if route.gated {
-            match gate::admit(config, request.headers())
-                .await
-                .map_err(Refusal::from)?
-            {
-                Admission::Allowed(tag) => {
-                    log.session = Some(tag);
-                    true
-                }
-                Admission::Denied(reason) => {
-                    if let gate::DenyReason::UnknownSession(tag) = reason {
-                        log.session = Some(tag);
-                    }
-                    log.reason = Some(Cow::Borrowed(reason.as_str()));
-                    return Err(Outcome::Denied);
-                }
-            }
-        } else {
-            false
-        };
-        log.decision = if allowed {
-            Decision::Allowed
-        } else {
-            Decision::Passthrough
-        };
-        let head_only = request.method() == Method::HEAD;
+/// The CMS response head and body, and how the body is to be rewritten, if it is.
+struct Forwarded {
+    parts: http::response::Parts,
+    body: Incoming,
+    rewrite: Option<(PageEncoding, Principal)>,
+}
 
-        let (mut parts, body) = request.into_parts();
-        let trust_forwarded = config.server.trust_forwarded;
-        proxy::prepare_request(
-            &mut parts,
-            &config.upstream,
-            client,
-            route.gated,
-            trust_forwarded,
-        )
+/// Runs the request through route, gate, upstream request and response filter.
+async fn forward(
+    runtime: &Runtime,
+    request: Request<Incoming>,
+    conn: ConnectionInfo,
+    record: &mut RequestRecord,
+) -> Result<Forwarded, Outcome> {
+    let route = runtime
+        .routes
+        .lookup(request.uri().path())
         .map_err(Refusal::from)?;
-        let response = self
-            .upstream
-            .send(
-                &config.upstream,
-                config.server.body_timeout,
-                Request::from_parts(parts, body),
-            )
+    record.route = route.prefix;
+    let gated = route.access.is_gated();
+    let principal = if gated {
+        match runtime
+            .gate
+            .admit(request.headers())
             .await
-            .map_err(Refusal::from)?;
+            .map_err(Refusal::from)?
+        {
+            Admission::Allowed(principal) => {
+                record.session = Some(principal.tag());
+                Some(principal)
+            }
+            Admission::Denied(reason) => {
+                if let DenyReason::UnknownSession(tag) = reason {
+                    record.session = Some(tag);
+                }
+                record.reason = Some(Cow::Borrowed(reason.as_str()));
+                return Err(Outcome::Denied);
+            }
+        }
+    } else {
+        None
+    };
+    record.decision = if principal.is_some() {
+        Decision::Allowed
+    } else {
+        Decision::Passthrough
+    };
+    let head_only = request.method() == Method::HEAD;
 
-        let (mut parts, body) = response.into_parts();
-        log.upstream_status = Some(parts.status.as_u16());
-        log.status = parts.status.as_u16();
-        headers::remove_hop_by_hop(&mut parts.headers);
-        let rewrite = if allowed {
-            filter_gated_response(config, &mut parts, head_only)?
-        } else {
-            None
-        };
-        Ok((parts, body, rewrite))
-    }
+    let (mut parts, body) = request.into_parts();
+    proxy::prepare_request(
+        &mut parts,
+        runtime.upstream.settings(),
+        conn,
+        gated,
+        runtime.trust_forwarded,
+    )
+    .map_err(Refusal::from)?;
+    let response = runtime
+        .upstream
+        .send(runtime.body_timeout, Request::from_parts(parts, body))
+        .await
+        .map_err(Refusal::from)?;
+
+    let (mut parts, body) = response.into_parts();
+    record.upstream_status = Some(parts.status.as_u16());
+    record.status = parts.status.as_u16();
+    headers::remove_hop_by_hop(&mut parts.headers);
+    let rewrite = match principal {
+        Some(principal) => filter_gated_response(runtime, &mut parts, head_only)?
+            .map(|encoding| (encoding, principal)),
+        None => None,
+    };
+    Ok(Forwarded {
+        parts,
+        body,
+        rewrite,
+    })
 }
 
 /// Response filter for an allowed visitor on a gated route: decides whether
 /// the body is rewritten, and keeps shared caches from storing what the gate protects.
 fn filter_gated_response(
-    config: &Config,
+    runtime: &Runtime,
     parts: &mut http::response::Parts,
     head_only: bool,
 ) -> Result<Option<PageEncoding>, Refusal> {
     if !is_html(&parts.headers) {
-        if let Some(value) = &config.session.cache_control {
+        if let Some(value) = &runtime.gated_cache_control {
             headers::set_cache_control(&mut parts.headers, value.clone());
         }
         return Ok(None);
@@ -230,27 +262,27 @@ impl From<Refusal> for Outcome {
     }
 }
 
-fn deny(config: &Config, mut log: AccessLog) -> Response<ResponseBody> {
-    log.decision = Decision::Denied;
-    log.status = StatusCode::FORBIDDEN.as_u16();
-    let body = config.session.deny_page.clone();
-    let mut response = Response::new(ResponseBody::full(body, log));
+fn deny(runtime: &Runtime, mut record: RequestRecord) -> Response<ResponseBody> {
+    record.decision = Decision::Denied;
+    record.status = StatusCode::FORBIDDEN.as_u16();
+    let body = runtime.deny_page.clone();
+    let mut response = Response::new(ResponseBody::own(body, record));
     *response.status_mut() = StatusCode::FORBIDDEN;
     set_own_headers(response.headers_mut(), "text/html; charset=utf-8");
     response
 }
 
-fn refuse(refusal: Refusal, mut log: AccessLog) -> Response<ResponseBody> {
+fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody> {
     let status = refusal.status();
-    log.decision = Decision::Error;
-    log.status = status.as_u16();
-    log.reason = Some(Cow::Owned(refusal.to_string()));
+    record.decision = Decision::Error;
+    record.status = status.as_u16();
+    record.reason = Some(Cow::Owned(refusal.to_string()));
     let text = format!(
         "{} {}\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("")
     );
-    let mut response = Response::new(ResponseBody::full(Bytes::from(text), log));
+    let mut response = Response::new(ResponseBody::own(Bytes::from(text), record));
     *response.status_mut() = status;
     set_own_headers(response.headers_mut(), "text/plain; charset=utf-8");
     response
@@ -325,13 +357,8 @@ mod tests {
             Refusal::Upstream(ProxyError::BadRequest("x")).status(),
             StatusCode::BAD_REQUEST
         );
-        let io = std::io::Error::other("down");
-        let allowlist = AllowlistError::Read {
-            path: "a".into(),
-            source: io,
-        };
         assert_eq!(
-            Refusal::Allowlist(allowlist).status(),
+            Refusal::SessionSource(SourceError::Unavailable("down".into())).status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
     }

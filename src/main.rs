@@ -1,12 +1,15 @@
 //! The `embedgate` command line.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
-use embedgate::config::Config;
+use embedgate::allowlist::Principal;
+use embedgate::config::{Loaded, Settings};
 use embedgate::gateway::Gateway;
+use embedgate::reload::{self, Reloader};
+use embedgate::runtime::Runtime;
 use embedgate::{demo, server};
 use tracing_subscriber::EnvFilter;
 
@@ -59,50 +62,49 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     let config_path = cli.config.config;
+    // The error of a failed load already names file, line and column.
+    let loaded = Settings::load(&config_path)?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
-            let config = load(&config_path)?;
-            runtime(config.server.workers)?.block_on(run(config))
+            let workers = loaded.settings.server.workers;
+            async_runtime(workers)?.block_on(run(loaded))
         }
         Command::Demo { listen, cms_listen } => {
-            let config = load(&config_path)?;
-            runtime(config.server.workers)?.block_on(demo::run(config, listen, cms_listen))
+            let workers = loaded.settings.server.workers;
+            async_runtime(workers)?.block_on(demo::run(loaded, listen, cms_listen))
         }
         Command::Check => {
-            let config = load(&config_path)?;
+            let runtime = build_once(loaded)?;
             println!(
                 "{}: ok ({} routes, {} embeds, {} allowlisted sessions)",
                 config_path.display(),
-                config.routes.len(),
-                config.embeds.len(),
-                config.allowlist.len()
+                runtime.routes.len(),
+                runtime.embeds.len(),
+                runtime.gate.source().known_sessions().unwrap_or(0)
             );
             Ok(())
         }
         Command::Mint { url } => {
-            let config = load(&config_path)?;
+            let runtime = build_once(loaded)?;
             let now = embedgate::token::unix_now();
-            for embed in &config.embeds {
-                match embed.rewrite(&url, now) {
-                    Some(Ok(with_token)) => {
-                        println!("{with_token}");
-                        return Ok(());
-                    }
-                    Some(Err(err)) => bail!("{err}"),
-                    None => {}
+            match runtime.embeds.rewrite(&url, now, &Principal::operator()) {
+                Some(Ok(with_token)) => {
+                    println!("{with_token}");
+                    Ok(())
                 }
+                Some(Err(err)) => bail!("{err}"),
+                None => bail!(
+                    "{url} matches no [[embed]] src pattern in {}",
+                    config_path.display()
+                ),
             }
-            bail!(
-                "{url} matches no [[embed]] src pattern in {}",
-                config_path.display()
-            )
         }
         Command::Verify { token } => {
-            let config = load(&config_path)?;
+            let runtime = build_once(loaded)?;
             let now = embedgate::token::unix_now();
             let mut last_error = None;
-            for (index, embed) in config.embeds.iter().enumerate() {
-                match embed.minter().verify(&token, now) {
+            for (index, embed) in runtime.embeds.iter().enumerate() {
+                match embed.minter().signer().verify(&token, now) {
                     Ok(valid) => {
                         println!(
                             "valid for embed[{index}]: acl={} start={} expires={} ({}s left)",
@@ -127,12 +129,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn load(path: &Path) -> anyhow::Result<Config> {
-    // The error already names file, line and column.
-    Config::load(path).map_err(anyhow::Error::from)
+/// Builds the runtime on a one-thread async runtime, for the commands that do not serve.
+fn build_once(loaded: Loaded) -> anyhow::Result<Runtime> {
+    let builder = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(builder.block_on(Runtime::from_loaded(loaded, None))?)
 }
 
-fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+fn async_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if workers > 0 {
         builder.worker_threads(workers);
@@ -143,17 +149,20 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let addr = config.server.listen;
+async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let runtime = Runtime::from_loaded(loaded, None).await?;
+    let addr = runtime.settings().server.listen;
+    reload::warn_if_nobody_gets_in(&runtime);
+    let gateway = Arc::new(Gateway::new(runtime));
+    // Listening for SIGHUP before the listener is announced: a reload
+    // requested from then on must not end the process.
+    let reloader = Reloader::new(gateway.clone()).context("cannot listen for SIGHUP")?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    server::serve(
-        listener,
-        Arc::new(Gateway::new(config)),
-        server::shutdown_signal(),
-    )
-    .await;
+    let reloading = tokio::spawn(reloader.run());
+    server::serve(listener, gateway, server::shutdown_signal()).await;
+    reloading.abort();
     Ok(())
 }
 

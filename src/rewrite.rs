@@ -19,12 +19,30 @@ use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
 use thiserror::Error;
 
-use crate::config::Config;
+use crate::allowlist::Principal;
+use crate::embed::EmbedSet;
 
 static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
 
 /// Attributes that carry an iframe's URL (`data-src` for lazy-loading plugins).
 const URL_ATTRIBUTES: [&str; 2] = ["src", "data-src"];
+
+/// `[rewrite]`, validated: limits of one page's rewriter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewriteLimits {
+    /// Memory cap of one page's rewriter (bytes), bounding what a huge tag can cost.
+    pub max_memory: usize,
+}
+
+/// The tokens of one page view: which embeds, minted when and for whom.
+pub struct PageTokens {
+    /// The configured embeds.
+    pub embeds: Arc<EmbedSet>,
+    /// The moment the tokens are minted at (unix seconds).
+    pub now: u64,
+    /// The visitor they are minted for.
+    pub principal: Principal,
+}
 
 /// Why a rewritten body stopped early.
 #[derive(Debug, Error)]
@@ -126,16 +144,20 @@ pub struct RewriteBody<B = Incoming> {
 }
 
 impl<B> RewriteBody<B> {
-    /// Wraps `upstream`; tokens are minted for `now` (unix seconds) with `config`'s embeds.
+    /// Wraps `upstream`, minting `tokens` into every matching iframe.
     pub fn new(
         upstream: B,
-        config: Arc<Config>,
+        tokens: PageTokens,
+        limits: RewriteLimits,
         encoding: PageEncoding,
-        now: u64,
         stats: Arc<RewriteStats>,
     ) -> RewriteBody<B> {
         let output = Arc::new(Output::default());
-        let max_memory = config.rewrite.max_memory;
+        let PageTokens {
+            embeds,
+            now,
+            principal,
+        } = tokens;
         let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
             for attribute in URL_ATTRIBUTES {
                 let Some(url) = el.get_attribute(attribute) else {
@@ -143,7 +165,7 @@ impl<B> RewriteBody<B> {
                 };
                 if url.contains(char::REPLACEMENT_CHARACTER) {
                     // Bytes the page's encoding cannot read: rewriting would change them.
-                    if config.embeds.iter().any(|e| e.is_match(&url)) {
+                    if embeds.is_match(&url) {
                         tracing::warn!(
                             attribute,
                             "embed left without a token: URL not in the page's encoding"
@@ -152,19 +174,16 @@ impl<B> RewriteBody<B> {
                     }
                     continue;
                 }
-                for embed in &config.embeds {
-                    match embed.rewrite(&url, now) {
-                        None => continue,
-                        Some(Ok(with_token)) => {
-                            el.set_attribute(attribute, &with_token)?;
-                            stats.minted.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(Err(unsafe_capture)) => {
-                            tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
-                            stats.refused.fetch_add(1, Ordering::Relaxed);
-                        }
+                match embeds.rewrite(&url, now, &principal) {
+                    None => {}
+                    Some(Ok(with_token)) => {
+                        el.set_attribute(attribute, &with_token)?;
+                        stats.minted.fetch_add(1, Ordering::Relaxed);
                     }
-                    break;
+                    Some(Err(unsafe_capture)) => {
+                        tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Ok(())
@@ -176,7 +195,9 @@ impl<B> RewriteBody<B> {
             // member would get half a page. The worst a rare misparse can do
             // here is leave an iframe without a token.
             .with_strict(false)
-            .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(max_memory))
+            .with_memory_settings(
+                MemorySettings::new().with_max_allowed_memory_usage(limits.max_memory),
+            )
             .append_element_content_handler((
                 std::borrow::Cow::Borrowed(&*IFRAME),
                 ElementContentHandlers::default().element(handler),

@@ -1,22 +1,45 @@
-//! Who is allowed in: the session ids a gated page opens for.
+//! Who is allowed in: the session sources behind one seam.
 //!
-//! Each source is its own module; [`Allowlist`] dispatches to the one the
-//! config names. Ids are looked up by their SHA-256 digest and then compared
-//! in constant time, so lookup timing tells nothing about the ids themselves.
+//! A source answers [`SessionSource::check`] for a presented session with a
+//! [`Verdict`]; an allowed verdict carries the [`Principal`] the rest of the
+//! request acts for. Each source is its own module; [`Source`] holds the one
+//! the settings name. A cache will wrap a source, not live inside one.
+//! Session ids are looked up by their SHA-256 digest and then compared in
+//! constant time, so lookup timing tells nothing about the ids themselves.
 
 mod file;
 
 use std::fmt;
-use std::path::Path;
+use std::future::Future;
+use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-pub use file::{entries, FileAllowlist};
+pub use file::{entries, FileSource};
 
-/// Why a source could not be loaded or asked.
+/// Which source answers for sessions, and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSettings {
+    /// Session ids listed in a file.
+    File {
+        /// The file, already resolved against the config file's folder.
+        path: PathBuf,
+    },
+}
+
+impl SourceSettings {
+    /// Files this source reads, whose change must rebuild it.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            SourceSettings::File { path } => vec![path.clone()],
+        }
+    }
+}
+
+/// A source could not be built.
 #[derive(Debug, Error)]
-pub enum AllowlistError {
+pub enum LoadError {
     /// The allowlist file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -37,36 +60,98 @@ pub enum AllowlistError {
     },
 }
 
-/// The configured source of allowed sessions.
-#[derive(Debug)]
-pub enum Allowlist {
-    /// Ids listed in a file, loaded at start.
-    File(FileAllowlist),
+/// A source could not answer for a session: the gate fails closed.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The source did not answer (a remote source that is down or too slow).
+    #[error("session source unavailable: {0}")]
+    Unavailable(String),
 }
 
-impl Allowlist {
-    /// Loads a file source.
-    pub fn from_file(path: &Path) -> Result<Allowlist, AllowlistError> {
-        FileAllowlist::load(path).map(Allowlist::File)
+/// A source's answer for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The session may see gated pages, as this principal.
+    Allowed(Principal),
+    /// The session is unknown or no longer valid.
+    Denied,
+}
+
+/// Who an allowed request acts for: what it may be logged as and, later, watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    tag: SessionTag,
+}
+
+impl Principal {
+    /// The principal of the session `key`.
+    pub fn of(key: &SessionKey<'_>) -> Principal {
+        Principal { tag: key.tag() }
     }
 
-    /// Whether the session is allowed. Async because remote sources will be.
-    pub async fn contains(&self, session: &SessionKey<'_>) -> Result<bool, AllowlistError> {
-        match self {
-            Allowlist::File(file) => Ok(file.contains(session)),
+    /// The principal of tokens minted by hand (`embedgate mint`), for no visitor.
+    pub fn operator() -> Principal {
+        Principal {
+            tag: SessionTag([0; 4]),
         }
     }
 
-    /// Number of entries (for start-up logs).
-    pub fn len(&self) -> usize {
-        match self {
-            Allowlist::File(file) => file.len(),
+    /// The short hash that names this visitor in logs.
+    pub fn tag(&self) -> SessionTag {
+        self.tag
+    }
+}
+
+/// Answers whether a session may see gated pages.
+pub trait SessionSource {
+    /// Looks the session up. An error means the source could not answer, never "denied".
+    fn check(
+        &self,
+        session: &SessionKey<'_>,
+    ) -> impl Future<Output = Result<Verdict, SourceError>> + Send;
+}
+
+/// The configured session source.
+#[derive(Debug)]
+pub enum Source {
+    /// Ids listed in a file.
+    File(FileSource),
+}
+
+impl Source {
+    /// Builds the source `settings` name. A file source is always read
+    /// afresh: a reload happens because something, maybe the file, changed.
+    pub async fn build(settings: &SourceSettings) -> Result<Source, LoadError> {
+        match settings {
+            SourceSettings::File { path } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || FileSource::load(&path))
+                    .await
+                    .map_err(|join| LoadError::Read {
+                        path: "allowlist".into(),
+                        source: std::io::Error::other(join.to_string()),
+                    })?
+                    .map(Source::File)
+            }
         }
     }
 
-    /// True when nobody can get in.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Number of sessions known up front, if the source can tell (for start-up logs).
+    pub fn known_sessions(&self) -> Option<usize> {
+        match self {
+            Source::File(file) => Some(file.len()),
+        }
+    }
+}
+
+impl SessionSource for Source {
+    fn check(
+        &self,
+        session: &SessionKey<'_>,
+    ) -> impl Future<Output = Result<Verdict, SourceError>> + Send {
+        match self {
+            Source::File(file) => file.check(session),
+        }
     }
 }
 

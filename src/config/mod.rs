@@ -1,113 +1,179 @@
-//! `gateway.toml`, validated once into the runtime form the hot path reads.
+//! `gateway.toml`, read into plain, comparable [`Settings`].
 //!
-//! [`raw`] is what serde sees; [`Config`] is what the gateway runs on:
-//! compiled routes and embed patterns, decoded keys, a loaded allowlist.
-//! Every error names the file, line and column and the key at fault.
+//! [`raw`] is what serde sees; [`Settings`] is what it means, validated:
+//! plain data with no open files or clients, so that two loads of the same
+//! file compare equal and a reload can tell which parts changed. Files the
+//! settings name (allowlist, deny page, keys) are read when a runtime is
+//! built from them; [`Places`] remembers where each such key was written, so
+//! that a failure then still names file, line and column.
 
 pub mod raw;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 use http::HeaderValue;
+use secrecy::SecretString;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::allowlist::Allowlist;
-use crate::embed::Embed;
-use crate::gate::RouteTable;
-use crate::token::KeySource;
+use crate::allowlist::SourceSettings;
+use crate::embed::{EmbedPattern, EmbedSettings};
+use crate::gate::{Access, RouteSpec, RouteTable};
+use crate::proxy::UpstreamSettings;
+use crate::rewrite::RewriteLimits;
+use crate::server::ConnectionLimits;
+use crate::syntax::{is_cookie_name_byte, is_query_name_byte};
+use crate::token::{KeySource, TokenSettings};
 use raw::RawConfig;
 
-/// The validated, compiled configuration.
-#[derive(Debug)]
-pub struct Config {
+/// The validated settings of one gateway.toml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
     /// The file this was read from.
     pub source: PathBuf,
     /// Listener settings.
     pub server: ServerSettings,
+    /// How changes are picked up while running.
+    pub reload: ReloadSettings,
     /// Where the CMS is and how long to wait for it.
     pub upstream: UpstreamSettings,
-    /// Which paths are gated.
-    pub routes: RouteTable,
-    /// The session cookie and the page denied visitors get.
+    /// The session cookie, its source, and what denied visitors get.
     pub session: SessionSettings,
-    /// Who is allowed in.
-    pub allowlist: Allowlist,
+    /// Which paths ask what of visitors.
+    pub routes: Vec<RouteSpec>,
     /// Which iframes get a token, and how it is made.
-    pub embeds: Vec<Embed>,
+    pub embeds: Vec<EmbedSettings>,
     /// Limits of the streaming rewriter.
-    pub rewrite: RewriteSettings,
+    pub rewrite: RewriteLimits,
 }
 
 /// `[server]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
-    /// Address the gateway listens on.
+    /// Address the gateway listens on (fixed at start).
     pub listen: SocketAddr,
-    /// Runtime worker threads; 0 means one per core.
+    /// Runtime worker threads; 0 means one per core (fixed at start).
     pub workers: usize,
-    /// How long a client may take to send its request headers.
-    pub header_timeout: Duration,
-    /// Largest request head accepted, in bytes.
-    pub max_header_bytes: usize,
+    /// Per-connection limits.
+    pub connections: ConnectionLimits,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
     /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
-    /// How long a connection may sit with no request in flight and no bytes moving.
-    pub idle_timeout: Duration,
 }
 
-/// `[upstream]`, validated.
-#[derive(Debug, Clone)]
-pub struct UpstreamSettings {
-    /// `http` (TLS to the CMS is not supported yet).
-    pub scheme: Scheme,
-    /// host:port of the CMS.
-    pub authority: Authority,
-    /// `authority` as a Host header value, made once.
-    pub host_header: HeaderValue,
-    /// Path prefix put before every request path ("" for none).
-    pub base_path: String,
-    /// Limit on establishing a TCP connection to the CMS.
-    pub connect_timeout: Duration,
-    /// Limit on the CMS sending response headers.
-    pub response_timeout: Duration,
-    /// Limit on the CMS going quiet in the middle of a response body.
-    pub read_timeout: Duration,
-    /// Send the visitor's Host header to the CMS rather than the upstream's.
-    pub preserve_host: bool,
-    /// How long an idle pooled connection is kept.
-    pub pool_idle_timeout: Duration,
-    /// How many idle connections are kept.
-    pub pool_max_idle: usize,
+/// `[reload]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    /// Watch gateway.toml and the files it names, and reload when one changes.
+    pub watch: bool,
+    /// How often the files are looked at.
+    pub interval: Duration,
 }
 
 /// `[session]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionSettings {
     /// Name of the session cookie.
     pub cookie: String,
-    /// Body of the 403 page.
-    pub deny_page: Bytes,
+    /// File whose contents are the 403 page; `None` for the built-in page.
+    pub deny_page: Option<PathBuf>,
     /// `Cache-Control` put on allowed responses of gated routes that are not
     /// rewritten (rewritten pages always get `private, no-store`); `None` keeps the CMS's.
     pub cache_control: Option<HeaderValue>,
+    /// Who answers whether a session is allowed.
+    pub source: SourceSettings,
 }
 
-/// `[rewrite]`, validated.
-#[derive(Debug, Clone)]
-pub struct RewriteSettings {
-    /// Memory cap of one page's rewriter (bytes), bounding what a huge tag can cost.
-    pub max_memory: usize,
+impl Settings {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Settings::from_toml(&text, path)
+    }
+
+    /// Validates `text` as if read from `path`; relative paths in it are
+    /// taken from `path`'s folder.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Loaded, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: path.to_path_buf(),
+            at: position(text, err.span().unwrap_or(0..0)),
+            message: err.message().trim_end().to_string(),
+        })?;
+        let base_dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut validator = Validator {
+            text,
+            path,
+            base_dir,
+            places: Places::default(),
+        };
+        let settings = validator.settings(raw)?;
+        Ok(Loaded {
+            settings,
+            places: validator.places,
+        })
+    }
+
+    /// Every file these settings read: the config itself, the allowlist,
+    /// the deny page and key files. A change to any of them is a reason to reload.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.source.clone()];
+        files.extend(self.session.source.files());
+        files.extend(self.session.deny_page.clone());
+        for embed in &self.embeds {
+            files.extend(embed.token.key.file().map(Path::to_path_buf));
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+}
+
+/// Settings just read, with the places of the keys whose files are read later.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The settings.
+    pub settings: Settings,
+    /// Where keys were written.
+    pub places: Places,
+}
+
+/// Where in the config file each key that names a file or a key was written.
+#[derive(Debug, Default, Clone)]
+pub struct Places {
+    path: PathBuf,
+    at: HashMap<String, Position>,
+}
+
+impl Places {
+    /// The error for `key` (a dotted key such as `embed[0].token.key`), placed
+    /// where the key was written, or at the top of the file if it was not.
+    pub fn error(&self, key: &str, message: impl fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            at: self
+                .at
+                .get(key)
+                .copied()
+                .unwrap_or(Position { line: 1, column: 1 }),
+            key: key.to_string(),
+            message: message.to_string(),
+        }
+    }
 }
 
 /// The built-in 403 page, used when `session.deny_page` is not set.
@@ -128,7 +194,7 @@ impl fmt::Display for Position {
     }
 }
 
-/// Why a config could not be loaded.
+/// Why a config could not be loaded or built.
 #[derive(Debug, Error)]
 pub enum ConfigError {
     /// The file could not be read.
@@ -163,37 +229,6 @@ pub enum ConfigError {
     },
 }
 
-impl Config {
-    /// Reads and validates the config file at `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::from_toml(&text, path)
-    }
-
-    /// Validates `text` as if read from `path`; relative paths in it are
-    /// taken from `path`'s folder.
-    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
-            path: path.to_path_buf(),
-            at: position(text, err.span().unwrap_or(0..0)),
-            message: err.message().trim_end().to_string(),
-        })?;
-        let base_dir = path
-            .parent()
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        Validator {
-            text,
-            path,
-            base_dir,
-        }
-        .config(raw)
-    }
-}
-
 fn position(text: &str, span: Range<usize>) -> Position {
     let before = &text[..span.start.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -201,11 +236,12 @@ fn position(text: &str, span: Range<usize>) -> Position {
     Position { line, column }
 }
 
-/// Turns a [`RawConfig`] into a [`Config`], reporting positions in `text`.
+/// Turns a [`RawConfig`] into [`Settings`], reporting positions in `text`.
 struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
     base_dir: &'a Path,
+    places: Places,
 }
 
 impl Validator<'_> {
@@ -223,6 +259,11 @@ impl Validator<'_> {
         }
     }
 
+    /// Remembers where `key` was written, for errors found when its file is read.
+    fn place(&mut self, key: impl Into<String>, span: Range<usize>) {
+        self.places.at.insert(key.into(), position(self.text, span));
+    }
+
     fn resolve(&self, file: &Path) -> PathBuf {
         if file.is_absolute() {
             file.to_path_buf()
@@ -231,10 +272,12 @@ impl Validator<'_> {
         }
     }
 
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+    fn settings(&mut self, raw: RawConfig) -> Result<Settings, ConfigError> {
+        self.places.path = self.path.to_path_buf();
         let server = self.server(raw.server)?;
+        let reload = self.reload(raw.reload)?;
         let upstream = self.upstream(raw.upstream)?;
-        let (session, allowlist) = self.session(raw.session)?;
+        let session = self.session(raw.session)?;
         let max_memory = match raw.rewrite.max_memory {
             Some(v) if *v.get_ref() < 16 * 1024 => {
                 return Err(self.invalid(
@@ -246,37 +289,20 @@ impl Validator<'_> {
             Some(v) => v.into_inner(),
             None => 4 * 1024 * 1024,
         };
-        let spans: Vec<Range<usize>> = raw
-            .routes
-            .iter()
-            .map(|r| r.get_ref().prefix.span())
-            .collect();
-        let routes = RouteTable::new(
-            raw.routes
-                .into_iter()
-                .map(|r| {
-                    let r = r.into_inner();
-                    (r.prefix.into_inner(), r.gated)
-                })
-                .collect(),
-        )
-        .map_err(|err| {
-            let span = spans.get(err.index).cloned().unwrap_or(0..0);
-            self.invalid(span, format!("route[{}].prefix", err.index), err.message)
-        })?;
+        let routes = self.routes(raw.routes)?;
         let mut embeds = Vec::with_capacity(raw.embeds.len());
         for (i, embed) in raw.embeds.into_iter().enumerate() {
             embeds.push(self.embed(i, embed)?);
         }
-        Ok(Config {
+        Ok(Settings {
             source: self.path.to_path_buf(),
             server,
+            reload,
             upstream,
-            routes,
             session,
-            allowlist,
+            routes,
             embeds,
-            rewrite: RewriteSettings { max_memory },
+            rewrite: RewriteLimits { max_memory },
         })
     }
 
@@ -311,8 +337,15 @@ impl Validator<'_> {
         Ok(ServerSettings {
             listen,
             workers: raw.workers.unwrap_or(0),
-            header_timeout,
-            max_header_bytes,
+            connections: ConnectionLimits {
+                header_timeout,
+                idle_timeout: self.positive(
+                    raw.idle_timeout,
+                    "server.idle_timeout",
+                    Duration::from_secs(60),
+                )?,
+                max_header_bytes,
+            },
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
@@ -322,11 +355,13 @@ impl Validator<'_> {
                 "server.body_timeout",
                 Duration::from_secs(60),
             )?,
-            idle_timeout: self.positive(
-                raw.idle_timeout,
-                "server.idle_timeout",
-                Duration::from_secs(60),
-            )?,
+        })
+    }
+
+    fn reload(&self, raw: raw::RawReload) -> Result<ReloadSettings, ConfigError> {
+        Ok(ReloadSettings {
+            watch: raw.watch.unwrap_or(true),
+            interval: self.positive(raw.interval, "reload.interval", Duration::from_secs(1))?,
         })
     }
 
@@ -402,33 +437,20 @@ impl Validator<'_> {
         })
     }
 
-    fn session(
-        &self,
-        raw: Spanned<raw::RawSession>,
-    ) -> Result<(SessionSettings, Allowlist), ConfigError> {
+    fn session(&mut self, raw: Spanned<raw::RawSession>) -> Result<SessionSettings, ConfigError> {
         let raw = raw.into_inner();
         let cookie = raw.cookie.get_ref();
-        if cookie.is_empty() || !cookie.bytes().all(crate::gate::is_cookie_name_byte) {
+        if cookie.is_empty() || !cookie.bytes().all(is_cookie_name_byte) {
             return Err(self.invalid(
                 raw.cookie.span(),
                 "session.cookie",
                 format_args!("{cookie:?} is not a valid cookie name"),
             ));
         }
-        let deny_page = match raw.deny_page {
-            None => Bytes::from_static(DEFAULT_DENY_PAGE.as_bytes()),
-            Some(file) => {
-                let resolved = self.resolve(file.get_ref());
-                let body = std::fs::read(&resolved).map_err(|err| {
-                    self.invalid(
-                        file.span(),
-                        "session.deny_page",
-                        format_args!("{}: {err}", resolved.display()),
-                    )
-                })?;
-                Bytes::from(body)
-            }
-        };
+        let deny_page = raw.deny_page.map(|file| {
+            self.place("session.deny_page", file.span());
+            self.resolve(file.get_ref())
+        });
         let cache_control = match raw.cache_control {
             None => Some(HeaderValue::from_static("private, no-store")),
             Some(v) if v.get_ref().trim().is_empty() => None,
@@ -441,11 +463,12 @@ impl Validator<'_> {
             })?),
         };
         let allowlist_span = raw.allowlist.span();
-        let allowlist = match raw.allowlist.into_inner().file {
+        let source = match raw.allowlist.into_inner().file {
             Some(file) => {
-                let resolved = self.resolve(file.get_ref());
-                Allowlist::from_file(&resolved)
-                    .map_err(|err| self.invalid(file.span(), "session.allowlist.file", err))?
+                self.place("session.allowlist.file", file.span());
+                SourceSettings::File {
+                    path: self.resolve(file.get_ref()),
+                }
             }
             None => {
                 return Err(self.invalid(
@@ -455,17 +478,58 @@ impl Validator<'_> {
                 ));
             }
         };
-        Ok((
-            SessionSettings {
-                cookie: cookie.clone(),
-                deny_page,
-                cache_control,
-            },
-            allowlist,
-        ))
+        Ok(SessionSettings {
+            cookie: cookie.clone(),
+            deny_page,
+            cache_control,
+            source,
+        })
     }
 
-    fn embed(&self, index: usize, raw: Spanned<raw::RawEmbed>) -> Result<Embed, ConfigError> {
+    fn routes(&self, raw: Vec<Spanned<raw::RawRoute>>) -> Result<Vec<RouteSpec>, ConfigError> {
+        let mut routes = Vec::with_capacity(raw.len());
+        let mut prefix_spans = Vec::with_capacity(raw.len());
+        for (index, route) in raw.into_iter().enumerate() {
+            let span = route.span();
+            let route = route.into_inner();
+            let access = match (route.access, route.gated) {
+                (Some(access), None) => access.into_inner().into(),
+                (None, Some(true)) => Access::Session,
+                (None, Some(false)) => Access::Public,
+                (Some(_), Some(_)) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("route[{index}]"),
+                        "set access or gated, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("route[{index}]"),
+                        "needs access = \"public\" or \"session\"",
+                    ));
+                }
+            };
+            prefix_spans.push(route.prefix.span());
+            routes.push(RouteSpec {
+                prefix: route.prefix.into_inner(),
+                access,
+            });
+        }
+        // Compiling checks every prefix; the runtime compiles them again.
+        RouteTable::new(&routes).map_err(|err| {
+            let span = prefix_spans.get(err.index).cloned().unwrap_or(0..0);
+            self.invalid(span, format!("route[{}].prefix", err.index), err.message)
+        })?;
+        Ok(routes)
+    }
+
+    fn embed(
+        &mut self,
+        index: usize,
+        raw: Spanned<raw::RawEmbed>,
+    ) -> Result<EmbedSettings, ConfigError> {
         let key = |field: &str| format!("embed[{index}].{field}");
         let raw = raw.into_inner();
         let token_span = raw.token.span();
@@ -473,9 +537,7 @@ impl Validator<'_> {
         let param = match raw.param {
             None => "token".to_string(),
             Some(p) => {
-                if p.get_ref().is_empty()
-                    || !p.get_ref().bytes().all(crate::embed::is_query_name_byte)
-                {
+                if p.get_ref().is_empty() || !p.get_ref().bytes().all(is_query_name_byte) {
                     return Err(self.invalid(
                         p.span(),
                         key("param"),
@@ -485,14 +547,17 @@ impl Validator<'_> {
                 p.into_inner()
             }
         };
-        let key_source = match (token.key_env, token.key_file, token.key) {
+        let (key_source, key_span) = match (token.key_env, token.key_file, token.key) {
             (Some(env), None, None) => (KeySource::Env(env.get_ref().clone()), env.span()),
             (None, Some(file), None) => {
                 (KeySource::File(self.resolve(file.get_ref())), file.span())
             }
             (None, None, Some(inline)) => {
                 let span = inline.span();
-                (KeySource::Inline(inline.into_inner()), span)
+                (
+                    KeySource::Inline(SecretString::from(inline.into_inner())),
+                    span,
+                )
             }
             _ => {
                 return Err(self.invalid(
@@ -502,24 +567,31 @@ impl Validator<'_> {
                 ));
             }
         };
+        self.place(key("token.key"), key_span);
         let ttl_span = token.ttl.span();
         let ttl = token.ttl.into_inner().0;
         if ttl.as_secs() == 0 {
             return Err(self.invalid(ttl_span, key("token.ttl"), "must be at least one second"));
         }
-        let key_material = key_source
-            .0
-            .load()
-            .map_err(|err| self.invalid(key_source.1, key("token.key"), err))?;
-        let minter = crate::token::EdgeAuth::new(token.algorithm, &key_material);
-        Embed::new(raw.src.get_ref(), param, token.acl.get_ref(), minter, ttl).map_err(|err| {
-            match err {
-                crate::embed::EmbedError::Src(why) => self.invalid(raw.src.span(), key("src"), why),
-                crate::embed::EmbedError::Acl(why) => {
-                    self.invalid(token.acl.span(), key("token.acl"), why)
-                }
+        let settings = EmbedSettings {
+            src: raw.src.get_ref().clone(),
+            param,
+            acl: token.acl.get_ref().clone(),
+            token: TokenSettings {
+                kind: token.kind,
+                key: key_source,
+                algorithm: token.algorithm,
+                ttl,
+            },
+        };
+        // Checks the pattern and template without touching the key.
+        EmbedPattern::compile(&settings).map_err(|err| match err {
+            crate::embed::EmbedError::Acl(why) => {
+                self.invalid(token.acl.span(), key("token.acl"), why)
             }
-        })
+            other => self.invalid(raw.src.span(), key("src"), other),
+        })?;
+        Ok(settings)
     }
 }
 

@@ -21,6 +21,8 @@ pub struct RawConfig {
     pub upstream: Spanned<RawUpstream>,
     pub session: Spanned<RawSession>,
     #[serde(default)]
+    pub reload: RawReload,
+    #[serde(default)]
     pub rewrite: RawRewrite,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -77,6 +79,14 @@ pub struct RawAllowlist {
     pub file: Option<Spanned<PathBuf>>,
 }
 
+/// `[reload]`
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    pub watch: Option<bool>,
+    pub interval: Option<Spanned<HumanDuration>>,
+}
+
 /// `[rewrite]`
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +99,26 @@ pub struct RawRewrite {
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub prefix: Spanned<String>,
-    pub gated: bool,
+    pub access: Option<Spanned<RawAccess>>,
+    /// Shorthand kept from before `access`: true = "session", false = "public".
+    pub gated: Option<bool>,
+}
+
+/// A route's `access`.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAccess {
+    Public,
+    Session,
+}
+
+impl From<RawAccess> for crate::gate::Access {
+    fn from(raw: RawAccess) -> Self {
+        match raw {
+            RawAccess::Public => crate::gate::Access::Public,
+            RawAccess::Session => crate::gate::Access::Session,
+        }
+    }
 }
 
 /// One `[[embed]]`.
@@ -105,7 +134,7 @@ pub struct RawEmbed {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
-    pub kind: TokenKind,
+    pub kind: crate::token::TokenKind,
     pub key_env: Option<Spanned<String>>,
     pub key_file: Option<Spanned<PathBuf>>,
     pub key: Option<Spanned<String>>,
@@ -113,12 +142,4 @@ pub struct RawToken {
     pub algorithm: crate::token::Algorithm,
     pub ttl: Spanned<HumanDuration>,
     pub acl: Spanned<String>,
-}
-
-/// How tokens for an embed are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenKind {
-    /// Minted locally as an Akamai EdgeAuth v2 token.
-    Edgeauth,
 }

@@ -9,18 +9,31 @@ mod attribute;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use thiserror::Error;
 
 use attribute::{decode_references, is_html_space, split_url};
 
-use crate::token::EdgeAuth;
+use crate::allowlist::Principal;
+use crate::token::{KeyError, Minter, TokenSettings};
 
 /// At most this many placeholders in one pattern, so captures live on the stack.
 const MAX_CAPTURES: usize = 4;
 
-/// A pattern or template that cannot be used.
+/// `[[embed]]`, validated: which URLs, which parameter, and how the token is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedSettings {
+    /// URL pattern with `{name}` placeholders in the path.
+    pub src: String,
+    /// Query parameter that carries the token.
+    pub param: String,
+    /// ACL template filled from the pattern's captures.
+    pub acl: String,
+    /// The minter and its key.
+    pub token: TokenSettings,
+}
+
+/// A pattern, template or key that cannot be used.
 #[derive(Debug, Error)]
 pub enum EmbedError {
     /// The `src` pattern.
@@ -29,6 +42,9 @@ pub enum EmbedError {
     /// The ACL template.
     #[error("{0}")]
     Acl(String),
+    /// The token key could not be loaded.
+    #[error("{0}")]
+    Key(#[from] KeyError),
 }
 
 /// A matched URL whose captured segment is not safe to put in a token.
@@ -42,9 +58,16 @@ enum Piece {
     Capture(usize),
 }
 
-/// One configured embed: its pattern, query parameter and token recipe.
+/// One configured embed: its URL pattern and ACL template, and its minter.
 #[derive(Debug)]
 pub struct Embed {
+    pattern: EmbedPattern,
+    minter: Minter,
+}
+
+/// Which URLs an embed matches and the ACL it opens; pure, checked without I/O.
+#[derive(Debug)]
+pub struct EmbedPattern {
     // `https://host`, compared ignoring ASCII case as URLs allow.
     origin: String,
     // Length of `https:`, cut off to match protocol-relative `//host/...` URLs.
@@ -55,13 +78,6 @@ pub struct Embed {
     captures: usize,
     param: String,
     acl: Vec<Piece>,
-    minter: EdgeAuth,
-    ttl_secs: u64,
-}
-
-/// True for bytes allowed in the configured query parameter name.
-pub fn is_query_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
 }
 
 // Captures go into the ACL and the token, where `~`, `!`, `=` and `/` are syntax.
@@ -104,15 +120,10 @@ fn parse_template(
     Ok(pieces)
 }
 
-impl Embed {
-    /// Compiles an embed from its config values.
-    pub fn new(
-        src: &str,
-        param: String,
-        acl: &str,
-        minter: EdgeAuth,
-        ttl: Duration,
-    ) -> Result<Embed, EmbedError> {
+impl EmbedPattern {
+    /// Compiles the URL pattern and the ACL template of `settings`.
+    pub fn compile(settings: &EmbedSettings) -> Result<EmbedPattern, EmbedError> {
+        let (src, acl) = (settings.src.as_str(), settings.acl.as_str());
         let scheme_len = if src.starts_with("https://") {
             "https:".len()
         } else if src.starts_with("http://") {
@@ -164,71 +175,14 @@ impl Embed {
             })
         })
         .map_err(EmbedError::Acl)?;
-        Ok(Embed {
+        Ok(EmbedPattern {
             origin: src[..host_end].to_string(),
             scheme_len,
             pattern,
             captures: names.len(),
-            param,
+            param: settings.param.clone(),
             acl,
-            minter,
-            ttl_secs: ttl.as_secs(),
         })
-    }
-
-    /// The minter for this embed.
-    pub fn minter(&self) -> &EdgeAuth {
-        &self.minter
-    }
-
-    /// Whether the iframe attribute value `attribute` is this embed.
-    pub fn is_match(&self, attribute: &str) -> bool {
-        let url = decode_references(attribute.trim_matches(is_html_space));
-        let mut captures = [""; MAX_CAPTURES];
-        self.matches(split_url(&url).0, &mut captures)
-    }
-
-    /// If the iframe attribute value `attribute` is this embed, returns the
-    /// new attribute value, with a token minted at `now` (unix seconds).
-    ///
-    /// The value is read as HTML reads it (character references decoded, so
-    /// WordPress's `&#038;` is an `&`); if it had references, every `&` of
-    /// the result is written `&amp;`.
-    pub fn rewrite(&self, attribute: &str, now: u64) -> Option<Result<String, UnsafeCapture>> {
-        let url = decode_references(attribute.trim_matches(is_html_space));
-        let (base, query, fragment) = split_url(&url);
-        let mut captures = [""; MAX_CAPTURES];
-        if !self.matches(base, &mut captures) {
-            return None;
-        }
-        let captures = &captures[..self.captures];
-        if let Some(bad) = captures.iter().find(|c| !is_safe_capture(c)) {
-            return Some(Err(UnsafeCapture((*bad).to_string())));
-        }
-        let mut acl = String::with_capacity(64);
-        for piece in &self.acl {
-            match piece {
-                Piece::Literal(text) => acl.push_str(text),
-                Piece::Capture(slot) => acl.push_str(captures[*slot]),
-            }
-        }
-        let mut out = String::with_capacity(url.len() + self.param.len() + acl.len() + 112);
-        out.push_str(base);
-        out.push('?');
-        for part in query.split('&').filter(|p| !p.is_empty()) {
-            if part.split('=').next() != Some(self.param.as_str()) {
-                out.push_str(part);
-                out.push('&');
-            }
-        }
-        let _ = write!(out, "{}=", self.param);
-        self.minter
-            .mint_into(now, now.saturating_add(self.ttl_secs), &acl, &mut out);
-        out.push_str(fragment);
-        if let Cow::Owned(_) = url {
-            out = out.replace('&', "&amp;");
-        }
-        Some(Ok(out))
     }
 
     fn matches<'u>(&self, base: &'u str, captures: &mut [&'u str; MAX_CAPTURES]) -> bool {
@@ -247,6 +201,126 @@ impl Embed {
             return false;
         };
         match_pieces(&self.pattern, path, captures)
+    }
+}
+
+impl Embed {
+    /// Compiles the pattern and loads the key of `settings`.
+    pub fn build(settings: &EmbedSettings) -> Result<Embed, EmbedError> {
+        Ok(Embed {
+            pattern: EmbedPattern::compile(settings)?,
+            minter: Minter::build(&settings.token)?,
+        })
+    }
+
+    /// The minter for this embed.
+    pub fn minter(&self) -> &Minter {
+        &self.minter
+    }
+
+    /// Whether the iframe attribute value `attribute` is this embed.
+    pub fn is_match(&self, attribute: &str) -> bool {
+        let url = decode_references(attribute.trim_matches(is_html_space));
+        let mut captures = [""; MAX_CAPTURES];
+        self.pattern.matches(split_url(&url).0, &mut captures)
+    }
+
+    /// If the iframe attribute value `attribute` is this embed, returns the
+    /// new attribute value, with a token minted at `now` (unix seconds) for `principal`.
+    ///
+    /// The value is read as HTML reads it (character references decoded, so
+    /// WordPress's `&#038;` is an `&`); if it had references, every `&` of
+    /// the result is written `&amp;`.
+    pub fn rewrite(
+        &self,
+        attribute: &str,
+        now: u64,
+        principal: &Principal,
+    ) -> Option<Result<String, UnsafeCapture>> {
+        let pattern = &self.pattern;
+        let url = decode_references(attribute.trim_matches(is_html_space));
+        let (base, query, fragment) = split_url(&url);
+        let mut captures = [""; MAX_CAPTURES];
+        if !pattern.matches(base, &mut captures) {
+            return None;
+        }
+        let captures = &captures[..pattern.captures];
+        if let Some(bad) = captures.iter().find(|c| !is_safe_capture(c)) {
+            return Some(Err(UnsafeCapture((*bad).to_string())));
+        }
+        let mut acl = String::with_capacity(64);
+        for piece in &pattern.acl {
+            match piece {
+                Piece::Literal(text) => acl.push_str(text),
+                Piece::Capture(slot) => acl.push_str(captures[*slot]),
+            }
+        }
+        let mut out = String::with_capacity(url.len() + pattern.param.len() + acl.len() + 112);
+        out.push_str(base);
+        out.push('?');
+        for part in query.split('&').filter(|p| !p.is_empty()) {
+            if part.split('=').next() != Some(pattern.param.as_str()) {
+                out.push_str(part);
+                out.push('&');
+            }
+        }
+        let _ = write!(out, "{}=", pattern.param);
+        self.minter.mint(&acl, now, principal, &mut out);
+        out.push_str(fragment);
+        if let Cow::Owned(_) = url {
+            out = out.replace('&', "&amp;");
+        }
+        Some(Ok(out))
+    }
+}
+
+/// The configured embeds, in config order: the first that matches a URL wins.
+#[derive(Debug, Default)]
+pub struct EmbedSet {
+    embeds: Vec<Embed>,
+}
+
+impl EmbedSet {
+    /// Builds every embed; an error names the index of the `[[embed]]` at fault.
+    pub fn build(settings: &[EmbedSettings]) -> Result<EmbedSet, (usize, EmbedError)> {
+        let embeds = settings
+            .iter()
+            .enumerate()
+            .map(|(index, embed)| Embed::build(embed).map_err(|err| (index, err)))
+            .collect::<Result<_, _>>()?;
+        Ok(EmbedSet { embeds })
+    }
+
+    /// The embeds, in config order.
+    pub fn iter(&self) -> impl Iterator<Item = &Embed> {
+        self.embeds.iter()
+    }
+
+    /// Number of embeds.
+    pub fn len(&self) -> usize {
+        self.embeds.len()
+    }
+
+    /// True when no iframe gets a token.
+    pub fn is_empty(&self) -> bool {
+        self.embeds.is_empty()
+    }
+
+    /// Whether any embed matches `attribute`.
+    pub fn is_match(&self, attribute: &str) -> bool {
+        self.embeds.iter().any(|e| e.is_match(attribute))
+    }
+
+    /// [`Embed::rewrite`] with the first embed that matches.
+    pub fn rewrite(
+        &self,
+        attribute: &str,
+        now: u64,
+        principal: &Principal,
+    ) -> Option<Result<String, UnsafeCapture>> {
+        self.embeds
+            .iter()
+            .find_map(|embed| embed.rewrite(attribute, now, principal))
     }
 }
 
@@ -277,18 +351,37 @@ fn match_pieces<'u>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token::{Algorithm, KeyMaterial};
+    use crate::allowlist::SessionKey;
+    use crate::token::{Algorithm, KeySource, TokenKind};
+    use std::time::Duration;
+
+    fn settings(src: &str, acl: &str) -> EmbedSettings {
+        EmbedSettings {
+            src: src.into(),
+            param: "token".into(),
+            acl: acl.into(),
+            token: TokenSettings {
+                kind: TokenKind::Edgeauth,
+                key: KeySource::Inline("00112233".into()),
+                algorithm: Algorithm::Sha256,
+                ttl: Duration::from_secs(300),
+            },
+        }
+    }
 
     fn embed(src: &str, acl: &str) -> Embed {
-        let key = KeyMaterial::from_hex("00112233").unwrap();
-        Embed::new(
-            src,
-            "token".into(),
-            acl,
-            EdgeAuth::new(Algorithm::Sha256, &key),
-            Duration::from_secs(300),
-        )
-        .unwrap()
+        Embed::build(&settings(src, acl)).unwrap()
+    }
+
+    fn visitor() -> Principal {
+        Principal::of(&SessionKey::new("visitor"))
+    }
+
+    impl Embed {
+        /// `rewrite` for the test visitor.
+        fn rewrite_at(&self, url: &str, now: u64) -> Option<Result<String, UnsafeCapture>> {
+            self.rewrite(url, now, &visitor())
+        }
     }
 
     fn infomaniak() -> Embed {
@@ -299,7 +392,7 @@ mod tests {
     }
 
     fn token_for(e: &Embed, acl: &str, now: u64) -> String {
-        e.minter().mint(now, now + 300, acl)
+        e.minter().signer().mint(now, now + 300, acl)
     }
 
     #[test]
@@ -308,17 +401,17 @@ mod tests {
         let t = token_for(&e, "/hls/1jhvl2uqa5rdf/*", 1000);
         let base = "https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html";
         assert_eq!(
-            e.rewrite(base, 1000).unwrap().unwrap(),
+            e.rewrite_at(base, 1000).unwrap().unwrap(),
             format!("{base}?token={t}")
         );
         assert_eq!(
-            e.rewrite(&format!("{base}?autoplay=1"), 1000)
+            e.rewrite_at(&format!("{base}?autoplay=1"), 1000)
                 .unwrap()
                 .unwrap(),
             format!("{base}?autoplay=1&token={t}")
         );
         assert_eq!(
-            e.rewrite(&format!("{base}?a=1&amp;b=2#t=5"), 1000)
+            e.rewrite_at(&format!("{base}?a=1&amp;b=2#t=5"), 1000)
                 .unwrap()
                 .unwrap(),
             format!("{base}?a=1&amp;b=2&amp;token={t}#t=5")
@@ -331,17 +424,19 @@ mod tests {
         let t = token_for(&e, "/hls/abc/*", 7);
         let base = "https://api.vod2.infomaniak.com/res/embed/abc.html";
         assert_eq!(
-            e.rewrite(&format!("{base}?token=old&x=1&token=older"), 7)
+            e.rewrite_at(&format!("{base}?token=old&x=1&token=older"), 7)
                 .unwrap()
                 .unwrap(),
             format!("{base}?x=1&token={t}")
         );
         assert_eq!(
-            e.rewrite(&format!("{base}?token=old"), 7).unwrap().unwrap(),
+            e.rewrite_at(&format!("{base}?token=old"), 7)
+                .unwrap()
+                .unwrap(),
             format!("{base}?token={t}")
         );
         assert_eq!(
-            e.rewrite(&format!("{base}?tokens=keep"), 7)
+            e.rewrite_at(&format!("{base}?tokens=keep"), 7)
                 .unwrap()
                 .unwrap(),
             format!("{base}?tokens=keep&token={t}")
@@ -355,13 +450,13 @@ mod tests {
         let base = "https://api.vod2.infomaniak.com/res/embed/abc.html";
         // WordPress writes & as &#038;: its '#' is not a fragment.
         assert_eq!(
-            e.rewrite(&format!("{base}?autoplay=1&#038;muted=1"), 7)
+            e.rewrite_at(&format!("{base}?autoplay=1&#038;muted=1"), 7)
                 .unwrap()
                 .unwrap(),
             format!("{base}?autoplay=1&amp;muted=1&amp;token={t}")
         );
         assert_eq!(
-            e.rewrite(
+            e.rewrite_at(
                 &format!("{base}?x=1&#38;token=old&AMP;y=2&#x26;token=older"),
                 7
             )
@@ -371,11 +466,13 @@ mod tests {
         );
         // An encoded character in the path is read too.
         assert!(e
-            .rewrite("https://api.vod2.infomaniak.com/res/embed/abc&#46;html", 7)
+            .rewrite_at("https://api.vod2.infomaniak.com/res/embed/abc&#46;html", 7)
             .is_some());
         // An unknown reference is left as it is.
         assert_eq!(
-            e.rewrite(&format!("{base}?a=&bogus;"), 7).unwrap().unwrap(),
+            e.rewrite_at(&format!("{base}?a=&bogus;"), 7)
+                .unwrap()
+                .unwrap(),
             format!("{base}?a=&bogus;&token={t}")
         );
     }
@@ -388,12 +485,12 @@ mod tests {
             "HTTPS://API.vod2.Infomaniak.com/res/embed/abc.html",
             "//API.VOD2.INFOMANIAK.COM/res/embed/abc.html",
         ] {
-            assert!(e.rewrite(url, 1).is_some(), "{url:?}");
+            assert!(e.rewrite_at(url, 1).is_some(), "{url:?}");
             assert!(e.is_match(url));
         }
         // The path stays case-sensitive.
         assert!(e
-            .rewrite("https://api.vod2.infomaniak.com/RES/embed/abc.html", 1)
+            .rewrite_at("https://api.vod2.infomaniak.com/RES/embed/abc.html", 1)
             .is_none());
     }
 
@@ -404,7 +501,7 @@ mod tests {
             "https://api.vod2.infomaniak.com/res/embed/abc.html?{};",
             "&".repeat(200_000)
         );
-        assert!(e.rewrite(&url, 1).is_some());
+        assert!(e.rewrite_at(&url, 1).is_some());
     }
 
     #[test]
@@ -418,7 +515,7 @@ mod tests {
             "https://api.vod2.infomaniak.com/res/embed/abc.htmlx",
             "",
         ] {
-            assert!(e.rewrite(url, 1).is_none(), "{url}");
+            assert!(e.rewrite_at(url, 1).is_none(), "{url}");
         }
     }
 
@@ -426,7 +523,7 @@ mod tests {
     fn matches_protocol_relative_urls() {
         let e = infomaniak();
         let out = e
-            .rewrite("//api.vod2.infomaniak.com/res/embed/abc.html", 1)
+            .rewrite_at("//api.vod2.infomaniak.com/res/embed/abc.html", 1)
             .unwrap()
             .unwrap();
         assert!(out.starts_with(
@@ -439,7 +536,7 @@ mod tests {
         let e = infomaniak();
         for share in ["abc~acl=*", "a%2Fb", "..", "a!b"] {
             let url = format!("https://api.vod2.infomaniak.com/res/embed/{share}.html");
-            assert!(matches!(e.rewrite(&url, 1), Some(Err(_))), "{share}");
+            assert!(matches!(e.rewrite_at(&url, 1), Some(Err(_))), "{share}");
         }
     }
 
@@ -450,7 +547,7 @@ mod tests {
             "/hls/{channel}/{id}/*",
         );
         let out = e
-            .rewrite("https://cdn.example/c1/v/v.2.html", 5)
+            .rewrite_at("https://cdn.example/c1/v/v.2.html", 5)
             .unwrap()
             .unwrap();
         assert!(out.contains("acl=/hls/c1/v.2/*"), "{out}");
@@ -458,16 +555,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_patterns_and_templates() {
-        let key = KeyMaterial::from_hex("00").unwrap();
-        let make = |src: &str, acl: &str| {
-            Embed::new(
-                src,
-                "token".into(),
-                acl,
-                EdgeAuth::new(Algorithm::Sha256, &key),
-                Duration::from_secs(1),
-            )
-        };
+        let make = |src: &str, acl: &str| EmbedPattern::compile(&settings(src, acl));
         assert!(matches!(
             make("ftp://x/{a}", "/{a}"),
             Err(EmbedError::Src(_))

@@ -4,6 +4,8 @@ use http::header::COOKIE;
 use http::HeaderMap;
 use thiserror::Error;
 
+use crate::syntax::is_cookie_value_byte;
+
 /// What the cookie header says about the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum CookieError {
@@ -33,16 +35,6 @@ impl<'h> SessionValues<'h> {
     pub fn as_slice(&self) -> &[&'h str] {
         &self.values[..self.len]
     }
-}
-
-/// True for bytes allowed in a cookie name (an RFC 9110 token).
-pub fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// True for bytes allowed in a cookie value (RFC 6265 cookie-octet).
-pub fn is_cookie_value_byte(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
 }
 
 /// Finds the values of cookie `name` across all `Cookie` headers (HTTP/2 may split them).

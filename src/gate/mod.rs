@@ -1,7 +1,8 @@
 //! Route match and session check: is this request passed through, let in, or turned away?
 //!
-//! [`route`] decides whether a path is gated, reading it as the CMS might
-//! ([`path`]); [`cookie`] finds the session cookie; [`admit`] asks the allowlist.
+//! [`route`] decides a path's [`Access`] level, reading it as the CMS might
+//! ([`path`]); [`cookie`] finds the session cookie; [`SessionGate::admit`]
+//! asks the session source.
 
 pub mod cookie;
 pub mod path;
@@ -11,18 +12,19 @@ use std::fmt;
 
 use http::HeaderMap;
 
-pub use cookie::{is_cookie_name_byte, is_cookie_value_byte, session_cookies, CookieError};
+pub use cookie::{session_cookies, CookieError};
 pub use path::{normalize, PathError};
-pub use route::{RouteError, RouteMatch, RouteTable};
+pub use route::{Access, RouteError, RouteMatch, RouteSpec, RouteTable};
 
-use crate::allowlist::{AllowlistError, SessionKey, SessionTag};
-use crate::config::Config;
+use crate::allowlist::{
+    Principal, SessionKey, SessionSource, SessionTag, Source, SourceError, Verdict,
+};
 
-/// The gate's answer for a request on a gated route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The gate's answer for a request on a session-gated route.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
-    /// The session is on the allowlist.
-    Allowed(SessionTag),
+    /// The session source allowed the session.
+    Allowed(Principal),
     /// The visitor is turned away with 403.
     Denied(DenyReason),
 }
@@ -34,7 +36,7 @@ pub enum DenyReason {
     NoCookie,
     /// The cookie header could not be read.
     BadCookie(CookieError),
-    /// The session id is not on the allowlist.
+    /// The source does not know the session (the tag of the first value sent).
     UnknownSession(SessionTag),
 }
 
@@ -58,23 +60,47 @@ impl fmt::Display for DenyReason {
     }
 }
 
-/// Checks the session of a request on a gated route: allowed if any value
-/// of the session cookie is on the allowlist.
-pub async fn admit(config: &Config, headers: &HeaderMap) -> Result<Admission, AllowlistError> {
-    let values = match session_cookies(headers, &config.session.cookie) {
-        Ok(values) => values,
-        Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
-    };
-    let mut first_unknown = None;
-    for id in values.as_slice() {
-        let key = SessionKey::new(id);
-        if config.allowlist.contains(&key).await? {
-            return Ok(Admission::Allowed(key.tag()));
+/// The session check of gated routes: which cookie, and who answers for it.
+#[derive(Debug)]
+pub struct SessionGate {
+    cookie: Box<str>,
+    source: Source,
+}
+
+impl SessionGate {
+    /// A gate reading cookie `cookie` (a valid cookie name) and asking `source`.
+    pub fn new(cookie: &str, source: Source) -> SessionGate {
+        SessionGate {
+            cookie: cookie.into(),
+            source,
         }
-        first_unknown.get_or_insert(key.tag());
     }
-    Ok(Admission::Denied(match first_unknown {
-        Some(tag) => DenyReason::UnknownSession(tag),
-        None => DenyReason::NoCookie,
-    }))
+
+    /// The session source.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Checks the session of a request on a gated route: allowed if the
+    /// source allows any value of the session cookie.
+    pub async fn admit(&self, headers: &HeaderMap) -> Result<Admission, SourceError> {
+        let values = match session_cookies(headers, &self.cookie) {
+            Ok(values) => values,
+            Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
+        };
+        let mut first_unknown = None;
+        for id in values.as_slice() {
+            let key = SessionKey::new(id);
+            match self.source.check(&key).await? {
+                Verdict::Allowed(principal) => return Ok(Admission::Allowed(principal)),
+                Verdict::Denied => {
+                    first_unknown.get_or_insert(key.tag());
+                }
+            }
+        }
+        Ok(Admission::Denied(match first_unknown {
+            Some(tag) => DenyReason::UnknownSession(tag),
+            None => DenyReason::NoCookie,
+        }))
+    }
 }

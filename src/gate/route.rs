@@ -1,5 +1,5 @@
 //! The route table: longest prefix wins, a path no route matches is gated,
-//! and a path is gated if any reasonable reading of it is.
+//! and a path gets the strictest access level any reasonable reading of it has.
 
 use std::sync::Arc;
 
@@ -14,12 +14,45 @@ pub struct RouteTable {
     routes: Vec<Route>,
 }
 
+/// What a route asks of a visitor, ordered from the most open to the strictest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// Passed through untouched.
+    Public,
+    /// Only sessions the session source allows; HTML gets tokens minted into its embeds.
+    Session,
+}
+
+impl Access {
+    /// The level's name in gateway.toml and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Session => "session",
+        }
+    }
+
+    /// True when the visitor must be checked before the CMS is asked.
+    pub fn is_gated(self) -> bool {
+        self != Access::Public
+    }
+}
+
+/// One route as configured: a path prefix and its access level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Path prefix, in normal form.
+    pub prefix: String,
+    /// What the prefix asks of visitors.
+    pub access: Access,
+}
+
 #[derive(Debug, Clone)]
 struct Route {
     prefix: Arc<str>,
     // For the lenient reading of a path (see `lookup`).
     prefix_lower: Box<[u8]>,
-    gated: bool,
+    access: Access,
 }
 
 impl Route {
@@ -47,32 +80,35 @@ pub struct RouteError {
 pub struct RouteMatch {
     /// The matching prefix, or `None` when no route matched (then the path is gated).
     pub prefix: Option<Arc<str>>,
-    /// Whether the session must be checked.
-    pub gated: bool,
+    /// What the route asks of the visitor.
+    pub access: Access,
 }
 
+/// The access level of a path no route matches: fail closed.
+const UNROUTED: Access = Access::Session;
+
 impl RouteTable {
-    /// Compiles `(prefix, gated)` pairs in config order.
-    pub fn new(routes: Vec<(String, bool)>) -> Result<RouteTable, RouteError> {
+    /// Compiles routes given in config order.
+    pub fn new(routes: &[RouteSpec]) -> Result<RouteTable, RouteError> {
         let mut compiled: Vec<Route> = Vec::with_capacity(routes.len());
-        for (index, (prefix, gated)) in routes.into_iter().enumerate() {
+        for (index, RouteSpec { prefix, access }) in routes.iter().enumerate() {
             let fail = |message: String| RouteError { index, message };
             if !prefix.starts_with('/') {
                 return Err(fail(format!("{prefix:?} must start with '/'")));
             }
             let normal =
-                matches!(normalize(&prefix), Ok(norm) if norm.as_ref() == prefix.as_bytes());
+                matches!(normalize(prefix), Ok(norm) if norm.as_ref() == prefix.as_bytes());
             if !normal {
                 let why = "is not in normal form (no %-escapes, ';', '//', '.' or '..' segments)";
                 return Err(fail(format!("{prefix:?} {why}")));
             }
-            if compiled.iter().any(|r| *r.prefix == *prefix) {
+            if compiled.iter().any(|r| *r.prefix == **prefix) {
                 return Err(fail(format!("{prefix:?} is listed twice")));
             }
             compiled.push(Route {
                 prefix_lower: prefix.to_ascii_lowercase().into_bytes().into(),
-                prefix: prefix.into(),
-                gated,
+                prefix: prefix.as_str().into(),
+                access: *access,
             });
         }
         compiled.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -93,32 +129,31 @@ impl RouteTable {
     ///
     /// The path is read the strict way (decoded, `;` parameters and dot
     /// segments resolved) and, where it differs, the lenient way some servers
-    /// read it (ignoring case and trailing dots). If either reading is gated,
-    /// the path is gated.
+    /// read it (ignoring case and trailing dots). The path gets the strictest
+    /// access level of the two readings; on a tie, the strict reading's route.
     pub fn lookup(&self, path: &str) -> Result<RouteMatch, PathError> {
         let strict = normalize(path)?;
         let found = self.find(&strict, |r| r.prefix.as_bytes());
-        if found.gated {
+        let Some(lenient) = lenient_reading(&strict) else {
             return Ok(found);
-        }
-        if let Some(lenient) = lenient_reading(&strict) {
-            let loose = self.find(&lenient, |r| &r.prefix_lower[..]);
-            if loose.gated {
-                return Ok(loose);
-            }
-        }
-        Ok(found)
+        };
+        let loose = self.find(&lenient, |r| &r.prefix_lower[..]);
+        Ok(if loose.access > found.access {
+            loose
+        } else {
+            found
+        })
     }
 
     fn find(&self, path: &[u8], prefix: impl Fn(&Route) -> &[u8]) -> RouteMatch {
         match self.routes.iter().find(|r| Route::owns(path, prefix(r))) {
             Some(route) => RouteMatch {
                 prefix: Some(route.prefix.clone()),
-                gated: route.gated,
+                access: route.access,
             },
             None => RouteMatch {
                 prefix: None,
-                gated: true,
+                access: UNROUTED,
             },
         }
     }
@@ -128,11 +163,27 @@ impl RouteTable {
 mod tests {
     use super::*;
 
+    fn spec(prefix: &str, access: Access) -> RouteSpec {
+        RouteSpec {
+            prefix: prefix.into(),
+            access,
+        }
+    }
+
+    fn routes(specs: &[(&str, Access)]) -> Result<RouteTable, RouteError> {
+        let specs: Vec<RouteSpec> = specs.iter().map(|(p, a)| spec(p, *a)).collect();
+        RouteTable::new(&specs)
+    }
+
+    fn gated(t: &RouteTable, path: &str) -> bool {
+        t.lookup(path).unwrap().access.is_gated()
+    }
+
     fn table() -> RouteTable {
-        RouteTable::new(vec![
-            ("/videos/".into(), true),
-            ("/".into(), false),
-            ("/videos/free/".into(), false),
+        routes(&[
+            ("/videos/", Access::Session),
+            ("/", Access::Public),
+            ("/videos/free/", Access::Public),
         ])
         .unwrap()
     }
@@ -140,9 +191,9 @@ mod tests {
     #[test]
     fn longest_prefix_wins_whatever_the_config_order() {
         let t = table();
-        assert!(t.lookup("/videos/a").unwrap().gated);
-        assert!(!t.lookup("/videos/free/a").unwrap().gated);
-        assert!(!t.lookup("/about").unwrap().gated);
+        assert!(gated(&t, "/videos/a"));
+        assert!(!gated(&t, "/videos/free/a"));
+        assert!(!gated(&t, "/about"));
         assert_eq!(
             t.lookup("/videos/free/x").unwrap().prefix.as_deref(),
             Some("/videos/free/")
@@ -151,9 +202,9 @@ mod tests {
 
     #[test]
     fn a_path_no_route_matches_is_gated() {
-        let t = RouteTable::new(vec![("/public/".into(), false)]).unwrap();
+        let t = routes(&[("/public/", Access::Public)]).unwrap();
         let m = t.lookup("/other").unwrap();
-        assert!(m.gated);
+        assert_eq!(m.access, Access::Session);
         assert_eq!(m.prefix, None);
     }
 
@@ -175,31 +226,41 @@ mod tests {
             "/videos",
             "/videos;x",
         ] {
-            assert!(t.lookup(path).unwrap().gated, "{path} must be gated");
+            assert!(gated(&t, path), "{path} must be gated");
         }
-        assert!(!t.lookup("/videos/free/x").unwrap().gated);
-        assert!(
-            !t.lookup("/Videos/Free/x").unwrap().gated,
-            "both readings say ungated"
-        );
-        assert!(!t.lookup("/about.").unwrap().gated);
+        assert!(!gated(&t, "/videos/free/x"));
+        assert!(!gated(&t, "/Videos/Free/x"), "both readings say public");
+        assert!(!gated(&t, "/about."));
     }
 
     #[test]
     fn a_lenient_reading_never_opens_a_strictly_gated_path() {
         // "/Public/" gated, "/public/" open: the strict reading of /Public/x is gated.
-        let t =
-            RouteTable::new(vec![("/public/".into(), false), ("/Public/".into(), true)]).unwrap();
-        assert!(t.lookup("/Public/x").unwrap().gated);
-        assert!(t.lookup("/PUBLIC/x").unwrap().gated);
-        assert!(!t.lookup("/public/x").unwrap().gated);
+        let t = routes(&[("/public/", Access::Public), ("/Public/", Access::Session)]).unwrap();
+        assert!(gated(&t, "/Public/x"));
+        assert!(gated(&t, "/PUBLIC/x"));
+        assert!(!gated(&t, "/public/x"));
+    }
+
+    #[test]
+    fn a_path_gets_the_strictest_level_of_either_reading() {
+        assert!(Access::Public < Access::Session);
+        let t = table();
+        // Strict reading: "/videos./a" under "/", public. Lenient reading
+        // (trailing dots dropped): "/videos/a", session.
+        let m = t.lookup("/videos./a").unwrap();
+        assert_eq!(m.access, Access::Session);
+        assert_eq!(m.prefix.as_deref(), Some("/videos/"));
+        // Both readings public: the strict reading's route is reported.
+        let open = routes(&[("/a/", Access::Public), ("/A/", Access::Public)]).unwrap();
+        assert_eq!(open.lookup("/A/x").unwrap().prefix.as_deref(), Some("/A/"));
     }
 
     #[test]
     fn route_prefixes_must_be_normal_and_unique() {
-        assert!(RouteTable::new(vec![("videos/".into(), true)]).is_err());
-        assert!(RouteTable::new(vec![("/a/../b".into(), true)]).is_err());
-        let err = RouteTable::new(vec![("/a".into(), true), ("/a".into(), false)]).unwrap_err();
+        assert!(routes(&[("videos/", Access::Session)]).is_err());
+        assert!(routes(&[("/a/../b", Access::Session)]).is_err());
+        let err = routes(&[("/a", Access::Session), ("/a", Access::Public)]).unwrap_err();
         assert_eq!(err.index, 1);
     }
 }

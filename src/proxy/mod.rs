@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
+use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -16,8 +17,32 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
-use crate::config::UpstreamSettings;
 use request_body::{RequestBody, VisitorQuiet};
+
+/// `[upstream]`, validated: where the CMS is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// `http` (TLS to the CMS is not supported yet).
+    pub scheme: Scheme,
+    /// host:port of the CMS.
+    pub authority: Authority,
+    /// `authority` as a Host header value, made once.
+    pub host_header: HeaderValue,
+    /// Path prefix put before every request path ("" for none).
+    pub base_path: String,
+    /// Limit on establishing a TCP connection to the CMS.
+    pub connect_timeout: Duration,
+    /// Limit on the CMS sending response headers.
+    pub response_timeout: Duration,
+    /// Limit on the CMS going quiet in the middle of a response body.
+    pub read_timeout: Duration,
+    /// Send the visitor's Host header to the CMS rather than the upstream's.
+    pub preserve_host: bool,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// How many idle connections are kept.
+    pub pool_max_idle: usize,
+}
 
 /// Why the CMS gave no response.
 #[derive(Debug, Error)]
@@ -36,10 +61,11 @@ pub enum ProxyError {
     BadRequest(&'static str),
 }
 
-/// A pooled HTTP/1.1 client to the CMS.
+/// A pooled HTTP/1.1 client to the CMS. Clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Upstream {
     client: Client<HttpConnector, RequestBody>,
+    settings: UpstreamSettings,
 }
 
 impl Upstream {
@@ -53,7 +79,15 @@ impl Upstream {
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
             .build(connector);
-        Upstream { client }
+        Upstream {
+            client,
+            settings: settings.clone(),
+        }
+    }
+
+    /// What this client was built from.
+    pub fn settings(&self) -> &UpstreamSettings {
+        &self.settings
     }
 
     /// Sends `request` and waits for the response headers: at most
@@ -61,7 +95,6 @@ impl Upstream {
     /// most `body_timeout` between two pieces of that body.
     pub async fn send(
         &self,
-        settings: &UpstreamSettings,
         body_timeout: Duration,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -75,7 +108,7 @@ impl Upstream {
                 _ = sent => {}
             }
         }
-        match tokio::time::timeout(settings.response_timeout, response).await {
+        match tokio::time::timeout(self.settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
             Ok(result) => classify(result),
         }
@@ -137,6 +170,25 @@ const UNCACHED_ONLY: [header::HeaderName; 5] = [
     header::ACCEPT_ENCODING,
 ];
 
+/// The visitor's side of a request, as the CMS is told of it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionInfo {
+    /// The address of whoever connected to the gateway.
+    pub peer: SocketAddr,
+    /// Whether that connection was TLS: X-Forwarded-Proto is `https` then.
+    pub tls: bool,
+}
+
+impl ConnectionInfo {
+    fn proto(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// Rewrites the visitor's request head into the CMS request head.
 ///
 /// On gated routes the CMS is asked for the whole, uncompressed, unconditional
@@ -144,7 +196,7 @@ const UNCACHED_ONLY: [header::HeaderName; 5] = [
 pub fn prepare_request(
     parts: &mut Parts,
     settings: &UpstreamSettings,
-    client: SocketAddr,
+    conn: ConnectionInfo,
     gated: bool,
     trust_forwarded: bool,
 ) -> Result<(), ProxyError> {
@@ -160,8 +212,8 @@ pub fn prepare_request(
     headers::join_cookies(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
-        client.ip(),
-        "http",
+        conn.peer.ip(),
+        conn.proto(),
         visitor_host.clone(),
         trust_forwarded,
     );

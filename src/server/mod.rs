@@ -1,5 +1,9 @@
 //! The listener: HTTP/1.1 and cleartext HTTP/2 on one port, idle
 //! connections closed, and graceful shutdown.
+//!
+//! The address is bound once; the per-connection limits are read from the
+//! runtime in force when each connection is accepted, so a reload changes
+//! them for new connections.
 
 mod connection;
 
@@ -14,33 +18,49 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::config::ServerSettings;
 use crate::gateway::Gateway;
+use crate::proxy::ConnectionInfo;
 use connection::{Guarded, IdleIo, InFlight};
 
+/// Limits of one visitor connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// How long a client may take to send its request headers (and its first byte).
+    pub header_timeout: Duration,
+    /// How long a connection may sit with no request in flight and no bytes moving.
+    pub idle_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+}
+
+fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
 /// Serves `gateway` on `listener` until `shutdown` completes, then drains
-/// requests in flight for up to `settings.shutdown_timeout`.
+/// requests in flight for up to the runtime's `shutdown_timeout`.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let settings: ServerSettings = gateway.config().server.clone();
     log_listening(&gateway, &listener);
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.header_timeout)
-        .max_buf_size(settings.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(settings.max_header_bytes).unwrap_or(u32::MAX));
+    let mut limits = gateway.runtime().connections;
+    let mut builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, remote) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -52,20 +72,26 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let current = gateway.runtime().connections;
+        if current != limits {
+            limits = current;
+            builder = connection_builder(&limits);
+        }
         let _ = stream.set_nodelay(true);
+        let info = ConnectionInfo { peer, tls: false };
         let gateway = gateway.clone();
         let in_flight = InFlight::default();
         let io = IdleIo::new(
             stream,
             in_flight.clone(),
-            settings.header_timeout,
-            settings.idle_timeout,
+            limits.header_timeout,
+            limits.idle_timeout,
         );
         let service = service_fn(move |request| {
             let gateway = gateway.clone();
             let guard = in_flight.enter();
             async move {
-                let response = gateway.handle(request, remote).await;
+                let response = gateway.handle(request, info).await;
                 Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
             }
         });
@@ -75,36 +101,35 @@ pub async fn serve(
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
-                tracing::debug!(%remote, error = %err, "connection ended with an error");
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    let shutdown_timeout = gateway.shutdown_timeout();
     tracing::info!("shutting down: draining requests in flight");
-    match tokio::time::timeout(settings.shutdown_timeout, graceful.shutdown()).await {
+    match tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {
-            tracing::warn!(timeout = ?settings.shutdown_timeout, "shutdown timeout: closing remaining connections")
+            tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
         }
     }
 }
 
 fn log_listening(gateway: &Gateway, listener: &TcpListener) {
-    let config = gateway.config();
+    let runtime = gateway.runtime();
+    let settings = runtime.settings();
     let addr = listener
         .local_addr()
-        .map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+        .map_or_else(|_| settings.server.listen.to_string(), |a| a.to_string());
     tracing::info!(
-        config = %config.source.display(),
-        upstream = %config.upstream.authority,
-        routes = config.routes.len(),
-        embeds = config.embeds.len(),
-        sessions = config.allowlist.len(),
+        config = %settings.source.display(),
+        upstream = %settings.upstream.authority,
+        routes = runtime.routes.len(),
+        embeds = runtime.embeds.len(),
+        sessions = runtime.gate.source().known_sessions().unwrap_or(0),
         "listening on http://{addr}"
     );
-    if config.allowlist.is_empty() {
-        tracing::warn!("the allowlist is empty: every gated request will be denied");
-    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -1,15 +1,20 @@
 //! Tokens for the video host: how keys are loaded and how tokens are made.
 //!
-//! [`edgeauth`] mints Akamai EdgeAuth v2 tokens locally. Remote minting
-//! through the host's API will be a sibling module behind the same seam.
+//! A [`Minter`] turns an ACL into a token; [`edgeauth`] mints Akamai
+//! EdgeAuth v2 tokens locally. Remote minting through the host's API will be
+//! a sibling module and one more kind of minter.
 
 pub mod edgeauth;
 
-use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use thiserror::Error;
+
+use crate::allowlist::Principal;
 
 pub use edgeauth::{EdgeAuth, VerifyError};
 
@@ -46,25 +51,32 @@ impl std::str::FromStr for Algorithm {
 }
 
 /// Where a token key comes from.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     /// The named environment variable.
     Env(String),
     /// The file's contents (surrounding whitespace ignored).
     File(PathBuf),
     /// Written in the config itself (demo and tests only).
-    Inline(String),
+    Inline(SecretString),
 }
 
-impl fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::Env(name) => write!(f, "Env({name})"),
-            KeySource::File(path) => write!(f, "File({})", path.display()),
-            KeySource::Inline(_) => f.write_str("Inline(<redacted>)"),
+impl PartialEq for KeySource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KeySource::Env(a), KeySource::Env(b)) => a == b,
+            (KeySource::File(a), KeySource::File(b)) => a == b,
+            (KeySource::Inline(a), KeySource::Inline(b)) => a
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(b.expose_secret().as_bytes())
+                .into(),
+            _ => false,
         }
     }
 }
+
+impl Eq for KeySource {}
 
 /// A key could not be loaded. Never carries the key itself.
 #[derive(Debug, Error)]
@@ -88,14 +100,8 @@ pub enum KeyError {
     Empty,
 }
 
-/// Decoded key bytes; redacted in Debug.
-pub struct KeyMaterial(Vec<u8>);
-
-impl fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyMaterial(<{} bytes>)", self.0.len())
-    }
-}
+/// Decoded key bytes, wiped on drop and never printed.
+pub struct KeyMaterial(SecretSlice<u8>);
 
 impl KeyMaterial {
     /// Decodes a hex key as the EdgeAuth reference does (either case).
@@ -105,13 +111,13 @@ impl KeyMaterial {
             return Err(KeyError::Empty);
         }
         hex::decode(text)
-            .map(KeyMaterial)
+            .map(|bytes| KeyMaterial(bytes.into()))
             .map_err(|_| KeyError::NotHex)
     }
 
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        self.0.expose_secret()
     }
 }
 
@@ -120,17 +126,93 @@ impl KeySource {
     pub fn load(&self) -> Result<KeyMaterial, KeyError> {
         match self {
             KeySource::Env(name) => {
-                let value = std::env::var(name).map_err(|_| KeyError::MissingEnv(name.clone()))?;
-                KeyMaterial::from_hex(&value)
+                let value = std::env::var(name)
+                    .map(SecretString::from)
+                    .map_err(|_| KeyError::MissingEnv(name.clone()))?;
+                KeyMaterial::from_hex(value.expose_secret())
             }
             KeySource::File(path) => {
-                let value = std::fs::read_to_string(path).map_err(|source| KeyError::File {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-                KeyMaterial::from_hex(&value)
+                let value = std::fs::read_to_string(path)
+                    .map(SecretString::from)
+                    .map_err(|source| KeyError::File {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                KeyMaterial::from_hex(value.expose_secret())
             }
-            KeySource::Inline(value) => KeyMaterial::from_hex(value),
+            KeySource::Inline(value) => KeyMaterial::from_hex(value.expose_secret()),
+        }
+    }
+
+    /// The file the key is read from, if it is.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            KeySource::File(path) => Some(path),
+            KeySource::Env(_) | KeySource::Inline(_) => None,
+        }
+    }
+}
+
+/// How tokens for an embed are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    /// Minted locally as an Akamai EdgeAuth v2 token.
+    Edgeauth,
+}
+
+/// `[embed.token]`, validated: which minter, its key and its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// Which minter makes the tokens.
+    pub kind: TokenKind,
+    /// Where the shared secret comes from.
+    pub key: KeySource,
+    /// The HMAC hash.
+    pub algorithm: Algorithm,
+    /// How long a token stays valid from the moment it is minted (whole seconds, at least 1).
+    pub ttl: Duration,
+}
+
+/// Turns an ACL into a token for one page view.
+///
+/// A token is fresh for each page view; it is tied to one visitor only when
+/// it carries something of theirs (the `ip`/`id` fields of EdgeAuth).
+#[derive(Debug)]
+pub enum Minter {
+    /// Minted locally with the shared secret.
+    EdgeAuth {
+        /// The keyed signer.
+        signer: EdgeAuth,
+        /// Validity of each token, in seconds.
+        ttl_secs: u64,
+    },
+}
+
+impl Minter {
+    /// Loads the key and prepares the minter `settings.kind` names.
+    pub fn build(settings: &TokenSettings) -> Result<Minter, KeyError> {
+        match settings.kind {
+            TokenKind::Edgeauth => Ok(Minter::EdgeAuth {
+                signer: EdgeAuth::new(settings.algorithm, &settings.key.load()?),
+                ttl_secs: settings.ttl.as_secs(),
+            }),
+        }
+    }
+
+    /// Appends the token opening `acl`, minted at `now` (unix seconds) for `principal`, to `out`.
+    pub fn mint(&self, acl: &str, now: u64, _principal: &Principal, out: &mut String) {
+        match self {
+            Minter::EdgeAuth { signer, ttl_secs } => {
+                signer.mint_into(now, now.saturating_add(*ttl_secs), acl, out)
+            }
+        }
+    }
+
+    /// The EdgeAuth signer, to verify tokens with (`embedgate verify`).
+    pub fn signer(&self) -> &EdgeAuth {
+        match self {
+            Minter::EdgeAuth { signer, .. } => signer,
         }
     }
 }

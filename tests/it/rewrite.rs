@@ -1,12 +1,10 @@
 //! Allowed visitors get the CMS page with a fresh token in every protected embed,
 //! and nothing else in the page changes.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 
 const OTHER_HOST: &str = r#"<iframe width="560" height="315" src="https://www.youtube-nocookie.com/embed/xyz?token=keep" title="Other"></iframe>"#;
 

@@ -12,8 +12,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use embedgate::config::Config;
+use embedgate::config::{ConfigError, Settings};
 use embedgate::gateway::Gateway;
+use embedgate::reload::Reloader;
+use embedgate::runtime::Runtime;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame};
@@ -302,14 +304,25 @@ impl Gate {
         }
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config_text).unwrap();
-        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let loaded = Settings::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let runtime = Runtime::from_loaded(loaded, None)
+            .await
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let gateway = Arc::new(Gateway::new(config));
-        let task = tokio::spawn(embedgate::server::serve(listener, gateway, async {
-            let _ = rx.await;
-        }));
+        let gateway = Arc::new(Gateway::new(runtime));
+        // As `embedgate run` does: reload on SIGHUP and on file changes.
+        let reloader = Reloader::new(gateway.clone()).unwrap();
+        let task = tokio::spawn(async move {
+            let serving = embedgate::server::serve(listener, gateway, async {
+                let _ = rx.await;
+            });
+            tokio::select! {
+                () = serving => {}
+                () = reloader.run() => {}
+            }
+        });
         Gate {
             addr,
             dir,
@@ -345,6 +358,16 @@ impl Drop for Gate {
             task.abort();
         }
     }
+}
+
+/// Loads `path` and builds its runtime, as `embedgate check` does (outside any async runtime).
+pub fn build_runtime(path: &std::path::Path) -> Result<Runtime, ConfigError> {
+    let loaded = Settings::load(path)?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(Runtime::from_loaded(loaded, None))
 }
 
 /// A real HTTP/1.1 client.

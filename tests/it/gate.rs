@@ -1,8 +1,6 @@
 //! Gated routes turn away everyone not on the allowlist, without asking the CMS.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const SECRET_PAGE: &str = "<html><body><p>secret article</p></body></html>";
 

@@ -1,11 +1,9 @@
 //! A dead or slow CMS, bad input, oversized headers, and shutdown with requests in flight.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_upstream_is_a_502() {

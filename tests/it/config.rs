@@ -1,18 +1,17 @@
 //! gateway.toml: what is accepted, and how every mistake is reported.
 
-mod common;
-
 use std::path::Path;
 
-use common::*;
-use embedgate::config::{Config, ConfigError};
+use crate::common::*;
+use embedgate::config::{ConfigError, Settings};
+use embedgate::runtime::Runtime;
 
-fn load(text: &str) -> Result<Config, ConfigError> {
+fn load(text: &str) -> Result<Runtime, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, text).unwrap();
-    Config::load(&path)
+    build_runtime(&path)
 }
 
 fn base() -> String {
@@ -30,16 +29,17 @@ fn line_of(text: &str, needle: &str) -> usize {
 
 #[test]
 fn the_shipped_gateway_toml_is_valid_and_complete() {
-    let config = Config::load(Path::new(concat!(
+    let runtime = build_runtime(Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/gateway.toml"
     )))
     .unwrap();
-    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:8081");
-    assert_eq!(config.session.cookie, "sessionid");
-    assert_eq!(config.embeds.len(), 1);
-    assert!(!config.allowlist.is_empty());
+    let settings = runtime.settings();
+    assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(settings.upstream.authority.as_str(), "127.0.0.1:8081");
+    assert_eq!(settings.session.cookie, "sessionid");
+    assert_eq!(runtime.embeds.len(), 1);
+    assert!(runtime.gate.source().known_sessions().unwrap() > 0);
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     assert!(
@@ -178,14 +178,14 @@ fn relative_paths_are_taken_from_the_config_files_folder() {
         .replace(&format!("key = \"{KEY_HEX}\""), "key_file = \"video.key\"");
     std::fs::write(conf.join("gateway.toml"), &text).unwrap();
     // Loaded from another working directory: paths still resolve beside the file.
-    let config = Config::load(&conf.join("gateway.toml")).unwrap();
-    assert_eq!(config.allowlist.len(), 1);
-    assert_eq!(config.session.deny_page.as_ref(), b"no");
+    let runtime = build_runtime(&conf.join("gateway.toml")).unwrap();
+    assert_eq!(runtime.gate.source().known_sessions(), Some(1));
+    assert_eq!(runtime.deny_page.as_ref(), b"no");
 }
 
 #[test]
 fn an_unreadable_config_file_is_named() {
-    let err = Config::load(Path::new("/nonexistent/gateway.toml"))
+    let err = Settings::load(Path::new("/nonexistent/gateway.toml"))
         .unwrap_err()
         .to_string();
     assert!(
@@ -200,6 +200,11 @@ fn a_bad_allowlist_line_is_reported_with_its_line() {
     std::fs::write(dir.path().join("allowlist.txt"), "# ok\ngood-id\nbad id\n").unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, base()).unwrap();
-    let err = Config::load(&path).unwrap_err().to_string();
+    let err = build_runtime(&path).unwrap_err().to_string();
     assert!(err.contains("allowlist.txt:3"), "{err}");
+    let at = format!(
+        "gateway.toml:{}:",
+        line_of(&base(), "file = \"allowlist.txt\"")
+    );
+    assert!(err.contains(&at), "the allowlist key is placed: {err}");
 }

@@ -1,9 +1,7 @@
 //! Ungated routes pass through untouched: status, headers (less hop-by-hop), body bytes.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 
 fn page_with_embed() -> String {

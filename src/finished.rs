@@ -1,0 +1,133 @@
+//! The end of a request: one record of what happened, handed to one hook.
+//!
+//! [`finished`] runs once per request, when its response body is done or
+//! dropped, so it knows what only the end of a streamed response knows:
+//! bytes sent, tokens minted, whether the stream finished, the full latency.
+//! It writes the access log line; metrics will hang off the same hook.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Method;
+
+use crate::allowlist::SessionTag;
+use crate::rewrite::RewriteStats;
+
+/// Paths are cut to this many bytes in logs.
+const MAX_LOGGED_PATH: usize = 256;
+
+/// What the gateway decided for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Public route, forwarded untouched.
+    Passthrough,
+    /// Gated route, session allowed.
+    Allowed,
+    /// Gated route, visitor turned away.
+    Denied,
+    /// The gateway could not serve the request (bad path, upstream failure...).
+    Error,
+}
+
+impl Decision {
+    /// The decision's name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Passthrough => "passthrough",
+            Decision::Allowed => "allowed",
+            Decision::Denied => "denied",
+            Decision::Error => "error",
+        }
+    }
+}
+
+/// The facts of one request, filled in as it goes through the phases.
+#[derive(Debug)]
+pub struct RequestRecord {
+    started: Instant,
+    method: Method,
+    path: String,
+    /// Route prefix that matched.
+    pub route: Option<Arc<str>>,
+    /// What the gateway decided.
+    pub decision: Decision,
+    /// Why it was denied or failed.
+    pub reason: Option<Cow<'static, str>>,
+    /// Short hash of the session id, never the id.
+    pub session: Option<SessionTag>,
+    /// Status the visitor got.
+    pub status: u16,
+    /// Status the CMS answered with.
+    pub upstream_status: Option<u16>,
+    /// Rewrite counters, when the page was rewritten.
+    pub rewrite: Option<Arc<RewriteStats>>,
+    /// Body bytes sent to the visitor.
+    pub bytes: u64,
+    /// Why the response body stopped early, if it did.
+    pub failure: Option<String>,
+}
+
+impl RequestRecord {
+    /// Starts the record of a request.
+    pub fn start(method: &Method, path: &str, started: Instant) -> RequestRecord {
+        let mut end = path.len().min(MAX_LOGGED_PATH);
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        RequestRecord {
+            started,
+            method: method.clone(),
+            path: path[..end].to_string(),
+            route: None,
+            decision: Decision::Error,
+            reason: None,
+            session: None,
+            status: 0,
+            upstream_status: None,
+            rewrite: None,
+            bytes: 0,
+            failure: None,
+        }
+    }
+}
+
+/// The one hook every request ends in: writes its access log line.
+/// `complete` tells whether the whole body went out.
+pub fn finished(record: &RequestRecord, complete: bool) {
+    let route = record.route.as_deref().unwrap_or("-");
+    let reason = record.reason.as_deref().unwrap_or("-");
+    let session = OrDash(record.session);
+    let upstream_status = record.upstream_status.unwrap_or(0);
+    let tokens = record.rewrite.as_ref().map_or(0, |s| s.minted());
+    let refused = record.rewrite.as_ref().map_or(0, |s| s.refused());
+    let latency_ms = record.started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
+    let decision = record.decision.as_str();
+    let (method, path, status, bytes) = (&record.method, &record.path, record.status, record.bytes);
+    if let Some(failure) = &record.failure {
+        tracing::warn!(
+            %method, %path, route, decision, reason, session = %session,
+            status, upstream_status, tokens, refused, bytes,
+            latency_ms, failure = %failure, "response aborted"
+        );
+    } else {
+        tracing::info!(
+            %method, %path, route, decision, reason, session = %session,
+            status, upstream_status, tokens, refused, bytes,
+            latency_ms, complete, "request"
+        );
+    }
+}
+
+/// Shows the value, or `-` when there is none, without allocating.
+struct OrDash<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}

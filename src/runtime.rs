@@ -1,0 +1,142 @@
+//! The runtime: everything a request needs, built from [`Settings`] at start
+//! and at each reload, and swapped in whole.
+//!
+//! Building reads the files the settings name (allowlist, deny page, keys)
+//! and makes the upstream client. Parts whose settings did not change are
+//! carried over from the runtime in force, so that a reload keeps the
+//! upstream connection pool (and, later, caches and Redis connections).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use thiserror::Error;
+
+use crate::allowlist::{LoadError, Source};
+use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
+use crate::embed::{EmbedError, EmbedSet};
+use crate::gate::{RouteTable, SessionGate};
+use crate::proxy::Upstream;
+use crate::rewrite::RewriteLimits;
+use crate::server::ConnectionLimits;
+
+/// A part of the settings that could not be built; names the config key at fault.
+#[derive(Debug, Error)]
+#[error("{key}: {message}")]
+pub struct BuildError {
+    /// Dotted config key, e.g. `embed[0].token.key`.
+    pub key: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl BuildError {
+    fn new(key: impl Into<String>, message: impl std::fmt::Display) -> BuildError {
+        BuildError {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Everything one request runs on. Immutable; replaced whole by a reload.
+#[derive(Debug)]
+pub struct Runtime {
+    settings: Settings,
+    /// Which paths ask what of visitors.
+    pub routes: RouteTable,
+    /// The session cookie and the source that answers for it.
+    pub gate: SessionGate,
+    /// The embeds and their minters, shared with the rewriters of pages in flight.
+    pub embeds: Arc<EmbedSet>,
+    /// The client to the CMS.
+    pub upstream: Upstream,
+    /// Body of every 403.
+    pub deny_page: Bytes,
+    /// `Cache-Control` for allowed, unrewritten responses of gated routes.
+    pub gated_cache_control: Option<HeaderValue>,
+    /// Limits of each page's rewriter.
+    pub rewrite: RewriteLimits,
+    /// Limits of each visitor connection accepted under this runtime.
+    pub connections: ConnectionLimits,
+    /// Keep a trusted proxy's X-Forwarded-* (and append to X-Forwarded-For).
+    pub trust_forwarded: bool,
+    /// Longest gap allowed between two pieces of a visitor's request body.
+    pub body_timeout: Duration,
+}
+
+impl Runtime {
+    /// Builds a runtime from `settings`, taking over from `previous` every
+    /// part whose settings are unchanged.
+    pub async fn build(
+        settings: Settings,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, BuildError> {
+        let routes = RouteTable::new(&settings.routes)
+            .map_err(|err| BuildError::new(format!("route[{}].prefix", err.index), err))?;
+        let source = Source::build(&settings.session.source)
+            .await
+            .map_err(|err| BuildError::new(source_key(&err), err))?;
+        let gate = SessionGate::new(&settings.session.cookie, source);
+        let embeds = EmbedSet::build(&settings.embeds).map_err(|(index, err)| {
+            let field = match err {
+                EmbedError::Src(_) => "src",
+                EmbedError::Acl(_) => "token.acl",
+                EmbedError::Key(_) => "token.key",
+            };
+            BuildError::new(format!("embed[{index}].{field}"), err)
+        })?;
+        let deny_page = match &settings.session.deny_page {
+            None => Bytes::from_static(DEFAULT_DENY_PAGE.as_bytes()),
+            Some(path) => {
+                let body = tokio::fs::read(path).await.map_err(|err| {
+                    BuildError::new(
+                        "session.deny_page",
+                        format_args!("{}: {err}", path.display()),
+                    )
+                })?;
+                Bytes::from(body)
+            }
+        };
+        let upstream = match previous {
+            Some(old) if *old.upstream.settings() == settings.upstream => old.upstream.clone(),
+            _ => Upstream::new(&settings.upstream),
+        };
+        Ok(Runtime {
+            routes,
+            gate,
+            embeds: Arc::new(embeds),
+            upstream,
+            deny_page,
+            gated_cache_control: settings.session.cache_control.clone(),
+            rewrite: settings.rewrite,
+            connections: settings.server.connections,
+            trust_forwarded: settings.server.trust_forwarded,
+            body_timeout: settings.server.body_timeout,
+            settings,
+        })
+    }
+
+    /// Builds from freshly loaded settings; a failure is placed in the config file.
+    pub async fn from_loaded(
+        loaded: Loaded,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, ConfigError> {
+        let Loaded { settings, places } = loaded;
+        Runtime::build(settings, previous)
+            .await
+            .map_err(|err| places.error(&err.key, err.message))
+    }
+
+    /// The settings this runtime was built from.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+fn source_key(err: &LoadError) -> &'static str {
+    match err {
+        LoadError::Read { .. } | LoadError::BadEntry { .. } => "session.allowlist.file",
+    }
+}

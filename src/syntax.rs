@@ -1,0 +1,37 @@
+//! Byte rules of HTTP syntax shared by the config and the gate.
+//!
+//! They live here, apart from both, so that validating a cookie name in the
+//! config and reading a cookie on a request agree without either module
+//! depending on the other.
+
+/// True for bytes allowed in a cookie name (an RFC 9110 token).
+pub fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// True for bytes allowed in a cookie value (RFC 6265 cookie-octet).
+pub fn is_cookie_value_byte(b: u8) -> bool {
+    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+}
+
+/// True for bytes allowed in a query parameter name the gateway writes.
+pub fn is_query_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_octets_exclude_separators_and_controls() {
+        for b in [b' ', b'"', b',', b';', b'\\', 0x7f, 0x00, 0xff] {
+            assert!(!is_cookie_value_byte(b), "{b:#x}");
+        }
+        assert!(b"abcXYZ019-_.~!#$%&'()*+/:<=>?@[]^`{|}"
+            .iter()
+            .all(|&b| is_cookie_value_byte(b)));
+        assert!(!is_cookie_name_byte(b'='));
+        assert!(is_cookie_name_byte(b'_'));
+    }
+}

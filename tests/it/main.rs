@@ -1,0 +1,12 @@
+//! Integration tests over real sockets: a real CMS stand-in, the real
+//! gateway (in process, or as a child process where signals are involved),
+//! and real HTTP clients. One binary, so the harness compiles once.
+
+mod cli;
+mod common;
+mod config;
+mod failures;
+mod gate;
+mod passthrough;
+mod reload;
+mod rewrite;
