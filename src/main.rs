@@ -14,7 +14,7 @@ use embedgate::{demo, server};
 use tracing_subscriber::EnvFilter;
 
 /// Edge gateway that admits only allowlisted sessions to pages with protected
-/// video embeds, and mints a fresh per-visitor token into every embed.
+/// video embeds, and mints a token for each page view into every embed.
 #[derive(Parser)]
 #[command(name = "embedgate", version, propagate_version = true)]
 struct Cli {

@@ -599,6 +599,122 @@ impl Validator<'_> {
 mod tests {
     use super::*;
 
+    const BASE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[upstream]
+url = "http://127.0.0.1:8081"
+
+[session]
+cookie = "sessionid"
+
+[session.allowlist]
+file = "allowlist.txt"
+
+[[route]]
+prefix = "/videos/"
+gated = true
+
+[[route]]
+prefix = "/"
+gated = false
+
+[[embed]]
+src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
+
+[embed.token]
+kind = "edgeauth"
+key = "00112233"
+ttl = "5m"
+acl = "/hls/{share}/*"
+"#;
+
+    fn settings(text: &str) -> Settings {
+        Settings::from_toml(text, Path::new("/etc/embedgate/gateway.toml"))
+            .map(|loaded| loaded.settings)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    fn error(text: &str) -> String {
+        Settings::from_toml(text, Path::new("gateway.toml"))
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn the_same_file_read_twice_gives_equal_settings() {
+        assert_eq!(settings(BASE), settings(BASE));
+        let reformatted = format!("# a comment\n{}", BASE.replace(" = ", "="));
+        assert_eq!(settings(BASE), settings(&reformatted));
+        let explicit_defaults = BASE.replace(
+            "[upstream]\n",
+            "[upstream]\nconnect_timeout = \"5s\"\npreserve_host = true\n",
+        );
+        assert_eq!(settings(BASE), settings(&explicit_defaults));
+    }
+
+    #[test]
+    fn any_changed_value_makes_settings_differ_in_that_part_only() {
+        let base = settings(BASE);
+        let other_key = settings(&BASE.replace("00112233", "00112234"));
+        assert_ne!(base, other_key, "an inline key is compared");
+        assert_eq!(base.upstream, other_key.upstream);
+        assert_eq!(base.routes, other_key.routes);
+        assert_ne!(base.embeds, other_key.embeds);
+
+        let other_timeout =
+            settings(&BASE.replace("[upstream]\n", "[upstream]\nread_timeout = \"61s\"\n"));
+        assert_ne!(base.upstream, other_timeout.upstream);
+        assert_eq!(base.embeds, other_timeout.embeds);
+
+        let other_route = settings(&BASE.replacen("gated = true", "gated = false", 1));
+        assert_ne!(base.routes, other_route.routes);
+        assert_eq!(base.upstream, other_route.upstream);
+    }
+
+    #[test]
+    fn settings_name_every_file_they_read() {
+        let text = BASE
+            .replace("key = \"00112233\"", "key_file = \"keys/video.key\"")
+            .replace("[session]\n", "[session]\ndeny_page = \"/srv/403.html\"\n");
+        let files = settings(&text).files();
+        for file in [
+            "/etc/embedgate/gateway.toml",
+            "/etc/embedgate/allowlist.txt",
+            "/etc/embedgate/keys/video.key",
+            "/srv/403.html",
+        ] {
+            assert!(files.contains(&PathBuf::from(file)), "{file} in {files:?}");
+        }
+    }
+
+    #[test]
+    fn gated_is_shorthand_for_access() {
+        let shorthand = settings(BASE);
+        let spelled_out = settings(
+            &BASE
+                .replacen("gated = true", "access = \"session\"", 1)
+                .replacen("gated = false", "access = \"public\"", 1),
+        );
+        assert_eq!(shorthand.routes, spelled_out.routes);
+        assert_eq!(shorthand.routes[0].access, Access::Session);
+        assert_eq!(shorthand.routes[1].access, Access::Public);
+    }
+
+    #[test]
+    fn a_route_needs_exactly_one_of_access_and_gated() {
+        let both = error(&BASE.replacen("gated = true", "gated = true\naccess = \"public\"", 1));
+        assert!(
+            both.contains("route[0]: set access or gated, not both"),
+            "{both}"
+        );
+        let neither = error(&BASE.replacen("gated = true\n", "", 1));
+        assert!(neither.contains("route[0]: needs access"), "{neither}");
+        let unknown = error(&BASE.replacen("gated = true", "access = \"token\"", 1));
+        assert!(unknown.contains("gateway.toml:"), "{unknown}");
+    }
+
     #[test]
     fn positions_are_one_based_lines_and_columns() {
         let text = "a = 1\nbb = 2\n";

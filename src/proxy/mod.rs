@@ -245,3 +245,40 @@ pub fn prepare_request(
     parts.version = Version::HTTP_11;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> UpstreamSettings {
+        UpstreamSettings {
+            scheme: Scheme::HTTP,
+            authority: Authority::from_static("cms:8081"),
+            host_header: HeaderValue::from_static("cms:8081"),
+            base_path: String::new(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            preserve_host: true,
+            pool_idle_timeout: Duration::from_secs(1),
+            pool_max_idle: 1,
+        }
+    }
+
+    fn forwarded_proto(tls: bool) -> HeaderValue {
+        let (mut parts, ()) = Request::get("/x").body(()).unwrap().into_parts();
+        let conn = ConnectionInfo {
+            peer: "192.0.2.7:5000".parse().unwrap(),
+            tls,
+        };
+        prepare_request(&mut parts, &settings(), conn, false, false).unwrap();
+        assert_eq!(parts.headers["x-forwarded-for"], "192.0.2.7");
+        parts.headers["x-forwarded-proto"].clone()
+    }
+
+    #[test]
+    fn the_forwarded_proto_is_the_visitors_connection() {
+        assert_eq!(forwarded_proto(false), "http");
+        assert_eq!(forwarded_proto(true), "https");
+    }
+}

@@ -4,12 +4,15 @@
 #![allow(dead_code)]
 
 use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use embedgate::config::{ConfigError, Settings};
@@ -101,6 +104,8 @@ type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
 pub struct Cms {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections the CMS has accepted.
+    pub accepted: Arc<AtomicUsize>,
     /// Chunks a reply waits for, one release per `Bytes` placeholder `GATE`.
     pub release: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     task: tokio::task::JoinHandle<()>,
@@ -116,12 +121,15 @@ impl Cms {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let release: Arc<Mutex<Option<oneshot::Sender<()>>>> = Arc::new(Mutex::new(None));
         let handler: Handler = Arc::new(handler);
+        let accepted = Arc::new(AtomicUsize::new(0));
         let task = {
             let seen = seen.clone();
             let release = release.clone();
+            let accepted = accepted.clone();
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
+                    accepted.fetch_add(1, Ordering::SeqCst);
                     let _ = stream.set_nodelay(true);
                     let seen = seen.clone();
                     let handler = handler.clone();
@@ -160,6 +168,7 @@ impl Cms {
         Cms {
             addr,
             seen,
+            accepted,
             release,
             task,
         }
@@ -168,6 +177,11 @@ impl Cms {
     /// Serves `reply` for every request.
     pub async fn fixed(reply: Reply) -> Cms {
         Cms::start(move |_| reply.clone()).await
+    }
+
+    /// How many connections the CMS has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -528,4 +542,104 @@ pub fn unix_now() -> u64 {
 
 pub fn empty_body() -> Full<Bytes> {
     Full::new(Bytes::new())
+}
+
+/// The built `embedgate` binary.
+pub const BIN: &str = env!("CARGO_BIN_EXE_embedgate");
+
+/// A running `embedgate` process whose output lines are collected as they come.
+pub struct Running {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(command: &mut Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("embedgate starts");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        self.wait_for_after(0, needle)
+    }
+
+    /// Where the next [`Running::wait_for_after`] starts looking.
+    pub fn mark(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Waits for a line containing `needle` printed after `mark`.
+    pub fn wait_for_after(&mut self, mark: usize, needle: &str) -> String {
+        if let Some(line) = self.seen[mark..].iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!(
+            "no line with {needle:?} after line {mark}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns everything printed.
+    pub fn terminate(mut self) -> String {
+        self.signal("TERM");
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit after SIGTERM: {exit}");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The URL in a "listening on" log line.
+pub fn listening_url(line: &str) -> String {
+    let start = line.find("http://").expect("listening line has a URL");
+    line[start..].split_whitespace().next().unwrap().to_string()
 }
