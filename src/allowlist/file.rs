@@ -5,14 +5,16 @@ use std::fmt;
 use std::future::{ready, Ready};
 use std::path::Path;
 
+use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::{LoadError, Principal, SessionKey, SourceError, Verdict};
 use crate::syntax::is_cookie_value_byte;
 
-/// Session ids read from a file, keyed by digest.
+/// Session ids read from a file, keyed by digest. The ids are live
+/// credentials: held as secrets, wiped when a reload drops the old list.
 pub struct FileSource {
-    ids: HashMap<[u8; 32], Box<str>>,
+    ids: HashMap<[u8; 32], SecretString>,
 }
 
 /// The non-comment lines of an allowlist file, trimmed, with 1-based line numbers.
@@ -24,7 +26,7 @@ pub fn entries(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 impl fmt::Debug for FileSource {
-    // Never print the ids: they are live credentials.
+    // A count says all a log needs; a map of a million entries does not.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "FileSource({} ids)", self.ids.len())
     }
@@ -53,17 +55,21 @@ impl FileSource {
                 return Err((line, "session id holds a character a cookie cannot carry"));
             }
             let key = SessionKey::new(id);
-            ids.insert(key.digest, id.into());
+            ids.insert(key.digest, SecretString::from(id));
         }
         Ok(FileSource { ids })
     }
 
     /// The verdict for `session`: allowed if listed.
     pub fn check(&self, session: &SessionKey<'_>) -> Ready<Result<Verdict, SourceError>> {
-        let listed = self
-            .ids
-            .get(&session.digest)
-            .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(session.id.as_bytes())));
+        let listed = self.ids.get(&session.digest).is_some_and(|stored| {
+            bool::from(
+                stored
+                    .expose_secret()
+                    .as_bytes()
+                    .ct_eq(session.id.as_bytes()),
+            )
+        });
         ready(Ok(if listed {
             Verdict::Allowed(Principal::of(session))
         } else {
