@@ -130,12 +130,14 @@ pub async fn run(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let gateway_addr = listener.local_addr()?;
 
-    let member = match &settings.session.source {
+    let member = match &settings.session.allowlist.source {
         SourceSettings::File { path } => std::fs::read_to_string(path).ok().and_then(|text| {
             crate::allowlist::entries(&text)
-                .next()
-                .map(|(_, id)| id.to_string())
+                .filter_map(|(_, entry)| entry.split_ascii_whitespace().next())
+                .find(|id| !id.starts_with("sha256:"))
+                .map(str::to_string)
         }),
+        SourceSettings::ForwardAuth(_) | SourceSettings::Redis(_) => None,
     };
     let cookie = settings.session.cookie.clone();
     let runtime = Runtime::build(settings, None)

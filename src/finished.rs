@@ -101,6 +101,7 @@ pub fn finished(record: &RequestRecord, complete: bool) {
     let upstream_status = record.upstream_status.unwrap_or(0);
     let tokens = record.rewrite.as_ref().map_or(0, |s| s.minted());
     let refused = record.rewrite.as_ref().map_or(0, |s| s.refused());
+    let unentitled = record.rewrite.as_ref().map_or(0, |s| s.unentitled());
     let latency_ms = record.started.elapsed().as_secs_f64() * 1000.0;
     let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
     let decision = record.decision.as_str();
@@ -108,13 +109,13 @@ pub fn finished(record: &RequestRecord, complete: bool) {
     if let Some(failure) = &record.failure {
         tracing::warn!(
             %method, %path, route, decision, reason, session = %session,
-            status, upstream_status, tokens, refused, bytes,
+            status, upstream_status, tokens, refused, unentitled, bytes,
             latency_ms, failure = %failure, "response aborted"
         );
     } else {
         tracing::info!(
             %method, %path, route, decision, reason, session = %session,
-            status, upstream_status, tokens, refused, bytes,
+            status, upstream_status, tokens, refused, unentitled, bytes,
             latency_ms, complete, "request"
         );
     }

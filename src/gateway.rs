@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use thiserror::Error;
 
-use crate::allowlist::{Principal, SourceError};
+use crate::allowlist::{OnError, Principal, SourceError, Visit};
 use crate::body::{ReadLimit, ResponseBody};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Admission, DenyReason, PathError};
@@ -82,8 +82,8 @@ impl Gateway {
     }
 
     /// Puts `runtime` in force for every request that starts from now on.
-    pub fn install(&self, runtime: Runtime) {
-        self.runtime.store(Arc::new(runtime));
+    pub fn install(&self, runtime: Arc<Runtime>) {
+        self.runtime.store(runtime);
     }
 
     /// How long shutdown waits for requests in flight.
@@ -151,12 +151,22 @@ async fn forward(
     record.route = route.prefix;
     let gated = route.access.is_gated();
     let principal = if gated {
-        match runtime
-            .gate
-            .admit(request.headers())
-            .await
-            .map_err(Refusal::from)?
-        {
+        let visit = Visit {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+        };
+        let admission = match runtime.gate.admit(&visit).await {
+            Ok(admission) => admission,
+            Err(err) => match runtime.gate.sessions().on_error() {
+                OnError::Unavailable => return Err(Refusal::from(err).into()),
+                OnError::Forbidden => {
+                    record.reason = Some(Cow::Owned(err.to_string()));
+                    return Err(Outcome::Denied);
+                }
+            },
+        };
+        match admission {
             Admission::Allowed(principal) => {
                 record.session = Some(principal.tag());
                 Some(principal)
@@ -178,6 +188,17 @@ async fn forward(
         Decision::Passthrough
     };
     let head_only = request.method() == Method::HEAD;
+    // Kept only while verdicts are cached: a logout in the answer must drop this visitor's.
+    let logout_cookies: Vec<HeaderValue> = if runtime.gate.sessions().caches() {
+        request
+            .headers()
+            .get_all(header::COOKIE)
+            .iter()
+            .cloned()
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     let (mut parts, body) = request.into_parts();
     proxy::prepare_request(
@@ -197,6 +218,12 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());
     record.status = parts.status.as_u16();
+    if !logout_cookies.is_empty() {
+        runtime
+            .gate
+            .forget_if_logged_out(&logout_cookies, &parts.headers)
+            .await;
+    }
     headers::remove_hop_by_hop(&mut parts.headers);
     let rewrite = match principal {
         Some(principal) => filter_gated_response(runtime, &mut parts, head_only)?
@@ -250,6 +277,10 @@ fn filter_gated_response(
         .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))
 }
 
+/// What a 503 tells a visitor to wait before trying again: long enough for
+/// a restarted session store, short enough not to lose the visitor.
+const RETRY_AFTER_SECS: &str = "5";
+
 /// How `forward` ended when it did not produce a CMS response.
 enum Outcome {
     Denied,
@@ -285,6 +316,12 @@ fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody>
     let mut response = Response::new(ResponseBody::own(Bytes::from(text), record));
     *response.status_mut() = status;
     set_own_headers(response.headers_mut(), "text/plain; charset=utf-8");
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
     response
 }
 

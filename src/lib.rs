@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod reload;
 pub mod rewrite;
 pub mod runtime;
+pub mod secret;
 pub mod server;
 pub mod syntax;
 pub mod token;

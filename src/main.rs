@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
 use embedgate::allowlist::Principal;
 use embedgate::config::{Loaded, Settings};
+use embedgate::embed::EmbedRewrite;
 use embedgate::gateway::Gateway;
 use embedgate::reload::{self, Reloader};
 use embedgate::runtime::Runtime;
@@ -80,7 +81,7 @@ fn main() -> anyhow::Result<()> {
                 config_path.display(),
                 runtime.routes.len(),
                 runtime.embeds.len(),
-                runtime.gate.source().known_sessions().unwrap_or(0)
+                runtime.gate.sessions().known_sessions().unwrap_or(0)
             );
             Ok(())
         }
@@ -88,11 +89,12 @@ fn main() -> anyhow::Result<()> {
             let runtime = build_once(loaded)?;
             let now = embedgate::token::unix_now();
             match runtime.embeds.rewrite(&url, now, &Principal::operator()) {
-                Some(Ok(with_token)) => {
+                Some(EmbedRewrite::Minted(with_token)) => {
                     println!("{with_token}");
                     Ok(())
                 }
-                Some(Err(err)) => bail!("{err}"),
+                Some(EmbedRewrite::Unsafe(err)) => bail!("{err}"),
+                Some(EmbedRewrite::Unentitled(_)) => bail!("the operator may mint every video"),
                 None => bail!(
                     "{url} matches no [[embed]] src pattern in {}",
                     config_path.display()

@@ -72,24 +72,25 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
         }
     }
     let upstream_kept = new.upstream == old.upstream;
-    let runtime = Runtime::from_loaded(loaded, Some(&current)).await?;
+    let runtime = Arc::new(Runtime::from_loaded(loaded, Some(&current)).await?);
+    gateway.install(runtime.clone());
+    // Logged once in force: whoever reads this line gets the new config.
     tracing::info!(
         trigger = trigger.as_str(),
         config = %runtime.settings().source.display(),
         routes = runtime.routes.len(),
         embeds = runtime.embeds.len(),
-        sessions = runtime.gate.source().known_sessions().unwrap_or(0),
+        sessions = runtime.gate.sessions().known_sessions().unwrap_or(0),
         upstream_pool = if upstream_kept { "kept" } else { "new" },
         "config reloaded"
     );
     warn_if_nobody_gets_in(&runtime);
-    gateway.install(runtime);
     Ok(())
 }
 
 /// Warns when the session source lets nobody in.
 pub fn warn_if_nobody_gets_in(runtime: &Runtime) {
-    if runtime.gate.source().known_sessions() == Some(0) {
+    if runtime.gate.sessions().known_sessions() == Some(0) {
         tracing::warn!("the allowlist is empty: every gated request will be denied");
     }
 }
@@ -99,23 +100,30 @@ pub struct Reloader {
     gateway: Arc<Gateway>,
     #[cfg(unix)]
     hangup: tokio::signal::unix::Signal,
+    files: Vec<PathBuf>,
+    seen: Vec<Fingerprint>,
 }
 
 impl Reloader {
-    /// Starts listening for SIGHUP at once, so that a signal sent from now on
-    /// reloads instead of ending the process. Must run inside a tokio runtime.
+    /// Starts listening for SIGHUP, and takes note of the watched files as
+    /// they are, at once: a signal sent or a file changed from now on
+    /// reloads. Must run inside a tokio runtime.
     pub fn new(gateway: Arc<Gateway>) -> std::io::Result<Reloader> {
+        let files = watched(&gateway.runtime());
+        let seen = files.iter().map(|f| fingerprint(f)).collect();
         Ok(Reloader {
             gateway,
             #[cfg(unix)]
             hangup: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?,
+            files,
+            seen,
         })
     }
 
     /// Runs until the task is dropped.
     pub async fn run(mut self) {
-        let mut files = watched(&self.gateway.runtime());
-        let mut seen = fingerprints(&files).await;
+        let mut files = std::mem::take(&mut self.files);
+        let mut seen = std::mem::take(&mut self.seen);
         loop {
             let reload_settings = self.gateway.runtime().settings().reload.clone();
             let trigger = tokio::select! {

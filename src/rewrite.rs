@@ -20,7 +20,7 @@ use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
 use thiserror::Error;
 
 use crate::allowlist::Principal;
-use crate::embed::EmbedSet;
+use crate::embed::{EmbedRewrite, EmbedSet};
 
 static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
 
@@ -60,6 +60,7 @@ pub enum RewriteError {
 pub struct RewriteStats {
     minted: AtomicU32,
     refused: AtomicU32,
+    unentitled: AtomicU32,
 }
 
 impl RewriteStats {
@@ -71,6 +72,11 @@ impl RewriteStats {
     /// Embeds that matched but were left without a token (unsafe capture).
     pub fn refused(&self) -> u32 {
         self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Embeds of videos the visitor is not entitled to: no token, and any old one removed.
+    pub fn unentitled(&self) -> u32 {
+        self.unentitled.load(Ordering::Relaxed)
     }
 }
 
@@ -176,11 +182,17 @@ impl<B> RewriteBody<B> {
                 }
                 match embeds.rewrite(&url, now, &principal) {
                     None => {}
-                    Some(Ok(with_token)) => {
+                    Some(EmbedRewrite::Minted(with_token)) => {
                         el.set_attribute(attribute, &with_token)?;
                         stats.minted.fetch_add(1, Ordering::Relaxed);
                     }
-                    Some(Err(unsafe_capture)) => {
+                    Some(EmbedRewrite::Unentitled(stripped)) => {
+                        if let Some(without_token) = stripped {
+                            el.set_attribute(attribute, &without_token)?;
+                        }
+                        stats.unentitled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(EmbedRewrite::Unsafe(unsafe_capture)) => {
                         tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
                         stats.refused.fetch_add(1, Ordering::Relaxed);
                     }

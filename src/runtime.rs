@@ -4,7 +4,8 @@
 //! Building reads the files the settings name (allowlist, deny page, keys)
 //! and makes the upstream client. Parts whose settings did not change are
 //! carried over from the runtime in force, so that a reload keeps the
-//! upstream connection pool (and, later, caches and Redis connections).
+//! upstream connection pool, and a remote session source with its
+//! connections and its verdict cache.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use http::HeaderValue;
 use thiserror::Error;
 
-use crate::allowlist::{LoadError, Source};
+use crate::allowlist::{LoadError, Sessions};
 use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
 use crate::embed::{EmbedError, EmbedSet};
 use crate::gate::{RouteTable, SessionGate};
@@ -75,10 +76,13 @@ impl Runtime {
     ) -> Result<Runtime, BuildError> {
         let routes = RouteTable::new(&settings.routes)
             .map_err(|err| BuildError::new(format!("route[{}].prefix", err.index), err))?;
-        let source = Source::build(&settings.session.source)
-            .await
-            .map_err(|err| BuildError::new(source_key(&err), err))?;
-        let gate = SessionGate::new(&settings.session.cookie, source);
+        let sessions = Sessions::build(
+            &settings.session.allowlist,
+            previous.map(|old| old.gate.sessions()),
+        )
+        .await
+        .map_err(|err| BuildError::new(source_key(&err), err))?;
+        let gate = SessionGate::new(&settings.session.cookie, sessions);
         let embeds = EmbedSet::build(&settings.embeds).map_err(|(index, err)| {
             let field = match err {
                 EmbedError::Src(_) => "src",
@@ -138,5 +142,6 @@ impl Runtime {
 fn source_key(err: &LoadError) -> &'static str {
     match err {
         LoadError::Read { .. } | LoadError::BadEntry { .. } => "session.allowlist.file",
+        LoadError::Remote(_) => "session.allowlist",
     }
 }

@@ -19,6 +19,13 @@ pub fn is_query_name_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-_.".contains(&b)
 }
 
+/// True for bytes the gateway lets a path segment it puts in a token carry
+/// (a video id): letters, digits, `-`, `_` and `.`. `~`, `!`, `=` and `/`
+/// are token syntax.
+pub fn is_path_segment_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-_.".contains(&b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

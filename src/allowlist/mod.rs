@@ -1,40 +1,42 @@
-//! Who is allowed in: the session sources behind one seam.
+//! Who is allowed in, and to which videos: the session sources behind one seam.
 //!
 //! A source answers [`SessionSource::check`] for a presented session with a
 //! [`Verdict`]; an allowed verdict carries the [`Principal`] the rest of the
-//! request acts for. Each source is its own module; [`Source`] holds the one
-//! the settings name. A cache will wrap a source, not live inside one.
-//! Session ids are looked up by their SHA-256 digest and then compared in
-//! constant time, so lookup timing tells nothing about the ids themselves.
+//! request acts for, with its [`Entitlements`]. Each source is its own module
+//! (a file, the CMS's own session check, Redis); [`Sessions`] holds the one
+//! the settings name, behind a verdict cache when one is configured. Sessions
+//! are looked up and cached by the SHA-256 digest of their id, never the id.
 
+mod cache;
 mod file;
+mod forward_auth;
+mod redis;
+mod sessions;
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
+use std::sync::Arc;
 
+use http::{HeaderMap, Method, Uri};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+pub use cache::CacheSettings;
 pub use file::{entries, FileSource};
+pub use forward_auth::{ForwardAuth, ForwardAuthSettings};
+pub use redis::{RedisSettings, RedisSource};
+pub use sessions::{OnError, Sessions, SessionsSettings, Source, SourceSettings};
 
-/// Which source answers for sessions, and its own settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceSettings {
-    /// Session ids listed in a file.
-    File {
-        /// The file, already resolved against the config file's folder.
-        path: PathBuf,
-    },
-}
-
-impl SourceSettings {
-    /// Files this source reads, whose change must rebuild it.
-    pub fn files(&self) -> Vec<PathBuf> {
-        match self {
-            SourceSettings::File { path } => vec![path.clone()],
-        }
-    }
+/// The request a session is checked for: the CMS's session check is sent
+/// its cookies, and may be told the original method and path.
+#[derive(Debug, Clone, Copy)]
+pub struct Visit<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The request target.
+    pub uri: &'a Uri,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
 }
 
 /// A source could not be built.
@@ -58,10 +60,13 @@ pub enum LoadError {
         /// What is wrong.
         message: &'static str,
     },
+    /// A remote source's settings cannot be used.
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// A source could not answer for a session: the gate fails closed.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum SourceError {
     /// The source did not answer (a remote source that is down or too slow).
     #[error("session source unavailable: {0}")]
@@ -77,23 +82,71 @@ pub enum Verdict {
     Denied,
 }
 
-/// Who an allowed request acts for: what it may be logged as and, later, watch.
+/// Who an allowed request acts for: what it is logged as, and which videos it may watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     tag: SessionTag,
+    entitlements: Entitlements,
+}
+
+/// Which videos a principal may watch: values of the embed pattern's
+/// entitlement placeholder (`{share}` by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entitlements {
+    /// Every video.
+    All,
+    /// Only these values, sorted and without repeats; empty for none.
+    Only(Arc<[Box<str>]>),
+}
+
+impl Entitlements {
+    /// Only the given values.
+    pub fn only<S: Into<Box<str>>>(values: impl IntoIterator<Item = S>) -> Entitlements {
+        let mut values: Vec<Box<str>> = values.into_iter().map(Into::into).collect();
+        values.sort_unstable();
+        values.dedup();
+        Entitlements::Only(values.into())
+    }
+
+    /// Whether the video whose placeholder value is `value` may be watched.
+    pub fn allows(&self, value: &str) -> bool {
+        match self {
+            Entitlements::All => true,
+            Entitlements::Only(values) => values.binary_search_by(|v| (**v).cmp(value)).is_ok(),
+        }
+    }
+
+    /// True when every video may be watched.
+    pub fn is_all(&self) -> bool {
+        matches!(self, Entitlements::All)
+    }
 }
 
 impl Principal {
-    /// The principal of the session `key`.
+    /// The principal of the session `key`, entitled to every video.
     pub fn of(key: &SessionKey<'_>) -> Principal {
-        Principal { tag: key.tag() }
+        Principal::entitled(key, Entitlements::All)
+    }
+
+    /// The principal of the session `key`, entitled to `entitlements`.
+    pub fn entitled(key: &SessionKey<'_>, entitlements: Entitlements) -> Principal {
+        Principal {
+            tag: key.tag(),
+            entitlements,
+        }
     }
 
     /// The principal of tokens minted by hand (`embedgate mint`), for no visitor.
     pub fn operator() -> Principal {
         Principal {
             tag: SessionTag([0; 4]),
+            entitlements: Entitlements::All,
         }
+    }
+
+    /// Which videos this principal may watch.
+    pub fn entitlements(&self) -> &Entitlements {
+        &self.entitlements
     }
 
     /// The short hash that names this visitor in logs.
@@ -102,57 +155,15 @@ impl Principal {
     }
 }
 
-/// Answers whether a session may see gated pages.
+/// Answers whether a session may see gated pages, and which videos.
 pub trait SessionSource {
-    /// Looks the session up. An error means the source could not answer, never "denied".
+    /// Looks the session up for `visit`. An error means the source could not
+    /// answer, never "denied".
     fn check(
         &self,
         session: &SessionKey<'_>,
+        visit: &Visit<'_>,
     ) -> impl Future<Output = Result<Verdict, SourceError>> + Send;
-}
-
-/// The configured session source.
-#[derive(Debug)]
-pub enum Source {
-    /// Ids listed in a file.
-    File(FileSource),
-}
-
-impl Source {
-    /// Builds the source `settings` name. A file source is always read
-    /// afresh: a reload happens because something, maybe the file, changed.
-    pub async fn build(settings: &SourceSettings) -> Result<Source, LoadError> {
-        match settings {
-            SourceSettings::File { path } => {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || FileSource::load(&path))
-                    .await
-                    .map_err(|join| LoadError::Read {
-                        path: "allowlist".into(),
-                        source: std::io::Error::other(join.to_string()),
-                    })?
-                    .map(Source::File)
-            }
-        }
-    }
-
-    /// Number of sessions known up front, if the source can tell (for start-up logs).
-    pub fn known_sessions(&self) -> Option<usize> {
-        match self {
-            Source::File(file) => Some(file.len()),
-        }
-    }
-}
-
-impl SessionSource for Source {
-    fn check(
-        &self,
-        session: &SessionKey<'_>,
-    ) -> impl Future<Output = Result<Verdict, SourceError>> + Send {
-        match self {
-            Source::File(file) => file.check(session),
-        }
-    }
 }
 
 /// A presented session id with its digest, computed once per request.
@@ -168,6 +179,16 @@ impl<'a> SessionKey<'a> {
             id,
             digest: Sha256::digest(id.as_bytes()).into(),
         }
+    }
+
+    /// The id as the browser sent it.
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+
+    /// The id's SHA-256: what sessions are cached and looked up by.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
     }
 
     /// A short, non-reversible tag for logs.
@@ -203,5 +224,19 @@ impl fmt::Display for SessionTag {
 impl fmt::Debug for SessionTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entitlements_allow_only_their_values() {
+        let only = Entitlements::only(["b", "a", "b"]);
+        assert!(only.allows("a") && only.allows("b"));
+        assert!(!only.allows("c") && !only.allows(""));
+        assert!(!Entitlements::only(Vec::<String>::new()).allows("a"));
+        assert!(Entitlements::All.allows("anything"));
     }
 }

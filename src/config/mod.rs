@@ -7,6 +7,7 @@
 //! built from them; [`Places`] remembers where each such key was written, so
 //! that a failure then still names file, line and column.
 
+mod allowlist;
 pub mod raw;
 mod validate;
 
@@ -19,7 +20,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use thiserror::Error;
 
-use crate::allowlist::SourceSettings;
+use crate::allowlist::SessionsSettings;
 use crate::embed::EmbedSettings;
 use crate::gate::RouteSpec;
 use crate::proxy::UpstreamSettings;
@@ -85,8 +86,10 @@ pub struct SessionSettings {
     /// `Cache-Control` put on allowed responses of gated routes that are not
     /// rewritten (rewritten pages always get `private, no-store`); `None` keeps the CMS's.
     pub cache_control: Option<HeaderValue>,
-    /// Who answers whether a session is allowed.
-    pub source: SourceSettings,
+    /// Who answers whether a session is allowed, behind which cache.
+    pub allowlist: SessionsSettings,
+    /// The embed placeholder whose values name videos for entitlements.
+    pub entitled_by: String,
 }
 
 impl Settings {
@@ -123,7 +126,7 @@ impl Settings {
     /// the deny page and key files. A change to any of them is a reason to reload.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.source.clone()];
-        files.extend(self.session.source.files());
+        files.extend(self.session.allowlist.source.files());
         files.extend(self.session.deny_page.clone());
         for embed in &self.embeds {
             files.extend(embed.token.key.file().map(Path::to_path_buf));

@@ -72,11 +72,58 @@ pub struct RawSession {
     pub allowlist: Spanned<RawAllowlist>,
 }
 
-/// `[session.allowlist]`: exactly one source.
+/// `[session.allowlist]`: exactly one source, its cache, and what a failure means.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAllowlist {
     pub file: Option<Spanned<PathBuf>>,
+    pub forward_auth: Option<Spanned<RawForwardAuth>>,
+    pub redis: Option<Spanned<RawRedis>>,
+    pub cache: Option<Spanned<RawCache>>,
+    pub on_error: Option<RawOnError>,
+    pub entitlement: Option<Spanned<String>>,
+}
+
+/// `[session.allowlist.forward_auth]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    pub url: Spanned<String>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub original_request: Option<bool>,
+    pub shares_header: Option<Spanned<String>>,
+}
+
+/// `[session.allowlist.redis]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Spanned<String>,
+    pub key: Option<Spanned<String>>,
+    pub shares_key: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<PathBuf>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// `[session.allowlist.cache]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub enabled: Option<bool>,
+    pub ttl: Option<Spanned<HumanDuration>>,
+    pub negative_ttl: Option<Spanned<HumanDuration>>,
+    pub max_entries: Option<Spanned<u64>>,
+}
+
+/// `on_error`: the status a visitor gets when the session source cannot answer.
+#[derive(Clone, Copy, Deserialize)]
+pub enum RawOnError {
+    #[serde(rename = "503")]
+    Unavailable,
+    #[serde(rename = "403")]
+    Forbidden,
 }
 
 /// `[reload]`

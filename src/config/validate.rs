@@ -9,21 +9,20 @@ use std::time::Duration;
 
 use http::uri::Scheme;
 use http::HeaderValue;
-use secrecy::SecretString;
 use toml::Spanned;
 
 use super::raw::{self, RawConfig};
 use super::{
     ConfigError, Places, Position, ReloadSettings, ServerSettings, SessionSettings, Settings,
 };
-use crate::allowlist::SourceSettings;
 use crate::embed::{EmbedPattern, EmbedSettings};
 use crate::gate::{Access, RouteSpec, RouteTable};
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
+use crate::secret::{Secret, SecretSource};
 use crate::server::ConnectionLimits;
 use crate::syntax::{is_cookie_name_byte, is_query_name_byte};
-use crate::token::{KeySource, TokenSettings};
+use crate::token::TokenSettings;
 
 pub(super) fn position(text: &str, span: Range<usize>) -> Position {
     let before = &text[..span.start.min(text.len())];
@@ -54,7 +53,7 @@ impl<'a> Validator<'a> {
         self.places
     }
 
-    fn invalid(
+    pub(super) fn invalid(
         &self,
         span: Range<usize>,
         key: impl Into<String>,
@@ -69,11 +68,11 @@ impl<'a> Validator<'a> {
     }
 
     /// Remembers where `key` was written, for errors found when its file is read.
-    fn place(&mut self, key: impl Into<String>, span: Range<usize>) {
+    pub(super) fn place(&mut self, key: impl Into<String>, span: Range<usize>) {
         self.places.at.insert(key.into(), position(self.text, span));
     }
 
-    fn resolve(&self, file: &Path) -> PathBuf {
+    pub(super) fn resolve(&self, file: &Path) -> PathBuf {
         if file.is_absolute() {
             file.to_path_buf()
         } else {
@@ -101,7 +100,7 @@ impl<'a> Validator<'a> {
         let routes = self.routes(raw.routes)?;
         let mut embeds = Vec::with_capacity(raw.embeds.len());
         for (i, embed) in raw.embeds.into_iter().enumerate() {
-            embeds.push(self.embed(i, embed)?);
+            embeds.push(self.embed(i, embed, &session.entitled_by)?);
         }
         Ok(Settings {
             source: self.path.to_path_buf(),
@@ -174,7 +173,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn positive(
+    pub(super) fn positive(
         &self,
         value: Option<Spanned<raw::HumanDuration>>,
         key: &str,
@@ -271,27 +270,20 @@ impl<'a> Validator<'a> {
                 )
             })?),
         };
-        let allowlist_span = raw.allowlist.span();
-        let source = match raw.allowlist.into_inner().file {
-            Some(file) => {
-                self.place("session.allowlist.file", file.span());
-                SourceSettings::File {
-                    path: self.resolve(file.get_ref()),
-                }
-            }
-            None => {
-                return Err(self.invalid(
-                    allowlist_span,
-                    "session.allowlist",
-                    "needs a source: file = \"allowlist.txt\"",
-                ));
-            }
-        };
+        if cookie == "*" {
+            return Err(self.invalid(
+                raw.cookie.span(),
+                "session.cookie",
+                "\"*\" alone would take any cookie for the session",
+            ));
+        }
+        let (allowlist, entitled_by) = self.allowlist(raw.allowlist)?;
         Ok(SessionSettings {
             cookie: cookie.clone(),
             deny_page,
             cache_control,
-            source,
+            allowlist,
+            entitled_by,
         })
     }
 
@@ -338,6 +330,7 @@ impl<'a> Validator<'a> {
         &mut self,
         index: usize,
         raw: Spanned<raw::RawEmbed>,
+        entitled_by: &str,
     ) -> Result<EmbedSettings, ConfigError> {
         let key = |field: &str| format!("embed[{index}].{field}");
         let raw = raw.into_inner();
@@ -357,14 +350,15 @@ impl<'a> Validator<'a> {
             }
         };
         let (key_source, key_span) = match (token.key_env, token.key_file, token.key) {
-            (Some(env), None, None) => (KeySource::Env(env.get_ref().clone()), env.span()),
-            (None, Some(file), None) => {
-                (KeySource::File(self.resolve(file.get_ref())), file.span())
-            }
+            (Some(env), None, None) => (SecretSource::Env(env.get_ref().clone()), env.span()),
+            (None, Some(file), None) => (
+                SecretSource::File(self.resolve(file.get_ref())),
+                file.span(),
+            ),
             (None, None, Some(inline)) => {
                 let span = inline.span();
                 (
-                    KeySource::Inline(SecretString::from(inline.into_inner())),
+                    SecretSource::Inline(Secret::from(inline.into_inner())),
                     span,
                 )
             }
@@ -386,6 +380,7 @@ impl<'a> Validator<'a> {
             src: raw.src.get_ref().clone(),
             param,
             acl: token.acl.get_ref().clone(),
+            entitled_by: entitled_by.to_string(),
             token: TokenSettings {
                 kind: token.kind,
                 key: key_source,

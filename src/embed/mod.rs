@@ -15,6 +15,7 @@ use thiserror::Error;
 use attribute::{decode_references, is_html_space, split_url};
 
 use crate::allowlist::Principal;
+use crate::syntax::is_path_segment_byte;
 use crate::token::{KeyError, Minter, TokenSettings};
 
 /// At most this many placeholders in one pattern, so captures live on the stack.
@@ -29,6 +30,8 @@ pub struct EmbedSettings {
     pub param: String,
     /// ACL template filled from the pattern's captures.
     pub acl: String,
+    /// The placeholder whose value names the video for entitlements (`share`).
+    pub entitled_by: String,
     /// The minter and its key.
     pub token: TokenSettings,
 }
@@ -78,15 +81,25 @@ pub struct EmbedPattern {
     captures: usize,
     param: String,
     acl: Vec<Piece>,
+    // The capture checked against a principal's entitlements, if the pattern has it.
+    entitlement_slot: Option<usize>,
+}
+
+/// What became of an iframe URL that matched an embed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedRewrite {
+    /// The new URL, carrying a fresh token.
+    Minted(String),
+    /// The visitor may not watch this video: the URL with any token it
+    /// carried removed, or `None` when it carried none and stays as it is.
+    Unentitled(Option<String>),
+    /// A captured segment could smuggle token fields: no token.
+    Unsafe(UnsafeCapture),
 }
 
 // Captures go into the ACL and the token, where `~`, `!`, `=` and `/` are syntax.
 fn is_safe_capture(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        && text.bytes().any(|b| b != b'.')
+    !text.is_empty() && text.bytes().all(is_path_segment_byte) && text.bytes().any(|b| b != b'.')
 }
 
 fn parse_template(
@@ -182,6 +195,7 @@ impl EmbedPattern {
             captures: names.len(),
             param: settings.param.clone(),
             acl,
+            entitlement_slot: names.iter().position(|n| *n == settings.entitled_by),
         })
     }
 
@@ -225,8 +239,11 @@ impl Embed {
         self.pattern.matches(split_url(&url).0, &mut captures)
     }
 
-    /// If the iframe attribute value `attribute` is this embed, returns the
-    /// new attribute value, with a token minted at `now` (unix seconds) for `principal`.
+    /// If the iframe attribute value `attribute` is this embed, returns what
+    /// becomes of it: a token minted at `now` (unix seconds) for `principal`,
+    /// or, for a video the principal is not entitled to, no token at all. An
+    /// embed whose pattern lacks the entitlement placeholder is entitled only
+    /// to a principal who may watch everything.
     ///
     /// The value is read as HTML reads it (character references decoded, so
     /// WordPress's `&#038;` is an `&`); if it had references, every `&` of
@@ -236,7 +253,7 @@ impl Embed {
         attribute: &str,
         now: u64,
         principal: &Principal,
-    ) -> Option<Result<String, UnsafeCapture>> {
+    ) -> Option<EmbedRewrite> {
         let pattern = &self.pattern;
         let url = decode_references(attribute.trim_matches(is_html_space));
         let (base, query, fragment) = split_url(&url);
@@ -246,31 +263,46 @@ impl Embed {
         }
         let captures = &captures[..pattern.captures];
         if let Some(bad) = captures.iter().find(|c| !is_safe_capture(c)) {
-            return Some(Err(UnsafeCapture((*bad).to_string())));
+            return Some(EmbedRewrite::Unsafe(UnsafeCapture((*bad).to_string())));
         }
-        let mut acl = String::with_capacity(64);
-        for piece in &pattern.acl {
-            match piece {
-                Piece::Literal(text) => acl.push_str(text),
-                Piece::Capture(slot) => acl.push_str(captures[*slot]),
-            }
+        let entitlements = principal.entitlements();
+        let entitled = match pattern.entitlement_slot {
+            Some(slot) => entitlements.allows(captures[slot]),
+            None => entitlements.is_all(),
+        };
+        let is_param = |part: &&str| part.split('=').next() == Some(pattern.param.as_str());
+        let parts = || query.split('&').filter(|p| !p.is_empty());
+        if !entitled && !parts().any(|p| is_param(&p)) {
+            return Some(EmbedRewrite::Unentitled(None));
         }
-        let mut out = String::with_capacity(url.len() + pattern.param.len() + acl.len() + 112);
+        let mut out = String::with_capacity(url.len() + pattern.param.len() + 176);
         out.push_str(base);
-        out.push('?');
-        for part in query.split('&').filter(|p| !p.is_empty()) {
-            if part.split('=').next() != Some(pattern.param.as_str()) {
-                out.push_str(part);
-                out.push('&');
-            }
+        let mut separator = '?';
+        for part in parts().filter(|p| !is_param(p)) {
+            out.push(separator);
+            out.push_str(part);
+            separator = '&';
         }
-        let _ = write!(out, "{}=", pattern.param);
-        self.minter.mint(&acl, now, principal, &mut out);
+        if entitled {
+            let mut acl = String::with_capacity(64);
+            for piece in &pattern.acl {
+                match piece {
+                    Piece::Literal(text) => acl.push_str(text),
+                    Piece::Capture(slot) => acl.push_str(captures[*slot]),
+                }
+            }
+            let _ = write!(out, "{separator}{}=", pattern.param);
+            self.minter.mint(&acl, now, principal, &mut out);
+        }
         out.push_str(fragment);
         if let Cow::Owned(_) = url {
             out = out.replace('&', "&amp;");
         }
-        Some(Ok(out))
+        Some(if entitled {
+            EmbedRewrite::Minted(out)
+        } else {
+            EmbedRewrite::Unentitled(Some(out))
+        })
     }
 }
 
@@ -317,7 +349,7 @@ impl EmbedSet {
         attribute: &str,
         now: u64,
         principal: &Principal,
-    ) -> Option<Result<String, UnsafeCapture>> {
+    ) -> Option<EmbedRewrite> {
         self.embeds
             .iter()
             .find_map(|embed| embed.rewrite(attribute, now, principal))
@@ -351,8 +383,9 @@ fn match_pieces<'u>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allowlist::SessionKey;
-    use crate::token::{Algorithm, KeySource, TokenKind};
+    use crate::allowlist::{Entitlements, SessionKey};
+    use crate::secret::SecretSource;
+    use crate::token::{Algorithm, TokenKind};
     use std::time::Duration;
 
     fn settings(src: &str, acl: &str) -> EmbedSettings {
@@ -360,9 +393,10 @@ mod tests {
             src: src.into(),
             param: "token".into(),
             acl: acl.into(),
+            entitled_by: "share".into(),
             token: TokenSettings {
                 kind: TokenKind::Edgeauth,
-                key: KeySource::Inline("00112233".into()),
+                key: SecretSource::Inline("00112233".into()),
                 algorithm: Algorithm::Sha256,
                 ttl: Duration::from_secs(300),
             },
@@ -378,9 +412,13 @@ mod tests {
     }
 
     impl Embed {
-        /// `rewrite` for the test visitor.
+        /// `rewrite` for the test visitor, who may watch everything.
         fn rewrite_at(&self, url: &str, now: u64) -> Option<Result<String, UnsafeCapture>> {
-            self.rewrite(url, now, &visitor())
+            self.rewrite(url, now, &visitor()).map(|r| match r {
+                EmbedRewrite::Minted(url) => Ok(url),
+                EmbedRewrite::Unsafe(err) => Err(err),
+                EmbedRewrite::Unentitled(_) => panic!("the test visitor may watch everything"),
+            })
         }
     }
 
@@ -583,6 +621,50 @@ mod tests {
         assert!(matches!(
             make("https://x/{a}", "/{a}~x"),
             Err(EmbedError::Acl(_))
+        ));
+    }
+
+    #[test]
+    fn a_video_the_visitor_is_not_entitled_to_gets_no_token_and_loses_an_old_one() {
+        let e = infomaniak();
+        let only_abc = Principal::entitled(&SessionKey::new("v"), Entitlements::only(["abc"]));
+        let url = |share: &str, query: &str| {
+            format!("https://api.vod2.infomaniak.com/res/embed/{share}.html{query}")
+        };
+        assert!(matches!(
+            e.rewrite(&url("abc", ""), 7, &only_abc),
+            Some(EmbedRewrite::Minted(_))
+        ));
+        assert_eq!(
+            e.rewrite(&url("xyz", "?autoplay=1"), 7, &only_abc),
+            Some(EmbedRewrite::Unentitled(None)),
+            "no token to remove: left as it is"
+        );
+        assert_eq!(
+            e.rewrite(
+                &url("xyz", "?token=st=1~exp=2~acl=/*~hmac=00&autoplay=1#t"),
+                7,
+                &only_abc
+            ),
+            Some(EmbedRewrite::Unentitled(Some(url("xyz", "?autoplay=1#t"))))
+        );
+        assert_eq!(
+            e.rewrite(&url("xyz", "?token=old"), 7, &only_abc),
+            Some(EmbedRewrite::Unentitled(Some(url("xyz", ""))))
+        );
+    }
+
+    #[test]
+    fn a_pattern_without_the_entitlement_placeholder_serves_only_the_fully_entitled() {
+        let e = embed("https://cdn.example/v/{id}.html", "/hls/{id}/*");
+        let some = Principal::entitled(&SessionKey::new("v"), Entitlements::only(["a"]));
+        assert!(matches!(
+            e.rewrite("https://cdn.example/v/a.html", 7, &some),
+            Some(EmbedRewrite::Unentitled(None))
+        ));
+        assert!(matches!(
+            e.rewrite("https://cdn.example/v/a.html", 7, &visitor()),
+            Some(EmbedRewrite::Minted(_))
         ));
     }
 }

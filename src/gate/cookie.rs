@@ -1,10 +1,46 @@
-//! Finding the session cookie in a request.
+//! Finding the session cookie in a request, and seeing a response clear it.
 
-use http::header::COOKIE;
+use std::time::SystemTime;
+
+use http::header::{COOKIE, SET_COOKIE};
 use http::HeaderMap;
 use thiserror::Error;
 
 use crate::syntax::is_cookie_value_byte;
+
+/// The session cookie's name: exact, or, written with a trailing `*`, any
+/// name that starts with what comes before it (WordPress names its cookie
+/// `wordpress_logged_in_<hash of the site URL>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieName {
+    name: Box<str>,
+    prefix: bool,
+}
+
+impl CookieName {
+    /// The name as written in the config.
+    pub fn new(written: &str) -> CookieName {
+        match written.strip_suffix('*') {
+            Some(prefix) => CookieName {
+                name: prefix.into(),
+                prefix: true,
+            },
+            None => CookieName {
+                name: written.into(),
+                prefix: false,
+            },
+        }
+    }
+
+    /// Whether a cookie called `name` is the session cookie.
+    pub fn matches(&self, name: &[u8]) -> bool {
+        if self.prefix {
+            name.starts_with(self.name.as_bytes())
+        } else {
+            name == self.name.as_bytes()
+        }
+    }
+}
 
 /// What the cookie header says about the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -43,7 +79,7 @@ impl<'h> SessionValues<'h> {
 /// bytes we do not care about, and they go to the CMS as they are.
 pub fn session_cookies<'h>(
     headers: &'h HeaderMap,
-    name: &str,
+    name: &CookieName,
 ) -> Result<SessionValues<'h>, CookieError> {
     let mut found = SessionValues::default();
     for header in headers.get_all(COOKIE) {
@@ -52,7 +88,7 @@ pub fn session_cookies<'h>(
             let Some(eq) = pair.iter().position(|&b| b == b'=') else {
                 continue;
             };
-            if &pair[..eq] != name.as_bytes() {
+            if !name.matches(&pair[..eq]) {
                 continue;
             }
             let raw = &pair[eq + 1..];
@@ -78,6 +114,56 @@ pub fn session_cookies<'h>(
     Ok(found)
 }
 
+/// Whether a response clears the session cookie: a `Set-Cookie` for it that
+/// is empty, or has `Max-Age` of zero or less, or an `Expires` already past
+/// at `now`. That is how a CMS logs a visitor out.
+pub fn clears_session(response: &HeaderMap, name: &CookieName, now: SystemTime) -> bool {
+    response.get_all(SET_COOKIE).iter().any(|header| {
+        let mut parts = header.as_bytes().split(|&b| b == b';');
+        let Some((cookie, value)) = parts.next().and_then(|first| {
+            let eq = first.iter().position(|&b| b == b'=')?;
+            Some((first[..eq].trim_ascii(), first[eq + 1..].trim_ascii()))
+        }) else {
+            return false;
+        };
+        if !name.matches(cookie) {
+            return false;
+        }
+        if value.is_empty() || value == b"\"\"" {
+            return true;
+        }
+        parts.any(|attribute| {
+            let attribute = attribute.trim_ascii();
+            let (key, value) = match attribute.iter().position(|&b| b == b'=') {
+                Some(eq) => (&attribute[..eq], attribute[eq + 1..].trim_ascii()),
+                None => (attribute, &b""[..]),
+            };
+            if key.eq_ignore_ascii_case(b"max-age") {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|age| age <= 0)
+            } else if key.eq_ignore_ascii_case(b"expires") {
+                expired(value, now)
+            } else {
+                false
+            }
+        })
+    })
+}
+
+/// Whether a cookie `Expires` date is at or before `now`. Accepts the
+/// IMF-fixdate browsers expect and the `01-Jan-1970` form PHP writes.
+fn expired(value: &[u8], now: SystemTime) -> bool {
+    let Ok(text) = std::str::from_utf8(value) else {
+        return false;
+    };
+    let normal = text.replace('-', " ");
+    httpdate::parse_http_date(&normal)
+        .or_else(|_| httpdate::parse_http_date(text))
+        .is_ok_and(|at| at <= now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +178,7 @@ mod tests {
     }
 
     fn values(h: &HeaderMap) -> Result<Vec<&str>, CookieError> {
-        session_cookies(h, "sessionid").map(|v| v.as_slice().to_vec())
+        session_cookies(h, &CookieName::new("sessionid")).map(|v| v.as_slice().to_vec())
     }
 
     #[test]
@@ -100,7 +186,7 @@ mod tests {
         let h = cookies(&[b"a=1; theme=dark", b"sessionid=abc123; b=2"]);
         assert_eq!(values(&h), Ok(vec!["abc123"]));
         assert_eq!(
-            session_cookies(&h, "missing").map(|v| v.as_slice().len()),
+            session_cookies(&h, &CookieName::new("missing")).map(|v| v.as_slice().len()),
             Ok(0)
         );
         let quoted = cookies(&[b"sessionid=\"abc\""]);
@@ -135,5 +221,57 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_trailing_star_names_every_cookie_with_that_prefix() {
+        let wordpress = CookieName::new("wordpress_logged_in_*");
+        let h = cookies(&[b"wordpress_test_cookie=x; wordpress_logged_in_5f2e=alice%7C17%7Ctok"]);
+        let found = session_cookies(&h, &wordpress).unwrap();
+        assert_eq!(
+            found.as_slice(),
+            ["alice%7C17%7Ctok"],
+            "compared as sent, percent-encoded"
+        );
+        assert!(!CookieName::new("sessionid").matches(b"sessionid2"));
+    }
+
+    fn set_cookies(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(SET_COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn sees_a_response_clear_the_session_cookie_the_ways_cmss_do() {
+        let name = CookieName::new("sessionid");
+        let now = SystemTime::now();
+        for logout in [
+            "sessionid=; Path=/",
+            "sessionid=\"\"; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
+            "sessionid=deleted; expires=Thu, 01-Jan-1970 00:00:01 GMT; Max-Age=0; path=/",
+            "sessionid=x; Expires=Mon, 01 Jan 2001 00:00:00 GMT",
+        ] {
+            assert!(
+                clears_session(&set_cookies(&["theme=dark", logout]), &name, now),
+                "{logout}"
+            );
+        }
+        for kept in [
+            "sessionid=abc; Path=/; HttpOnly",
+            "sessionid=abc; Max-Age=3600",
+            "sessionid=abc; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+            "other=; Max-Age=0",
+        ] {
+            assert!(!clears_session(&set_cookies(&[kept]), &name, now), "{kept}");
+        }
+        let wordpress = CookieName::new("wordpress_logged_in_*");
+        assert!(clears_session(
+            &set_cookies(&["wordpress_logged_in_5f2e=+; expires=Thu, 01-Jan-1970 00:00:01 GMT"]),
+            &wordpress,
+            now
+        ));
     }
 }

@@ -9,16 +9,17 @@ pub mod path;
 pub mod route;
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
 
+use http::header::{HeaderValue, COOKIE};
 use http::HeaderMap;
 
-pub use cookie::{session_cookies, CookieError};
+pub use cookie::{clears_session, session_cookies, CookieError, CookieName};
 pub use path::{normalize, PathError};
 pub use route::{Access, RouteError, RouteMatch, RouteSpec, RouteTable};
 
-use crate::allowlist::{
-    Principal, SessionKey, SessionSource, SessionTag, Source, SourceError, Verdict,
-};
+use crate::allowlist::{Principal, SessionKey, SessionTag, Sessions, SourceError, Verdict, Visit};
 
 /// The gate's answer for a request on a session-gated route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,35 +64,36 @@ impl fmt::Display for DenyReason {
 /// The session check of gated routes: which cookie, and who answers for it.
 #[derive(Debug)]
 pub struct SessionGate {
-    cookie: Box<str>,
-    source: Source,
+    cookie: CookieName,
+    sessions: Arc<Sessions>,
 }
 
 impl SessionGate {
-    /// A gate reading cookie `cookie` (a valid cookie name) and asking `source`.
-    pub fn new(cookie: &str, source: Source) -> SessionGate {
+    /// A gate reading the session cookie `cookie` (a trailing `*` for a
+    /// prefix) and asking `sessions`.
+    pub fn new(cookie: &str, sessions: Arc<Sessions>) -> SessionGate {
         SessionGate {
-            cookie: cookie.into(),
-            source,
+            cookie: CookieName::new(cookie),
+            sessions,
         }
     }
 
-    /// The session source.
-    pub fn source(&self) -> &Source {
-        &self.source
+    /// The session source and its cache.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
     }
 
     /// Checks the session of a request on a gated route: allowed if the
     /// source allows any value of the session cookie.
-    pub async fn admit(&self, headers: &HeaderMap) -> Result<Admission, SourceError> {
-        let values = match session_cookies(headers, &self.cookie) {
+    pub async fn admit(&self, visit: &Visit<'_>) -> Result<Admission, SourceError> {
+        let values = match session_cookies(visit.headers, &self.cookie) {
             Ok(values) => values,
             Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
         };
         let mut first_unknown = None;
         for id in values.as_slice() {
             let key = SessionKey::new(id);
-            match self.source.check(&key).await? {
+            match self.sessions.check(&key, visit).await? {
                 Verdict::Allowed(principal) => return Ok(Admission::Allowed(principal)),
                 Verdict::Denied => {
                     first_unknown.get_or_insert(key.tag());
@@ -102,5 +104,30 @@ impl SessionGate {
             Some(tag) => DenyReason::UnknownSession(tag),
             None => DenyReason::NoCookie,
         }))
+    }
+
+    /// After a CMS response that clears the session cookie (a logout), drops
+    /// the cached verdicts of the sessions the request carried, so the
+    /// visitor is not let in for the rest of the cache's time.
+    pub async fn forget_if_logged_out(
+        &self,
+        request_cookies: &[HeaderValue],
+        response: &HeaderMap,
+    ) {
+        if !clears_session(response, &self.cookie, SystemTime::now()) {
+            return;
+        }
+        let mut carried = HeaderMap::new();
+        for value in request_cookies {
+            carried.append(COOKIE, value.clone());
+        }
+        // Even a cookie header the gate would refuse may name a session to forget.
+        if let Ok(values) = session_cookies(&carried, &self.cookie) {
+            for id in values.as_slice() {
+                let key = SessionKey::new(id);
+                self.sessions.forget(key.digest()).await;
+                tracing::debug!(session = %key.tag(), "logged out: cached verdict dropped");
+            }
+        }
     }
 }

@@ -127,7 +127,7 @@ fn log_listening(gateway: &Gateway, listener: &TcpListener) {
         upstream = %settings.upstream.authority,
         routes = runtime.routes.len(),
         embeds = runtime.embeds.len(),
-        sessions = runtime.gate.source().known_sessions().unwrap_or(0),
+        sessions = runtime.gate.sessions().known_sessions().unwrap_or(0),
         "listening on http://{addr}"
     );
 }

@@ -6,15 +6,14 @@
 
 pub mod edgeauth;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretSlice};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use thiserror::Error;
 
 use crate::allowlist::Principal;
+use crate::secret::{SecretError, SecretSource};
 
 pub use edgeauth::{EdgeAuth, VerifyError};
 
@@ -50,48 +49,12 @@ impl std::str::FromStr for Algorithm {
     }
 }
 
-/// Where a token key comes from.
-#[derive(Debug, Clone)]
-pub enum KeySource {
-    /// The named environment variable.
-    Env(String),
-    /// The file's contents (surrounding whitespace ignored).
-    File(PathBuf),
-    /// Written in the config itself (demo and tests only).
-    Inline(SecretString),
-}
-
-impl PartialEq for KeySource {
-    fn eq(&self, other: &Self) -> bool {
-        match (self, other) {
-            (KeySource::Env(a), KeySource::Env(b)) => a == b,
-            (KeySource::File(a), KeySource::File(b)) => a == b,
-            (KeySource::Inline(a), KeySource::Inline(b)) => a
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(b.expose_secret().as_bytes())
-                .into(),
-            _ => false,
-        }
-    }
-}
-
-impl Eq for KeySource {}
-
 /// A key could not be loaded. Never carries the key itself.
 #[derive(Debug, Error)]
 pub enum KeyError {
-    /// The environment variable is unset or not unicode.
-    #[error("environment variable {0} is not set")]
-    MissingEnv(String),
-    /// The key file could not be read.
-    #[error("cannot read key file {path}: {source}")]
-    File {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The key could not be read from where the config says it is.
+    #[error("cannot read the key: {0}")]
+    Source(#[from] SecretError),
     /// The key is not an even number of hex digits.
     #[error("key is not hex (an even number of 0-9, a-f digits)")]
     NotHex,
@@ -121,36 +84,9 @@ impl KeyMaterial {
     }
 }
 
-impl KeySource {
-    /// Reads and decodes the key.
-    pub fn load(&self) -> Result<KeyMaterial, KeyError> {
-        match self {
-            KeySource::Env(name) => {
-                let value = std::env::var(name)
-                    .map(SecretString::from)
-                    .map_err(|_| KeyError::MissingEnv(name.clone()))?;
-                KeyMaterial::from_hex(value.expose_secret())
-            }
-            KeySource::File(path) => {
-                let value = std::fs::read_to_string(path)
-                    .map(SecretString::from)
-                    .map_err(|source| KeyError::File {
-                        path: path.display().to_string(),
-                        source,
-                    })?;
-                KeyMaterial::from_hex(value.expose_secret())
-            }
-            KeySource::Inline(value) => KeyMaterial::from_hex(value.expose_secret()),
-        }
-    }
-
-    /// The file the key is read from, if it is.
-    pub fn file(&self) -> Option<&Path> {
-        match self {
-            KeySource::File(path) => Some(path),
-            KeySource::Env(_) | KeySource::Inline(_) => None,
-        }
-    }
+/// Reads and decodes a hex key.
+pub fn load_key(source: &SecretSource) -> Result<KeyMaterial, KeyError> {
+    KeyMaterial::from_hex(source.read()?.expose())
 }
 
 /// How tokens for an embed are made.
@@ -167,7 +103,7 @@ pub struct TokenSettings {
     /// Which minter makes the tokens.
     pub kind: TokenKind,
     /// Where the shared secret comes from.
-    pub key: KeySource,
+    pub key: SecretSource,
     /// The HMAC hash.
     pub algorithm: Algorithm,
     /// How long a token stays valid from the moment it is minted (whole seconds, at least 1).
@@ -194,7 +130,7 @@ impl Minter {
     pub fn build(settings: &TokenSettings) -> Result<Minter, KeyError> {
         match settings.kind {
             TokenKind::Edgeauth => Ok(Minter::EdgeAuth {
-                signer: EdgeAuth::new(settings.algorithm, &settings.key.load()?),
+                signer: EdgeAuth::new(settings.algorithm, &load_key(&settings.key)?),
                 ttl_secs: settings.ttl.as_secs(),
             }),
         }

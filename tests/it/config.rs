@@ -39,7 +39,7 @@ fn the_shipped_gateway_toml_is_valid_and_complete() {
     assert_eq!(settings.upstream.authority.as_str(), "127.0.0.1:8081");
     assert_eq!(settings.session.cookie, "sessionid");
     assert_eq!(runtime.embeds.len(), 1);
-    assert!(runtime.gate.source().known_sessions().unwrap() > 0);
+    assert!(runtime.gate.sessions().known_sessions().unwrap() > 0);
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml")).unwrap();
     assert!(
@@ -179,7 +179,7 @@ fn relative_paths_are_taken_from_the_config_files_folder() {
     std::fs::write(conf.join("gateway.toml"), &text).unwrap();
     // Loaded from another working directory: paths still resolve beside the file.
     let runtime = build_runtime(&conf.join("gateway.toml")).unwrap();
-    assert_eq!(runtime.gate.source().known_sessions(), Some(1));
+    assert_eq!(runtime.gate.sessions().known_sessions(), Some(1));
     assert_eq!(runtime.deny_page.as_ref(), b"no");
 }
 
@@ -197,7 +197,7 @@ fn an_unreadable_config_file_is_named() {
 #[test]
 fn a_bad_allowlist_line_is_reported_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("allowlist.txt"), "# ok\ngood-id\nbad id\n").unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), "# ok\ngood-id\nbad,id\n").unwrap();
     let path = dir.path().join("gateway.toml");
     std::fs::write(&path, base()).unwrap();
     let err = build_runtime(&path).unwrap_err().to_string();

@@ -186,7 +186,7 @@ async fn an_unreadable_key_file_keeps_the_running_key_and_says_where() {
         )),
         "{failure}"
     );
-    assert!(failure.contains("cannot read key file"), "{failure}");
+    assert!(failure.contains("cannot read the key"), "{failure}");
     let served = get_as_member(&page).await;
     check_token(&tokens_in(&served.text())[0], KEY_HEX);
 

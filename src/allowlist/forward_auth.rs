@@ -1,0 +1,154 @@
+//! Session source: the CMS's own session check, asked over HTTP the way
+//! nginx's `auth_request` does.
+//!
+//! The check gets the visitor's `Cookie` header (and fixed headers, and the
+//! original method and path when asked). 2xx: allowed; 401 or 403: denied;
+//! anything else, no answer in time, or no connection: the source cannot
+//! answer, and the gate fails closed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, COOKIE};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::{Entitlements, Principal, SessionKey, SourceError, Verdict, Visit};
+
+/// `[session.allowlist.forward_auth]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardAuthSettings {
+    /// The session-check endpoint (http://).
+    pub url: Uri,
+    /// How long the check may take, connection included.
+    pub timeout: Duration,
+    /// Headers sent with every check (a shared secret, say).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Send `X-Original-Method` and `X-Original-URI`.
+    pub original_request: bool,
+    /// Response header listing the videos an allowed session may watch, comma-separated.
+    pub shares_header: Option<HeaderName>,
+}
+
+/// The CMS's session check, with its own connection pool.
+#[derive(Debug)]
+pub struct ForwardAuth {
+    settings: ForwardAuthSettings,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// A check's answer body is read (so the connection can be reused) up to this size.
+const MAX_ANSWER_BODY: usize = 64 * 1024;
+
+impl ForwardAuth {
+    /// A client for the check at `settings.url`.
+    pub fn new(settings: &ForwardAuthSettings) -> ForwardAuth {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(settings.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        ForwardAuth {
+            settings: settings.clone(),
+            client,
+        }
+    }
+
+    /// Asks the CMS about `session`, sending on `visit`'s cookies.
+    pub async fn check(
+        &self,
+        session: &SessionKey<'_>,
+        visit: &Visit<'_>,
+    ) -> Result<Verdict, SourceError> {
+        let request = self.request(visit)?;
+        let answer = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| SourceError::Unavailable(format!("session check: {err}")))?;
+            let (parts, body) = response.into_parts();
+            // Read what little the check says, so its connection goes back to the pool.
+            let _ = Limited::new(body, MAX_ANSWER_BODY).collect().await;
+            Ok::<_, SourceError>(parts)
+        };
+        let parts = tokio::time::timeout(self.settings.timeout, answer)
+            .await
+            .map_err(|_| {
+                SourceError::Unavailable(format!(
+                    "session check did not answer within {:?}",
+                    self.settings.timeout
+                ))
+            })??;
+        match parts.status {
+            status if status.is_success() => Ok(Verdict::Allowed(Principal::entitled(
+                session,
+                self.entitlements(&parts.headers),
+            ))),
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Ok(Verdict::Denied),
+            status => Err(SourceError::Unavailable(format!(
+                "session check answered {status}"
+            ))),
+        }
+    }
+
+    fn request(&self, visit: &Visit<'_>) -> Result<Request<Empty<Bytes>>, SourceError> {
+        let mut request = Request::get(self.settings.url.clone())
+            .body(Empty::new())
+            .map_err(|err| SourceError::Unavailable(format!("session check request: {err}")))?;
+        let headers = request.headers_mut();
+        for (name, value) in &self.settings.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        // HTTP/2 may split cookies over several headers; one is what a CMS reads.
+        let mut cookies = visit.headers.get_all(COOKIE).iter();
+        if let Some(first) = cookies.next() {
+            let mut joined = first.as_bytes().to_vec();
+            for more in cookies {
+                joined.extend_from_slice(b"; ");
+                joined.extend_from_slice(more.as_bytes());
+            }
+            if let Ok(value) = HeaderValue::from_bytes(&joined) {
+                headers.insert(COOKIE, value);
+            }
+        }
+        if self.settings.original_request {
+            if let Ok(method) = HeaderValue::from_str(visit.method.as_str()) {
+                headers.insert(X_ORIGINAL_METHOD, method);
+            }
+            let target = visit.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            if let Ok(target) = HeaderValue::from_str(target) {
+                headers.insert(X_ORIGINAL_URI, target);
+            }
+        }
+        Ok(request)
+    }
+
+    /// The videos the answer names; all of them when no header is configured.
+    /// With one configured, a missing header means none and `*` means all.
+    fn entitlements(&self, answer: &http::HeaderMap) -> Entitlements {
+        let Some(name) = &self.settings.shares_header else {
+            return Entitlements::All;
+        };
+        let listed = answer
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .filter(|video| !video.is_empty());
+        let videos: Vec<&str> = listed.collect();
+        if videos.contains(&"*") {
+            Entitlements::All
+        } else {
+            Entitlements::only(videos)
+        }
+    }
+}

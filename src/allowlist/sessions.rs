@@ -1,0 +1,229 @@
+//! The configured session source, behind the verdict cache when there is one.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::cache::{CacheSettings, VerdictCache};
+use super::file::FileSource;
+use super::forward_auth::{ForwardAuth, ForwardAuthSettings};
+use super::redis::{RedisSettings, RedisSource};
+use super::{LoadError, SessionKey, SessionSource, SourceError, Verdict, Visit};
+
+/// Which source answers for sessions, and its own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSettings {
+    /// Session ids (or their SHA-256) listed in a file, with optional entitlements.
+    File {
+        /// The file, already resolved against the config file's folder.
+        path: PathBuf,
+    },
+    /// The CMS's own session check, called over HTTP.
+    ForwardAuth(ForwardAuthSettings),
+    /// Session keys in the Redis the CMS keeps its sessions in.
+    Redis(RedisSettings),
+}
+
+impl SourceSettings {
+    /// Files this source reads, whose change must rebuild it.
+    pub fn files(&self) -> Vec<PathBuf> {
+        match self {
+            SourceSettings::File { path } => vec![path.clone()],
+            SourceSettings::ForwardAuth(_) => Vec::new(),
+            SourceSettings::Redis(redis) => redis.files(),
+        }
+    }
+
+    /// True for sources asked over the network, whose answers are worth caching.
+    pub fn is_remote(&self) -> bool {
+        !matches!(self, SourceSettings::File { .. })
+    }
+}
+
+/// What a visitor gets when the session source cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// 503 Service Unavailable with Retry-After: try again soon.
+    Unavailable,
+    /// 403 Forbidden with the deny page, as if the session were unknown.
+    Forbidden,
+}
+
+/// `[session.allowlist]`, validated: the source, its cache, and what a failure means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionsSettings {
+    /// Who answers.
+    pub source: SourceSettings,
+    /// The verdict cache in front of it; `None` for no cache.
+    pub cache: Option<CacheSettings>,
+    /// What a visitor gets when the source cannot answer.
+    pub on_error: OnError,
+}
+
+/// The configured source.
+#[derive(Debug)]
+pub enum Source {
+    /// Ids listed in a file.
+    File(FileSource),
+    /// The CMS's session check.
+    ForwardAuth(Box<ForwardAuth>),
+    /// Redis.
+    Redis(RedisSource),
+}
+
+impl SessionSource for Source {
+    async fn check(
+        &self,
+        session: &SessionKey<'_>,
+        visit: &Visit<'_>,
+    ) -> Result<Verdict, SourceError> {
+        match self {
+            Source::File(file) => file.check(session, visit).await,
+            Source::ForwardAuth(cms) => cms.check(session, visit).await,
+            Source::Redis(redis) => redis.check(session, visit).await,
+        }
+    }
+}
+
+/// The session source in force, its cache, and a log that speaks once per burst of failures.
+#[derive(Debug)]
+pub struct Sessions {
+    settings: SessionsSettings,
+    source: Source,
+    cache: Option<VerdictCache>,
+    failures: FailureLog,
+}
+
+impl Sessions {
+    /// Builds what `settings` name. A remote source whose settings did not
+    /// change is taken over from `previous` whole, with its connections and
+    /// its cache; a file source is always read afresh, since a reload may
+    /// have been set off by the file itself.
+    pub async fn build(
+        settings: &SessionsSettings,
+        previous: Option<&Arc<Sessions>>,
+    ) -> Result<Arc<Sessions>, LoadError> {
+        if let Some(previous) = previous {
+            if previous.settings == *settings && settings.source.is_remote() {
+                return Ok(previous.clone());
+            }
+        }
+        let source = match &settings.source {
+            SourceSettings::File { path } => {
+                let path = path.clone();
+                let loaded = tokio::task::spawn_blocking(move || FileSource::load(&path))
+                    .await
+                    .map_err(|join| LoadError::Remote(join.to_string()))??;
+                Source::File(loaded)
+            }
+            SourceSettings::ForwardAuth(cms) => {
+                Source::ForwardAuth(Box::new(ForwardAuth::new(cms)))
+            }
+            SourceSettings::Redis(redis) => Source::Redis(RedisSource::new(redis)?),
+        };
+        Ok(Arc::new(Sessions {
+            settings: settings.clone(),
+            source,
+            cache: settings.cache.as_ref().map(VerdictCache::new),
+            failures: FailureLog::default(),
+        }))
+    }
+
+    /// The source itself.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// What a visitor gets when the source cannot answer.
+    pub fn on_error(&self) -> OnError {
+        self.settings.on_error
+    }
+
+    /// Whether verdicts are cached (then a logout must drop one).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Number of sessions known up front, if the source can tell (for start-up logs).
+    pub fn known_sessions(&self) -> Option<usize> {
+        match &self.source {
+            Source::File(file) => Some(file.len()),
+            Source::ForwardAuth(_) | Source::Redis(_) => None,
+        }
+    }
+
+    /// The verdict for `session`, from the cache or the source. Concurrent
+    /// misses for one session make one lookup; errors are not cached.
+    pub async fn check(
+        &self,
+        session: &SessionKey<'_>,
+        visit: &Visit<'_>,
+    ) -> Result<Verdict, SourceError> {
+        let verdict = match &self.cache {
+            Some(cache) => {
+                cache
+                    .get_or_check(*session.digest(), self.source.check(session, visit))
+                    .await
+            }
+            None => self.source.check(session, visit).await,
+        };
+        if let Err(err) = &verdict {
+            self.failures.record(err);
+        }
+        verdict
+    }
+
+    /// Drops the cached verdict of the session whose id hashes to `digest` (a logout).
+    pub async fn forget(&self, digest: &[u8; 32]) {
+        if let Some(cache) = &self.cache {
+            cache.forget(digest).await;
+        }
+    }
+}
+
+/// A burst of failures is logged once, with its cause; the next one after a quiet spell again.
+#[derive(Debug)]
+struct FailureLog {
+    epoch: Instant,
+    // Milliseconds since `epoch` of the last failure, plus one (0: never).
+    last_failure: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+/// Failures closer together than this belong to one burst.
+const BURST_GAP: Duration = Duration::from_secs(10);
+
+impl Default for FailureLog {
+    fn default() -> Self {
+        FailureLog {
+            epoch: Instant::now(),
+            last_failure: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FailureLog {
+    fn record(&self, err: &SourceError) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
+        let last = self.last_failure.load(Ordering::Relaxed);
+        let quiet = last == 0 || now.saturating_sub(last) >= BURST_GAP.as_millis() as u64;
+        if quiet
+            && self
+                .last_failure
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(
+                error = %err,
+                earlier_failures_not_logged = suppressed,
+                "session source failing: gated requests are refused until it answers"
+            );
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            self.last_failure.fetch_max(now, Ordering::Relaxed);
+        }
+    }
+}
