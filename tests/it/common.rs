@@ -106,8 +106,9 @@ pub struct Cms {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// TCP connections the CMS has accepted.
     pub accepted: Arc<AtomicUsize>,
-    /// Chunks a reply waits for, one release per `Bytes` placeholder `GATE`.
-    pub release: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    /// Releases a reply waiting at a `GATE` chunk; a release that comes
+    /// first is kept until a reply gets there.
+    pub release: Arc<tokio::sync::Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -119,7 +120,7 @@ impl Cms {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let release: Arc<Mutex<Option<oneshot::Sender<()>>>> = Arc::new(Mutex::new(None));
+        let release = Arc::new(tokio::sync::Notify::new());
         let handler: Handler = Arc::new(handler);
         let accepted = Arc::new(AtomicUsize::new(0));
         let task = {
@@ -190,9 +191,7 @@ impl Cms {
 
     /// Lets a reply waiting at [`GATE`] send the rest.
     pub fn release_rest(&self) {
-        if let Some(tx) = self.release.lock().unwrap().take() {
-            let _ = tx.send(());
-        }
+        self.release.notify_one();
     }
 }
 
@@ -204,7 +203,7 @@ impl Drop for Cms {
 
 async fn respond(
     reply: Reply,
-    release: Arc<Mutex<Option<oneshot::Sender<()>>>>,
+    release: Arc<tokio::sync::Notify>,
 ) -> Response<ChannelBody> {
     tokio::time::sleep(reply.head_delay).await;
     let (tx, rx) = mpsc::channel::<Bytes>(16);
@@ -215,9 +214,7 @@ async fn respond(
     tokio::spawn(async move {
         for chunk in reply.chunks {
             if chunk.as_ref() == GATE {
-                let (go_tx, go_rx) = oneshot::channel();
-                *release.lock().unwrap() = Some(go_tx);
-                let _ = go_rx.await;
+                release.notified().await;
                 continue;
             }
             if !reply.chunk_delay.is_zero() {
