@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Loopback load test of the gateway on one core, in four cases:
+# Loopback load test of the gateway on one core, in five cases:
 #   (a) upstream direct, (b) gateway passthrough (ungated path),
-#   (c) gateway 403 (gated path, no cookie), (d) gateway gated + rewrite.
+#   (c) gateway 403 (gated path, no cookie), (d) gateway gated + rewrite,
+#   (e) rewrite-fa: (d) with the CMS's session check behind the verdict cache
+#       as the session source instead of the allowlist file.
 #
-# Usage: bench/load.sh              run all four cases (DURATION=10s each by default)
+# Usage: bench/load.sh              run all five cases (DURATION=10s each by default)
 #        bench/load.sh --page-only  only (re)generate bench/page.html and exit
 # Env:   DURATION (wrk -d, default 10s), CONNECTIONS (wrk -c, default 32),
 #        EMBEDGATE_LOG (gateway log filter, default info: one access line per request).
@@ -136,15 +138,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r UP_PORT GW_PORT < <(python3 -c '
+read -r UP_PORT GW_PORT FA_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(2)]
+socks = [socket.socket() for _ in range(3)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 ')
 UPSTREAM="http://127.0.0.1:$UP_PORT"
 GATEWAY="http://127.0.0.1:$GW_PORT"
+# A second gateway whose session source is the CMS's session check (here the
+# static upstream, which answers 200 to everything) behind the verdict cache.
+GATEWAY_FA="http://127.0.0.1:$FA_PORT"
 
 printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
 cat >"$WORK/gateway.toml" <<EOF
@@ -180,6 +185,9 @@ algorithm = "sha256"
 ttl = "5m"
 acl = "/hls/{share}/*"
 EOF
+sed -e "s|^listen = .*|listen = \"127.0.0.1:$FA_PORT\"|" \
+    -e "s|^file = \"allowlist.txt\"|[session.allowlist.forward_auth]\nurl = \"$UPSTREAM/session-check\"|" \
+    "$WORK/gateway.toml" >"$WORK/gateway-fa.toml"
 
 # Waits until something answers HTTP on $1.
 wait_ready() {
@@ -198,8 +206,12 @@ PIDS+=($!)
 timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
     taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
+timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
+    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway-fa.toml" >"$WORK/gateway-fa.log" 2>&1 &
+PIDS+=($!)
 wait_ready "$UPSTREAM/"
 wait_ready "$GATEWAY/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+wait_ready "$GATEWAY_FA/" || { tail -n 20 "$WORK/gateway-fa.log" >&2; exit 1; }
 
 fail() { echo "load.sh: check failed: $*" >&2; tail -n 5 "$WORK/gateway.log" >&2; exit 1; }
 
@@ -227,8 +239,10 @@ check_case() {
         status="$(fetch "$GATEWAY/videos/edge.html")"
         [[ "$status" == 403 ]] || fail "gated path without cookie answered $status, not 403"
         ;;
-    rewrite)
-        status="$(fetch "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION")"
+    rewrite | rewrite-fa)
+        local gateway="$GATEWAY"
+        [[ "$1" == rewrite-fa ]] && gateway="$GATEWAY_FA"
+        status="$(fetch "$gateway/videos/edge.html" -H "Cookie: sessionid=$SESSION")"
         [[ "$status" == 200 ]] || fail "gated path with cookie answered $status, not 200"
         local tokens
         tokens="$(grep -o 'token=st=' "$WORK/body" | wc -l)"
@@ -267,3 +281,5 @@ check_case denied
 measure denied "$GATEWAY/videos/edge.html"
 check_case rewrite
 measure rewrite "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION"
+check_case rewrite-fa
+measure rewrite-fa "$GATEWAY_FA/videos/edge.html" -H "Cookie: sessionid=$SESSION"

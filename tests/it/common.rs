@@ -201,10 +201,7 @@ impl Drop for Cms {
     }
 }
 
-async fn respond(
-    reply: Reply,
-    release: Arc<tokio::sync::Notify>,
-) -> Response<ChannelBody> {
+async fn respond(reply: Reply, release: Arc<tokio::sync::Notify>) -> Response<ChannelBody> {
     tokio::time::sleep(reply.head_delay).await;
     let (tx, rx) = mpsc::channel::<Bytes>(16);
     let mut builder = Response::builder().status(reply.status);

@@ -8,5 +8,7 @@ mod config;
 mod failures;
 mod gate;
 mod passthrough;
+mod redis;
 mod reload;
 mod rewrite;
+mod sessions;

@@ -1,0 +1,171 @@
+//! The Redis session source against a real redis-server on a free loopback
+//! port, started here with its own temp dir and stopped at the end.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A redis-server of our own.
+struct RedisServer {
+    port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = spawn_redis(port, dir.path());
+        let server = RedisServer { port, child, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs (scripts/test.sh installs redis-tools)");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.cli(&["PING"]) != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.child = spawn_redis(self.port, self.dir.path());
+        self.wait_ready();
+    }
+}
+
+fn spawn_redis(port: u16, dir: &Path) -> Child {
+    Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (run scripts/test.sh)")
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn redis_config(cms: SocketAddr, redis: &RedisServer, source_lines: &str) -> String {
+    config_text(cms, "").replacen(
+        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+        &format!(
+            "[session.allowlist.redis]\nurl = \"redis://127.0.0.1:{}/0\"\n{source_lines}\n\n[session.allowlist.cache]\nenabled = false\n",
+            redis.port
+        ),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_session_is_allowed_while_its_key_exists_with_the_videos_of_its_set() {
+    let redis = RedisServer::start();
+    let page = "<iframe src=\"https://api.vod2.infomaniak.com/res/embed/a.html\"></iframe><iframe src=\"https://api.vod2.infomaniak.com/res/embed/b.html\"></iframe>";
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let config = redis_config(
+        cms.addr,
+        &redis,
+        "key = \"sess:{id}\"\nshares_key = \"videos:{id}\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let url = gate.url("/videos/a");
+    let cookie = Some("sessionid=r-member-1");
+    assert_eq!(get(&url, cookie).await.status, 403);
+
+    redis.cli(&["SET", "sess:r-member-1", "{}"]);
+    let allowed = get(&url, cookie).await;
+    assert_eq!(allowed.status, 200);
+    assert!(
+        tokens_in(&allowed.text()).is_empty(),
+        "an empty set: no video"
+    );
+
+    redis.cli(&["SADD", "videos:r-member-1", "b"]);
+    let tokens = tokens_in(&get(&url, cookie).await.text());
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(check_token(&tokens[0], KEY_HEX).2, "/hls/b/*");
+
+    redis.cli(&["DEL", "sess:r-member-1"]);
+    assert_eq!(
+        get(&url, cookie).await.status,
+        403,
+        "the session ended in the CMS"
+    );
+}
+
+#[tokio::test]
+async fn without_a_set_every_video_is_open_and_the_default_key_is_session_id() {
+    let redis = RedisServer::start();
+    let cms = Cms::fixed(Reply::html(format!("<iframe src=\"{EMBED}\"></iframe>"))).await;
+    let gate = Gate::start_with(&redis_config(cms.addr, &redis, ""), &[]).await;
+    redis.cli(&["SET", "session:r-2", "x"]);
+    let page = get(&gate.url("/videos/a"), Some("sessionid=r-2")).await;
+    assert_eq!(tokens_in(&page.text()).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_outage_is_a_503_and_the_gateway_recovers_when_redis_returns() {
+    let mut redis = RedisServer::start();
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let gate = Gate::start_with(&redis_config(cms.addr, &redis, "timeout = \"300ms\""), &[]).await;
+    let url = gate.url("/videos/a");
+    let cookie = Some("sessionid=r-3");
+    redis.cli(&["SET", "session:r-3", "x"]);
+    assert_eq!(get(&url, cookie).await.status, 200);
+
+    redis.kill();
+    for _ in 0..3 {
+        let response = get(&url, cookie).await;
+        assert_eq!(response.status, 503);
+        assert_eq!(response.headers["retry-after"], "5");
+    }
+
+    redis.restart();
+    redis.cli(&["SET", "session:r-3", "x"]);
+    let back = Instant::now();
+    loop {
+        let status = get(&url, cookie).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not recovered 5 s after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
