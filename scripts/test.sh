@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite, on a fresh machine too: installs what the tests need when it
-# is missing (redis-server and redis-cli, from Debian's packages, quietly, when
+# is missing (redis-server, redis-cli and openssl, from Debian's packages, quietly, when
 # root; otherwise it prints the install command and stops), then runs every
 # test. Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing ${missing[*]}"

@@ -17,6 +17,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::{Entitlements, Principal, SessionKey, SourceError, Verdict, Visit};
+use crate::proxy::describe;
 
 /// `[session.allowlist.forward_auth]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,11 +70,9 @@ impl ForwardAuth {
     ) -> Result<Verdict, SourceError> {
         let request = self.request(visit)?;
         let answer = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|err| SourceError::Unavailable(format!("session check: {err}")))?;
+            let response = self.client.request(request).await.map_err(|err| {
+                SourceError::Unavailable(format!("session check: {}", describe(&err)))
+            })?;
             let (parts, body) = response.into_parts();
             // Read what little the check says, so its connection goes back to the pool.
             let _ = Limited::new(body, MAX_ANSWER_BODY).collect().await;

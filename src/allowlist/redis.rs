@@ -3,8 +3,9 @@
 //! A session is allowed while its key exists (`session:{id}`, as Django's,
 //! Laravel's, Rails' and PHP's Redis session stores keep them); an optional
 //! set (`entitlements:{id}`) lists the videos it may watch. The connection is
-//! made on first use and remade by itself after an outage; while Redis does
-//! not answer, the source cannot answer, and the gate fails closed.
+//! made on first use (over TLS for `rediss://`) and remade by itself after an
+//! outage; while Redis does not answer, the source cannot answer, and the
+//! gate fails closed.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +19,12 @@ use crate::secret::{Secret, SecretSource};
 /// `[session.allowlist.redis]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
-    /// `redis://[user:password@]host:port/db`; a secret, since it may hold a password.
+    /// `redis://` or, over TLS, `rediss://[user:password@]host:port/db`; a
+    /// secret, since it may hold a password.
     pub url: Secret,
+    /// PEM file of the CA that signed a `rediss://` server's certificate;
+    /// `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
     /// Key template; `{id}` is replaced by the session id as the browser sent it.
     pub key: String,
     /// Template of a set key listing the session's videos; `None`: every video.
@@ -31,12 +36,13 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
-    /// Files this source reads (a password file).
+    /// Files this source reads (a password file, a CA file).
     pub fn files(&self) -> Vec<PathBuf> {
-        self.password
+        let password = self
+            .password
             .iter()
-            .filter_map(|p| p.file().map(|f| f.to_path_buf()))
-            .collect()
+            .filter_map(|p| p.file().map(|f| f.to_path_buf()));
+        password.chain(self.ca_file.iter().cloned()).collect()
     }
 }
 
@@ -79,7 +85,20 @@ impl RedisSource {
                 .set_password(password.expose());
             info = info.set_redis_settings(redis);
         }
-        let client = redis::Client::open(info).map_err(|err| bad("Redis client", err))?;
+        let client = match &settings.ca_file {
+            None => redis::Client::open(info),
+            Some(ca_file) => {
+                let root_cert = std::fs::read(ca_file).map_err(|err| {
+                    LoadError::Remote(format!("ca_file {}: {err}", ca_file.display()))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(info, certificates)
+            }
+        }
+        .map_err(|err| bad("Redis client", err))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))

@@ -165,15 +165,27 @@ impl Validator<'_> {
         let span = raw.span();
         let raw = raw.into_inner();
         let url = raw.url.get_ref();
-        if !(url.starts_with("redis://") || url.starts_with("unix://")) {
-            let why = if url.starts_with("rediss://") {
-                "rediss:// (TLS) is not supported yet; use redis:// on a private network or a local TLS tunnel"
-            } else {
-                "must start with redis://"
-            };
-            return Err(self.invalid(raw.url.span(), key("url"), why));
+        let tls = url.starts_with("rediss://");
+        if !(tls || url.starts_with("redis://")) {
+            return Err(self.invalid(
+                raw.url.span(),
+                key("url"),
+                "must start with redis:// or rediss:// (TLS)",
+            ));
         }
-        self.place(key("url"), raw.url.span());
+        // Where a build error (an unusable URL, an unreadable password or CA file) points.
+        self.place(KEY, raw.url.span());
+        let ca_file = match raw.ca_file {
+            Some(file) if !tls => {
+                return Err(self.invalid(
+                    file.span(),
+                    key("ca_file"),
+                    "is for rediss:// URLs only",
+                ));
+            }
+            Some(file) => Some(self.resolve(file.get_ref())),
+            None => None,
+        };
         let template =
             |value: Option<Spanned<String>>, field: &str| -> Result<Option<String>, ConfigError> {
                 match value {
@@ -202,6 +214,7 @@ impl Validator<'_> {
         };
         Ok(RedisSettings {
             url: Secret::from(raw.url.into_inner()),
+            ca_file,
             key: session_key,
             shares_key,
             password,

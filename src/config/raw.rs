@@ -100,6 +100,7 @@ pub struct RawForwardAuth {
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: Spanned<String>,
+    pub ca_file: Option<Spanned<PathBuf>>,
     pub key: Option<Spanned<String>>,
     pub shares_key: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,

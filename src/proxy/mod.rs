@@ -3,7 +3,6 @@
 pub mod headers;
 mod request_body;
 
-use std::error::Error as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -149,8 +148,9 @@ fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
     find_cause::<std::io::Error>(err).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
-// The client's Display says little ("client error (Connect)"); the causes say what happened.
-fn describe(err: &hyper_util::client::legacy::Error) -> String {
+/// An error with its causes, `: `-separated. An HTTP client's own text says
+/// little ("client error (Connect)"); the causes say what happened.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

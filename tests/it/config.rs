@@ -208,3 +208,95 @@ fn a_bad_allowlist_line_is_reported_with_its_line() {
     );
     assert!(err.contains(&at), "the allowlist key is placed: {err}");
 }
+
+/// The commented-out table `header` of the shipped gateway.toml, uncommented.
+fn commented_table(text: &str, header: &str) -> String {
+    let start = text
+        .find(&format!("# {header}\n"))
+        .unwrap_or_else(|| panic!("gateway.toml documents {header}"));
+    text[start..]
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .filter(|line| !line.starts_with("# #"))
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .filter(|line| !line.starts_with("password_file"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_commented_session_sources_in_gateway_toml_are_valid_as_written() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let cache = commented_table(&text, "[session.allowlist.cache]");
+    for source in [
+        "[session.allowlist.forward_auth]",
+        "[session.allowlist.redis]",
+    ] {
+        let table = commented_table(&text, source);
+        assert!(table.lines().count() > 3, "{table}");
+        let with_source = format!(
+            "{}\n{table}\n\n{cache}\n",
+            text.replacen("file = \"allowlist.txt\"\n", "", 1)
+        );
+        let loaded = Settings::from_toml(&with_source, path)
+            .unwrap_or_else(|err| panic!("{source} as documented: {err}"));
+        let allowlist = &loaded.settings.session.allowlist;
+        assert!(allowlist.source.is_remote(), "{source}");
+        assert_eq!(
+            allowlist.cache.map(|c| c.ttl),
+            Some(std::time::Duration::from_secs(60))
+        );
+    }
+}
+
+#[test]
+fn session_source_mistakes_name_their_key() {
+    let with_source = |table: &str| {
+        base().replacen(
+            "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+            &format!("[session.allowlist]\n{table}\n"),
+            1,
+        )
+    };
+    let two = error_of(&with_source(
+        "file = \"allowlist.txt\"\n[session.allowlist.redis]\nurl = \"redis://127.0.0.1/0\"",
+    ));
+    assert!(
+        two.contains("session.allowlist: set exactly one source"),
+        "{two}"
+    );
+    for (table, expected) in [
+        (
+            "[session.allowlist.redis]\nurl = \"http://cache:6380/0\"",
+            "session.allowlist.redis.url: must start with redis:// or rediss://",
+        ),
+        (
+            "[session.allowlist.redis]\nurl = \"redis://cache/0\"\nca_file = \"ca.pem\"",
+            "session.allowlist.redis.ca_file: is for rediss:// URLs only",
+        ),
+        (
+            "[session.allowlist.redis]\nurl = \"redis://127.0.0.1/0\"\nkey = \"session\"",
+            "session.allowlist.redis.key: must contain {id}",
+        ),
+        (
+            "[session.allowlist.forward_auth]\nurl = \"https://cms/check\"",
+            "session.allowlist.forward_auth.url: must be an http:// URL",
+        ),
+        (
+            "[session.allowlist.forward_auth]\nurl = \"http://cms/check\"\nshares_header = \"bad header\"",
+            "session.allowlist.forward_auth.shares_header: not a header name",
+        ),
+        (
+            "file = \"allowlist.txt\"\n[session.allowlist.cache]\nmax_entries = 0",
+            "session.allowlist.cache.max_entries: must be at least 1",
+        ),
+    ] {
+        let text = with_source(table);
+        let err = error_of(&text);
+        assert!(err.contains(expected), "{expected} in {err}");
+        assert!(err.contains("gateway.toml:"), "{err}");
+    }
+    let star = error_of(&base().replacen("cookie = \"sessionid\"", "cookie = \"*\"", 1));
+    assert!(star.contains("session.cookie"), "{star}");
+}

@@ -13,24 +13,51 @@ struct RedisServer {
     port: u16,
     child: Child,
     dir: tempfile::TempDir,
+    tls: bool,
 }
 
 impl RedisServer {
     fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server that speaks only TLS, with a certificate for 127.0.0.1 from
+    /// a CA of its own at `ca.pem` in its dir.
+    fn start_tls() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> RedisServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
-        let child = spawn_redis(port, dir.path());
-        let server = RedisServer { port, child, dir };
+        if tls {
+            make_certificates(dir.path());
+        }
+        let child = spawn_redis(port, dir.path(), tls);
+        let server = RedisServer {
+            port,
+            child,
+            dir,
+            tls,
+        };
         server.wait_ready();
         server
     }
 
+    fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
+        let mut command = Command::new("redis-cli");
+        if self.tls {
+            command.arg("--tls").arg("--cacert").arg(self.ca_file());
+        }
+        let out = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(args)
             .output()
@@ -56,17 +83,91 @@ impl RedisServer {
     }
 
     fn restart(&mut self) {
-        self.child = spawn_redis(self.port, self.dir.path());
+        self.child = spawn_redis(self.port, self.dir.path(), self.tls);
         self.wait_ready();
     }
 }
 
-fn spawn_redis(port: u16, dir: &Path) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed, made with openssl.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed (run scripts/test.sh)");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=embedgate test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+    ]);
+}
+
+fn spawn_redis(port: u16, dir: &Path, tls: bool) -> Child {
+    let mut command = Command::new("redis-server");
+    if tls {
+        command
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args([
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+            ])
+            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"]);
+    } else {
+        command.args(["--port", &port.to_string()]);
+    }
+    command
+        .args(["--bind", "127.0.0.1"])
         .args(["--save", "", "--appendonly", "no"])
         .arg("--dir")
         .arg(dir)
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -80,10 +181,11 @@ impl Drop for RedisServer {
 }
 
 fn redis_config(cms: SocketAddr, redis: &RedisServer, source_lines: &str) -> String {
+    let scheme = if redis.tls { "rediss" } else { "redis" };
     config_text(cms, "").replacen(
         "[session.allowlist]\nfile = \"allowlist.txt\"\n",
         &format!(
-            "[session.allowlist.redis]\nurl = \"redis://127.0.0.1:{}/0\"\n{source_lines}\n\n[session.allowlist.cache]\nenabled = false\n",
+            "[session.allowlist.redis]\nurl = \"{scheme}://127.0.0.1:{}/0\"\n{source_lines}\n\n[session.allowlist.cache]\nenabled = false\n",
             redis.port
         ),
         1,
@@ -168,4 +270,25 @@ async fn a_redis_outage_is_a_503_and_the_gateway_recovers_when_redis_returns() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_rediss_url_speaks_tls_and_checks_the_servers_certificate() {
+    let redis = RedisServer::start_tls();
+    redis.cli(&["SET", "session:tls-1", "x"]);
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let trusted = format!("ca_file = \"{}\"", redis.ca_file().display());
+    let gate = Gate::start_with(&redis_config(cms.addr, &redis, &trusted), &[]).await;
+    let url = gate.url("/videos/a");
+    assert_eq!(get(&url, Some("sessionid=tls-1")).await.status, 200);
+    assert_eq!(get(&url, Some("sessionid=tls-2")).await.status, 403);
+
+    // Without the CA the server's certificate is not trusted: no answer, fail closed.
+    let untrusting = Gate::start_with(&redis_config(cms.addr, &redis, ""), &[]).await;
+    assert_eq!(
+        get(&untrusting.url("/videos/a"), Some("sessionid=tls-1"))
+            .await
+            .status,
+        503
+    );
 }

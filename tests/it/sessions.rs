@@ -466,3 +466,41 @@ async fn a_cookie_name_ending_in_a_star_takes_the_wordpress_cookie() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_source_failures_is_logged_once_with_its_cause() {
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, forward_auth_config(cms.addr, closed, "", "", "")).unwrap();
+    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    for i in 0..5 {
+        let cookie = format!("sessionid=good-{i}");
+        assert_eq!(
+            get(&format!("{base}/videos/a"), Some(&cookie)).await.status,
+            503
+        );
+    }
+    let log = gateway.terminate();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("session source failing"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(
+        warnings[0].contains("Connection refused"),
+        "the cause: {}",
+        warnings[0]
+    );
+    assert_eq!(
+        log.matches("status=503").count(),
+        5,
+        "each request has its line"
+    );
+    assert!(!log.contains("good-"), "no session id in the log");
+}
