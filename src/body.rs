@@ -100,6 +100,9 @@ enum Content {
 pub struct ResponseBody {
     content: Content,
     record: Option<RequestRecord>,
+    // Set when the stream said it had no more: some bodies (chunked ones)
+    // only know they are at the end once asked once more.
+    ended: bool,
     _runtime: Option<Arc<Runtime>>,
 }
 
@@ -109,6 +112,7 @@ impl ResponseBody {
         ResponseBody {
             content: Content::Own((!bytes.is_empty()).then_some(bytes)),
             record: Some(record),
+            ended: false,
             _runtime: None,
         }
     }
@@ -118,6 +122,7 @@ impl ResponseBody {
         ResponseBody {
             content: Content::Stream(body),
             record: Some(record),
+            ended: false,
             _runtime: Some(runtime),
         }
     }
@@ -136,11 +141,13 @@ impl Body for ResponseBody {
             Content::Own(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Content::Stream(body) => Pin::new(body).poll_frame(cx),
         };
-        if let (Poll::Ready(Some(result)), Some(record)) = (&polled, this.record.as_mut()) {
-            match result {
-                Ok(frame) => record.bytes += frame.data_ref().map_or(0, |d| d.len() as u64),
-                Err(err) => record.failure = Some(err.to_string()),
+        match (&polled, this.record.as_mut()) {
+            (Poll::Ready(Some(Ok(frame))), Some(record)) => {
+                record.bytes += frame.data_ref().map_or(0, |d| d.len() as u64);
             }
+            (Poll::Ready(Some(Err(err))), Some(record)) => record.failure = Some(err.to_string()),
+            (Poll::Ready(None), _) => this.ended = true,
+            _ => {}
         }
         polled
     }
@@ -165,7 +172,8 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if let Some(record) = self.record.take() {
-            finished(&record, self.is_end_stream());
+            let complete = self.ended || self.is_end_stream();
+            finished(&record, complete && record.failure.is_none());
         }
     }
 }

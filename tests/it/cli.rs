@@ -249,3 +249,26 @@ async fn a_dead_upstream_is_logged_with_its_reason() {
     }
     gateway.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chunked_response_delivered_whole_is_logged_complete() {
+    let chunks = vec![
+        bytes::Bytes::from_static(b"<p>one</p>"),
+        bytes::Bytes::from_static(b"<p>two</p>"),
+        bytes::Bytes::from_static(b"<p>three</p>"),
+    ];
+    let cms = Cms::fixed(Reply::chunked("text/html", chunks)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &config_text(cms.addr, ""));
+    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let passed = get(&format!("{base}/public/a"), None).await;
+    assert_eq!(passed.text(), "<p>one</p><p>two</p><p>three</p>");
+    let rewritten = get_as_member(&format!("{base}/videos/a")).await;
+    assert_eq!(rewritten.text(), "<p>one</p><p>two</p><p>three</p>");
+    let log = gateway.terminate();
+    for path in ["path=/public/a", "path=/videos/a"] {
+        let line = log.lines().find(|l| l.contains(path)).unwrap();
+        assert!(line.contains("complete=true"), "{line}");
+    }
+}
