@@ -107,7 +107,7 @@ add_filter('rest_post_query', function ($args) {
 add_filter('rest_prepare_post', function ($response, $post) {
     if (embedgate_is_gated($post)) {
         $data = $response->get_data();
-        foreach (['content', 'excerpt'] as $field) {
+        foreach (['title', 'content', 'excerpt'] as $field) {
             if (isset($data[$field]['rendered'])) {
                 $data[$field]['rendered'] = '';
             }
@@ -116,6 +116,11 @@ add_filter('rest_prepare_post', function ($response, $post) {
     }
     return $response;
 }, 10, 2);
+
+/** oEmbed (which would show a gated post's title and an excerpt) knows no gated post. */
+add_filter('oembed_request_post_id', function ($post_id) {
+    return embedgate_is_gated(get_post($post_id)) ? 0 : $post_id;
+});
 
 /**
  * A gated post asked for under any other URL (?p=5, ?p=5&cpage=1, a date
