@@ -115,6 +115,7 @@ fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32
         embeds: runtime.embeds.clone(),
         now: NOW,
         principal: visitor(),
+        metrics: runtime.metrics.clone(),
     };
     let body = RewriteBody::new(
         ChunkBody(chunks(page)),

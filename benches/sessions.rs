@@ -19,6 +19,7 @@ use embedgate::allowlist::{
     CacheSettings, FileSource, ForwardAuthSettings, OnError, SessionKey, Sessions,
     SessionsSettings, SourceSettings, Verdict, Visit,
 };
+use embedgate::metrics::Metrics;
 use http::{HeaderMap, HeaderValue, Method, Response, Uri};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -97,7 +98,9 @@ fn session_lookup(c: &mut Criterion) {
             }),
             on_error: OnError::Unavailable,
         };
-        Sessions::build(&settings, None).await.unwrap()
+        Sessions::build(&settings, None, &Metrics::new())
+            .await
+            .unwrap()
     });
     let first = runtime.block_on(sessions.check(&SessionKey::new("bench-1"), &visit));
     assert!(matches!(first, Ok(Verdict::Allowed(_))));

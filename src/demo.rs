@@ -104,6 +104,7 @@ pub async fn run(
     let Loaded {
         mut settings,
         places,
+        ..
     } = loaded;
     let upstream = &mut settings.upstream;
     let cms_addr = match cms_listen {

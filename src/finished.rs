@@ -3,15 +3,17 @@
 //! [`finished`] runs once per request, when its response body is done or
 //! dropped, so it knows what only the end of a streamed response knows:
 //! bytes sent, tokens minted, whether the stream finished, the full latency.
-//! It writes the access log line; metrics will hang off the same hook.
+//! It writes the access log line and records the request's metrics.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::Method;
+use http::{HeaderValue, Method};
 
 use crate::allowlist::SessionTag;
+use crate::logging::ACCESS_TARGET;
+use crate::metrics::{RuntimeMetrics, UpstreamError};
 use crate::rewrite::RewriteStats;
 
 /// Paths are cut to this many bytes in logs.
@@ -48,8 +50,12 @@ pub struct RequestRecord {
     started: Instant,
     method: Method,
     path: String,
+    request_id: HeaderValue,
+    metrics: Arc<RuntimeMetrics>,
     /// Route prefix that matched.
     pub route: Option<Arc<str>>,
+    /// The route's index in the route table, for metrics.
+    pub route_index: Option<usize>,
     /// What the gateway decided.
     pub decision: Decision,
     /// Why it was denied or failed.
@@ -69,8 +75,14 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// Starts the record of a request.
-    pub fn start(method: &Method, path: &str, started: Instant) -> RequestRecord {
+    /// Starts the record of a request known as `request_id`, to be counted in `metrics`.
+    pub fn start(
+        method: &Method,
+        path: &str,
+        started: Instant,
+        request_id: HeaderValue,
+        metrics: Arc<RuntimeMetrics>,
+    ) -> RequestRecord {
         let mut end = path.len().min(MAX_LOGGED_PATH);
         while !path.is_char_boundary(end) {
             end -= 1;
@@ -79,7 +91,10 @@ impl RequestRecord {
             started,
             method: method.clone(),
             path: path[..end].to_string(),
+            request_id,
+            metrics,
             route: None,
+            route_index: None,
             decision: Decision::Error,
             reason: None,
             session: None,
@@ -92,9 +107,18 @@ impl RequestRecord {
     }
 }
 
-/// The one hook every request ends in: writes its access log line.
-/// `complete` tells whether the whole body went out.
+/// The one hook every request ends in: writes its access log line and
+/// records its metrics. `complete` tells whether the whole body went out.
 pub fn finished(record: &RequestRecord, complete: bool) {
+    let took = record.started.elapsed();
+    let metrics = &record.metrics;
+    metrics.request(record.route_index, record.decision, record.status, took);
+    if record.rewrite.is_some() {
+        metrics.rewritten(record.bytes);
+    }
+    if record.failure.is_some() && record.upstream_status.is_some() {
+        metrics.process().upstream_error(UpstreamError::Body);
+    }
     let route = record.route.as_deref().unwrap_or("-");
     let reason = record.reason.as_deref().unwrap_or("-");
     let session = OrDash(record.session);
@@ -102,19 +126,23 @@ pub fn finished(record: &RequestRecord, complete: bool) {
     let tokens = record.rewrite.as_ref().map_or(0, |s| s.minted());
     let refused = record.rewrite.as_ref().map_or(0, |s| s.refused());
     let unentitled = record.rewrite.as_ref().map_or(0, |s| s.unentitled());
-    let latency_ms = record.started.elapsed().as_secs_f64() * 1000.0;
+    let latency_ms = took.as_secs_f64() * 1000.0;
     let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
     let decision = record.decision.as_str();
     let (method, path, status, bytes) = (&record.method, &record.path, record.status, record.bytes);
+    // Made by the gateway or checked for visible ASCII before it was kept.
+    let request_id = record.request_id.to_str().unwrap_or("-");
     if let Some(failure) = &record.failure {
         tracing::warn!(
-            %method, %path, route, decision, reason, session = %session,
+            target: ACCESS_TARGET,
+            request_id, %method, %path, route, decision, reason, session = %session,
             status, upstream_status, tokens, refused, unentitled, bytes,
             latency_ms, failure = %failure, "response aborted"
         );
     } else {
         tracing::info!(
-            %method, %path, route, decision, reason, session = %session,
+            target: ACCESS_TARGET,
+            request_id, %method, %path, route, decision, reason, session = %session,
             status, upstream_status, tokens, refused, unentitled, bytes,
             latency_ms, complete, "request"
         );

@@ -7,6 +7,7 @@
 //! reaches a visitor the gate turned away.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use crate::allowlist::{OnError, Principal, SourceError, Visit};
 use crate::body::{ReadLimit, ResponseBody};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Admission, DenyReason, PathError};
+use crate::metrics::UpstreamError;
 use crate::proxy::{self, headers, ConnectionInfo, ProxyError};
 use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
@@ -65,6 +67,7 @@ impl Refusal {
 pub struct Gateway {
     runtime: ArcSwap<Runtime>,
     shutdown_timeout: Duration,
+    draining: AtomicBool,
 }
 
 impl Gateway {
@@ -73,7 +76,18 @@ impl Gateway {
         Gateway {
             shutdown_timeout: runtime.settings().server.shutdown_timeout,
             runtime: ArcSwap::from_pointee(runtime),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    /// Marks the gateway as shutting down: from now on it reports not ready.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The runtime in force.
@@ -94,13 +108,22 @@ impl Gateway {
     /// Serves one request that came in on `conn`.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
-        let mut record =
-            RequestRecord::start(request.method(), request.uri().path(), Instant::now());
-        match forward(&runtime, request, conn, &mut record).await {
+        let request_id = headers::request_id(request.headers(), runtime.trust_forwarded);
+        request
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id.clone());
+        let mut record = RequestRecord::start(
+            request.method(),
+            request.uri().path(),
+            Instant::now(),
+            request_id.clone(),
+            runtime.metrics.clone(),
+        );
+        let mut response = match forward(&runtime, request, conn, &mut record).await {
             Ok(Forwarded {
                 parts,
                 body,
@@ -116,6 +139,7 @@ impl Gateway {
                             embeds: runtime.embeds.clone(),
                             now: token::unix_now(),
                             principal,
+                            metrics: runtime.metrics.clone(),
                         };
                         RewriteBody::new(body, tokens, runtime.rewrite, encoding, stats)
                             .map_err(Into::into)
@@ -126,7 +150,11 @@ impl Gateway {
             }
             Err(Outcome::Denied) => deny(&runtime, record),
             Err(Outcome::Refused(refusal)) => refuse(refusal, record),
-        }
+        };
+        response
+            .headers_mut()
+            .insert(headers::X_REQUEST_ID, request_id);
+        response
     }
 }
 
@@ -149,6 +177,7 @@ async fn forward(
         .lookup(request.uri().path())
         .map_err(Refusal::from)?;
     record.route = route.prefix;
+    record.route_index = route.index;
     let gated = route.access.is_gated();
     let principal = if gated {
         let visit = Visit {
@@ -209,11 +238,26 @@ async fn forward(
         runtime.trust_forwarded,
     )
     .map_err(Refusal::from)?;
+    let asked = Instant::now();
     let response = runtime
         .upstream
         .send(runtime.body_timeout, Request::from_parts(parts, body))
-        .await
-        .map_err(Refusal::from)?;
+        .await;
+    let process = runtime.metrics.process();
+    let response = match response {
+        Ok(response) => {
+            process.upstream_answered(asked.elapsed());
+            response
+        }
+        Err(err) => {
+            match err {
+                ProxyError::Unavailable(_) => process.upstream_error(UpstreamError::Unavailable),
+                ProxyError::Timeout(_) => process.upstream_error(UpstreamError::Timeout),
+                ProxyError::VisitorTimeout(_) | ProxyError::BadRequest(_) => {}
+            }
+            return Err(Refusal::from(err).into());
+        }
+    };
 
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());

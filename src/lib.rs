@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod allowlist;
 pub mod body;
 pub mod config;
@@ -21,6 +22,8 @@ pub mod finished;
 pub mod gate;
 pub mod gateway;
 pub mod idle;
+pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod reload;
 pub mod rewrite;

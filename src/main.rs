@@ -11,8 +11,7 @@ use embedgate::embed::EmbedRewrite;
 use embedgate::gateway::Gateway;
 use embedgate::reload::{self, Reloader};
 use embedgate::runtime::Runtime;
-use embedgate::{demo, server};
-use tracing_subscriber::EnvFilter;
+use embedgate::{admin, demo, logging, server};
 
 /// Edge gateway that admits only allowlisted sessions to pages with protected
 /// video embeds, and mints a token for each page view into every embed.
@@ -61,10 +60,11 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
     let config_path = cli.config.config;
     // The error of a failed load already names file, line and column.
     let loaded = Settings::load(&config_path)?;
+    // Held to the end: dropping it flushes the log writers.
+    let _logs = logging::init(&loaded.settings.log).context("cannot start logging")?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => {
             let workers = loaded.settings.server.workers;
@@ -88,7 +88,11 @@ fn main() -> anyhow::Result<()> {
         Command::Mint { url } => {
             let runtime = build_once(loaded)?;
             let now = embedgate::token::unix_now();
-            match runtime.embeds.rewrite(&url, now, &Principal::operator()) {
+            match runtime
+                .embeds
+                .rewrite(&url, now, &Principal::operator())
+                .map(|(_, rewrite)| rewrite)
+            {
                 Some(EmbedRewrite::Minted(with_token)) => {
                     println!("{with_token}");
                     Ok(())
@@ -153,27 +157,58 @@ fn async_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let runtime = Runtime::from_loaded(loaded, None).await?;
-    let addr = runtime.settings().server.listen;
+    let settings = runtime.settings().clone();
     reload::warn_if_nobody_gets_in(&runtime);
     let gateway = Arc::new(Gateway::new(runtime));
     // Listening for SIGHUP before the listener is announced: a reload
     // requested from then on must not end the process.
     let reloader = Reloader::new(gateway.clone()).context("cannot listen for SIGHUP")?;
+    let addr = settings.server.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
-    let reloading = tokio::spawn(reloader.run());
+    let mut tasks = vec![tokio::spawn(reloader.run())];
+    if let Some(admin_settings) = &settings.admin {
+        let admin_addr = admin_settings.listen;
+        let admin_listener = tokio::net::TcpListener::bind(admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?;
+        tracing::info!(
+            "admin endpoints on http://{}",
+            admin_listener.local_addr().unwrap_or(admin_addr)
+        );
+        let readiness = Arc::new(admin::Readiness::default());
+        tasks.push(tokio::spawn(admin::check_readiness(
+            gateway.clone(),
+            readiness.clone(),
+        )));
+        tasks.push(tokio::spawn(admin::serve(
+            admin_listener,
+            gateway.clone(),
+            readiness,
+        )));
+    }
+    #[cfg(unix)]
+    if settings.log.access_file.is_some() {
+        // Listening now: a SIGUSR1 from here on must reopen, not end the process.
+        let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+            .context("cannot listen for SIGUSR1")?;
+        tasks.push(tokio::spawn(reopen_access_log_on_sigusr1(usr1)));
+    }
     server::serve(listener, gateway, server::shutdown_signal()).await;
-    reloading.abort();
+    for task in tasks {
+        task.abort();
+    }
     Ok(())
 }
 
-fn init_logging() {
-    let filter =
-        EnvFilter::try_from_env("EMBEDGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+/// Reopens the access log file on each SIGUSR1 (after logrotate moved it).
+#[cfg(unix)]
+async fn reopen_access_log_on_sigusr1(mut usr1: tokio::signal::unix::Signal) {
+    while usr1.recv().await.is_some() {
+        match logging::reopen_access_file() {
+            Ok(()) => tracing::info!("SIGUSR1: access log reopened"),
+            Err(err) => tracing::error!(error = %err, "SIGUSR1: cannot reopen the access log"),
+        }
+    }
 }

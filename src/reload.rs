@@ -137,7 +137,10 @@ impl Reloader {
                     Trigger::FileChange
                 }
             };
-            if let Err(err) = reload(&self.gateway, trigger).await {
+            let result = reload(&self.gateway, trigger).await;
+            let metrics = self.gateway.runtime().metrics.process().clone();
+            metrics.reloaded(result.is_ok());
+            if let Err(err) = result {
                 tracing::error!(
                     trigger = trigger.as_str(),
                     "reload failed, keeping the running config: {err}"

@@ -21,6 +21,7 @@ use thiserror::Error;
 
 use crate::allowlist::Principal;
 use crate::embed::{EmbedRewrite, EmbedSet};
+use crate::metrics::{RuntimeMetrics, TokenResult};
 
 static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
 
@@ -42,6 +43,8 @@ pub struct PageTokens {
     pub now: u64,
     /// The visitor they are minted for.
     pub principal: Principal,
+    /// Where each embed's result is counted.
+    pub metrics: Arc<RuntimeMetrics>,
 }
 
 /// Why a rewritten body stopped early.
@@ -163,6 +166,7 @@ impl<B> RewriteBody<B> {
             embeds,
             now,
             principal,
+            metrics,
         } = tokens;
         let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
             for attribute in URL_ATTRIBUTES {
@@ -182,19 +186,22 @@ impl<B> RewriteBody<B> {
                 }
                 match embeds.rewrite(&url, now, &principal) {
                     None => {}
-                    Some(EmbedRewrite::Minted(with_token)) => {
+                    Some((embed, EmbedRewrite::Minted(with_token))) => {
                         el.set_attribute(attribute, &with_token)?;
                         stats.minted.fetch_add(1, Ordering::Relaxed);
+                        metrics.token(embed, TokenResult::Minted);
                     }
-                    Some(EmbedRewrite::Unentitled(stripped)) => {
+                    Some((embed, EmbedRewrite::Unentitled(stripped))) => {
                         if let Some(without_token) = stripped {
                             el.set_attribute(attribute, &without_token)?;
                         }
                         stats.unentitled.fetch_add(1, Ordering::Relaxed);
+                        metrics.token(embed, TokenResult::Unentitled);
                     }
-                    Some(EmbedRewrite::Unsafe(unsafe_capture)) => {
+                    Some((embed, EmbedRewrite::Unsafe(unsafe_capture))) => {
                         tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
                         stats.refused.fetch_add(1, Ordering::Relaxed);
+                        metrics.token(embed, TokenResult::Refused);
                     }
                 }
             }

@@ -18,6 +18,7 @@ use crate::allowlist::{LoadError, Sessions};
 use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
 use crate::embed::{EmbedError, EmbedSet};
 use crate::gate::{RouteTable, SessionGate};
+use crate::metrics::{Metrics, RuntimeMetrics};
 use crate::proxy::Upstream;
 use crate::rewrite::RewriteLimits;
 use crate::server::ConnectionLimits;
@@ -65,6 +66,8 @@ pub struct Runtime {
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
+    /// The metrics series this runtime's requests record into.
+    pub metrics: Arc<RuntimeMetrics>,
 }
 
 impl Runtime {
@@ -76,9 +79,14 @@ impl Runtime {
     ) -> Result<Runtime, BuildError> {
         let routes = RouteTable::new(&settings.routes)
             .map_err(|err| BuildError::new(format!("route[{}].prefix", err.index), err))?;
+        let process_metrics = match previous {
+            Some(old) => old.metrics.process().clone(),
+            None => Metrics::new(),
+        };
         let sessions = Sessions::build(
             &settings.session.allowlist,
             previous.map(|old| old.gate.sessions()),
+            &process_metrics,
         )
         .await
         .map_err(|err| BuildError::new(source_key(&err), err))?;
@@ -107,7 +115,14 @@ impl Runtime {
             Some(old) if *old.upstream.settings() == settings.upstream => old.upstream.clone(),
             _ => Upstream::new(&settings.upstream),
         };
+        let prefixes: Vec<String> = routes.prefixes().map(str::to_string).collect();
+        let metrics = Arc::new(RuntimeMetrics::new(
+            process_metrics,
+            &prefixes,
+            settings.embeds.len(),
+        ));
         Ok(Runtime {
+            metrics,
             routes,
             gate,
             embeds: Arc::new(embeds),
@@ -127,10 +142,16 @@ impl Runtime {
         loaded: Loaded,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
-        let Loaded { settings, places } = loaded;
-        Runtime::build(settings, previous)
+        let Loaded {
+            settings,
+            places,
+            digest,
+        } = loaded;
+        let runtime = Runtime::build(settings, previous)
             .await
-            .map_err(|err| places.error(&err.key, err.message))
+            .map_err(|err| places.error(&err.key, err.message))?;
+        runtime.metrics.process().config_loaded(&digest);
+        Ok(runtime)
     }
 
     /// The settings this runtime was built from.

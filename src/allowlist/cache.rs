@@ -5,6 +5,7 @@
 //! misses for one session wait for one lookup.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -62,16 +63,23 @@ impl VerdictCache {
         }
     }
 
-    /// The cached verdict for `session`, or the result of `lookup`, cached if it is a verdict.
+    /// The cached verdict for `session`, or the result of `lookup`, cached if
+    /// it is a verdict; and whether this call ran `lookup` (a miss).
     pub async fn get_or_check(
         &self,
         session: [u8; 32],
         lookup: impl Future<Output = Result<Verdict, SourceError>>,
-    ) -> Result<Verdict, SourceError> {
-        self.verdicts
-            .try_get_with(session, lookup)
+    ) -> (Result<Verdict, SourceError>, bool) {
+        let ran = AtomicBool::new(false);
+        let verdict = self
+            .verdicts
+            .try_get_with(session, async {
+                ran.store(true, Ordering::Relaxed);
+                lookup.await
+            })
             .await
-            .map_err(|shared| (*shared).clone())
+            .map_err(|shared| (*shared).clone());
+        (verdict, ran.load(Ordering::Relaxed))
     }
 
     /// Drops the verdict for `session`.

@@ -98,6 +98,33 @@ impl ForwardAuth {
         }
     }
 
+    /// Whether the check answers a request without cookies (with anything
+    /// but a server error) within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let request = Request::get(self.settings.url.clone())
+            .body(Empty::new())
+            .map_err(|err| err.to_string())?;
+        let answer = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| format!("session check: {}", describe(&err)))?;
+            let status = response.status();
+            let _ = Limited::new(response.into_body(), MAX_ANSWER_BODY)
+                .collect()
+                .await;
+            if status.is_server_error() {
+                Err(format!("session check answered {status}"))
+            } else {
+                Ok(())
+            }
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| format!("session check did not answer within {timeout:?}"))?
+    }
+
     fn request(&self, visit: &Visit<'_>) -> Result<Request<Empty<Bytes>>, SourceError> {
         let mut request = Request::get(self.settings.url.clone())
             .body(Empty::new())

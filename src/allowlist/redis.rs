@@ -115,6 +115,18 @@ impl RedisSource {
         })
     }
 
+    /// Whether Redis answers a PING within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let mut connection = self.manager.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut connection);
+        match tokio::time::timeout(timeout, ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(format!("Redis: {err}")),
+            Err(_) => Err(format!("Redis did not answer within {timeout:?}")),
+        }
+    }
+
     /// Looks the session's key up (and its set of videos).
     pub async fn check(
         &self,

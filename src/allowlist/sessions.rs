@@ -10,6 +10,7 @@ use super::file::FileSource;
 use super::forward_auth::{ForwardAuth, ForwardAuthSettings};
 use super::redis::{RedisSettings, RedisSource};
 use super::{LoadError, SessionKey, SessionSource, SourceError, Verdict, Visit};
+use crate::metrics::{Lookup, Metrics};
 
 /// Which source answers for sessions, and its own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,7 @@ pub struct Sessions {
     source: Source,
     cache: Option<VerdictCache>,
     failures: FailureLog,
+    metrics: Arc<Metrics>,
 }
 
 impl Sessions {
@@ -103,6 +105,7 @@ impl Sessions {
     pub async fn build(
         settings: &SessionsSettings,
         previous: Option<&Arc<Sessions>>,
+        metrics: &Arc<Metrics>,
     ) -> Result<Arc<Sessions>, LoadError> {
         if let Some(previous) = previous {
             if previous.settings == *settings && settings.source.is_remote() {
@@ -127,6 +130,7 @@ impl Sessions {
             source,
             cache: settings.cache.as_ref().map(VerdictCache::new),
             failures: FailureLog::default(),
+            metrics: metrics.clone(),
         }))
     }
 
@@ -160,18 +164,32 @@ impl Sessions {
         session: &SessionKey<'_>,
         visit: &Visit<'_>,
     ) -> Result<Verdict, SourceError> {
-        let verdict = match &self.cache {
+        let (verdict, asked) = match &self.cache {
             Some(cache) => {
                 cache
                     .get_or_check(*session.digest(), self.source.check(session, visit))
                     .await
             }
-            None => self.source.check(session, visit).await,
+            None => (self.source.check(session, visit).await, true),
         };
-        if let Err(err) = &verdict {
-            self.failures.record(err);
+        match &verdict {
+            Err(err) => {
+                self.metrics.lookup(Lookup::Error);
+                self.failures.record(err);
+            }
+            Ok(_) if asked => self.metrics.lookup(Lookup::Miss),
+            Ok(_) => self.metrics.lookup(Lookup::Hit),
         }
         verdict
+    }
+
+    /// Whether the source answers at all within `timeout` (for readiness).
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        match &self.source {
+            Source::File(_) => Ok(()),
+            Source::ForwardAuth(cms) => cms.probe(timeout).await,
+            Source::Redis(redis) => redis.probe(timeout).await,
+        }
     }
 
     /// Drops the cached verdict of the session whose id hashes to `digest` (a logout).

@@ -20,9 +20,11 @@ use std::time::Duration;
 use http::HeaderValue;
 use thiserror::Error;
 
+use crate::admin::AdminSettings;
 use crate::allowlist::SessionsSettings;
 use crate::embed::EmbedSettings;
 use crate::gate::RouteSpec;
+use crate::logging::LogSettings;
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
 use crate::server::ConnectionLimits;
@@ -38,6 +40,10 @@ pub struct Settings {
     pub server: ServerSettings,
     /// How changes are picked up while running.
     pub reload: ReloadSettings,
+    /// The admin endpoints; `None` when off.
+    pub admin: Option<AdminSettings>,
+    /// How logs are written (at start only).
+    pub log: LogSettings,
     /// Where the CMS is and how long to wait for it.
     pub upstream: UpstreamSettings,
     /// The session cookie, its source, and what denied visitors get.
@@ -61,6 +67,8 @@ pub struct ServerSettings {
     pub connections: ConnectionLimits,
     /// How long shutdown waits for requests in flight.
     pub shutdown_timeout: Duration,
+    /// How long the listener keeps accepting after SIGTERM, while not ready.
+    pub drain_delay: Duration,
     /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
@@ -116,9 +124,11 @@ impl Settings {
             .unwrap_or(Path::new("."));
         let mut validator = Validator::new(text, path, base_dir);
         let settings = validator.settings(raw)?;
+        use sha2::Digest as _;
         Ok(Loaded {
             settings,
             places: validator.into_places(),
+            digest: sha2::Sha256::digest(text.as_bytes()).into(),
         })
     }
 
@@ -144,6 +154,8 @@ pub struct Loaded {
     pub settings: Settings,
     /// Where keys were written.
     pub places: Places,
+    /// SHA-256 of the file's text, to tell which config is in force.
+    pub digest: [u8; 32],
 }
 
 /// Where in the config file each key that names a file or a key was written.

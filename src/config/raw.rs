@@ -22,6 +22,9 @@ pub struct RawConfig {
     pub session: Spanned<RawSession>,
     #[serde(default)]
     pub reload: RawReload,
+    pub admin: Option<Spanned<RawAdmin>>,
+    #[serde(default)]
+    pub log: RawLog,
     #[serde(default)]
     pub rewrite: RawRewrite,
     #[serde(default, rename = "route")]
@@ -47,6 +50,33 @@ pub struct RawServer {
     pub trust_forwarded: Option<bool>,
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
+    pub drain_delay: Option<HumanDuration>,
+}
+
+/// `[admin]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Spanned<String>,
+    pub check_interval: Option<Spanned<HumanDuration>>,
+    pub check_timeout: Option<Spanned<HumanDuration>>,
+}
+
+/// `[log]`
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<RawLogFormat>,
+    pub level: Option<Spanned<String>>,
+    pub access_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[log] format`
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    Text,
+    Json,
 }
 
 /// `[upstream]`

@@ -15,8 +15,10 @@ use super::raw::{self, RawConfig};
 use super::{
     ConfigError, Places, Position, ReloadSettings, ServerSettings, SessionSettings, Settings,
 };
+use crate::admin::AdminSettings;
 use crate::embed::{EmbedPattern, EmbedSettings};
 use crate::gate::{Access, RouteSpec, RouteTable};
+use crate::logging::{LogFormat, LogSettings};
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
 use crate::secret::{Secret, SecretSource};
@@ -84,6 +86,11 @@ impl<'a> Validator<'a> {
         self.places.path = self.path.to_path_buf();
         let server = self.server(raw.server)?;
         let reload = self.reload(raw.reload)?;
+        let admin = raw
+            .admin
+            .map(|admin| self.admin(admin, server.listen))
+            .transpose()?;
+        let log = self.log(raw.log)?;
         let upstream = self.upstream(raw.upstream)?;
         let session = self.session(raw.session)?;
         let max_memory = match raw.rewrite.max_memory {
@@ -106,6 +113,8 @@ impl<'a> Validator<'a> {
             source: self.path.to_path_buf(),
             server,
             reload,
+            admin,
+            log,
             upstream,
             session,
             routes,
@@ -157,6 +166,7 @@ impl<'a> Validator<'a> {
             shutdown_timeout: raw
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
+            drain_delay: raw.drain_delay.map_or(Duration::ZERO, |d| d.0),
             trust_forwarded: raw.trust_forwarded.unwrap_or(true),
             body_timeout: self.positive(
                 raw.body_timeout,
@@ -170,6 +180,68 @@ impl<'a> Validator<'a> {
         Ok(ReloadSettings {
             watch: raw.watch.unwrap_or(true),
             interval: self.positive(raw.interval, "reload.interval", Duration::from_secs(1))?,
+        })
+    }
+
+    fn admin(
+        &self,
+        raw: Spanned<raw::RawAdmin>,
+        visitors: SocketAddr,
+    ) -> Result<AdminSettings, ConfigError> {
+        let raw = raw.into_inner();
+        let listen = raw.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                raw.listen.span(),
+                "admin.listen",
+                format_args!(
+                    "{:?} is not an address:port such as \"127.0.0.1:9090\"",
+                    raw.listen.get_ref()
+                ),
+            )
+        })?;
+        if listen == visitors && listen.port() != 0 {
+            return Err(self.invalid(
+                raw.listen.span(),
+                "admin.listen",
+                "must not be the visitors' address (server.listen)",
+            ));
+        }
+        Ok(AdminSettings {
+            listen,
+            check_interval: self.positive(
+                raw.check_interval,
+                "admin.check_interval",
+                Duration::from_secs(2),
+            )?,
+            check_timeout: self.positive(
+                raw.check_timeout,
+                "admin.check_timeout",
+                Duration::from_secs(1),
+            )?,
+        })
+    }
+
+    fn log(&self, raw: raw::RawLog) -> Result<LogSettings, ConfigError> {
+        let level = match raw.level {
+            None => "info".to_string(),
+            Some(level) => {
+                if tracing_subscriber::EnvFilter::try_new(level.get_ref()).is_err() {
+                    return Err(self.invalid(
+                        level.span(),
+                        "log.level",
+                        "not a level or filter such as \"info\" or \"embedgate=debug\"",
+                    ));
+                }
+                level.into_inner()
+            }
+        };
+        Ok(LogSettings {
+            format: match raw.format {
+                None | Some(raw::RawLogFormat::Text) => LogFormat::Text,
+                Some(raw::RawLogFormat::Json) => LogFormat::Json,
+            },
+            level,
+            access_file: raw.access_file.map(|file| self.resolve(file.get_ref())),
         })
     }
 

@@ -343,16 +343,17 @@ impl EmbedSet {
         self.embeds.iter().any(|e| e.is_match(attribute))
     }
 
-    /// [`Embed::rewrite`] with the first embed that matches.
+    /// [`Embed::rewrite`] with the first embed that matches, and its index.
     pub fn rewrite(
         &self,
         attribute: &str,
         now: u64,
         principal: &Principal,
-    ) -> Option<EmbedRewrite> {
+    ) -> Option<(usize, EmbedRewrite)> {
         self.embeds
             .iter()
-            .find_map(|embed| embed.rewrite(attribute, now, principal))
+            .enumerate()
+            .find_map(|(index, embed)| Some((index, embed.rewrite(attribute, now, principal)?)))
     }
 }
 

@@ -80,6 +80,8 @@ pub struct RouteError {
 pub struct RouteMatch {
     /// The matching prefix, or `None` when no route matched (then the path is gated).
     pub prefix: Option<Arc<str>>,
+    /// The route's place in [`RouteTable::prefixes`], for metrics.
+    pub index: Option<usize>,
     /// What the route asks of the visitor.
     pub access: Access,
 }
@@ -146,16 +148,27 @@ impl RouteTable {
     }
 
     fn find(&self, path: &[u8], prefix: impl Fn(&Route) -> &[u8]) -> RouteMatch {
-        match self.routes.iter().find(|r| Route::owns(path, prefix(r))) {
-            Some(route) => RouteMatch {
-                prefix: Some(route.prefix.clone()),
-                access: route.access,
+        match self
+            .routes
+            .iter()
+            .position(|r| Route::owns(path, prefix(r)))
+        {
+            Some(index) => RouteMatch {
+                prefix: Some(self.routes[index].prefix.clone()),
+                index: Some(index),
+                access: self.routes[index].access,
             },
             None => RouteMatch {
                 prefix: None,
+                index: None,
                 access: UNROUTED,
             },
         }
+    }
+
+    /// The route prefixes, in the order [`RouteMatch::index`] counts them.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|r| &*r.prefix)
     }
 }
 

@@ -103,6 +103,50 @@ pub fn remove_route_overrides(headers: &mut HeaderMap) {
     }
 }
 
+/// The request id header: kept from a trusted proxy, otherwise made here;
+/// sent to the CMS and back to the visitor.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest request id kept from a proxy.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The request's id: the one a trusted proxy sent, if it is short, visible
+/// ASCII; otherwise a new one.
+pub fn request_id(headers: &HeaderMap, trust: bool) -> HeaderValue {
+    if trust {
+        if let Some(sent) = headers.get(&X_REQUEST_ID) {
+            let bytes = sent.as_bytes();
+            if !bytes.is_empty()
+                && bytes.len() <= MAX_REQUEST_ID
+                && bytes.iter().all(|b| b.is_ascii_graphic())
+            {
+                return sent.clone();
+            }
+        }
+    }
+    new_request_id()
+}
+
+/// 32 hex digits: a process-wide counter hashed with keys the OS chose at start,
+/// unique within the process and not guessable from the last one.
+fn new_request_id() -> HeaderValue {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEYS: OnceLock<(
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    )> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (high, low) = KEYS.get_or_init(Default::default);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut text = [0u8; 32];
+    let value = (u128::from(high.hash_one(n)) << 64) | u128::from(low.hash_one(n));
+    // Writing hex into a fixed buffer cannot fail.
+    let _ = hex::encode_to_slice(value.to_be_bytes(), &mut text);
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -157,6 +201,25 @@ pub fn add_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_id_is_kept_from_a_trusted_proxy_only_and_made_otherwise() {
+        let sent = map(&[("x-request-id", "edge-42")]);
+        assert_eq!(request_id(&sent, true), "edge-42");
+        assert_ne!(request_id(&sent, false), "edge-42");
+        let made = request_id(&HeaderMap::new(), true);
+        assert_eq!(made.len(), 32);
+        assert!(made
+            .to_str()
+            .unwrap()
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(made, request_id(&HeaderMap::new(), true), "each one new");
+        let spaced = map(&[("x-request-id", "a b")]);
+        assert_ne!(request_id(&spaced, true), "a b");
+        let long = map(&[("x-request-id", &"x".repeat(200))]);
+        assert_eq!(request_id(&long, true).len(), 32);
+    }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -89,6 +89,23 @@ impl Upstream {
         &self.settings
     }
 
+    /// Whether the CMS accepts a TCP connection within `timeout` (for readiness).
+    pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
+        let authority = &self.settings.authority;
+        let port = authority.port_u16().unwrap_or(80);
+        let target = (
+            authority.host().trim_matches(|c| c == '[' || c == ']'),
+            port,
+        );
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(format!("upstream {authority}: {err}")),
+            Err(_) => Err(format!(
+                "upstream {authority}: no connection within {timeout:?}"
+            )),
+        }
+    }
+
     /// Sends `request` and waits for the response headers: at most
     /// `response_timeout` once the request body has been sent whole, and at
     /// most `body_timeout` between two pieces of that body.

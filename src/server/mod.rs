@@ -9,7 +9,7 @@ mod connection;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
+use crate::metrics::ConnectionGuard;
 use crate::proxy::ConnectionInfo;
 use connection::{Guarded, IdleIo, InFlight};
 
@@ -47,8 +48,10 @@ fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor>
     builder
 }
 
-/// Serves `gateway` on `listener` until `shutdown` completes, then drains
-/// requests in flight for up to the runtime's `shutdown_timeout`.
+/// Serves `gateway` on `listener` until `shutdown` completes; then reports
+/// not ready, keeps accepting for `drain_delay` (so that a load balancer
+/// stops sending first), stops accepting, and drains requests in flight for
+/// up to `shutdown_timeout`.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
@@ -59,6 +62,7 @@ pub async fn serve(
     let mut builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    let mut stop_accepting: Option<tokio::time::Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -70,7 +74,17 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown, if stop_accepting.is_none() => {
+                gateway.start_draining();
+                let delay = gateway.runtime().settings().server.drain_delay;
+                if delay.is_zero() {
+                    break;
+                }
+                tracing::info!(?delay, "not ready: accepting for the drain delay before stopping");
+                stop_accepting = Some(tokio::time::Instant::now() + delay);
+                continue;
+            }
+            () = sleep_until_some(stop_accepting) => break,
         };
         let current = gateway.runtime().connections;
         if current != limits {
@@ -81,13 +95,19 @@ pub async fn serve(
         let info = ConnectionInfo { peer, tls: false };
         let gateway = gateway.clone();
         let in_flight = InFlight::default();
+        // Counted as open, by protocol, from its first request until it closes.
+        let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
         let io = IdleIo::new(
             stream,
             in_flight.clone(),
             limits.header_timeout,
             limits.idle_timeout,
         );
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            counted.get_or_init(|| {
+                let http2 = request.version() == http::Version::HTTP_2;
+                gateway.runtime().metrics.process().connection_opened(http2)
+            });
             let gateway = gateway.clone();
             let guard = in_flight.enter();
             async move {
@@ -113,6 +133,14 @@ pub async fn serve(
         Err(_) => {
             tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -244,6 +244,8 @@ impl Body for ChannelBody {
 /// The gateway under test, on an ephemeral port.
 pub struct Gate {
     pub addr: SocketAddr,
+    /// The admin endpoints, when the config has an [admin] table.
+    pub admin: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
@@ -319,20 +321,40 @@ impl Gate {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
+        let admin_listener = match &runtime.settings().admin {
+            Some(admin) => Some(TcpListener::bind(admin.listen).await.unwrap()),
+            None => None,
+        };
+        let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
         let gateway = Arc::new(Gateway::new(runtime));
-        // As `embedgate run` does: reload on SIGHUP and on file changes.
+        // As `embedgate run` does: reload on SIGHUP and on file changes, and
+        // serve the admin endpoints when configured.
         let reloader = Reloader::new(gateway.clone()).unwrap();
         let task = tokio::spawn(async move {
-            let serving = embedgate::server::serve(listener, gateway, async {
+            let admin = async {
+                match admin_listener {
+                    Some(listener) => {
+                        let readiness = Arc::new(embedgate::admin::Readiness::default());
+                        let checks =
+                            embedgate::admin::check_readiness(gateway.clone(), readiness.clone());
+                        let serving = embedgate::admin::serve(listener, gateway.clone(), readiness);
+                        tokio::join!(checks, serving);
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let serving = embedgate::server::serve(listener, gateway.clone(), async {
                 let _ = rx.await;
             });
             tokio::select! {
                 () = serving => {}
                 () = reloader.run() => {}
+                _ = admin => {}
             }
         });
         Gate {
             addr,
+            admin,
             dir,
             shutdown: Some(tx),
             task: Some(task),
