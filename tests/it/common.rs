@@ -117,7 +117,15 @@ pub const GATE: &[u8] = b"\0GATE\0";
 
 impl Cms {
     pub async fn start(handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Cms {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Cms::start_on("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    /// As [`Cms::start`], on `addr` (to bring a stopped CMS back on its port).
+    pub async fn start_on(
+        addr: SocketAddr,
+        handler: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> Cms {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let release = Arc::new(tokio::sync::Notify::new());
@@ -657,5 +665,9 @@ impl Drop for Running {
 /// The URL in a "listening on" log line.
 pub fn listening_url(line: &str) -> String {
     let start = line.find("http://").expect("listening line has a URL");
-    line[start..].split_whitespace().next().unwrap().to_string()
+    line[start..]
+        .split(|c: char| c.is_whitespace() || c == '"')
+        .next()
+        .unwrap()
+        .to_string()
 }

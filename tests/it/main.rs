@@ -2,6 +2,7 @@
 //! gateway (in process, or as a child process where signals are involved),
 //! and real HTTP clients. One binary, so the harness compiles once.
 
+mod admin;
 mod cli;
 mod common;
 mod config;

@@ -1,0 +1,418 @@
+//! Operating it: the admin endpoints, metrics, logs, request ids and drain.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The standard config with an admin listener checking every 100 ms.
+fn with_admin(config: String) -> String {
+    format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\ncheck_interval = \"100ms\"\ncheck_timeout = \"300ms\"\n")
+}
+
+fn admin_url(gate: &Gate, path: &str) -> String {
+    format!("http://{}{path}", gate.admin.expect("an admin listener"))
+}
+
+/// The value of the sample `series` (name and labels, exactly) in a scrape.
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} in\n{scrape}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_count_a_known_mix_of_requests_exactly() {
+    let page = format!("<iframe src=\"{EMBED}\"></iframe>");
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let gate = Gate::start_with(&with_admin(config_text(cms.addr, "")), &[]).await;
+    for _ in 0..2 {
+        assert_eq!(get(&gate.url("/public/a"), None).await.status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(get(&gate.url("/videos/a"), None).await.status, 403);
+    }
+    assert_eq!(
+        get(&gate.url("/videos/a"), Some("sessionid=nobody"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(get_as_member(&gate.url("/videos/a")).await.status, 200);
+    assert_eq!(get(&gate.url("/elsewhere"), None).await.status, 403);
+    assert_eq!(get(&gate.url("/a/%2e%2e/%2e%2e/x"), None).await.status, 400);
+
+    let scrape = get(&admin_url(&gate, "/metrics"), None).await;
+    assert_eq!(scrape.status, 200);
+    let text = scrape.text();
+    let requests = |route: &str, decision: &str, status: &str| {
+        sample(
+            &text,
+            &format!("embedgate_requests_total{{route=\"{route}\",decision=\"{decision}\",status=\"{status}\"}}"),
+        )
+    };
+    assert_eq!(requests("/public/", "passthrough", "2xx"), 2.0);
+    assert_eq!(requests("/videos/", "denied", "4xx"), 4.0);
+    assert_eq!(requests("/videos/", "allowed", "2xx"), 1.0);
+    assert_eq!(requests("-", "denied", "4xx"), 1.0);
+    assert_eq!(requests("-", "refused", "4xx"), 1.0);
+    let count = |decision: &str| {
+        sample(
+            &text,
+            &format!("embedgate_request_duration_seconds_count{{decision=\"{decision}\"}}"),
+        )
+    };
+    assert_eq!(count("passthrough"), 2.0);
+    assert_eq!(count("denied"), 5.0);
+    assert_eq!(count("allowed"), 1.0);
+    assert_eq!(count("refused"), 1.0);
+    assert_eq!(
+        sample(&text, "embedgate_upstream_duration_seconds_count"),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "embedgate_tokens_total{embed=\"0\",result=\"minted\"}"
+        ),
+        1.0
+    );
+    // The file source is asked for every cookie it sees: "nobody" and the member.
+    assert_eq!(
+        sample(&text, "embedgate_session_lookups_total{result=\"miss\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, "embedgate_session_lookups_total{result=\"hit\"}"),
+        0.0
+    );
+    assert!(sample(&text, "embedgate_rewritten_bytes_total") > 0.0);
+    assert_eq!(sample(&text, "embedgate_reloads_total{result=\"ok\"}"), 0.0);
+    assert!(text.contains("embedgate_config_info{hash=\""), "{text}");
+    // Each client above closed its connection; the gateway notices soon after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = get(&admin_url(&gate, "/metrics"), None).await.text();
+        if sample(&now, "embedgate_open_connections{protocol=\"http1\"}") == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "connections still counted open:\n{now}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A connection is counted by protocol while it is open.
+    let h2_client = h2_client();
+    let h2 = send(
+        &h2_client,
+        http::Request::get(gate.url("/public/a"))
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(h2.status, 200);
+    let now = get(&admin_url(&gate, "/metrics"), None).await.text();
+    assert_eq!(
+        sample(&now, "embedgate_open_connections{protocol=\"http2\"}"),
+        1.0
+    );
+    for secret in [MEMBER, "nobody", "%2e", KEY_HEX] {
+        assert!(!text.contains(secret), "{secret} in metrics");
+    }
+}
+
+#[tokio::test]
+async fn readyz_follows_the_upstream_and_healthz_only_says_alive() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let cms_addr = cms.addr;
+    let gate = Gate::start_with(&with_admin(config_text(cms.addr, "")), &[]).await;
+    let readyz = admin_url(&gate, "/readyz");
+    let eventually = |want: u16| {
+        let readyz = readyz.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let answer = get(&readyz, None).await;
+                if answer.status == want {
+                    return answer.text();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "/readyz stayed {}",
+                    answer.status
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let ready = eventually(200).await;
+    assert!(ready.contains("\"upstream\":\"ok\""), "{ready}");
+
+    drop(cms);
+    let not_ready = eventually(503).await;
+    let json: serde_json::Value = serde_json::from_str(&not_ready).unwrap();
+    assert_eq!(json["ready"], false);
+    assert_ne!(json["checks"]["upstream"], "ok", "{not_ready}");
+    assert_eq!(json["checks"]["sessions"], "ok");
+    assert_eq!(get(&admin_url(&gate, "/healthz"), None).await.status, 200);
+
+    let _back = Cms::start_on(cms_addr, |_| Reply::html("page")).await;
+    eventually(200).await;
+    assert_eq!(get(&admin_url(&gate, "/nothing"), None).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_turns_readyz_off_at_once_and_serves_through_the_drain_delay() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let text = with_admin(with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "drain_delay = \"1500ms\"",
+    ));
+    std::fs::write(dir.path().join("gateway.toml"), text).unwrap();
+    let mut gateway = Running::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml")),
+    );
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let admin = listening_url(&gateway.wait_for("admin endpoints on"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&format!("{admin}/readyz"), None).await.status != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    gateway.signal("TERM");
+    gateway.wait_for("drain delay");
+    let during = get(&format!("{admin}/readyz"), None).await;
+    assert_eq!(during.status, 503);
+    assert!(
+        during.text().contains("\"draining\":true"),
+        "{}",
+        during.text()
+    );
+    for _ in 0..3 {
+        assert_eq!(get(&format!("{base}/public/a"), None).await.text(), "page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let exit = gateway.child.wait().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert!(
+        tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+            .await
+            .is_err(),
+        "stopped accepting after the delay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line_with_the_access_fields_and_no_secrets() {
+    let cms = Cms::fixed(Reply::html(format!("<iframe src=\"{EMBED}\"></iframe>"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let text = format!("{}\n[log]\nformat = \"json\"\n", config_text(cms.addr, ""));
+    std::fs::write(dir.path().join("gateway.toml"), text).unwrap();
+    let mut gateway = Running::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml")),
+    );
+    let listening = gateway.wait_for("listening on");
+    let base = listening_url(&listening);
+    let response = get_as_member(&format!("{base}/videos/a?q=secret-query")).await;
+    let request_id = response.headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get(&format!("{base}/videos/a"), Some("sessionid=intruder-9"))
+            .await
+            .status,
+        403
+    );
+    let log = gateway.terminate();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let access: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "embedgate::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{log}");
+    let allowed = access[0];
+    for field in [
+        "method",
+        "path",
+        "route",
+        "decision",
+        "reason",
+        "session",
+        "status",
+        "upstream_status",
+        "tokens",
+        "refused",
+        "unentitled",
+        "bytes",
+        "latency_ms",
+        "complete",
+        "request_id",
+    ] {
+        assert!(!allowed[field].is_null(), "{field} in {allowed}");
+    }
+    assert_eq!(allowed["decision"], "allowed");
+    assert_eq!(allowed["status"], 200);
+    assert_eq!(allowed["tokens"], 1);
+    assert_eq!(allowed["path"], "/videos/a");
+    assert_eq!(allowed["request_id"], request_id.as_str());
+    assert_eq!(access[1]["decision"], "denied");
+    for secret in [MEMBER, "intruder-9", KEY_HEX, "secret-query"] {
+        assert!(!log.contains(secret), "log leaks {secret}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_is_kept_from_a_trusted_proxy_and_made_otherwise() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let trusting = Gate::start(&cms).await;
+    let sent = send(
+        &client(),
+        http::Request::get(trusting.url("/public/a"))
+            .header("x-request-id", "edge-7f3a")
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(sent.headers["x-request-id"], "edge-7f3a");
+    assert_eq!(cms.requests()[0].headers["x-request-id"], "edge-7f3a");
+
+    let made = get(&trusting.url("/videos/a"), None).await;
+    let id = made.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(id.len(), 32, "made for a 403 too: {id}");
+
+    let edge = Gate::start_with(
+        &with_setting(
+            config_text(cms.addr, ""),
+            "server",
+            "trust_forwarded = false",
+        ),
+        &[],
+    )
+    .await;
+    let replaced = send(
+        &client(),
+        http::Request::get(edge.url("/public/a"))
+            .header("x-request-id", "visitor-chosen")
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    let id = replaced.headers["x-request-id"].to_str().unwrap();
+    assert_ne!(id, "visitor-chosen");
+    assert_eq!(cms.requests()[1].headers["x-request-id"], id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_log_file_is_reopened_on_sigusr1() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let text = format!(
+        "{}\n[log]\naccess_file = \"access.log\"\n",
+        config_text(cms.addr, "")
+    );
+    std::fs::write(dir.path().join("gateway.toml"), text).unwrap();
+    let mut gateway = Running::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml")),
+    );
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let access = dir.path().join("access.log");
+    let rotated = dir.path().join("access.log.1");
+    let wait_for_line = |file: &std::path::Path, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle} never in {}",
+                file.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    get(&format!("{base}/public/first"), None).await;
+    wait_for_line(&access, "path=/public/first");
+
+    std::fs::rename(&access, &rotated).unwrap();
+    gateway.signal("USR1");
+    gateway.wait_for("access log reopened");
+    get(&format!("{base}/public/second"), None).await;
+    let fresh = wait_for_line(&access, "path=/public/second");
+    assert!(!fresh.contains("path=/public/first"));
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("path=/public/first") && !old.contains("path=/public/second"));
+    let log = gateway.terminate();
+    assert!(
+        !log.contains("path=/public/"),
+        "access lines go to the file only: {log}"
+    );
+}
+
+#[tokio::test]
+async fn reloads_are_counted_by_result_and_the_config_hash_follows_the_file() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let text = with_admin(format!(
+        "{}\n[reload]\ninterval = \"50ms\"\n",
+        config_text(cms.addr, "")
+    ));
+    let gate = Gate::start_with(&text, &[]).await;
+    let metrics = admin_url(&gate, "/metrics");
+    let hash = |scrape: &str| {
+        let start = scrape.find("embedgate_config_info{hash=\"").unwrap() + 28;
+        scrape[start..start + 16].to_string()
+    };
+    let scrape_until = |series: &'static str, want: f64| {
+        let metrics = metrics.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let scrape = get(&metrics, None).await.text();
+                if sample(&scrape, series) == want {
+                    return scrape;
+                }
+                assert!(Instant::now() < deadline, "{series} never {want}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let before = hash(&get(&metrics, None).await.text());
+    std::fs::write(
+        gate.config_path(),
+        text.replacen("gated = false", "gated = true", 1),
+    )
+    .unwrap();
+    let after = scrape_until("embedgate_reloads_total{result=\"ok\"}", 1.0).await;
+    assert_ne!(hash(&after), before);
+    std::fs::write(gate.config_path(), "not toml at all [").unwrap();
+    let failed = scrape_until("embedgate_reloads_total{result=\"error\"}", 1.0).await;
+    assert_eq!(
+        hash(&failed),
+        hash(&after),
+        "the config in force did not change"
+    );
+}
