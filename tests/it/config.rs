@@ -225,6 +225,16 @@ fn commented_table(text: &str, header: &str) -> String {
 }
 
 #[test]
+fn the_commented_admin_table_in_gateway_toml_is_valid_as_written() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let admin = commented_table(&text, "[admin]");
+    let loaded = Settings::from_toml(&format!("{text}\n{admin}\n"), path).unwrap();
+    let settings = loaded.settings.admin.expect("the admin table");
+    assert_eq!(settings.listen.to_string(), "127.0.0.1:9090");
+}
+
+#[test]
 fn the_commented_session_sources_in_gateway_toml_are_valid_as_written() {
     let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"));
     let text = std::fs::read_to_string(path).unwrap();

@@ -6,6 +6,7 @@ mod admin;
 mod cli;
 mod common;
 mod config;
+mod deploy;
 mod failures;
 mod gate;
 mod passthrough;
