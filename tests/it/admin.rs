@@ -416,3 +416,32 @@ async fn reloads_are_counted_by_result_and_the_config_hash_follows_the_file() {
         "the config in force did not change"
     );
 }
+
+#[tokio::test]
+async fn readyz_says_when_the_session_source_does_not_answer() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let text = with_admin(config_text(cms.addr, "").replacen(
+        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+        &format!("[session.allowlist.forward_auth]\nurl = \"http://{closed}/check\"\n"),
+        1,
+    ));
+    let gate = Gate::start_with(&text, &[]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let answer = get(&admin_url(&gate, "/readyz"), None).await;
+        let json: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+        if json["checks"]["sessions"] != "not checked yet" {
+            assert_eq!(answer.status, 503);
+            break json;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(body["checks"]["upstream"], "ok");
+    let why = body["checks"]["sessions"].as_str().unwrap();
+    assert!(why.contains("session check"), "{why}");
+}
