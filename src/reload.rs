@@ -62,6 +62,11 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
             "server.shutdown_timeout",
             new.server.shutdown_timeout != old.server.shutdown_timeout,
         ),
+        (
+            "admin.listen",
+            new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen),
+        ),
+        ("log", new.log != old.log),
     ];
     for (key, differs) in fixed {
         if differs {

@@ -1,10 +1,12 @@
 //! Session source from a file: one session per line, optionally followed by
 //! the videos it may watch.
 //!
-//!     # comment
-//!     member-0123456789abcdef                    every video
-//!     member-fedcba9876543210 1jhvl2uqa5rdf      only this one
-//!     sha256:<64 hex digits> 1jhvl2uqa5rdf 2kqw  the id's SHA-256 instead of the id
+//! ```text
+//! # comment
+//! member-0123456789abcdef                    every video
+//! member-fedcba9876543210 1jhvl2uqa5rdf      only this one
+//! sha256:<64 hex digits> 1jhvl2uqa5rdf 2kqw  the id's SHA-256 instead of the id
+//! ```
 //!
 //! Entries are held as sorted digests with an index into a table of distinct
 //! entitlement sets, so a million sessions cost about 36 MB and a lookup is a
