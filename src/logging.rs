@@ -1,14 +1,19 @@
 //! Logs: text or JSON lines on stderr, the access log optionally to a file
-//! reopened on SIGUSR1 (logrotate's habit), and never a blocked worker: lines
-//! go through a queue to a writer thread, and a full queue drops lines and
-//! counts them rather than stall a request.
+//! reopened on SIGUSR1 (logrotate's habit), and never a blocked worker: a
+//! line is copied into a batch in memory and a writer thread of its own
+//! writes the batch out every few milliseconds, so a request pays no system
+//! call and wakes no thread for its log line. A batch that has grown too big
+//! (the output is stuck) drops lines and counts them rather than stall a
+//! request.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -17,8 +22,12 @@ use tracing_subscriber::{Layer, Registry};
 /// The target of access log events.
 pub const ACCESS_TARGET: &str = "embedgate::access";
 
-/// Lines kept waiting for the writer before new ones are dropped.
-const QUEUED_LINES: usize = 128 * 1024;
+/// How often the writer thread writes out what has been logged.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
+/// A batch this big is written out at once.
+const WRITE_AT: usize = 256 * 1024;
+/// A batch this big means the output is stuck: further lines are dropped.
+const MAX_BATCH: usize = 16 * 1024 * 1024;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,19 +59,26 @@ impl Default for LogSettings {
     }
 }
 
-/// Keeps the writer threads running; logs are flushed when it is dropped.
+/// Keeps the writer threads running; what is still batched is written out
+/// when it is dropped.
 pub struct LogGuard {
-    _guards: Vec<WorkerGuard>,
+    writers: Vec<BatchWriter>,
 }
 
-static DROPPED: OnceLock<Vec<ErrorCounter>> = OnceLock::new();
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        for writer in &self.writers {
+            writer.close();
+        }
+    }
+}
+
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 static ACCESS_FILE: OnceLock<Arc<ReopenableFile>> = OnceLock::new();
 
 /// Log lines dropped so far because a writer could not keep up.
 pub fn dropped_lines() -> u64 {
-    DROPPED.get().map_or(0, |counters| {
-        counters.iter().map(|c| c.dropped_lines() as u64).sum()
-    })
+    DROPPED.load(Ordering::Relaxed)
 }
 
 /// Reopens the access log file (after logrotate moved it away).
@@ -77,14 +93,8 @@ pub fn reopen_access_file() -> io::Result<()> {
 pub fn init(settings: &LogSettings) -> io::Result<LogGuard> {
     let level = std::env::var("EMBEDGATE_LOG").unwrap_or_else(|_| settings.level.clone());
     let filter = || EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let queue = || {
-        NonBlockingBuilder::default()
-            .lossy(true)
-            .buffered_lines_limit(QUEUED_LINES)
-    };
-    let (stderr, stderr_guard) = queue().finish(io::stderr());
-    let mut counters = vec![stderr.error_counter()];
-    let mut guards = vec![stderr_guard];
+    let stderr = BatchWriter::start("embedgate-log", io::stderr())?;
+    let mut writers = vec![stderr.clone()];
     let ansi =
         settings.format == LogFormat::Text && std::io::IsTerminal::is_terminal(&io::stderr());
     let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
@@ -93,21 +103,19 @@ pub fn init(settings: &LogSettings) -> io::Result<LogGuard> {
         Some(path) => {
             let file = Arc::new(ReopenableFile::open(path.clone())?);
             let _ = ACCESS_FILE.set(file.clone());
-            let (access, access_guard) = queue().finish(SharedFile(file));
-            counters.push(access.error_counter());
-            guards.push(access_guard);
+            let access = BatchWriter::start("embedgate-access", SharedFile(file))?;
+            writers.push(access.clone());
             let not_access = filter().and(filter_fn(|meta| meta.target() != ACCESS_TARGET));
             layers.push(format_layer(settings.format, stderr, ansi, not_access));
             let only_access = filter().and(filter_fn(|meta| meta.target() == ACCESS_TARGET));
             layers.push(format_layer(settings.format, access, false, only_access));
         }
     }
-    let _ = DROPPED.set(counters);
     tracing_subscriber::registry()
         .with(layers)
         .try_init()
         .map_err(io::Error::other)?;
-    Ok(LogGuard { _guards: guards })
+    Ok(LogGuard { writers })
 }
 
 fn format_layer<W, F>(
@@ -130,6 +138,105 @@ where
             .with_span_list(false)
             .with_filter(filter)
             .boxed(),
+    }
+}
+
+/// Log lines batched in memory, written out by a thread of their own.
+#[derive(Clone)]
+struct BatchWriter(Arc<Batching>);
+
+struct Batching {
+    batch: Mutex<Vec<u8>>,
+    ready: Condvar,
+    closed: AtomicBool,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl BatchWriter {
+    /// Starts the thread that writes batches to `output`.
+    fn start(name: &str, mut output: impl Write + Send + 'static) -> io::Result<BatchWriter> {
+        let shared = Arc::new(Batching {
+            batch: Mutex::new(Vec::with_capacity(WRITE_AT)),
+            ready: Condvar::new(),
+            closed: AtomicBool::new(false),
+            thread: Mutex::new(None),
+        });
+        let batching = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut spare = Vec::with_capacity(WRITE_AT);
+                loop {
+                    let closed = batching.closed.load(Ordering::Acquire);
+                    {
+                        let mut batch = batching
+                            .batch
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        if batch.is_empty() && !closed {
+                            batch = batching
+                                .ready
+                                .wait_timeout(batch, WRITE_EVERY)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0;
+                        }
+                        std::mem::swap(&mut *batch, &mut spare);
+                    }
+                    if !spare.is_empty() {
+                        // Nowhere to report a failing log output; the lines are lost.
+                        let _ = output.write_all(&spare).and_then(|()| output.flush());
+                        spare.clear();
+                        spare.shrink_to(WRITE_AT);
+                    }
+                    if closed {
+                        return;
+                    }
+                }
+            })?;
+        *shared.thread.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
+        Ok(BatchWriter(shared))
+    }
+
+    /// Writes out what is batched and stops the thread.
+    fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+        let thread = self
+            .0
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let mut batch = self.0.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        if batch.len() + line.len() > MAX_BATCH {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return Ok(line.len());
+        }
+        batch.extend_from_slice(line);
+        if batch.len() >= WRITE_AT {
+            self.0.ready.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchWriter {
+    type Writer = BatchWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
     }
 }
 
@@ -159,12 +266,12 @@ impl ReopenableFile {
     }
 }
 
-/// The writer the queue's thread writes the access log through.
+/// The writer the batch thread writes the access log through.
 struct SharedFile(Arc<ReopenableFile>);
 
 impl Write for SharedFile {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        // Only the writer thread writes; a reopen is the only other taker.
+        // Only the batch thread writes; a reopen is the only other taker.
         self.0
             .file
             .lock()

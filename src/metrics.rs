@@ -7,14 +7,17 @@
 //! its first use) into a handle that is one atomic to bump.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::histogram::exponential_buckets;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::finished::Decision;
@@ -58,9 +61,86 @@ struct ConfigLabels {
     hash: String,
 }
 
-fn latency_histogram() -> Histogram {
-    // 0.1 ms to about 13 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+/// Upper bounds of the latency buckets: 0.1 ms doubling to about 13 s.
+const LATENCY_BOUNDS: usize = 18;
+
+fn latency_histogram() -> LatencyHistogram {
+    LatencyHistogram::default()
+}
+
+/// A latency histogram recorded with atomics only (prometheus-client's
+/// own takes a mutex per observation).
+#[derive(Clone)]
+pub struct LatencyHistogram(Arc<LatencyCells>);
+
+struct LatencyCells {
+    bounds: [f64; LATENCY_BOUNDS],
+    // One per bound, and the last for +Inf; not cumulative.
+    counts: [AtomicU64; LATENCY_BOUNDS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        let mut bounds = [0.0; LATENCY_BOUNDS];
+        for (bound, value) in
+            bounds
+                .iter_mut()
+                .zip(exponential_buckets(0.0001, 2.0, LATENCY_BOUNDS as u16))
+        {
+            *bound = value;
+        }
+        LatencyHistogram(Arc::new(LatencyCells {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+        }))
+    }
+}
+
+impl LatencyHistogram {
+    /// Records one duration.
+    pub fn observe(&self, took: Duration) {
+        let cells = &self.0;
+        let seconds = took.as_secs_f64();
+        let bucket = cells
+            .bounds
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(LATENCY_BOUNDS);
+        cells.counts[bucket].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        cells.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LatencyHistogram")
+    }
+}
+
+impl TypedMetric for LatencyHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for LatencyHistogram {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let cells = &self.0;
+        let mut buckets = [(0.0, 0u64); LATENCY_BOUNDS + 1];
+        let mut total = 0;
+        for (index, count) in cells.counts.iter().enumerate() {
+            total += count.load(Ordering::Relaxed);
+            let bound = cells.bounds.get(index).copied().unwrap_or(f64::MAX);
+            buckets[index] = (bound, total);
+        }
+        let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        encoder.encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
 }
 
 /// The decisions, in label order.
@@ -118,8 +198,8 @@ pub enum UpstreamError {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    request_seconds: Family<DecisionLabels, Histogram, fn() -> Histogram>,
-    upstream_seconds: Histogram,
+    request_seconds: Family<DecisionLabels, LatencyHistogram, fn() -> LatencyHistogram>,
+    upstream_seconds: LatencyHistogram,
     tokens: Family<TokenLabels, Counter>,
     lookups: [Counter; 3],
     upstream_errors: [Counter; 3],
@@ -148,7 +228,7 @@ impl Metrics {
             requests.clone(),
         );
         let request_seconds =
-            Family::<DecisionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<DecisionLabels, LatencyHistogram, fn() -> LatencyHistogram>::new_with_constructor(
                 latency_histogram,
             );
         registry.register(
@@ -292,7 +372,7 @@ impl Metrics {
 
     /// Records how long the CMS took to send its response head.
     pub fn upstream_answered(&self, took: Duration) {
-        self.upstream_seconds.observe(took.as_secs_f64());
+        self.upstream_seconds.observe(took);
     }
 }
 
@@ -313,7 +393,7 @@ pub struct RuntimeMetrics {
     routes: Vec<String>,
     // [route][decision][status class], resolved on first use.
     requests: Box<[OnceLock<Counter>]>,
-    request_seconds: [Histogram; 4],
+    request_seconds: [LatencyHistogram; 4],
     // [embed][result]
     tokens: Box<[[Counter; 3]]>,
 }
@@ -385,7 +465,7 @@ impl RuntimeMetrics {
                 .clone()
         });
         counter.inc();
-        self.request_seconds[decision_index].observe(took.as_secs_f64());
+        self.request_seconds[decision_index].observe(took);
     }
 
     /// Counts what became of an embed (its index in the config).
