@@ -168,6 +168,26 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let mut tasks = vec![tokio::spawn(reloader.run())];
+    if let Some(redirect) = settings
+        .server
+        .tls
+        .as_ref()
+        .and_then(|t| t.redirect.as_ref())
+    {
+        let redirect_listener = tokio::net::TcpListener::bind(redirect.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (redirect)", redirect.listen))?;
+        tracing::info!(
+            "redirecting http://{} to https",
+            redirect_listener.local_addr().unwrap_or(redirect.listen)
+        );
+        let https_port = listener.local_addr().map_or(addr.port(), |a| a.port());
+        tasks.push(tokio::spawn(server::serve_redirect(
+            redirect_listener,
+            gateway.clone(),
+            https_port,
+        )));
+    }
     if let Some(admin_settings) = &settings.admin {
         let admin_addr = admin_settings.listen;
         let admin_listener = tokio::net::TcpListener::bind(admin_addr)

@@ -67,6 +67,14 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
             new.admin.as_ref().map(|a| a.listen) != old.admin.as_ref().map(|a| a.listen),
         ),
         ("log", new.log != old.log),
+        (
+            "server.tls (on or off)",
+            new.server.tls.is_some() != old.server.tls.is_some(),
+        ),
+        (
+            "server.tls.redirect_listen",
+            redirect_listen(new) != redirect_listen(old),
+        ),
     ];
     for (key, differs) in fixed {
         if differs {
@@ -91,6 +99,11 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
     );
     warn_if_nobody_gets_in(&runtime);
     Ok(())
+}
+
+fn redirect_listen(settings: &Settings) -> Option<std::net::SocketAddr> {
+    let tls = settings.server.tls.as_ref()?;
+    tls.redirect.as_ref().map(|r| r.listen)
 }
 
 /// Warns when the session source lets nobody in.

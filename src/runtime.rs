@@ -21,6 +21,7 @@ use crate::gate::{RouteTable, SessionGate};
 use crate::metrics::{Metrics, RuntimeMetrics};
 use crate::proxy::Upstream;
 use crate::rewrite::RewriteLimits;
+use crate::server::tls::{self, TlsError};
 use crate::server::ConnectionLimits;
 
 /// A part of the settings that could not be built; names the config key at fault.
@@ -68,6 +69,8 @@ pub struct Runtime {
     pub body_timeout: Duration,
     /// The metrics series this runtime's requests record into.
     pub metrics: Arc<RuntimeMetrics>,
+    /// The TLS config of connections accepted under this runtime.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Runtime {
@@ -111,6 +114,16 @@ impl Runtime {
                 Bytes::from(body)
             }
         };
+        let tls = match &settings.server.tls {
+            None => None,
+            Some(tls) => Some(tls::server_config(tls).map_err(|err| {
+                let key = match err {
+                    TlsError::Key { .. } => "server.tls.key",
+                    TlsError::Cert { .. } | TlsError::Config(_) => "server.tls.cert",
+                };
+                BuildError::new(key, err)
+            })?),
+        };
         let upstream = match previous {
             Some(old) if *old.upstream.settings() == settings.upstream => old.upstream.clone(),
             _ => Upstream::new(&settings.upstream),
@@ -122,6 +135,7 @@ impl Runtime {
             settings.embeds.len(),
         ));
         Ok(Runtime {
+            tls,
             metrics,
             routes,
             gate,

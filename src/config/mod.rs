@@ -27,6 +27,7 @@ use crate::gate::RouteSpec;
 use crate::logging::LogSettings;
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
+use crate::server::tls::TlsSettings;
 use crate::server::ConnectionLimits;
 use raw::RawConfig;
 use validate::{position, Validator};
@@ -69,6 +70,8 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// How long the listener keeps accepting after SIGTERM, while not ready.
     pub drain_delay: Duration,
+    /// TLS termination; `None` for cleartext (on or off is fixed at start).
+    pub tls: Option<TlsSettings>,
     /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
@@ -138,6 +141,7 @@ impl Settings {
         let mut files = vec![self.source.clone()];
         files.extend(self.session.allowlist.source.files());
         files.extend(self.session.deny_page.clone());
+        files.extend(self.server.tls.iter().flat_map(TlsSettings::files));
         for embed in &self.embeds {
             files.extend(embed.token.key.file().map(Path::to_path_buf));
         }

@@ -51,6 +51,17 @@ pub struct RawServer {
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+/// `[server.tls]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
+    pub redirect_listen: Option<Spanned<String>>,
+    pub redirect_except: Option<Spanned<String>>,
 }
 
 /// `[admin]`

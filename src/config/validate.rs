@@ -22,6 +22,7 @@ use crate::logging::{LogFormat, LogSettings};
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
 use crate::secret::{Secret, SecretSource};
+use crate::server::tls::{RedirectSettings, TlsSettings};
 use crate::server::ConnectionLimits;
 use crate::syntax::{is_cookie_name_byte, is_query_name_byte};
 use crate::token::TokenSettings;
@@ -123,7 +124,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn server(&self, raw: raw::RawServer) -> Result<ServerSettings, ConfigError> {
+    fn server(&mut self, raw: raw::RawServer) -> Result<ServerSettings, ConfigError> {
         let listen = raw.listen.get_ref().parse::<SocketAddr>().map_err(|_| {
             self.invalid(
                 raw.listen.span(),
@@ -167,12 +168,62 @@ impl<'a> Validator<'a> {
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
             drain_delay: raw.drain_delay.map_or(Duration::ZERO, |d| d.0),
+            tls: raw.tls.map(|tls| self.tls(tls, listen)).transpose()?,
             trust_forwarded: raw.trust_forwarded.unwrap_or(true),
             body_timeout: self.positive(
                 raw.body_timeout,
                 "server.body_timeout",
                 Duration::from_secs(60),
             )?,
+        })
+    }
+
+    fn tls(
+        &mut self,
+        raw: Spanned<raw::RawTls>,
+        https: SocketAddr,
+    ) -> Result<TlsSettings, ConfigError> {
+        let raw = raw.into_inner();
+        self.place("server.tls.cert", raw.cert.span());
+        self.place("server.tls.key", raw.key.span());
+        let redirect = match raw.redirect_listen {
+            None => None,
+            Some(listen) => {
+                let addr = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+                    self.invalid(
+                        listen.span(),
+                        "server.tls.redirect_listen",
+                        "not an address:port such as \"0.0.0.0:80\"",
+                    )
+                })?;
+                if addr == https && addr.port() != 0 {
+                    return Err(self.invalid(
+                        listen.span(),
+                        "server.tls.redirect_listen",
+                        "must not be server.listen",
+                    ));
+                }
+                let except = match raw.redirect_except {
+                    None => None,
+                    Some(prefix) if !prefix.get_ref().starts_with('/') => {
+                        return Err(self.invalid(
+                            prefix.span(),
+                            "server.tls.redirect_except",
+                            "must be a path prefix starting with '/'",
+                        ));
+                    }
+                    Some(prefix) => Some(prefix.into_inner()),
+                };
+                Some(RedirectSettings {
+                    listen: addr,
+                    except,
+                })
+            }
+        };
+        Ok(TlsSettings {
+            cert: self.resolve(raw.cert.get_ref()),
+            key: self.resolve(raw.key.get_ref()),
+            redirect,
         })
     }
 

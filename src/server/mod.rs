@@ -1,12 +1,15 @@
-//! The listener: HTTP/1.1 and cleartext HTTP/2 on one port, idle
-//! connections closed, and graceful shutdown.
+//! The listener: HTTP/1.1 and HTTP/2, in the clear or over TLS ([`tls`]),
+//! idle connections closed, a drain delay, and graceful shutdown.
 //!
 //! The address is bound once; the per-connection limits are read from the
 //! runtime in force when each connection is accepted, so a reload changes
 //! them for new connections.
 
 mod connection;
+mod redirect;
+pub mod tls;
 
+pub use redirect::serve_redirect;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -58,6 +61,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     log_listening(&gateway, &listener);
+    let mut tls = gateway.runtime().tls.clone();
+    let tls_at_start = tls.is_some();
     let mut limits = gateway.runtime().connections;
     let mut builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
@@ -86,14 +91,81 @@ pub async fn serve(
             }
             () = sleep_until_some(stop_accepting) => break,
         };
-        let current = gateway.runtime().connections;
-        if current != limits {
-            limits = current;
+        let runtime = gateway.runtime();
+        if runtime.connections != limits {
+            limits = runtime.connections;
             builder = connection_builder(&limits);
         }
+        if tls_at_start {
+            // A reload that drops [server.tls] keeps the last certificate: TLS
+            // on or off is a restart's business.
+            if let Some(config) = &runtime.tls {
+                tls = Some(config.clone());
+            }
+        }
+        drop(runtime);
         let _ = stream.set_nodelay(true);
-        let info = ConnectionInfo { peer, tls: false };
-        let gateway = gateway.clone();
+        let connection = Connection {
+            gateway: gateway.clone(),
+            builder: builder.clone(),
+            limits,
+            watcher: graceful.watcher(),
+        };
+        match (tls_at_start, &tls) {
+            (true, Some(config)) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                tokio::spawn(async move {
+                    // The handshake counts against the time allowed for the request head.
+                    let limit = connection.limits.header_timeout;
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            connection
+                                .serve(tls_stream, ConnectionInfo { peer, tls: true })
+                                .await
+                        }
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake not done in time"),
+                    }
+                });
+            }
+            _ => {
+                tokio::spawn(connection.serve(stream, ConnectionInfo { peer, tls: false }));
+            }
+        }
+    }
+    drop(listener);
+    let shutdown_timeout = gateway.shutdown_timeout();
+    tracing::info!("shutting down: draining requests in flight");
+    match tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => {
+            tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
+        }
+    }
+}
+
+/// What a new connection is served with.
+struct Connection {
+    gateway: Arc<Gateway>,
+    builder: auto::Builder<TokioExecutor>,
+    limits: ConnectionLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    /// Serves the requests of one connection until it closes.
+    async fn serve<IO>(self, stream: IO, info: ConnectionInfo)
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            gateway,
+            builder,
+            limits,
+            watcher,
+        } = self;
         let in_flight = InFlight::default();
         // Counted as open, by protocol, from its first request until it closes.
         let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
@@ -118,20 +190,8 @@ pub async fn serve(
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    let shutdown_timeout = gateway.shutdown_timeout();
-    tracing::info!("shutting down: draining requests in flight");
-    match tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await {
-        Ok(()) => tracing::info!("all connections closed"),
-        Err(_) => {
-            tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
+        if let Err(err) = watcher.watch(connection).await {
+            tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
         }
     }
 }
@@ -146,6 +206,11 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
 
 fn log_listening(gateway: &Gateway, listener: &TcpListener) {
     let runtime = gateway.runtime();
+    let scheme = if runtime.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let settings = runtime.settings();
     let addr = listener
         .local_addr()
@@ -156,7 +221,7 @@ fn log_listening(gateway: &Gateway, listener: &TcpListener) {
         routes = runtime.routes.len(),
         embeds = runtime.embeds.len(),
         sessions = runtime.gate.sessions().known_sessions().unwrap_or(0),
-        "listening on http://{addr}"
+        "listening on {scheme}://{addr}"
     );
 }
 

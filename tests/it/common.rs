@@ -254,6 +254,8 @@ pub struct Gate {
     pub addr: SocketAddr,
     /// The admin endpoints, when the config has an [admin] table.
     pub admin: Option<SocketAddr>,
+    /// The plain-HTTP listener that redirects to HTTPS, when configured.
+    pub redirect: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     pub task: Option<tokio::task::JoinHandle<()>>,
@@ -334,6 +336,17 @@ impl Gate {
             None => None,
         };
         let admin = admin_listener.as_ref().map(|l| l.local_addr().unwrap());
+        let redirect_listener = match runtime
+            .settings()
+            .server
+            .tls
+            .as_ref()
+            .and_then(|tls| tls.redirect.as_ref())
+        {
+            Some(redirect) => Some(TcpListener::bind(redirect.listen).await.unwrap()),
+            None => None,
+        };
+        let redirect = redirect_listener.as_ref().map(|l| l.local_addr().unwrap());
         let gateway = Arc::new(Gateway::new(runtime));
         // As `embedgate run` does: reload on SIGHUP and on file changes, and
         // serve the admin endpoints when configured.
@@ -351,6 +364,15 @@ impl Gate {
                     None => std::future::pending().await,
                 }
             };
+            let redirecting = async {
+                match redirect_listener {
+                    Some(listener) => {
+                        embedgate::server::serve_redirect(listener, gateway.clone(), addr.port())
+                            .await
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let serving = embedgate::server::serve(listener, gateway.clone(), async {
                 let _ = rx.await;
             });
@@ -358,11 +380,13 @@ impl Gate {
                 () = serving => {}
                 () = reloader.run() => {}
                 _ = admin => {}
+                () = redirecting => {}
             }
         });
         Gate {
             addr,
             admin,
+            redirect,
             dir,
             shutdown: Some(tx),
             task: Some(task),
@@ -664,10 +688,109 @@ impl Drop for Running {
 
 /// The URL in a "listening on" log line.
 pub fn listening_url(line: &str) -> String {
-    let start = line.find("http://").expect("listening line has a URL");
+    let start = line.find("://").expect("listening line has a URL");
+    let start = line[..start]
+        .rfind(|c: char| !c.is_ascii_alphabetic())
+        .map_or(0, |i| i + 1);
     line[start..]
         .split(|c: char| c.is_whitespace() || c == '"')
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Runs openssl in `dir`; fails the test if it fails.
+pub fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (run scripts/test.sh)");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+/// A CA of the test's own in `dir`: `ca.pem` and `ca.key`.
+pub fn make_ca(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=embedgate test CA",
+        ],
+    );
+}
+
+/// A certificate for 127.0.0.1 and localhost signed by the CA in `dir`:
+/// `{name}.pem` and `{name}.key`. `key` is `rsa` (PKCS#8), `rsa-pkcs1` or
+/// `ec` (SEC1).
+pub fn make_leaf(dir: &std::path::Path, name: &str, key: &str) {
+    let key_file = format!("{name}.key");
+    match key {
+        "ec" => openssl(
+            dir,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                &key_file,
+            ],
+        ),
+        "rsa-pkcs1" => openssl(dir, &["genrsa", "-traditional", "-out", &key_file, "2048"]),
+        _ => openssl(dir, &["genpkey", "-algorithm", "RSA", "-out", &key_file]),
+    }
+    let csr = format!("{name}.csr");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key_file,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(
+        dir.join("san.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ],
+    );
 }

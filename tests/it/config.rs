@@ -310,3 +310,18 @@ fn session_source_mistakes_name_their_key() {
     let star = error_of(&base().replacen("cookie = \"sessionid\"", "cookie = \"*\"", 1));
     assert!(star.contains("session.cookie"), "{star}");
 }
+
+#[test]
+fn the_commented_tls_table_in_gateway_toml_is_valid_as_written() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/gateway.toml"));
+    let text = std::fs::read_to_string(path).unwrap();
+    let tls = commented_table(&text, "[server.tls]");
+    let loaded = Settings::from_toml(&format!("{text}\n{tls}\n"), path).unwrap();
+    let settings = loaded.settings.server.tls.expect("the tls table");
+    let redirect = settings.redirect.expect("a redirect listener");
+    assert_eq!(redirect.listen.port(), 80);
+    assert_eq!(
+        redirect.except.as_deref(),
+        Some("/.well-known/acme-challenge/")
+    );
+}

@@ -14,3 +14,4 @@ mod redis;
 mod reload;
 mod rewrite;
 mod sessions;
+mod tls;

@@ -1,0 +1,113 @@
+//! The plain-HTTP listener beside a TLS one: every request is answered with
+//! a 308 to the same URL over HTTPS, except paths under a prefix (ACME
+//! challenges), which are served as usual.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, HOST, LOCATION};
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::body::ResponseBody;
+use crate::gateway::Gateway;
+use crate::proxy::ConnectionInfo;
+
+type RedirectBody = Either<ResponseBody, Full<Bytes>>;
+
+/// Serves the redirect listener until the task is dropped; `https_port` is
+/// where the TLS listener is bound.
+pub async fn serve_redirect(listener: TcpListener, gateway: Arc<Gateway>, https_port: u16) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let gateway = gateway.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let gateway = gateway.clone();
+                async move {
+                    let info = ConnectionInfo { peer, tls: false };
+                    Ok::<_, Infallible>(answer(&gateway, request, info, https_port).await)
+                }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    gateway: &Gateway,
+    request: Request<Incoming>,
+    info: ConnectionInfo,
+    https_port: u16,
+) -> Response<RedirectBody> {
+    let runtime = gateway.runtime();
+    let except = runtime
+        .settings()
+        .server
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.redirect.as_ref())
+        .and_then(|redirect| redirect.except.clone());
+    drop(runtime);
+    if except.is_some_and(|prefix| request.uri().path().starts_with(&prefix)) {
+        return gateway.handle(request, info).await.map(Either::Left);
+    }
+    match https_url(&request, https_port) {
+        Some(location) => {
+            let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            response.headers_mut().insert(LOCATION, location);
+            response
+                .headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        None => {
+            let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+                b"400 Bad Request: no valid Host\n",
+            ))));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response
+        }
+    }
+}
+
+/// The request's URL over HTTPS on `port`, from its Host (or absolute target).
+fn https_url(request: &Request<Incoming>, port: u16) -> Option<HeaderValue> {
+    let host = match request.uri().authority() {
+        Some(authority) => authority.clone(),
+        None => request
+            .headers()
+            .get(HOST)?
+            .to_str()
+            .ok()?
+            .parse::<Authority>()
+            .ok()?,
+    };
+    if host.as_str().contains('@') {
+        return None;
+    }
+    let name = host.host();
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let url = if port == 443 {
+        format!("https://{name}{target}")
+    } else {
+        format!("https://{name}:{port}{target}")
+    };
+    HeaderValue::from_str(&url).ok()
+}

@@ -1,0 +1,255 @@
+//! TLS termination: real rustls clients that trust a CA of the test's own.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::common::*;
+
+/// A CA and a certificate (`server.pem`, `server.key`) in the gate's dir, before it starts.
+fn certificates(dir: &Path) {
+    make_ca(dir);
+    make_leaf(dir, "server", "rsa");
+}
+
+/// The standard config over TLS with `server.pem` and `server.key`; `lines` go into `[server.tls]`.
+fn tls_config(cms: SocketAddr, lines: &str) -> String {
+    let text = with_setting(config_text(cms, ""), "server", "header_timeout = \"1s\"");
+    format!("{text}\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n{lines}\n")
+}
+
+/// A TLS connection to `addr` trusting `ca.pem` in `dir`, offering `alpn`.
+async fn connect(addr: SocketAddr, dir: &Path, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
+    roots.add(ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let stream = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
+        .await
+        .expect("TLS handshake")
+}
+
+fn leaf(stream: &TlsStream<TcpStream>) -> Vec<u8> {
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// GETs `path` over an HTTP/1.1 connection on `stream`.
+async fn get_h1(stream: TlsStream<TcpStream>, path: &str) -> (u16, String) {
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn https_serves_http1_and_http2_by_alpn_and_tells_the_cms_it_was_https() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let files = [
+        (
+            "server.pem",
+            std::fs::read_to_string(dir.path().join("server.pem")).unwrap(),
+        ),
+        (
+            "server.key",
+            std::fs::read_to_string(dir.path().join("server.key")).unwrap(),
+        ),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let gate = Gate::start_with(&tls_config(cms.addr, ""), &files).await;
+
+    let h1 = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(get_h1(h1, "/public/a").await, (200, "page".to_string()));
+    assert_eq!(cms.requests()[0].headers["x-forwarded-proto"], "https");
+
+    let h2 = connect(gate.addr, dir.path(), &[b"h2", b"http/1.1"]).await;
+    assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(h2))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get("https://127.0.0.1/videos/a")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 403, "gated over HTTP/2 as well");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+
+    // Cleartext on the TLS port gets nothing served.
+    let plain = raw(gate.addr, b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(!String::from_utf8_lossy(&plain).contains("page"));
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_serves_new_connections_and_a_bad_one_keeps_the_last() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    make_leaf(dir.path(), "renewed", "ec");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (cert, key) = (read("server.pem"), read("server.key"));
+    let gate = Gate::start_with(
+        &format!(
+            "{}\n[reload]\ninterval = \"50ms\"\n",
+            tls_config(cms.addr, "")
+        ),
+        &[("server.pem", &cert), ("server.key", &key)],
+    )
+    .await;
+    let first = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    let old_leaf = leaf(&first);
+    let (mut open, connection) = hyper::client::conn::http1::handshake(TokioIo::new(first))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    // The renewed pair replaces the files in place, key first.
+    std::fs::write(gate.dir.path().join("server.key"), read("renewed.key")).unwrap();
+    std::fs::write(gate.dir.path().join("server.pem"), read("renewed.pem")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let renewed_leaf = loop {
+        let stream = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+        if leaf(&stream) != old_leaf {
+            break leaf(&stream);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate never served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // The connection opened before the renewal goes on.
+    let request = http::Request::get("/public/a")
+        .header("host", "127.0.0.1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(open.send_request(request).await.unwrap().status(), 200);
+
+    // A broken certificate file keeps the renewed one in force.
+    std::fs::write(gate.dir.path().join("server.pem"), "not a certificate").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stream = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    assert_eq!(leaf(&stream), renewed_leaf);
+    assert_eq!(get_h1(stream, "/public/a").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_dropped() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (cert, key) = (read("server.pem"), read("server.key"));
+    let gate = Gate::start_with(
+        &tls_config(cms.addr, ""),
+        &[("server.pem", &cert), ("server.key", &key)],
+    )
+    .await;
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(gate.addr).await.unwrap();
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "after header_timeout"
+    );
+}
+
+#[tokio::test]
+async fn plain_http_is_redirected_to_https_except_acme_challenges() {
+    let cms = Cms::fixed(Reply::html("challenge-token")).await;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (cert, key) = (read("server.pem"), read("server.key"));
+    // The challenges are served like any request: through the route table.
+    let config = tls_config(
+        cms.addr,
+        "redirect_listen = \"127.0.0.1:0\"\nredirect_except = \"/.well-known/acme-challenge/\"",
+    )
+    .replacen(
+        "[[route]]",
+        "[[route]]\nprefix = \"/.well-known/acme-challenge/\"\naccess = \"public\"\n\n[[route]]",
+        1,
+    );
+    let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
+    let plain = gate.redirect.expect("a redirect listener");
+    let moved = get(&format!("http://{plain}/videos/a?x=1"), None).await;
+    assert_eq!(moved.status, 308);
+    assert_eq!(
+        moved.headers["location"],
+        format!("https://127.0.0.1:{}/videos/a?x=1", gate.addr.port()).as_str()
+    );
+    assert!(cms.requests().is_empty());
+    let challenge = get(
+        &format!("http://{plain}/.well-known/acme-challenge/abc"),
+        None,
+    )
+    .await;
+    assert_eq!(challenge.status, 200);
+    assert_eq!(challenge.text(), "challenge-token");
+    assert_eq!(cms.requests()[0].headers["x-forwarded-proto"], "http");
+}
+
+#[test]
+fn rsa_pkcs1_and_sec1_keys_load_and_a_bad_certificate_names_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    for (name, key) in [("pkcs8", "rsa"), ("pkcs1", "rsa-pkcs1"), ("sec1", "ec")] {
+        make_leaf(dir.path(), name, key);
+        let settings = embedgate::server::tls::TlsSettings {
+            cert: dir.path().join(format!("{name}.pem")),
+            key: dir.path().join(format!("{name}.key")),
+            redirect: None,
+        };
+        embedgate::server::tls::server_config(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let text = tls_config("127.0.0.1:9".parse().unwrap(), "");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    std::fs::write(dir.path().join("server.pem"), "garbage").unwrap();
+    std::fs::copy(dir.path().join("pkcs8.key"), dir.path().join("server.key")).unwrap();
+    std::fs::write(&config, &text).unwrap();
+    let err = build_runtime(&config).unwrap_err().to_string();
+    let line = text[..text.find("cert = \"server.pem\"").unwrap()]
+        .matches('\n')
+        .count()
+        + 1;
+    assert!(
+        err.contains(&format!(
+            "gateway.toml:{line}:8: server.tls.cert: certificate"
+        )),
+        "{err}"
+    );
+}
