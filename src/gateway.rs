@@ -24,7 +24,7 @@ use crate::body::{ReadLimit, ResponseBody};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Admission, DenyReason, PathError};
 use crate::metrics::UpstreamError;
-use crate::proxy::{self, headers, ConnectionInfo, ProxyError};
+use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
 use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
@@ -56,6 +56,7 @@ impl Refusal {
             Refusal::SessionSource(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Upstream(ProxyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Upstream(ProxyError::Unavailable(_)) | Refusal::Unrewritable(_) => {
                 StatusCode::BAD_GATEWAY
             }
@@ -217,6 +218,17 @@ async fn forward(
         Decision::Passthrough
     };
     let head_only = request.method() == Method::HEAD;
+    if let Some(max) = runtime.max_body_bytes {
+        // Known up front: refused before anything reaches the CMS.
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|length| length > max) {
+            return Err(Refusal::from(ProxyError::TooLarge(TooLarge(max))).into());
+        }
+    }
     // Kept only while verdicts are cached: a logout in the answer must drop this visitor's.
     let logout_cookies: Vec<HeaderValue> = if runtime.gate.sessions().caches() {
         request
@@ -241,7 +253,11 @@ async fn forward(
     let asked = Instant::now();
     let response = runtime
         .upstream
-        .send(runtime.body_timeout, Request::from_parts(parts, body))
+        .send(
+            runtime.body_timeout,
+            runtime.max_body_bytes,
+            Request::from_parts(parts, body),
+        )
         .await;
     let process = runtime.metrics.process();
     let response = match response {
@@ -253,7 +269,9 @@ async fn forward(
             match err {
                 ProxyError::Unavailable(_) => process.upstream_error(UpstreamError::Unavailable),
                 ProxyError::Timeout(_) => process.upstream_error(UpstreamError::Timeout),
-                ProxyError::VisitorTimeout(_) | ProxyError::BadRequest(_) => {}
+                ProxyError::VisitorTimeout(_)
+                | ProxyError::BadRequest(_)
+                | ProxyError::TooLarge(_) => {}
             }
             return Err(Refusal::from(err).into());
         }

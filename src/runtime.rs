@@ -67,6 +67,8 @@ pub struct Runtime {
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
+    /// Largest request body passed on; `None` for no limit.
+    pub max_body_bytes: Option<u64>,
     /// The metrics series this runtime's requests record into.
     pub metrics: Arc<RuntimeMetrics>,
     /// The TLS config of connections accepted under this runtime.
@@ -147,6 +149,7 @@ impl Runtime {
             connections: settings.server.connections,
             trust_forwarded: settings.server.trust_forwarded,
             body_timeout: settings.server.body_timeout,
+            max_body_bytes: settings.server.max_body_bytes,
             settings,
         })
     }

@@ -76,6 +76,8 @@ pub struct ServerSettings {
     pub trust_forwarded: bool,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
+    /// Largest request body passed on to the CMS; `None` for no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// `[reload]`, validated.

@@ -51,6 +51,7 @@ pub struct RawServer {
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
+    pub max_body_bytes: Option<u64>,
     pub tls: Option<Spanned<RawTls>>,
 }
 

@@ -35,6 +35,9 @@ pub(super) fn position(text: &str, span: Range<usize>) -> Position {
 }
 
 /// Turns a [`RawConfig`] into [`Settings`], reporting positions in `text`.
+/// Default `server.max_body_bytes`: 64 MiB.
+const DEFAULT_MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
 pub(super) struct Validator<'a> {
     text: &'a str,
     path: &'a Path,
@@ -168,6 +171,12 @@ impl<'a> Validator<'a> {
                 .shutdown_timeout
                 .map_or(Duration::from_secs(30), |d| d.0),
             drain_delay: raw.drain_delay.map_or(Duration::ZERO, |d| d.0),
+            // 0 turns the limit off.
+            max_body_bytes: match raw.max_body_bytes {
+                None => Some(DEFAULT_MAX_BODY_BYTES),
+                Some(0) => None,
+                Some(max) => Some(max),
+            },
             tls: raw.tls.map(|tls| self.tls(tls, listen)).transpose()?,
             trust_forwarded: raw.trust_forwarded.unwrap_or(true),
             body_timeout: self.positive(

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
+pub use request_body::TooLarge;
 use request_body::{RequestBody, VisitorQuiet};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
@@ -58,6 +59,9 @@ pub enum ProxyError {
     /// The request cannot be turned into an upstream request (400).
     #[error("cannot forward request: {0}")]
     BadRequest(&'static str),
+    /// The request body is larger than allowed (413).
+    #[error("{0}")]
+    TooLarge(TooLarge),
 }
 
 /// A pooled HTTP/1.1 client to the CMS. Clones share one pool.
@@ -112,10 +116,11 @@ impl Upstream {
     pub async fn send(
         &self,
         body_timeout: Duration,
+        max_body: Option<u64>,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (parts, body) = request.into_parts();
-        let (body, sent) = RequestBody::new(body, body_timeout);
+        let (body, sent) = RequestBody::new(body, body_timeout, max_body);
         let response = self.client.request(Request::from_parts(parts, body));
         tokio::pin!(response);
         if let Some(sent) = sent {
@@ -137,6 +142,9 @@ fn classify(
     match result {
         Ok(response) => Ok(response),
         Err(err) => {
+            if let Some(too_large) = find_cause::<TooLarge>(&err) {
+                return Err(ProxyError::TooLarge(TooLarge(too_large.0)));
+            }
             if let Some(quiet) = find_cause::<VisitorQuiet>(&err) {
                 return Err(ProxyError::VisitorTimeout(quiet.to_string()));
             }

@@ -20,19 +20,29 @@ use crate::idle::{IdleTimeout, IdleTimer};
 #[error("visitor went quiet mid-body: {0}")]
 pub struct VisitorQuiet(IdleTimeout);
 
-/// A request body that reports its end and enforces an idle limit.
+/// The visitor sent more body than allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct TooLarge(pub u64);
+
+/// A request body that reports its end and enforces an idle limit and a size limit.
 pub struct RequestBody {
     inner: Incoming,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
+    received: u64,
+    max: Option<u64>,
 }
 
 impl RequestBody {
     /// Wraps `body`. The receiver resolves once the body has gone to the CMS
     /// whole; there is none when the request has no body.
+    /// Past `max` bytes the body fails, so the CMS sees an aborted upload,
+    /// never a shorter one that looks complete.
     pub fn new(
         body: Incoming,
         idle_limit: Duration,
+        max: Option<u64>,
     ) -> (RequestBody, Option<oneshot::Receiver<()>>) {
         let (sent, done) = if body.is_end_stream() {
             (None, None)
@@ -44,6 +54,8 @@ impl RequestBody {
             inner: body,
             sent,
             idle: IdleTimer::new(Some(idle_limit)),
+            received: 0,
+            max,
         };
         (body, done)
     }
@@ -71,6 +83,11 @@ impl Body for RequestBody {
             }
             Poll::Ready(Some(Ok(frame))) => {
                 this.idle.progressed();
+                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if let Some(max) = this.max.filter(|max| this.received > *max) {
+                    this.max = None;
+                    return Poll::Ready(Some(Err(TooLarge(max).into())));
+                }
                 if this.inner.is_end_stream() {
                     this.finished();
                 }

@@ -96,6 +96,8 @@ pub struct Seen {
     pub version: http::Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// False when the body was cut off before its end.
+    pub body_complete: bool,
 }
 
 type Handler = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
@@ -150,16 +152,16 @@ impl Cms {
                             let release = release.clone();
                             async move {
                                 let (parts, body) = request.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
+                                let (body, body_complete) = match body.collect().await {
+                                    Ok(collected) => (collected.to_bytes(), true),
+                                    Err(_) => (Bytes::new(), false),
+                                };
                                 let record = Seen {
                                     method: parts.method,
                                     uri: parts.uri,
                                     version: parts.version,
                                     headers: parts.headers,
+                                    body_complete,
                                     body,
                                 };
                                 let reply = handler(&record);

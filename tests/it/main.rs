@@ -15,3 +15,4 @@ mod reload;
 mod rewrite;
 mod sessions;
 mod tls;
+mod uploads;
