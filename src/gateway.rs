@@ -24,6 +24,7 @@ use crate::body::{ReadLimit, ResponseBody};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Admission, DenyReason, PathError};
 use crate::metrics::UpstreamError;
+use crate::proxy::upgrade::{self, HoldConnection};
 use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
 use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
@@ -169,7 +170,7 @@ struct Forwarded {
 /// Runs the request through route, gate, upstream request and response filter.
 async fn forward(
     runtime: &Runtime,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
     conn: ConnectionInfo,
     record: &mut RequestRecord,
 ) -> Result<Forwarded, Outcome> {
@@ -241,6 +242,12 @@ async fn forward(
         Vec::new()
     };
 
+    let upgrade_to = upgrade::requested(request.version(), request.headers());
+    let visitor_upgrade = upgrade_to
+        .is_some()
+        .then(|| hyper::upgrade::on(&mut request));
+    let hold = request.extensions_mut().remove::<HoldConnection>();
+
     let (mut parts, body) = request.into_parts();
     proxy::prepare_request(
         &mut parts,
@@ -250,6 +257,9 @@ async fn forward(
         runtime.trust_forwarded,
     )
     .map_err(Refusal::from)?;
+    if let Some(protocol) = &upgrade_to {
+        upgrade::restore(&mut parts.headers, protocol.clone());
+    }
     let asked = Instant::now();
     let response = runtime
         .upstream
@@ -277,6 +287,31 @@ async fn forward(
         }
     };
 
+    let mut response = response;
+    if let (Some(visitor_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
+        (visitor_upgrade, response.status())
+    {
+        let protocol = response.headers().get(header::UPGRADE).cloned();
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(upgrade::relay(
+            visitor_upgrade,
+            upstream_upgrade,
+            runtime.upgrade_idle_timeout,
+            hold,
+        ));
+        let (mut parts, body) = response.into_parts();
+        record.upstream_status = Some(parts.status.as_u16());
+        record.status = parts.status.as_u16();
+        headers::remove_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = protocol {
+            upgrade::restore(&mut parts.headers, protocol);
+        }
+        return Ok(Forwarded {
+            parts,
+            body,
+            rewrite: None,
+        });
+    }
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());
     record.status = parts.status.as_u16();

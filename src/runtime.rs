@@ -69,6 +69,8 @@ pub struct Runtime {
     pub body_timeout: Duration,
     /// Largest request body passed on; `None` for no limit.
     pub max_body_bytes: Option<u64>,
+    /// How long an upgraded connection (WebSocket) may sit with nothing moving.
+    pub upgrade_idle_timeout: Duration,
     /// The metrics series this runtime's requests record into.
     pub metrics: Arc<RuntimeMetrics>,
     /// The TLS config of connections accepted under this runtime.
@@ -150,6 +152,7 @@ impl Runtime {
             trust_forwarded: settings.server.trust_forwarded,
             body_timeout: settings.server.body_timeout,
             max_body_bytes: settings.server.max_body_bytes,
+            upgrade_idle_timeout: settings.server.upgrade_idle_timeout,
             settings,
         })
     }

@@ -78,6 +78,8 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     /// Largest request body passed on to the CMS; `None` for no limit.
     pub max_body_bytes: Option<u64>,
+    /// How long an upgraded connection may sit with nothing moving.
+    pub upgrade_idle_timeout: Duration,
 }
 
 /// `[reload]`, validated.

@@ -52,6 +52,7 @@ pub struct RawServer {
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
     pub max_body_bytes: Option<u64>,
+    pub upgrade_idle_timeout: Option<Spanned<HumanDuration>>,
     pub tls: Option<Spanned<RawTls>>,
 }
 

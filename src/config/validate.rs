@@ -177,6 +177,11 @@ impl<'a> Validator<'a> {
                 Some(0) => None,
                 Some(max) => Some(max),
             },
+            upgrade_idle_timeout: self.positive(
+                raw.upgrade_idle_timeout,
+                "server.upgrade_idle_timeout",
+                Duration::from_secs(300),
+            )?,
             tls: raw.tls.map(|tls| self.tls(tls, listen)).transpose()?,
             trust_forwarded: raw.trust_forwarded.unwrap_or(true),
             body_timeout: self.positive(

@@ -2,6 +2,7 @@
 
 pub mod headers;
 mod request_body;
+pub mod upgrade;
 
 use std::net::SocketAddr;
 use std::time::Duration;

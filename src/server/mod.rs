@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
 use crate::metrics::ConnectionGuard;
+use crate::proxy::upgrade::HoldConnection;
 use crate::proxy::ConnectionInfo;
 use connection::{Guarded, IdleIo, InFlight};
 
@@ -175,7 +176,13 @@ impl Connection {
             limits.header_timeout,
             limits.idle_timeout,
         );
-        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // An upgraded connection lives on after its response: it holds a
+            // request count of its own so the idle limit leaves it alone.
+            if request.headers().contains_key(http::header::UPGRADE) {
+                let held: Arc<dyn Send + Sync> = Arc::new(in_flight.enter());
+                request.extensions_mut().insert(HoldConnection(held));
+            }
             counted.get_or_init(|| {
                 let http2 = request.version() == http::Version::HTTP_2;
                 gateway.runtime().metrics.process().connection_opened(http2)
@@ -188,7 +195,7 @@ impl Connection {
             }
         });
         let connection = builder
-            .serve_connection(TokioIo::new(io), service)
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         if let Err(err) = watcher.watch(connection).await {
             tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");

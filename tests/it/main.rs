@@ -15,4 +15,5 @@ mod reload;
 mod rewrite;
 mod sessions;
 mod tls;
+mod upgrades;
 mod uploads;

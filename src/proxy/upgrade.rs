@@ -1,0 +1,160 @@
+//! HTTP/1.1 upgrades (WebSocket and the like) passed through: the request's
+//! `Upgrade` goes to the CMS, and after its 101 the bytes are relayed both
+//! ways until either side closes or nothing moves for the upgrade idle limit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Version};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::idle::IdleTimer;
+
+/// Something to hold while an upgraded connection is relayed, so the
+/// visitor's connection is not counted idle meanwhile.
+#[derive(Clone)]
+pub struct HoldConnection(pub Arc<dyn Send + Sync>);
+
+/// The protocol a request asks to upgrade to, if it is an HTTP/1.1 upgrade
+/// request (`Connection: upgrade` and an `Upgrade` header).
+pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
+    if version != Version::HTTP_11 {
+        return None;
+    }
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants {
+        return None;
+    }
+    headers.get(header::UPGRADE).cloned()
+}
+
+/// Puts the upgrade back after hop-by-hop headers were removed.
+pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, protocol);
+}
+
+/// Relays bytes between the visitor's and the CMS's upgraded connections.
+pub async fn relay(
+    visitor: OnUpgrade,
+    upstream: OnUpgrade,
+    idle_limit: Duration,
+    hold: Option<HoldConnection>,
+) {
+    {
+        let _hold = hold;
+        let (visitor, upstream) = match tokio::join!(visitor, upstream) {
+            (Ok(visitor), Ok(upstream)) => (visitor, upstream),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::debug!(error = %err, "upgrade did not complete");
+                return;
+            }
+        };
+        let mut visitor = Watched::new(TokioIo::new(visitor), idle_limit);
+        let mut upstream = TokioIo::new(upstream);
+        match tokio::io::copy_bidirectional(&mut visitor, &mut upstream).await {
+            Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+            Err(err) => tracing::debug!(error = %err, "upgraded connection ended"),
+        }
+    }
+}
+
+/// The visitor's side of a relay, failing once nothing has moved either way
+/// for the idle limit.
+struct Watched<T> {
+    inner: T,
+    idle: IdleTimer,
+}
+
+impl<T> Watched<T> {
+    fn new(inner: T, limit: Duration) -> Watched<T> {
+        Watched {
+            inner,
+            idle: IdleTimer::new(Some(limit)),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            std::task::Poll::Ready(result) => {
+                this.idle.progressed();
+                std::task::Poll::Ready(result)
+            }
+            std::task::Poll::Pending => match this.idle.expired(cx) {
+                Some(timeout) => std::task::Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("upgraded connection idle: {timeout}"),
+                ))),
+                None => std::task::Poll::Pending,
+            },
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, data);
+        if matches!(written, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            // Bytes from the CMS count as life too.
+            this.idle.progressed();
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_http11_request_with_connection_upgrade_is_an_upgrade() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(requested(Version::HTTP_11, &headers), None);
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert_eq!(
+            requested(Version::HTTP_11, &headers),
+            Some(HeaderValue::from_static("websocket"))
+        );
+        assert_eq!(requested(Version::HTTP_2, &headers), None);
+        headers.remove(header::UPGRADE);
+        assert_eq!(requested(Version::HTTP_11, &headers), None);
+    }
+}
