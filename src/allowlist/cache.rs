@@ -24,10 +24,14 @@ pub struct CacheSettings {
     pub max_entries: u64,
 }
 
-/// Verdicts by session digest.
+/// Verdicts by session digest, and the sessions logged out lately.
 #[derive(Debug)]
 pub struct VerdictCache {
     verdicts: Cache<[u8; 32], Verdict>,
+    // A lookup already under way when a session logs out would put its
+    // verdict back after the logout dropped it: a session forgotten lately is
+    // asked afresh each time, until any such verdict would have expired.
+    forgotten: Cache<[u8; 32], ()>,
 }
 
 struct VerdictExpiry {
@@ -60,7 +64,16 @@ impl VerdictCache {
                     denied: settings.negative_ttl,
                 })
                 .build(),
+            forgotten: Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.ttl.max(settings.negative_ttl))
+                .build(),
         }
+    }
+
+    /// Whether the session logged out lately: its verdicts are not to be cached.
+    pub fn was_forgotten(&self, session: &[u8; 32]) -> bool {
+        self.forgotten.contains_key(session)
     }
 
     /// The cached verdict for `session`, or the result of `lookup`, cached if
@@ -82,8 +95,9 @@ impl VerdictCache {
         (verdict, ran.load(Ordering::Relaxed))
     }
 
-    /// Drops the verdict for `session`.
+    /// Drops the verdict for `session`, and keeps it from coming back.
     pub async fn forget(&self, session: &[u8; 32]) {
+        self.forgotten.insert(*session, ()).await;
         self.verdicts.invalidate(session).await;
     }
 }

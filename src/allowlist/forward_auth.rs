@@ -62,13 +62,17 @@ impl ForwardAuth {
         }
     }
 
-    /// Asks the CMS about `session`, sending on `visit`'s cookies.
+    /// Asks the CMS about `session`, sending it that one session cookie.
+    ///
+    /// Only the cookie being checked is sent: with the whole Cookie header the
+    /// CMS could answer for another value the visitor also sent, and that
+    /// answer would be cached under this one.
     pub async fn check(
         &self,
         session: &SessionKey<'_>,
         visit: &Visit<'_>,
     ) -> Result<Verdict, SourceError> {
-        let request = self.request(visit)?;
+        let request = self.request(session, visit)?;
         let answer = async {
             let response = self.client.request(request).await.map_err(|err| {
                 SourceError::Unavailable(format!("session check: {}", describe(&err)))
@@ -125,7 +129,11 @@ impl ForwardAuth {
             .map_err(|_| format!("session check did not answer within {timeout:?}"))?
     }
 
-    fn request(&self, visit: &Visit<'_>) -> Result<Request<Empty<Bytes>>, SourceError> {
+    fn request(
+        &self,
+        session: &SessionKey<'_>,
+        visit: &Visit<'_>,
+    ) -> Result<Request<Empty<Bytes>>, SourceError> {
         let mut request = Request::get(self.settings.url.clone())
             .body(Empty::new())
             .map_err(|err| SourceError::Unavailable(format!("session check request: {err}")))?;
@@ -133,18 +141,11 @@ impl ForwardAuth {
         for (name, value) in &self.settings.headers {
             headers.insert(name.clone(), value.clone());
         }
-        // HTTP/2 may split cookies over several headers; one is what a CMS reads.
-        let mut cookies = visit.headers.get_all(COOKIE).iter();
-        if let Some(first) = cookies.next() {
-            let mut joined = first.as_bytes().to_vec();
-            for more in cookies {
-                joined.extend_from_slice(b"; ");
-                joined.extend_from_slice(more.as_bytes());
-            }
-            if let Ok(value) = HeaderValue::from_bytes(&joined) {
-                headers.insert(COOKIE, value);
-            }
-        }
+        // Name and value are cookie-syntax checked, so this is a valid header.
+        let cookie = format!("{}={}", session.cookie(), session.id());
+        let cookie = HeaderValue::from_str(&cookie)
+            .map_err(|_| SourceError::Unavailable("session cookie not sendable".into()))?;
+        headers.insert(COOKIE, cookie);
         if self.settings.original_request {
             if let Ok(method) = HeaderValue::from_str(visit.method.as_str()) {
                 headers.insert(X_ORIGINAL_METHOD, method);

@@ -168,6 +168,7 @@ pub trait SessionSource {
 
 /// A presented session id with its digest, computed once per request.
 pub struct SessionKey<'a> {
+    cookie: &'a str,
     id: &'a str,
     digest: [u8; 32],
 }
@@ -175,10 +176,21 @@ pub struct SessionKey<'a> {
 impl<'a> SessionKey<'a> {
     /// Hashes `id` for lookup.
     pub fn new(id: &'a str) -> Self {
+        SessionKey::sent_as("", id)
+    }
+
+    /// The session `id` as sent in the cookie called `cookie`.
+    pub fn sent_as(cookie: &'a str, id: &'a str) -> Self {
         SessionKey {
+            cookie,
             id,
             digest: Sha256::digest(id.as_bytes()).into(),
         }
+    }
+
+    /// The name of the cookie the id came in ("" when not from a cookie).
+    pub fn cookie(&self) -> &'a str {
+        self.cookie
     }
 
     /// The id as the browser sent it.

@@ -165,6 +165,9 @@ impl Sessions {
         visit: &Visit<'_>,
     ) -> Result<Verdict, SourceError> {
         let (verdict, asked) = match &self.cache {
+            Some(cache) if cache.was_forgotten(session.digest()) => {
+                (self.source.check(session, visit).await, true)
+            }
             Some(cache) => {
                 cache
                     .get_or_check(*session.digest(), self.source.check(session, visit))

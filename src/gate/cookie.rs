@@ -59,21 +59,72 @@ pub enum CookieError {
 /// cookie beside the current one, say); more than this is not a browser.
 pub const MAX_SESSION_VALUES: usize = 4;
 
-/// The distinct values of the session cookie in a request.
+/// One value of the session cookie, with the name it was sent under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCookie<'h> {
+    /// The cookie's name (with a prefix name, the full name sent).
+    pub name: &'h str,
+    /// Its value, as sent.
+    pub value: &'h str,
+}
+
+/// The distinct session cookies of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionValues<'h> {
-    values: [&'h str; MAX_SESSION_VALUES],
+    values: [SessionCookie<'h>; MAX_SESSION_VALUES],
     len: usize,
 }
 
 impl<'h> SessionValues<'h> {
-    /// The values, in the order they were sent.
-    pub fn as_slice(&self) -> &[&'h str] {
+    /// The cookies, in the order they were sent.
+    pub fn as_slice(&self) -> &[SessionCookie<'h>] {
         &self.values[..self.len]
     }
 }
 
-/// Finds the values of cookie `name` across all `Cookie` headers (HTTP/2 may split them).
+/// Calls `each` with the (name, value) of every cookie called `name`, across
+/// all `Cookie` headers (HTTP/2 may split them), quotes around a value
+/// removed, until it returns false.
+fn each_matching<'h>(
+    headers: &'h HeaderMap,
+    name: &CookieName,
+    mut each: impl FnMut(&'h [u8], &'h [u8]) -> bool,
+) {
+    for header in headers.get_all(COOKIE) {
+        for pair in header.as_bytes().split(|&b| b == b';') {
+            let pair = pair.trim_ascii();
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                continue;
+            };
+            let cookie = &pair[..eq];
+            if !name.matches(cookie) {
+                continue;
+            }
+            let raw = &pair[eq + 1..];
+            let value = raw
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(raw);
+            if !each(cookie, value) {
+                return;
+            }
+        }
+    }
+}
+
+/// A well-formed session cookie value, as text.
+fn readable<'h>(name: &'h [u8], value: &'h [u8]) -> Option<SessionCookie<'h>> {
+    if value.is_empty() || !value.iter().all(|&b| is_cookie_value_byte(b)) {
+        return None;
+    }
+    // Cookie-octets are ASCII; a name that is not UTF-8 is no name we gave.
+    Some(SessionCookie {
+        name: std::str::from_utf8(name).ok()?,
+        value: std::str::from_utf8(value).ok()?,
+    })
+}
+
+/// Finds the session cookies of a request.
 ///
 /// Only the session cookie's own value is checked: other cookies may hold
 /// bytes we do not care about, and they go to the CMS as they are.
@@ -82,36 +133,46 @@ pub fn session_cookies<'h>(
     name: &CookieName,
 ) -> Result<SessionValues<'h>, CookieError> {
     let mut found = SessionValues::default();
-    for header in headers.get_all(COOKIE) {
-        for pair in header.as_bytes().split(|&b| b == b';') {
-            let pair = pair.trim_ascii();
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if !name.matches(&pair[..eq]) {
-                continue;
-            }
-            let raw = &pair[eq + 1..];
-            let value = raw
-                .strip_prefix(b"\"")
-                .and_then(|v| v.strip_suffix(b"\""))
-                .unwrap_or(raw);
-            if value.is_empty() || !value.iter().all(|&b| is_cookie_value_byte(b)) {
-                return Err(CookieError::Malformed);
-            }
-            // Cookie-octets are ASCII, so this cannot fail.
-            let value = std::str::from_utf8(value).map_err(|_| CookieError::Malformed)?;
-            if found.as_slice().contains(&value) {
-                continue;
-            }
-            if found.len == MAX_SESSION_VALUES {
-                return Err(CookieError::TooMany);
-            }
-            found.values[found.len] = value;
-            found.len += 1;
+    let mut error = None;
+    each_matching(headers, name, |cookie, value| {
+        let Some(cookie) = readable(cookie, value) else {
+            error = Some(CookieError::Malformed);
+            return false;
+        };
+        if found.as_slice().contains(&cookie) {
+            return true;
         }
+        if found.len == MAX_SESSION_VALUES {
+            error = Some(CookieError::TooMany);
+            return false;
+        }
+        found.values[found.len] = cookie;
+        found.len += 1;
+        true
+    });
+    match error {
+        Some(error) => Err(error),
+        None => Ok(found),
     }
-    Ok(found)
+}
+
+/// Every readable value of the session cookie, however many or malformed the
+/// others: what a logout must forget. At most `limit` of them.
+pub fn every_session_value<'h>(
+    headers: &'h HeaderMap,
+    name: &CookieName,
+    limit: usize,
+) -> Vec<&'h str> {
+    let mut values: Vec<&str> = Vec::new();
+    each_matching(headers, name, |cookie, value| {
+        if let Some(cookie) = readable(cookie, value) {
+            if !values.contains(&cookie.value) {
+                values.push(cookie.value);
+            }
+        }
+        values.len() < limit
+    });
+    values
 }
 
 /// Whether a response clears the session cookie: a `Set-Cookie` for it that
@@ -178,7 +239,8 @@ mod tests {
     }
 
     fn values(h: &HeaderMap) -> Result<Vec<&str>, CookieError> {
-        session_cookies(h, &CookieName::new("sessionid")).map(|v| v.as_slice().to_vec())
+        let name = CookieName::new("sessionid");
+        session_cookies(h, &name).map(|v| v.as_slice().iter().map(|c| c.value).collect())
     }
 
     #[test]
@@ -230,8 +292,11 @@ mod tests {
         let found = session_cookies(&h, &wordpress).unwrap();
         assert_eq!(
             found.as_slice(),
-            ["alice%7C17%7Ctok"],
-            "compared as sent, percent-encoded"
+            [SessionCookie {
+                name: "wordpress_logged_in_5f2e",
+                value: "alice%7C17%7Ctok"
+            }],
+            "compared as sent, percent-encoded, with the name it came under"
         );
         assert!(!CookieName::new("sessionid").matches(b"sessionid2"));
     }
@@ -273,5 +338,19 @@ mod tests {
             &wordpress,
             now
         ));
+    }
+
+    #[test]
+    fn a_logout_finds_every_readable_value_however_many_or_malformed_the_others() {
+        let name = CookieName::new("sessionid");
+        let h = cookies(&[
+            b"sessionid=a; sessionid=b,c; sessionid=d; sessionid=e; sessionid=f; sessionid=g",
+        ]);
+        assert!(session_cookies(&h, &name).is_err());
+        assert_eq!(
+            every_session_value(&h, &name, 16),
+            ["a", "d", "e", "f", "g"]
+        );
+        assert_eq!(every_session_value(&h, &name, 2), ["a", "d"]);
     }
 }

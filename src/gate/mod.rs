@@ -15,7 +15,12 @@ use std::time::SystemTime;
 use http::header::{HeaderValue, COOKIE};
 use http::HeaderMap;
 
-pub use cookie::{clears_session, session_cookies, CookieError, CookieName};
+pub use cookie::{
+    clears_session, every_session_value, session_cookies, CookieError, CookieName, SessionCookie,
+};
+
+/// At most this many session values are forgotten at one logout.
+const MAX_FORGOTTEN: usize = 16;
 pub use path::{normalize, PathError};
 pub use route::{Access, RouteError, RouteMatch, RouteSpec, RouteTable};
 
@@ -91,8 +96,8 @@ impl SessionGate {
             Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
         };
         let mut first_unknown = None;
-        for id in values.as_slice() {
-            let key = SessionKey::new(id);
+        for cookie in values.as_slice() {
+            let key = SessionKey::sent_as(cookie.name, cookie.value);
             match self.sessions.check(&key, visit).await? {
                 Verdict::Allowed(principal) => return Ok(Admission::Allowed(principal)),
                 Verdict::Denied => {
@@ -121,13 +126,11 @@ impl SessionGate {
         for value in request_cookies {
             carried.append(COOKIE, value.clone());
         }
-        // Even a cookie header the gate would refuse may name a session to forget.
-        if let Ok(values) = session_cookies(&carried, &self.cookie) {
-            for id in values.as_slice() {
-                let key = SessionKey::new(id);
-                self.sessions.forget(key.digest()).await;
-                tracing::debug!(session = %key.tag(), "logged out: cached verdict dropped");
-            }
+        // Even a cookie header the gate would refuse names sessions to forget.
+        for id in every_session_value(&carried, &self.cookie, MAX_FORGOTTEN) {
+            let key = SessionKey::new(id);
+            self.sessions.forget(key.digest()).await;
+            tracing::debug!(session = %key.tag(), "logged out: cached verdict dropped");
         }
     }
 }

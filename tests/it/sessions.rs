@@ -237,8 +237,8 @@ async fn the_session_check_gets_the_cookies_fixed_headers_and_the_original_reque
     assert_eq!(seen.uri.path(), "/check");
     assert_eq!(
         cookie_of(&seen),
-        "theme=dark; sessionid=good-h2",
-        "split cookies joined"
+        "sessionid=good-h2",
+        "only the session cookie being checked"
     );
     assert_eq!(seen.headers["x-check-secret"], "s3");
     assert_eq!(seen.headers["x-original-method"], "GET");
@@ -503,4 +503,82 @@ async fn a_burst_of_source_failures_is_logged_once_with_its_cause() {
         "each request has its line"
     );
     assert!(!log.contains("good-"), "no session id in the log");
+}
+
+#[tokio::test]
+async fn a_second_cookie_value_cannot_ride_on_the_answer_for_the_first() {
+    // The CMS reads the last value of a repeated cookie, as Django does.
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let auth = Cms::start(|seen| {
+        let cookie = cookie_of(seen);
+        let last = cookie
+            .split(';')
+            .filter_map(|pair| pair.trim().strip_prefix("sessionid="))
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.status = if last == "good-real" { 200 } else { 403 };
+        reply
+    })
+    .await;
+    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
+    let url = gate.url("/videos/a");
+    let planted = "sessionid=backdoor; sessionid=good-real";
+    assert_eq!(get(&url, Some(planted)).await.status, 200);
+    assert_eq!(
+        get(&url, Some("sessionid=backdoor")).await.status,
+        403,
+        "the planted value was never vouched for"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_during_a_slow_session_check_still_wins() {
+    let logged_out = Arc::new(AtomicBool::new(false));
+    let cms = {
+        let logged_out = logged_out.clone();
+        Cms::start(move |seen| {
+            if seen.uri.path() == "/public/logout" {
+                logged_out.store(true, Ordering::SeqCst);
+                Reply::html("bye").header("set-cookie", "sessionid=; Max-Age=0; Path=/")
+            } else {
+                Reply::html("article")
+            }
+        })
+        .await
+    };
+    let auth = {
+        let logged_out = logged_out.clone();
+        Cms::start(move |_| {
+            let mut reply = Reply::with_type("text/plain", "");
+            // Decided when asked, answered late.
+            reply.status = if logged_out.load(Ordering::SeqCst) {
+                403
+            } else {
+                200
+            };
+            reply.head_delay = Duration::from_millis(600);
+            reply
+        })
+        .await
+    };
+    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
+    let cookie = "sessionid=good-racing";
+    let url = gate.url("/videos/a");
+    let in_flight = {
+        let url = url.clone();
+        tokio::spawn(async move { get(&url, Some(cookie)).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        get(&gate.url("/public/logout"), Some(cookie)).await.status,
+        200
+    );
+    assert_eq!(in_flight.await.unwrap(), 200, "asked before the logout");
+    assert_eq!(
+        get(&url, Some(cookie)).await.status,
+        403,
+        "the late verdict did not stick"
+    );
 }
