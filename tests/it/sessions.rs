@@ -513,8 +513,8 @@ async fn a_second_cookie_value_cannot_ride_on_the_answer_for_the_first() {
         let cookie = cookie_of(seen);
         let last = cookie
             .split(';')
-            .filter_map(|pair| pair.trim().strip_prefix("sessionid="))
-            .last()
+            .rev()
+            .find_map(|pair| pair.trim().strip_prefix("sessionid="))
             .unwrap_or_default()
             .to_string();
         let mut reply = Reply::with_type("text/plain", "");
