@@ -29,11 +29,15 @@ pub type BoxBody = UnsyncBoxBody<Bytes, BodyError>;
 #[error("upstream went quiet mid-body: {0}")]
 pub struct UpstreamQuiet(IdleTimeout);
 
-/// Layer: fails the body once its source has sent nothing for the limit.
+/// Layer: fails the body once its source has sent nothing for the limit
+/// while it was being waited for.
 pub struct ReadLimit<B> {
     inner: B,
     idle: IdleTimer,
     failed: bool,
+    // Set while the source is being waited for; the clock starts when the
+    // wait does, so a visitor who reads slowly is not blamed on the CMS.
+    waiting: bool,
 }
 
 impl<B> ReadLimit<B> {
@@ -43,6 +47,7 @@ impl<B> ReadLimit<B> {
             inner,
             idle: IdleTimer::new(Some(limit)),
             failed: false,
+            waiting: false,
         }
     }
 }
@@ -65,16 +70,21 @@ where
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.idle.progressed();
+                this.waiting = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
-            Poll::Pending => match this.idle.expired(cx) {
-                Some(timeout) => {
-                    this.failed = true;
-                    Poll::Ready(Some(Err(UpstreamQuiet(timeout).into())))
+            Poll::Pending => {
+                if !std::mem::replace(&mut this.waiting, true) {
+                    this.idle.progressed();
                 }
-                None => Poll::Pending,
-            },
+                match this.idle.expired(cx) {
+                    Some(timeout) => {
+                        this.failed = true;
+                        Poll::Ready(Some(Err(UpstreamQuiet(timeout).into())))
+                    }
+                    None => Poll::Pending,
+                }
+            }
         }
     }
 
@@ -171,9 +181,53 @@ impl Body for ResponseBody {
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
+        if let Some(mut record) = self.record.take() {
             let complete = self.ended || self.is_end_stream();
-            finished(&record, complete && record.failure.is_none());
+            let complete = complete && record.failure.is_none();
+            finished(&mut record, complete);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// A body that is pending until told otherwise.
+    struct Later(bool);
+
+    impl Body for Later {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.0 {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_read_limit_counts_from_when_the_wait_began_not_from_the_last_frame() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut body = ReadLimit::new(Later(true), Duration::from_secs(10));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        // The visitor reads slowly: nobody polls for longer than the limit.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        body.inner.0 = false;
+        assert!(
+            Pin::new(&mut body).poll_frame(&mut cx).is_pending(),
+            "not the CMS's fault"
+        );
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Err(_)))
+        ));
     }
 }

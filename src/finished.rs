@@ -72,6 +72,8 @@ pub struct RequestRecord {
     pub bytes: u64,
     /// Why the response body stopped early, if it did.
     pub failure: Option<String>,
+    // Set once `finished` has run for this record.
+    done: bool,
 }
 
 impl RequestRecord {
@@ -103,13 +105,32 @@ impl RequestRecord {
             rewrite: None,
             bytes: 0,
             failure: None,
+            done: false,
+        }
+    }
+}
+
+/// The status logged for a request whose visitor went away before it had
+/// an answer (nginx's habit).
+const CANCELLED: u16 = 499;
+
+impl Drop for RequestRecord {
+    // A request dropped before it had a response (the visitor reset the
+    // stream or went away) still gets its line and its count.
+    fn drop(&mut self) {
+        if !self.done {
+            self.status = CANCELLED;
+            self.failure
+                .get_or_insert_with(|| "cancelled before the response".to_string());
+            finished(self, false);
         }
     }
 }
 
 /// The one hook every request ends in: writes its access log line and
 /// records its metrics. `complete` tells whether the whole body went out.
-pub fn finished(record: &RequestRecord, complete: bool) {
+pub fn finished(record: &mut RequestRecord, complete: bool) {
+    record.done = true;
     let took = record.started.elapsed();
     let metrics = &record.metrics;
     metrics.request(record.route_index, record.decision, record.status, took);

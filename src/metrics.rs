@@ -127,12 +127,15 @@ impl TypedMetric for LatencyHistogram {
 impl EncodeMetric for LatencyHistogram {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
         let cells = &self.0;
+        // Per bucket, not cumulative: the encoder adds them up. The last
+        // bound is +Inf.
         let mut buckets = [(0.0, 0u64); LATENCY_BOUNDS + 1];
         let mut total = 0;
         for (index, count) in cells.counts.iter().enumerate() {
-            total += count.load(Ordering::Relaxed);
-            let bound = cells.bounds.get(index).copied().unwrap_or(f64::MAX);
-            buckets[index] = (bound, total);
+            let count = count.load(Ordering::Relaxed);
+            total += count;
+            let bound = cells.bounds.get(index).copied().unwrap_or(f64::INFINITY);
+            buckets[index] = (bound, count);
         }
         let sum = cells.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         encoder.encode_histogram::<NoLabelSet>(sum, total, &buckets, None)
@@ -516,6 +519,35 @@ mod tests {
         assert!(text.contains("embedgate_tokens_total{embed=\"0\",result=\"minted\"} 1"));
         assert!(text.contains("embedgate_request_duration_seconds_count{decision=\"denied\"} 2"));
         assert_eq!(value(&runtime.tokens[0][0]), 1);
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_once_and_end_in_inf() {
+        let metrics = Metrics::new();
+        for ms in [1, 1, 1, 5, 50, 500, 60_000] {
+            metrics.upstream_answered(Duration::from_millis(ms));
+        }
+        let text = metrics.encode();
+        let bucket = |le: &str| {
+            let series = format!("embedgate_upstream_duration_seconds_bucket{{le=\"{le}\"}} ");
+            let start = text
+                .find(&series)
+                .unwrap_or_else(|| panic!("{series} in {text}"));
+            text[start + series.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(bucket("0.0016"), "3", "1 ms three times");
+        assert_eq!(bucket("0.0064"), "4");
+        assert_eq!(bucket("0.0512"), "5");
+        assert_eq!(bucket("0.8192"), "6");
+        assert_eq!(bucket("+Inf"), "7");
+        assert!(
+            text.contains("embedgate_upstream_duration_seconds_count 7"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -41,6 +41,15 @@ impl Trigger {
 /// Loads the config the running runtime came from and, if it is good,
 /// builds a new runtime and puts it in force. On error nothing changes.
 pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigError> {
+    reload_watching(gateway, trigger).await.map(|_| ())
+}
+
+/// [`reload`], returning the files the new runtime was built from, as they
+/// looked before it read them: an edit after that is seen as a change.
+async fn reload_watching(
+    gateway: &Gateway,
+    trigger: Trigger,
+) -> Result<(Vec<PathBuf>, Vec<Fingerprint>), ConfigError> {
     let current = gateway.runtime();
     let old = current.settings();
     let path = old.source.clone();
@@ -51,6 +60,8 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
             source: std::io::Error::other(join.to_string()),
         })??;
     let new = &loaded.settings;
+    let new_files = new.files();
+    let new_seen = fingerprints(&new_files).await;
     if new == old {
         // Nothing in gateway.toml changed: a named file did, or a signal came.
         tracing::debug!("settings unchanged; rebuilding for the files they name");
@@ -98,7 +109,7 @@ pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigErr
         "config reloaded"
     );
     warn_if_nobody_gets_in(&runtime);
-    Ok(())
+    Ok((new_files, new_seen))
 }
 
 fn redirect_listen(settings: &Settings) -> Option<std::net::SocketAddr> {
@@ -155,19 +166,19 @@ impl Reloader {
                     Trigger::FileChange
                 }
             };
-            let result = reload(&self.gateway, trigger).await;
+            let result = reload_watching(&self.gateway, trigger).await;
             let metrics = self.gateway.runtime().metrics.process().clone();
             metrics.reloaded(result.is_ok());
-            if let Err(err) = result {
-                tracing::error!(
+            match result {
+                Ok((new_files, new_seen)) => {
+                    // Taken before the build read them: an edit since then differs.
+                    files = new_files;
+                    seen = new_seen;
+                }
+                Err(err) => tracing::error!(
                     trigger = trigger.as_str(),
                     "reload failed, keeping the running config: {err}"
-                );
-            }
-            let now_watched = watched(&self.gateway.runtime());
-            if now_watched != files {
-                files = now_watched;
-                seen = fingerprints(&files).await;
+                ),
             }
         }
     }

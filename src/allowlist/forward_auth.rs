@@ -20,7 +20,7 @@ use super::{Entitlements, Principal, SessionKey, SourceError, Verdict, Visit};
 use crate::proxy::describe;
 
 /// `[session.allowlist.forward_auth]`, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ForwardAuthSettings {
     /// The session-check endpoint (http://).
     pub url: Uri,
@@ -32,6 +32,20 @@ pub struct ForwardAuthSettings {
     pub original_request: bool,
     /// Response header listing the videos an allowed session may watch, comma-separated.
     pub shares_header: Option<HeaderName>,
+}
+
+impl std::fmt::Debug for ForwardAuthSettings {
+    // The fixed headers may carry a shared secret: names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ForwardAuthSettings")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .field("headers", &names)
+            .field("original_request", &self.original_request)
+            .field("shares_header", &self.shares_header)
+            .finish()
+    }
 }
 
 /// The CMS's session check, with its own connection pool.
@@ -177,5 +191,27 @@ impl ForwardAuth {
         } else {
             Entitlements::only(videos)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_names_the_fixed_headers_but_not_their_values() {
+        let settings = ForwardAuthSettings {
+            url: Uri::from_static("http://cms/check"),
+            timeout: Duration::from_secs(1),
+            headers: vec![(
+                HeaderName::from_static("x-check-secret"),
+                HeaderValue::from_static("s3cr3t-value"),
+            )],
+            original_request: true,
+            shares_header: None,
+        };
+        let shown = format!("{settings:?}");
+        assert!(shown.contains("x-check-secret"), "{shown}");
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
     }
 }

@@ -91,6 +91,9 @@ impl SessionSource for Source {
 #[derive(Debug)]
 pub struct Sessions {
     settings: SessionsSettings,
+    // SHA-256 of the files the source read (a password or CA file): a source
+    // whose settings are unchanged but whose files changed is built anew.
+    files: [u8; 32],
     source: Source,
     cache: Option<VerdictCache>,
     failures: FailureLog,
@@ -107,8 +110,12 @@ impl Sessions {
         previous: Option<&Arc<Sessions>>,
         metrics: &Arc<Metrics>,
     ) -> Result<Arc<Sessions>, LoadError> {
+        let files = digest_of(&settings.source.files());
         if let Some(previous) = previous {
-            if previous.settings == *settings && settings.source.is_remote() {
+            if previous.settings == *settings
+                && previous.files == files
+                && settings.source.is_remote()
+            {
                 return Ok(previous.clone());
             }
         }
@@ -127,6 +134,7 @@ impl Sessions {
         };
         Ok(Arc::new(Sessions {
             settings: settings.clone(),
+            files,
             source,
             cache: settings.cache.as_ref().map(VerdictCache::new),
             failures: FailureLog::default(),
@@ -201,6 +209,23 @@ impl Sessions {
             cache.forget(digest).await;
         }
     }
+}
+
+/// SHA-256 over the names and contents of `files` (an unreadable one counts as such).
+fn digest_of(files: &[PathBuf]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.as_os_str().as_encoded_bytes());
+        match std::fs::read(file) {
+            Ok(contents) => {
+                hasher.update(b"\0ok\0");
+                hasher.update(&contents);
+            }
+            Err(err) => hasher.update(format!("\0error\0{}", err.kind()).as_bytes()),
+        }
+    }
+    hasher.finalize().into()
 }
 
 /// A burst of failures is logged once, with its cause; the next one after a quiet spell again.

@@ -124,6 +124,13 @@ impl Validator<'_> {
         if url.scheme() != Some(&Scheme::HTTP) || url.authority().is_none() {
             return Err(self.invalid(url_span, key("url"), "must be an http:// URL with a host"));
         }
+        if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err(self.invalid(
+                url_span,
+                key("url"),
+                "must not carry credentials: send them in `headers`",
+            ));
+        }
         let mut headers = Vec::new();
         if let Some(raw_headers) = raw.headers {
             let span = raw_headers.span();

@@ -214,7 +214,8 @@ impl EmbedPattern {
         } else {
             return false;
         };
-        match_pieces(&self.pattern, path, captures)
+        let mut budget = MATCH_BUDGET;
+        match_pieces(&self.pattern, path, captures, &mut budget)
     }
 }
 
@@ -357,15 +358,26 @@ impl EmbedSet {
     }
 }
 
+/// Most steps one URL may cost a pattern with several placeholders in a
+/// segment (which backtracks): past it the URL is taken as no match, so page
+/// content cannot make matching slow. Real embed URLs need a few dozen.
+const MATCH_BUDGET: u32 = 10_000;
+
 fn match_pieces<'u>(
     pieces: &[Piece],
     text: &'u str,
     captures: &mut [&'u str; MAX_CAPTURES],
+    budget: &mut u32,
 ) -> bool {
+    if *budget == 0 {
+        return false;
+    }
+    *budget -= 1;
     match pieces.split_first() {
         None => text.is_empty(),
         Some((Piece::Literal(lit), rest)) => {
-            text.starts_with(lit.as_str()) && match_pieces(rest, &text[lit.len()..], captures)
+            text.starts_with(lit.as_str())
+                && match_pieces(rest, &text[lit.len()..], captures, budget)
         }
         Some((Piece::Capture(slot), rest)) => {
             // One path segment: never across '/'. Prefer the longest capture.
@@ -375,7 +387,7 @@ fn match_pieces<'u>(
                 .filter(|&end| text.is_char_boundary(end))
                 .any(|end| {
                     captures[*slot] = &text[..end];
-                    match_pieces(rest, &text[end..], captures)
+                    match_pieces(rest, &text[end..], captures, budget)
                 })
         }
     }
@@ -667,5 +679,14 @@ mod tests {
             e.rewrite("https://cdn.example/v/a.html", 7, &visitor()),
             Some(EmbedRewrite::Minted(_))
         ));
+    }
+
+    #[test]
+    fn a_url_that_would_make_a_many_placeholder_pattern_backtrack_long_is_no_match() {
+        let e = embed("https://h/e/{a}-{b}-{c}-{share}.html", "/hls/{share}/*");
+        assert!(e.rewrite_at("https://h/e/w-x-y-z.html", 1).is_some());
+        // Without a budget this takes minutes; with it, a moment.
+        let hostile = format!("https://h/e/{}x", "a-".repeat(400));
+        assert!(e.rewrite_at(&hostile, 1).is_none());
     }
 }

@@ -445,3 +445,45 @@ async fn readyz_says_when_the_session_source_does_not_answer() {
     let why = body["checks"]["sessions"].as_str().unwrap();
     assert!(why.contains("session check"), "{why}");
 }
+
+#[tokio::test]
+async fn a_request_the_visitor_gives_up_on_is_still_counted() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let auth = Cms::start(|_| {
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.head_delay = Duration::from_secs(3);
+        reply
+    })
+    .await;
+    let text = with_admin(config_text(cms.addr, "").replacen(
+        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+        &format!(
+            "[session.allowlist.forward_auth]\nurl = \"http://{}/check\"\ntimeout = \"10s\"\n",
+            auth.addr
+        ),
+        1,
+    ));
+    let gate = Gate::start_with(&text, &[]).await;
+    let h2 = h2_client();
+    let request = http::Request::get(gate.url("/videos/a"))
+        .header("cookie", "sessionid=patience-1")
+        .body(empty_body())
+        .unwrap();
+    // The visitor resets the stream while the session check is still out.
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), h2.request(request)).await;
+    assert!(gave_up.is_err());
+    let series = "embedgate_requests_total{route=\"/videos/\",decision=\"refused\",status=\"4xx\"}";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let scrape = get(&admin_url(&gate, "/metrics"), None).await.text();
+        if scrape.contains(series) {
+            assert_eq!(sample(&scrape, series), 1.0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled request was never counted:\n{scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -14,6 +14,7 @@ struct RedisServer {
     child: Child,
     dir: tempfile::TempDir,
     tls: bool,
+    password: Option<String>,
 }
 
 impl RedisServer {
@@ -37,12 +38,13 @@ impl RedisServer {
         if tls {
             make_certificates(dir.path());
         }
-        let child = spawn_redis(port, dir.path(), tls);
+        let child = spawn_redis(port, dir.path(), tls, None);
         let server = RedisServer {
             port,
             child,
             dir,
             tls,
+            password: None,
         };
         server.wait_ready();
         server
@@ -56,6 +58,9 @@ impl RedisServer {
         let mut command = Command::new("redis-cli");
         if self.tls {
             command.arg("--tls").arg("--cacert").arg(self.ca_file());
+        }
+        if let Some(password) = &self.password {
+            command.args(["--no-auth-warning", "-a", password]);
         }
         let out = command
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
@@ -83,8 +88,20 @@ impl RedisServer {
     }
 
     fn restart(&mut self) {
-        self.child = spawn_redis(self.port, self.dir.path(), self.tls);
+        self.child = spawn_redis(
+            self.port,
+            self.dir.path(),
+            self.tls,
+            self.password.as_deref(),
+        );
         self.wait_ready();
+    }
+
+    /// Stops the server and starts it again asking for `password`.
+    fn restart_with_password(&mut self, password: &str) {
+        self.kill();
+        self.password = Some(password.to_string());
+        self.restart();
     }
 }
 
@@ -94,8 +111,11 @@ fn make_certificates(dir: &Path) {
     make_leaf(dir, "server", "rsa");
 }
 
-fn spawn_redis(port: u16, dir: &Path, tls: bool) -> Child {
+fn spawn_redis(port: u16, dir: &Path, tls: bool, password: Option<&str>) -> Child {
     let mut command = Command::new("redis-server");
+    if let Some(password) = password {
+        command.args(["--requirepass", password]);
+    }
     if tls {
         command
             .args(["--port", "0", "--tls-port", &port.to_string()])
@@ -238,4 +258,30 @@ async fn a_rediss_url_speaks_tls_and_checks_the_servers_certificate() {
             .status,
         503
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_password_file_is_used_after_the_reload_it_sets_off() {
+    let mut redis = RedisServer::start();
+    redis.restart_with_password("first-pass");
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let config = format!(
+        "{}\n[reload]\ninterval = \"50ms\"\n",
+        redis_config(cms.addr, &redis, "password_file = \"redis.pass\"")
+    );
+    let gate = Gate::start_with(&config, &[("redis.pass", "first-pass\n")]).await;
+    let url = gate.url("/videos/a");
+    let cookie = Some("sessionid=r-rotating");
+    redis.cli(&["SET", "session:r-rotating", "x"]);
+    assert_eq!(get(&url, cookie).await.status, 200);
+
+    // The password is rotated: Redis restarts with the new one, the file follows.
+    std::fs::write(gate.dir.path().join("redis.pass"), "second-pass\n").unwrap();
+    redis.restart_with_password("second-pass");
+    redis.cli(&["SET", "session:r-rotating", "x"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&url, cookie).await.status != 200 {
+        assert!(Instant::now() < deadline, "the new password was never used");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
