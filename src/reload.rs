@@ -117,10 +117,18 @@ fn redirect_listen(settings: &Settings) -> Option<std::net::SocketAddr> {
     tls.redirect.as_ref().map(|r| r.listen)
 }
 
-/// Warns when the session source lets nobody in.
+/// Warns about settings that work but should not stay: nobody can get in,
+/// or the CMS's certificate is not checked.
 pub fn warn_if_nobody_gets_in(runtime: &Runtime) {
     if runtime.gate.sessions().known_sessions() == Some(0) {
         tracing::warn!("the allowlist is empty: every gated request will be denied");
+    }
+    if runtime.settings().upstream.tls.insecure_skip_verify {
+        tracing::warn!(
+            "upstream.insecure_skip_verify is on: the CMS's certificate is NOT checked, and \
+             anyone between the gateway and the CMS can read and change every page; \
+             for a test bench only"
+        );
     }
 }
 

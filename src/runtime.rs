@@ -130,7 +130,8 @@ impl Runtime {
         };
         let upstream = match previous {
             Some(old) if *old.upstream.settings() == settings.upstream => old.upstream.clone(),
-            _ => Upstream::new(&settings.upstream),
+            _ => Upstream::new(&settings.upstream)
+                .map_err(|why| BuildError::new("upstream.ca_file", why))?,
         };
         let prefixes: Vec<String> = routes.prefixes().map(str::to_string).collect();
         let metrics = Arc::new(RuntimeMetrics::new(

@@ -103,6 +103,9 @@ pub struct RawUpstream {
     pub preserve_host: Option<bool>,
     pub pool_idle_timeout: Option<HumanDuration>,
     pub pool_max_idle: Option<usize>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+    pub server_name: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<bool>,
 }
 
 /// `[session]`

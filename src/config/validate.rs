@@ -19,6 +19,7 @@ use crate::admin::AdminSettings;
 use crate::embed::{EmbedPattern, EmbedSettings};
 use crate::gate::{Access, RouteSpec, RouteTable};
 use crate::logging::{LogFormat, LogSettings};
+use crate::proxy::tls::UpstreamTls;
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
 use crate::secret::{Secret, SecretSource};
@@ -325,7 +326,10 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn upstream(&self, raw: Spanned<raw::RawUpstream>) -> Result<UpstreamSettings, ConfigError> {
+    fn upstream(
+        &mut self,
+        raw: Spanned<raw::RawUpstream>,
+    ) -> Result<UpstreamSettings, ConfigError> {
         let raw = raw.into_inner();
         let url_span = raw.url.span();
         let bad_url = |why: &str| self.invalid(url_span.clone(), "upstream.url", why);
@@ -338,8 +342,8 @@ impl<'a> Validator<'a> {
             .scheme()
             .cloned()
             .ok_or_else(|| bad_url("needs a scheme (http://)"))?;
-        if scheme != Scheme::HTTP {
-            return Err(bad_url("only http:// upstreams are supported"));
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+            return Err(bad_url("must be http:// or https://"));
         }
         let authority = uri
             .authority()
@@ -354,6 +358,12 @@ impl<'a> Validator<'a> {
         let base_path = uri.path().trim_end_matches('/').to_string();
         let host_header =
             HeaderValue::from_str(authority.as_str()).map_err(|_| bad_url("bad host"))?;
+        let tls = self.upstream_tls(
+            raw.ca_file,
+            raw.server_name,
+            raw.insecure_skip_verify,
+            &scheme,
+        )?;
         Ok(UpstreamSettings {
             scheme,
             authority,
@@ -379,6 +389,46 @@ impl<'a> Validator<'a> {
                 .pool_idle_timeout
                 .map_or(Duration::from_secs(90), |d| d.0),
             pool_max_idle: raw.pool_max_idle.unwrap_or(256),
+            tls,
+        })
+    }
+
+    fn upstream_tls(
+        &mut self,
+        ca_file: Option<Spanned<PathBuf>>,
+        server_name: Option<Spanned<String>>,
+        insecure_skip_verify: Option<bool>,
+        scheme: &Scheme,
+    ) -> Result<UpstreamTls, ConfigError> {
+        let https = *scheme == Scheme::HTTPS;
+        for (span, key) in [
+            (ca_file.as_ref().map(Spanned::span), "upstream.ca_file"),
+            (
+                server_name.as_ref().map(Spanned::span),
+                "upstream.server_name",
+            ),
+        ] {
+            if let (Some(span), false) = (span, https) {
+                return Err(self.invalid(span, key, "is for an https:// upstream only"));
+            }
+        }
+        if let Some(name) = &server_name {
+            if rustls::pki_types::ServerName::try_from(name.get_ref().as_str()).is_err() {
+                return Err(self.invalid(
+                    name.span(),
+                    "upstream.server_name",
+                    "not a DNS name or IP address",
+                ));
+            }
+        }
+        let ca_file = ca_file.map(|file| {
+            self.place("upstream.ca_file", file.span());
+            self.resolve(file.get_ref())
+        });
+        Ok(UpstreamTls {
+            ca_file,
+            server_name: server_name.map(Spanned::into_inner),
+            insecure_skip_verify: https && insecure_skip_verify.unwrap_or(false),
         })
     }
 

@@ -2,9 +2,11 @@
 
 pub mod headers;
 mod request_body;
+pub mod tls;
 pub mod upgrade;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{self, HeaderValue};
@@ -12,6 +14,7 @@ use http::request::Parts;
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -23,7 +26,7 @@ use request_body::{RequestBody, VisitorQuiet};
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamSettings {
-    /// `http` (TLS to the CMS is not supported yet).
+    /// `http` or `https`.
     pub scheme: Scheme,
     /// host:port of the CMS.
     pub authority: Authority,
@@ -43,6 +46,8 @@ pub struct UpstreamSettings {
     pub pool_idle_timeout: Duration,
     /// How many idle connections are kept.
     pub pool_max_idle: usize,
+    /// How an `https://` CMS is checked.
+    pub tls: tls::UpstreamTls,
 }
 
 /// Why the CMS gave no response.
@@ -65,28 +70,50 @@ pub enum ProxyError {
     TooLarge(TooLarge),
 }
 
-/// A pooled HTTP/1.1 client to the CMS. Clones share one pool.
+/// A pooled HTTP/1.1 client to the CMS, over TLS for an `https://` one.
+/// Clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpConnector, RequestBody>,
+    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
     settings: UpstreamSettings,
 }
 
 impl Upstream {
-    /// Builds the client with the configured timeouts and pool.
-    pub fn new(settings: &UpstreamSettings) -> Upstream {
+    /// Builds the client with the configured timeouts, pool and TLS.
+    pub fn new(settings: &UpstreamSettings) -> Result<Upstream, String> {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.connect_timeout));
+        // TLS is only set up for an https:// CMS: a cleartext one needs no roots.
+        connector.enforce_http(false);
+        let tls_config = if settings.scheme == Scheme::HTTPS {
+            tls::client_config(&settings.tls)?
+        } else {
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+        };
+        let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config)
+            .https_or_http();
+        if let Some(name) = tls::fixed_server_name(&settings.tls)? {
+            builder =
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+        }
+        let https = builder.enable_http1().wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
-            .build(connector);
-        Upstream {
+            .build(https);
+        Ok(Upstream {
             client,
             settings: settings.clone(),
-        }
+        })
     }
 
     /// What this client was built from.
@@ -288,6 +315,7 @@ mod tests {
             preserve_host: true,
             pool_idle_timeout: Duration::from_secs(1),
             pool_max_idle: 1,
+            tls: tls::UpstreamTls::default(),
         }
     }
 

@@ -739,6 +739,11 @@ pub fn make_ca(dir: &std::path::Path) {
 /// `{name}.pem` and `{name}.key`. `key` is `rsa` (PKCS#8), `rsa-pkcs1` or
 /// `ec` (SEC1).
 pub fn make_leaf(dir: &std::path::Path, name: &str, key: &str) {
+    make_leaf_for(dir, name, key, "IP:127.0.0.1,DNS:localhost");
+}
+
+/// As [`make_leaf`], for the subject alternative names `san`.
+pub fn make_leaf_for(dir: &std::path::Path, name: &str, key: &str, san: &str) {
     let key_file = format!("{name}.key");
     match key {
         "ec" => openssl(
@@ -770,11 +775,7 @@ pub fn make_leaf(dir: &std::path::Path, name: &str, key: &str) {
             "/CN=127.0.0.1",
         ],
     );
-    std::fs::write(
-        dir.join("san.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("san.cnf"), format!("subjectAltName={san}\n")).unwrap();
     openssl(
         dir,
         &[

@@ -77,7 +77,7 @@ fn bad_values_name_the_key_and_position() {
         ),
         (
             "url = \"http://127.0.0.1:9\"",
-            "url = \"https://cms.example\"",
+            "url = \"ftp://cms.example\"",
             "upstream.url",
         ),
         (

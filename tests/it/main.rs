@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod failures;
 mod gate;
+mod https_upstream;
 mod passthrough;
 mod redis;
 mod reload;

@@ -1,0 +1,120 @@
+//! An `https://` CMS: its certificate checked against the system's roots and
+//! `ca_file`, an optional fixed server name, and a refused certificate is a 502.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+
+use crate::common::*;
+
+/// A CMS over TLS with the certificate `{name}.pem` in `dir`; answers "tls page".
+async fn tls_cms(dir: &Path, name: &str) -> SocketAddr {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join(format!("{name}.pem")))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join(format!("{name}.key"))).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = service_fn(|_request| async {
+                    let mut response =
+                        http::Response::new(Full::new(Bytes::from_static(b"tls page")));
+                    response
+                        .headers_mut()
+                        .insert("content-type", http::HeaderValue::from_static("text/html"));
+                    Ok::<_, Infallible>(response)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn https_config(cms: SocketAddr, lines: &str) -> String {
+    with_setting(config_text(cms, ""), "upstream", lines).replacen(
+        &format!("url = \"http://{cms}\""),
+        &format!("url = \"https://{cms}\""),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn an_https_cms_is_trusted_through_ca_file_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "cms", "rsa");
+    let cms = tls_cms(dir.path(), "cms").await;
+    let ca = dir.path().join("ca.pem");
+
+    let trusting = Gate::start_with(
+        &https_config(cms, &format!("ca_file = \"{}\"", ca.display())),
+        &[],
+    )
+    .await;
+    let page = get(&trusting.url("/public/a"), None).await;
+    assert_eq!((page.status, page.text().as_str()), (200, "tls page"));
+
+    let strict = Gate::start_with(&https_config(cms, ""), &[]).await;
+    assert_eq!(
+        get(&strict.url("/public/a"), None).await.status,
+        502,
+        "a certificate from an unknown CA is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_fixed_server_name_is_what_the_certificate_is_checked_against() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf_for(dir.path(), "internal", "ec", "DNS:cms.internal");
+    let cms = tls_cms(dir.path(), "internal").await;
+    let ca = format!("ca_file = \"{}\"", dir.path().join("ca.pem").display());
+
+    let by_address = Gate::start_with(&https_config(cms, &ca), &[]).await;
+    assert_eq!(get(&by_address.url("/public/a"), None).await.status, 502);
+    let named = Gate::start_with(
+        &https_config(cms, &format!("{ca}\nserver_name = \"cms.internal\"")),
+        &[],
+    )
+    .await;
+    assert_eq!(get(&named.url("/public/a"), None).await.status, 200);
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_any_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "cms", "rsa");
+    let cms = tls_cms(dir.path(), "cms").await;
+    let gate = Gate::start_with(&https_config(cms, "insecure_skip_verify = true"), &[]).await;
+    assert_eq!(get(&gate.url("/public/a"), None).await.text(), "tls page");
+}
