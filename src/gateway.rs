@@ -15,12 +15,13 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Either};
 use hyper::body::Incoming;
 use thiserror::Error;
 
 use crate::allowlist::{OnError, Principal, SourceError, Visit};
 use crate::body::{ReadLimit, ResponseBody};
+use crate::compression::{self, Coding, Decoded, Encoded};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Admission, DenyReason, PathError};
 use crate::metrics::UpstreamError;
@@ -134,7 +135,7 @@ impl Gateway {
                 let body = ReadLimit::new(body, runtime.upstream.settings().read_timeout);
                 let body = match rewrite {
                     None => body.boxed_unsync(),
-                    Some((encoding, principal)) => {
+                    Some((plan, principal)) => {
                         let stats = Arc::new(RewriteStats::default());
                         record.rewrite = Some(stats.clone());
                         let tokens = PageTokens {
@@ -143,9 +144,18 @@ impl Gateway {
                             principal,
                             metrics: runtime.metrics.clone(),
                         };
-                        RewriteBody::new(body, tokens, runtime.rewrite, encoding, stats)
-                            .map_err(Into::into)
-                            .boxed_unsync()
+                        let source = match plan.decode {
+                            None => Either::Left(body),
+                            Some(coding) => Either::Right(Decoded::new(body, coding)),
+                        };
+                        let page =
+                            RewriteBody::new(source, tokens, runtime.rewrite, plan.encoding, stats);
+                        match plan.encode {
+                            None => page.map_err(Into::into).boxed_unsync(),
+                            Some(coding) => {
+                                Encoded::new(page, coding, runtime.compression.level).boxed_unsync()
+                            }
+                        }
                     }
                 };
                 Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
@@ -164,7 +174,7 @@ impl Gateway {
 struct Forwarded {
     parts: http::response::Parts,
     body: Incoming,
-    rewrite: Option<(PageEncoding, Principal)>,
+    rewrite: Option<(PagePlan, Principal)>,
 }
 
 /// Runs the request through route, gate, upstream request and response filter.
@@ -242,6 +252,11 @@ async fn forward(
         Vec::new()
     };
 
+    let accepts = if gated {
+        compression::preferred(request.headers())
+    } else {
+        None
+    };
     let upgrade_to = upgrade::requested(request.version(), request.headers());
     let visitor_upgrade = upgrade_to
         .is_some()
@@ -323,8 +338,8 @@ async fn forward(
     }
     headers::remove_hop_by_hop(&mut parts.headers);
     let rewrite = match principal {
-        Some(principal) => filter_gated_response(runtime, &mut parts, head_only)?
-            .map(|encoding| (encoding, principal)),
+        Some(principal) => filter_gated_response(runtime, &mut parts, head_only, accepts)?
+            .map(|plan| (plan, principal)),
         None => None,
     };
     Ok(Forwarded {
@@ -340,13 +355,19 @@ fn filter_gated_response(
     runtime: &Runtime,
     parts: &mut http::response::Parts,
     head_only: bool,
-) -> Result<Option<PageEncoding>, Refusal> {
+    accepts: Option<Coding>,
+) -> Result<Option<PagePlan>, Refusal> {
     if !is_html(&parts.headers) {
         if let Some(value) = &runtime.gated_cache_control {
             headers::set_cache_control(&mut parts.headers, value.clone());
         }
         return Ok(None);
     }
+    let declared_length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     for name in [header::CONTENT_LENGTH, header::ETAG, header::LAST_MODIFIED] {
         parts.headers.remove(name);
     }
@@ -360,18 +381,38 @@ fn filter_gated_response(
     if !has_body {
         return Ok(None);
     }
-    if parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return Err(Refusal::Unrewritable(
-            "the CMS compressed it despite Accept-Encoding: identity",
-        ));
+    // The CMS was asked for identity; some compress anyway.
+    let decode = compression::content_coding(&parts.headers).map_err(|_| {
+        Refusal::Unrewritable("the CMS compressed it in a coding the gateway cannot read")
+    })?;
+    parts.headers.remove(header::CONTENT_ENCODING);
+    let encoding = rewrite::encoding_for(charset(&parts.headers))
+        .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))?;
+    let settings = &runtime.compression;
+    // A compressed upstream's length says nothing of the page's size.
+    let small =
+        decode.is_none() && declared_length.is_some_and(|length| length < settings.min_size);
+    let encode = accepts.filter(|_| settings.enabled && !small);
+    if settings.enabled {
+        compression::vary_on_accept_encoding(&mut parts.headers);
     }
-    rewrite::encoding_for(charset(&parts.headers))
-        .map(Some)
-        .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))
+    if let Some(coding) = encode {
+        parts
+            .headers
+            .insert(header::CONTENT_ENCODING, compression::header_value(coding));
+    }
+    Ok(Some(PagePlan {
+        encoding,
+        decode,
+        encode,
+    }))
+}
+
+/// How a gated page's body is to be read, rewritten and sent.
+struct PagePlan {
+    encoding: PageEncoding,
+    decode: Option<Coding>,
+    encode: Option<Coding>,
 }
 
 /// What a 503 tells a visitor to wait before trying again: long enough for

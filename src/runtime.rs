@@ -15,6 +15,7 @@ use http::HeaderValue;
 use thiserror::Error;
 
 use crate::allowlist::{LoadError, Sessions};
+use crate::compression::CompressionSettings;
 use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
 use crate::embed::{EmbedError, EmbedSet};
 use crate::gate::{RouteTable, SessionGate};
@@ -61,6 +62,8 @@ pub struct Runtime {
     pub gated_cache_control: Option<HeaderValue>,
     /// Limits of each page's rewriter.
     pub rewrite: RewriteLimits,
+    /// Compression of rewritten pages.
+    pub compression: CompressionSettings,
     /// Limits of each visitor connection accepted under this runtime.
     pub connections: ConnectionLimits,
     /// Keep a trusted proxy's X-Forwarded-* (and append to X-Forwarded-For).
@@ -149,6 +152,7 @@ impl Runtime {
             deny_page,
             gated_cache_control: settings.session.cache_control.clone(),
             rewrite: settings.rewrite,
+            compression: settings.compression,
             connections: settings.server.connections,
             trust_forwarded: settings.server.trust_forwarded,
             body_timeout: settings.server.body_timeout,

@@ -22,6 +22,7 @@ use thiserror::Error;
 
 use crate::admin::AdminSettings;
 use crate::allowlist::SessionsSettings;
+use crate::compression::CompressionSettings;
 use crate::embed::EmbedSettings;
 use crate::gate::RouteSpec;
 use crate::logging::LogSettings;
@@ -55,6 +56,8 @@ pub struct Settings {
     pub embeds: Vec<EmbedSettings>,
     /// Limits of the streaming rewriter.
     pub rewrite: RewriteLimits,
+    /// Compression of rewritten pages.
+    pub compression: CompressionSettings,
 }
 
 /// `[server]`, validated.

@@ -27,6 +27,8 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub rewrite: RawRewrite,
+    #[serde(default)]
+    pub compression: RawCompression,
     #[serde(default, rename = "route")]
     pub routes: Vec<Spanned<RawRoute>>,
     #[serde(default, rename = "embed")]
@@ -179,6 +181,15 @@ pub enum RawOnError {
 pub struct RawReload {
     pub watch: Option<bool>,
     pub interval: Option<Spanned<HumanDuration>>,
+}
+
+/// `[compression]`
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompression {
+    pub enabled: Option<bool>,
+    pub level: Option<Spanned<i32>>,
+    pub min_size: Option<u64>,
 }
 
 /// `[rewrite]`

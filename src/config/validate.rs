@@ -16,6 +16,7 @@ use super::{
     ConfigError, Places, Position, ReloadSettings, ServerSettings, SessionSettings, Settings,
 };
 use crate::admin::AdminSettings;
+use crate::compression::CompressionSettings;
 use crate::embed::{EmbedPattern, EmbedSettings};
 use crate::gate::{Access, RouteSpec, RouteTable};
 use crate::logging::{LogFormat, LogSettings};
@@ -125,6 +126,7 @@ impl<'a> Validator<'a> {
             routes,
             embeds,
             rewrite: RewriteLimits { max_memory },
+            compression: self.compression(raw.compression)?,
         })
     }
 
@@ -190,6 +192,25 @@ impl<'a> Validator<'a> {
                 "server.body_timeout",
                 Duration::from_secs(60),
             )?,
+        })
+    }
+
+    fn compression(&self, raw: raw::RawCompression) -> Result<CompressionSettings, ConfigError> {
+        let level = match raw.level {
+            None => 4,
+            Some(level) if !(0..=11).contains(level.get_ref()) => {
+                return Err(self.invalid(
+                    level.span(),
+                    "compression.level",
+                    "must be 0 to 11 (brotli's range; gzip uses 1 to 9)",
+                ));
+            }
+            Some(level) => level.into_inner(),
+        };
+        Ok(CompressionSettings {
+            enabled: raw.enabled.unwrap_or(true),
+            level,
+            min_size: raw.min_size.unwrap_or(1024),
         })
     }
 

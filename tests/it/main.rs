@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod common;
+mod compression;
 mod config;
 mod deploy;
 mod failures;
