@@ -245,37 +245,44 @@ async fn the_session_check_gets_the_cookies_fixed_headers_and_the_original_reque
     assert_eq!(seen.headers["x-original-uri"], "/videos/a?x=1");
 }
 
-#[tokio::test]
-async fn a_logout_through_the_gateway_drops_the_cached_verdict_at_once() {
+/// A CMS whose `/public/logout` clears the session cookie with `set_cookie`,
+/// and its session check, which allows everyone until then and answers
+/// after `delay`.
+async fn cms_with_logout(set_cookie: &'static str, delay: Duration) -> (Cms, Cms) {
     let logged_out = Arc::new(AtomicBool::new(false));
     let cms = {
         let logged_out = logged_out.clone();
         Cms::start(move |seen| {
             if seen.uri.path() == "/public/logout" {
                 logged_out.store(true, Ordering::SeqCst);
-                Reply::html("bye").header(
-                    "set-cookie",
-                    "sessionid=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
-                )
+                Reply::html("bye").header("set-cookie", set_cookie)
             } else {
                 Reply::html("article")
             }
         })
         .await
     };
-    let auth = {
-        let logged_out = logged_out.clone();
-        Cms::start(move |_| {
-            let mut reply = Reply::with_type("text/plain", "");
-            reply.status = if logged_out.load(Ordering::SeqCst) {
-                403
-            } else {
-                200
-            };
-            reply
-        })
-        .await
-    };
+    let auth = Cms::start(move |_| {
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.status = if logged_out.load(Ordering::SeqCst) {
+            403
+        } else {
+            200
+        };
+        reply.head_delay = delay;
+        reply
+    })
+    .await;
+    (cms, auth)
+}
+
+#[tokio::test]
+async fn a_logout_through_the_gateway_drops_the_cached_verdict_at_once() {
+    let (cms, auth) = cms_with_logout(
+        "sessionid=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
+        Duration::ZERO,
+    )
+    .await;
     let config = forward_auth_config(cms.addr, auth.addr, "", "", "");
     let gate = Gate::start_with(&config, &[]).await;
     let cookie = Some("sessionid=good-leaving");
@@ -535,34 +542,9 @@ async fn a_second_cookie_value_cannot_ride_on_the_answer_for_the_first() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_logout_during_a_slow_session_check_still_wins() {
-    let logged_out = Arc::new(AtomicBool::new(false));
-    let cms = {
-        let logged_out = logged_out.clone();
-        Cms::start(move |seen| {
-            if seen.uri.path() == "/public/logout" {
-                logged_out.store(true, Ordering::SeqCst);
-                Reply::html("bye").header("set-cookie", "sessionid=; Max-Age=0; Path=/")
-            } else {
-                Reply::html("article")
-            }
-        })
-        .await
-    };
-    let auth = {
-        let logged_out = logged_out.clone();
-        Cms::start(move |_| {
-            let mut reply = Reply::with_type("text/plain", "");
-            // Decided when asked, answered late.
-            reply.status = if logged_out.load(Ordering::SeqCst) {
-                403
-            } else {
-                200
-            };
-            reply.head_delay = Duration::from_millis(600);
-            reply
-        })
-        .await
-    };
+    // The session check decides when asked and answers late.
+    let (cms, auth) =
+        cms_with_logout("sessionid=; Max-Age=0; Path=/", Duration::from_millis(600)).await;
     let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
     let cookie = "sessionid=good-racing";
     let url = gate.url("/videos/a");
