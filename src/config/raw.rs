@@ -58,12 +58,30 @@ pub struct RawServer {
     pub tls: Option<Spanned<RawTls>>,
 }
 
+/// `[server.tls] cert`: one certificate file (with `key` beside it), or
+/// `[[server.tls.cert]]` tables, one per certificate, picked by SNI.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum RawCerts {
+    One(PathBuf),
+    Many(Vec<RawNamedCert>),
+}
+
+/// One `[[server.tls.cert]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNamedCert {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// `[server.tls]`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    pub cert: Spanned<PathBuf>,
-    pub key: Spanned<PathBuf>,
+    pub cert: Spanned<RawCerts>,
+    pub key: Option<Spanned<PathBuf>>,
     pub redirect_listen: Option<Spanned<String>>,
     pub redirect_except: Option<Spanned<String>>,
 }

@@ -24,7 +24,7 @@ use crate::proxy::tls::UpstreamTls;
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
 use crate::secret::{Secret, SecretSource};
-use crate::server::tls::{RedirectSettings, TlsSettings};
+use crate::server::tls::{NamedCert, RedirectSettings, TlsSettings};
 use crate::server::ConnectionLimits;
 use crate::syntax::{is_cookie_name_byte, is_query_name_byte};
 use crate::token::TokenSettings;
@@ -219,9 +219,52 @@ impl<'a> Validator<'a> {
         raw: Spanned<raw::RawTls>,
         https: SocketAddr,
     ) -> Result<TlsSettings, ConfigError> {
+        let tls_span = raw.span();
         let raw = raw.into_inner();
         self.place("server.tls.cert", raw.cert.span());
-        self.place("server.tls.key", raw.key.span());
+        let cert_span = raw.cert.span();
+        let certs = match (raw.cert.into_inner(), raw.key) {
+            (raw::RawCerts::One(cert), Some(key)) => {
+                self.place("server.tls.key", key.span());
+                vec![NamedCert {
+                    names: Vec::new(),
+                    cert: self.resolve(&cert),
+                    key: self.resolve(key.get_ref()),
+                }]
+            }
+            (raw::RawCerts::One(_), None) => {
+                return Err(self.invalid(tls_span, "server.tls.key", "needs the key of `cert`"));
+            }
+            (raw::RawCerts::Many(_), Some(key)) => {
+                return Err(self.invalid(
+                    key.span(),
+                    "server.tls.key",
+                    "with [[server.tls.cert]] tables, each table has its own key",
+                ));
+            }
+            (raw::RawCerts::Many(list), None) => {
+                if list.is_empty() {
+                    return Err(self.invalid(cert_span, "server.tls.cert", "no certificate"));
+                }
+                self.place("server.tls.key", cert_span.clone());
+                let mut certs = Vec::with_capacity(list.len());
+                for (index, named) in list.into_iter().enumerate() {
+                    if index > 0 && named.names.is_empty() {
+                        return Err(self.invalid(
+                            cert_span.clone(),
+                            format!("server.tls.cert[{index}].names"),
+                            "only the first certificate may go without names (it is the default)",
+                        ));
+                    }
+                    certs.push(NamedCert {
+                        names: named.names.iter().map(|n| n.to_ascii_lowercase()).collect(),
+                        cert: self.resolve(&named.cert),
+                        key: self.resolve(&named.key),
+                    });
+                }
+                certs
+            }
+        };
         let redirect = match raw.redirect_listen {
             None => None,
             Some(listen) => {
@@ -256,11 +299,7 @@ impl<'a> Validator<'a> {
                 })
             }
         };
-        Ok(TlsSettings {
-            cert: self.resolve(raw.cert.get_ref()),
-            key: self.resolve(raw.key.get_ref()),
-            redirect,
-        })
+        Ok(TlsSettings { certs, redirect })
     }
 
     fn reload(&self, raw: raw::RawReload) -> Result<ReloadSettings, ConfigError> {

@@ -9,18 +9,29 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use thiserror::Error;
 
 /// `[server.tls]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
+    /// The certificates; the first is served when no other's names match.
+    pub certs: Vec<NamedCert>,
+    /// The plain-HTTP listener that redirects to HTTPS, if any.
+    pub redirect: Option<RedirectSettings>,
+}
+
+/// A certificate and the server names (SNI) it is served for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedCert {
+    /// Lower-case names; `*.example.com` covers one label. Empty for the default.
+    pub names: Vec<String>,
     /// PEM file with the certificate chain, leaf first.
     pub cert: PathBuf,
     /// PEM file with its private key (PKCS#8, RSA or SEC1).
     pub key: PathBuf,
-    /// The plain-HTTP listener that redirects to HTTPS, if any.
-    pub redirect: Option<RedirectSettings>,
 }
 
 /// `[server.tls] redirect_listen` and `redirect_except`.
@@ -35,7 +46,10 @@ pub struct RedirectSettings {
 impl TlsSettings {
     /// The certificate and key files, for the watcher.
     pub fn files(&self) -> Vec<PathBuf> {
-        vec![self.cert.clone(), self.key.clone()]
+        self.certs
+            .iter()
+            .flat_map(|c| [c.cert.clone(), c.key.clone()])
+            .collect()
     }
 }
 
@@ -63,27 +77,86 @@ pub enum TlsError {
     Config(String),
 }
 
-/// Reads the certificate chain and key and makes the server's TLS config.
+/// Reads the certificate chains and keys and makes the server's TLS config.
 pub fn server_config(settings: &TlsSettings) -> Result<Arc<ServerConfig>, TlsError> {
-    let cert_error = |why: String| TlsError::Cert {
-        path: settings.cert.display().to_string(),
-        why,
-    };
-    let chain = read_chain(&settings.cert).map_err(cert_error)?;
-    let key = PrivateKeyDer::from_pem_file(&settings.key).map_err(|err| TlsError::Key {
-        path: settings.key.display().to_string(),
-        // The error names the problem, never the key's bytes.
-        why: err.to_string(),
-    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut certs = Vec::with_capacity(settings.certs.len());
+    for named in &settings.certs {
+        certs.push((named.names.clone(), certified_key(named, &provider)?));
+    }
+    let mut certs = certs.into_iter();
+    let (_, default) = certs
+        .next()
+        .ok_or_else(|| TlsError::Config("no certificate".into()))?;
+    let resolver = SniResolver {
+        default,
+        named: certs.collect(),
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|err| TlsError::Config(err.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|err| TlsError::Config(err.to_string()))?;
+        .with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn certified_key(
+    named: &NamedCert,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = read_chain(&named.cert).map_err(|why| TlsError::Cert {
+        path: named.cert.display().to_string(),
+        why,
+    })?;
+    let key = PrivateKeyDer::from_pem_file(&named.key).map_err(|err| TlsError::Key {
+        path: named.key.display().to_string(),
+        // The error names the problem, never the key's bytes.
+        why: err.to_string(),
+    })?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key)
+        .map_err(|err| TlsError::Key {
+            path: named.key.display().to_string(),
+            why: err.to_string(),
+        })?;
+    let certified = CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|err| TlsError::Config(format!("{}: {err}", named.cert.display())))?;
+    Ok(Arc::new(certified))
+}
+
+/// Picks the certificate by the name the client asked for (SNI); the
+/// first one otherwise.
+#[derive(Debug)]
+struct SniResolver {
+    default: Arc<CertifiedKey>,
+    named: Vec<(Vec<String>, Arc<CertifiedKey>)>,
+}
+
+fn name_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(parent) => name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => pattern == name,
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let Some(asked) = client_hello.server_name() else {
+            return Some(self.default.clone());
+        };
+        let asked = asked.to_ascii_lowercase();
+        let found = self
+            .named
+            .iter()
+            .find(|(names, _)| names.iter().any(|n| name_matches(n, &asked)));
+        Some(found.map_or_else(|| self.default.clone(), |(_, key)| key.clone()))
+    }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -95,4 +168,18 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err("no PEM certificate in it".into());
     }
     Ok(chain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wildcard_name_covers_one_label() {
+        assert!(name_matches("a.example", "a.example"));
+        assert!(name_matches("*.example", "www.example"));
+        assert!(!name_matches("*.example", "example"));
+        assert!(!name_matches("*.example", "a.b.example"));
+        assert!(!name_matches("a.example", "b.example"));
+    }
 }

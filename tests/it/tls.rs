@@ -30,6 +30,16 @@ fn tls_config(cms: SocketAddr, lines: &str) -> String {
 
 /// A TLS connection to `addr` trusting `ca.pem` in `dir`, offering `alpn`.
 async fn connect(addr: SocketAddr, dir: &Path, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    connect_as(addr, dir, alpn, "127.0.0.1").await
+}
+
+/// As [`connect`], asking for the server name `name` (SNI).
+async fn connect_as(
+    addr: SocketAddr,
+    dir: &Path,
+    alpn: &[&[u8]],
+    name: &str,
+) -> TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
     roots.add(ca).unwrap();
@@ -42,7 +52,7 @@ async fn connect(addr: SocketAddr, dir: &Path, alpn: &[&[u8]]) -> TlsStream<TcpS
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let stream = TcpStream::connect(addr).await.unwrap();
     TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("127.0.0.1").unwrap(), stream)
+        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
         .await
         .expect("TLS handshake")
 }
@@ -229,8 +239,11 @@ fn rsa_pkcs1_and_sec1_keys_load_and_a_bad_certificate_names_its_place() {
     for (name, key) in [("pkcs8", "rsa"), ("pkcs1", "rsa-pkcs1"), ("sec1", "ec")] {
         make_leaf(dir.path(), name, key);
         let settings = embedgate::server::tls::TlsSettings {
-            cert: dir.path().join(format!("{name}.pem")),
-            key: dir.path().join(format!("{name}.key")),
+            certs: vec![embedgate::server::tls::NamedCert {
+                names: Vec::new(),
+                cert: dir.path().join(format!("{name}.pem")),
+                key: dir.path().join(format!("{name}.key")),
+            }],
             redirect: None,
         };
         embedgate::server::tls::server_config(&settings).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -252,4 +265,42 @@ fn rsa_pkcs1_and_sec1_keys_load_and_a_bad_certificate_names_its_place() {
         )),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn sni_picks_between_certificates_and_the_first_is_the_default() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "server", "rsa");
+    make_leaf_for(
+        dir.path(),
+        "shop",
+        "ec",
+        "DNS:shop.example,DNS:*.shop.example",
+    );
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let files = [
+        ("server.pem", read("server.pem")),
+        ("server.key", read("server.key")),
+        ("shop.pem", read("shop.pem")),
+        ("shop.key", read("shop.key")),
+    ];
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let text = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "header_timeout = \"1s\"",
+    );
+    let text = format!(
+        "{text}\n[[server.tls.cert]]\nnames = []\ncert = \"server.pem\"\nkey = \"server.key\"\n\n[[server.tls.cert]]\nnames = [\"shop.example\", \"*.shop.example\"]\ncert = \"shop.pem\"\nkey = \"shop.key\"\n"
+    );
+    let gate = Gate::start_with(&text, &files).await;
+    let default = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    for name in ["shop.example", "www.shop.example"] {
+        let shop = connect_as(gate.addr, dir.path(), &[b"http/1.1"], name).await;
+        assert_ne!(leaf(&shop), leaf(&default), "{name}");
+        assert_eq!(get_h1(shop, "/public/a").await.0, 200);
+    }
+    assert_eq!(get_h1(default, "/public/a").await.0, 200);
 }
