@@ -137,3 +137,103 @@ async fn a_large_upload_streams_through_whole() {
     assert!(seen.body_complete);
     assert_eq!(seen.body.len(), chunks * size);
 }
+
+/// A CMS that hashes uploads as they stream in and answers the digest.
+async fn hashing_cms() -> std::net::SocketAddr {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |request: http::Request<hyper::body::Incoming>| async move {
+                        let mut body = request.into_body();
+                        let mut digest = Sha256::new();
+                        while let Some(frame) = body.frame().await {
+                            if let Some(data) = frame?.data_ref() {
+                                digest.update(data);
+                            }
+                        }
+                        let hex = hex::encode(digest.finalize());
+                        Ok::<_, hyper::Error>(http::Response::new(http_body_util::Full::new(
+                            Bytes::from(hex),
+                        )))
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_200_mb_upload_streams_through_in_little_memory() {
+    let cms = hashing_cms().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    std::fs::write(dir.path().join("gateway.toml"), limited(cms, 0)).unwrap();
+    let mut gateway = Running::spawn(
+        std::process::Command::new(BIN)
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .env("EMBEDGATE_LOG", "warn,embedgate::server=info"),
+    );
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let pid = gateway.child.id();
+    let at_rest = rss_kib(pid);
+
+    let (chunks, size) = (3200, 64 * 1024);
+    let mut expected = Sha256::new();
+    for index in 0..chunks {
+        expected.update(chunk(index, size));
+    }
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peak
+        })
+    };
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(format!("{base}/public/upload"))
+        .body(chunked_upload(chunks, size))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap();
+    assert_eq!(
+        body,
+        hex::encode(expected.finalize()).as_bytes(),
+        "all 200 MiB arrived intact"
+    );
+    eprintln!("gateway RSS: {at_rest} KiB at rest, {peak} KiB at most during a 200 MiB upload");
+    assert!(
+        peak < at_rest + 32 * 1024,
+        "a 200 MiB upload took the gateway from {at_rest} to {peak} KiB"
+    );
+    gateway.terminate();
+}
