@@ -3,9 +3,11 @@
 #   (a) upstream direct, (b) gateway passthrough (ungated path),
 #   (c) gateway 403 (gated path, no cookie), (d) gateway gated + rewrite,
 #   (e) rewrite-fa: (d) with the CMS's session check behind the verdict cache
-#       as the session source instead of the allowlist file.
+#       as the session source instead of the allowlist file,
+#   (f) rewrite-tls: (d) over HTTPS (keep-alive), (g) rewrite-br: (d) for a
+#       visitor accepting br, so the page is compressed on the way out.
 #
-# Usage: bench/load.sh              run all five cases (DURATION=10s each by default)
+# Usage: bench/load.sh              run all seven cases (DURATION=10s each by default)
 #        bench/load.sh --page-only  only (re)generate bench/page.html and exit
 # Env:   DURATION (wrk -d, default 10s), CONNECTIONS (wrk -c, default 32),
 #        EMBEDGATE_LOG (gateway log filter, default info: one access line per request).
@@ -111,7 +113,7 @@ if ! command -v wrk >/dev/null; then
         { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; } ||
         { echo "load.sh: wrk is missing and could not be installed" >&2; exit 1; }
 fi
-for tool in wrk curl python3 taskset timeout cmp; do need "$tool"; done
+for tool in wrk curl python3 taskset timeout cmp openssl; do need "$tool"; done
 
 cd "$ROOT"
 cargo build --quiet --release --bin embedgate --example static_upstream
@@ -138,9 +140,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-read -r UP_PORT GW_PORT FA_PORT < <(python3 -c '
+read -r UP_PORT GW_PORT FA_PORT TLS_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
@@ -150,6 +152,8 @@ GATEWAY="http://127.0.0.1:$GW_PORT"
 # A second gateway whose session source is the CMS's session check (here the
 # static upstream, which answers 200 to everything) behind the verdict cache.
 GATEWAY_FA="http://127.0.0.1:$FA_PORT"
+# A third one terminating TLS (a certificate made here; wrk does not verify it).
+GATEWAY_TLS="https://127.0.0.1:$TLS_PORT"
 
 printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
 cat >"$WORK/gateway.toml" <<EOF
@@ -188,12 +192,19 @@ EOF
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$FA_PORT\"|" \
     -e "s|^file = \"allowlist.txt\"|[session.allowlist.forward_auth]\nurl = \"$UPSTREAM/session-check\"|" \
     "$WORK/gateway.toml" >"$WORK/gateway-fa.toml"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/tls.key" -out "$WORK/tls.pem" \
+    -days 1 -subj "/CN=127.0.0.1" -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+{
+    sed -e "s|^listen = .*|listen = \"127.0.0.1:$TLS_PORT\"|" "$WORK/gateway.toml"
+    printf '\n[server.tls]\ncert = "tls.pem"\nkey = "tls.key"\n'
+} >"$WORK/gateway-tls.toml"
 
-# Waits until something answers HTTP on $1.
+# Waits until something answers HTTP on $1 (curl args after it).
 wait_ready() {
-    local _
+    local _ url="$1"
+    shift
     for _ in $(seq 50); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
+        curl -s -o /dev/null --max-time 1 "$@" "$url" && return 0
         sleep 0.1
     done
     echo "load.sh: nothing answers on $1" >&2
@@ -209,9 +220,13 @@ PIDS+=($!)
 timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
     taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway-fa.toml" >"$WORK/gateway-fa.log" 2>&1 &
 PIDS+=($!)
+timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
+    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway-tls.toml" >"$WORK/gateway-tls.log" 2>&1 &
+PIDS+=($!)
 wait_ready "$UPSTREAM/"
 wait_ready "$GATEWAY/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
 wait_ready "$GATEWAY_FA/" || { tail -n 20 "$WORK/gateway-fa.log" >&2; exit 1; }
+wait_ready "$GATEWAY_TLS/" -k || { tail -n 20 "$WORK/gateway-tls.log" >&2; exit 1; }
 
 fail() { echo "load.sh: check failed: $*" >&2; tail -n 5 "$WORK/gateway.log" >&2; exit 1; }
 
@@ -239,14 +254,21 @@ check_case() {
         status="$(fetch "$GATEWAY/videos/edge.html")"
         [[ "$status" == 403 ]] || fail "gated path without cookie answered $status, not 403"
         ;;
-    rewrite | rewrite-fa)
+    rewrite | rewrite-fa | rewrite-tls)
         local gateway="$GATEWAY"
         [[ "$1" == rewrite-fa ]] && gateway="$GATEWAY_FA"
-        status="$(fetch "$gateway/videos/edge.html" -H "Cookie: sessionid=$SESSION")"
+        [[ "$1" == rewrite-tls ]] && gateway="$GATEWAY_TLS"
+        status="$(fetch "$gateway/videos/edge.html" -k -H "Cookie: sessionid=$SESSION")"
         [[ "$status" == 200 ]] || fail "gated path with cookie answered $status, not 200"
         local tokens
         tokens="$(grep -o 'token=st=' "$WORK/body" | wc -l)"
         [[ "$tokens" -eq 5 ]] || fail "rewritten page has $tokens tokens, not 5"
+        ;;
+    rewrite-br)
+        status="$(fetch "$GATEWAY/videos/edge.html" -D "$WORK/headers" \
+            -H "Cookie: sessionid=$SESSION" -H "Accept-Encoding: br")"
+        [[ "$status" == 200 ]] || fail "gated path with cookie answered $status, not 200"
+        grep -qi '^content-encoding: br' "$WORK/headers" || fail "no br encoding for a visitor accepting br"
         ;;
     esac
 }
@@ -283,3 +305,7 @@ check_case rewrite
 measure rewrite "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION"
 check_case rewrite-fa
 measure rewrite-fa "$GATEWAY_FA/videos/edge.html" -H "Cookie: sessionid=$SESSION"
+check_case rewrite-tls
+measure rewrite-tls "$GATEWAY_TLS/videos/edge.html" -H "Cookie: sessionid=$SESSION"
+check_case rewrite-br
+measure rewrite-br "$GATEWAY/videos/edge.html" -H "Cookie: sessionid=$SESSION" -H "Accept-Encoding: br"
