@@ -126,6 +126,15 @@ pub struct RawUpstream {
     pub ca_file: Option<Spanned<PathBuf>>,
     pub server_name: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
+    pub http2: Option<RawHttp2>,
+}
+
+/// `[upstream] http2`
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawHttp2 {
+    Auto,
+    Never,
 }
 
 /// `[session]`

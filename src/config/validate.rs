@@ -424,7 +424,9 @@ impl<'a> Validator<'a> {
             raw.insecure_skip_verify,
             &scheme,
         )?;
+        let http2 = !matches!(raw.http2, Some(raw::RawHttp2::Never));
         Ok(UpstreamSettings {
+            http2,
             scheme,
             authority,
             host_header,

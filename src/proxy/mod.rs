@@ -1,5 +1,6 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
+mod connect;
 pub mod headers;
 mod request_body;
 pub mod tls;
@@ -48,6 +49,8 @@ pub struct UpstreamSettings {
     pub pool_max_idle: usize,
     /// How an `https://` CMS is checked.
     pub tls: tls::UpstreamTls,
+    /// HTTP/2 to an `https://` CMS that offers it by ALPN.
+    pub http2: bool,
 }
 
 /// Why the CMS gave no response.
@@ -74,7 +77,7 @@ pub enum ProxyError {
 /// Clones share one pool.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    client: Client<HttpsConnector<connect::FixedAddress>, RequestBody>,
     settings: UpstreamSettings,
 }
 
@@ -104,7 +107,31 @@ impl Upstream {
             builder =
                 builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
         }
-        let https = builder.enable_http1().wrap_connector(connector);
+        // The URL may name the visitor's host (see prepare_request): dial
+        // the upstream, and check its certificate for the upstream's name.
+        if settings.tls.server_name.is_none() && settings.scheme == Scheme::HTTPS {
+            let host = settings
+                .authority
+                .host()
+                .trim_matches(|c| c == '[' || c == ']');
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|err| format!("upstream host {host:?}: {err}"))?;
+            builder =
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+        }
+        let target = Uri::builder()
+            .scheme(settings.scheme.clone())
+            .authority(settings.authority.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|err| err.to_string())?;
+        let connector = connect::FixedAddress::new(connector, target);
+        let https = if settings.http2 && settings.scheme == Scheme::HTTPS {
+            // HTTP/2 when the CMS offers it by ALPN, HTTP/1.1 otherwise.
+            builder.enable_all_versions().wrap_connector(connector)
+        } else {
+            builder.enable_http1().wrap_connector(connector)
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
@@ -283,6 +310,14 @@ pub fn prepare_request(
         Some(host) if settings.preserve_host => host,
         _ => settings.host_header.clone(),
     };
+    // The URL names the host the CMS is to serve (HTTP/2 sends it as
+    // :authority); the connection goes to the upstream whatever it says.
+    let authority = host
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<Authority>().ok())
+        .filter(|a| !a.as_str().contains('@'))
+        .unwrap_or_else(|| settings.authority.clone());
     parts.headers.insert(header::HOST, host);
 
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -291,7 +326,7 @@ pub fn prepare_request(
     target.push_str(path_and_query);
     parts.uri = Uri::builder()
         .scheme(settings.scheme.clone())
-        .authority(settings.authority.clone())
+        .authority(authority)
         .path_and_query(target)
         .build()
         .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
@@ -316,6 +351,7 @@ mod tests {
             pool_idle_timeout: Duration::from_secs(1),
             pool_max_idle: 1,
             tls: tls::UpstreamTls::default(),
+            http2: false,
         }
     }
 

@@ -18,6 +18,12 @@ use crate::common::*;
 
 /// A CMS over TLS with the certificate `{name}.pem` in `dir`; answers "tls page".
 async fn tls_cms(dir: &Path, name: &str) -> SocketAddr {
+    tls_cms_with(dir, name, &[]).await
+}
+
+/// As [`tls_cms`], offering `alpn`, and answering with the HTTP version it
+/// was asked in and the host it was asked for (`:authority`, else Host).
+async fn tls_cms_with(dir: &Path, name: &str, alpn: &[&[u8]]) -> SocketAddr {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join(format!("{name}.pem")))
             .unwrap()
@@ -32,6 +38,9 @@ async fn tls_cms(dir: &Path, name: &str) -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(chain, key)
     .unwrap();
+    let mut config = config;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let describe = !alpn.is_empty();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -42,14 +51,29 @@ async fn tls_cms(dir: &Path, name: &str) -> SocketAddr {
                 let Ok(stream) = acceptor.accept(stream).await else {
                     return;
                 };
-                let service = service_fn(|_request| async {
-                    let mut response =
-                        http::Response::new(Full::new(Bytes::from_static(b"tls page")));
-                    response
-                        .headers_mut()
-                        .insert("content-type", http::HeaderValue::from_static("text/html"));
-                    Ok::<_, Infallible>(response)
-                });
+                let service = service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| async move {
+                        let text = if describe {
+                            let host = request
+                                .uri()
+                                .authority()
+                                .map(|a| a.to_string())
+                                .or_else(|| {
+                                    let host = request.headers().get("host")?;
+                                    Some(host.to_str().ok()?.to_string())
+                                })
+                                .unwrap_or_default();
+                            format!("{:?} {host}", request.version())
+                        } else {
+                            "tls page".to_string()
+                        };
+                        let mut response = http::Response::new(Full::new(Bytes::from(text)));
+                        response
+                            .headers_mut()
+                            .insert("content-type", http::HeaderValue::from_static("text/html"));
+                        Ok::<_, Infallible>(response)
+                    },
+                );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
@@ -117,4 +141,34 @@ async fn insecure_skip_verify_accepts_any_certificate() {
     let cms = tls_cms(dir.path(), "cms").await;
     let gate = Gate::start_with(&https_config(cms, "insecure_skip_verify = true"), &[]).await;
     assert_eq!(get(&gate.url("/public/a"), None).await.text(), "tls page");
+}
+
+#[tokio::test]
+async fn http2_to_the_cms_when_it_offers_it_with_the_visitors_host_as_authority() {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    make_leaf(dir.path(), "cms", "rsa");
+    let cms = tls_cms_with(dir.path(), "cms", &[b"h2", b"http/1.1"]).await;
+    let ca = format!("ca_file = \"{}\"", dir.path().join("ca.pem").display());
+
+    let auto = Gate::start_with(&https_config(cms, &ca), &[]).await;
+    let answer = get(&auto.url("/public/a"), None).await.text();
+    assert_eq!(
+        answer,
+        format!("HTTP/2.0 {}", auto.addr),
+        "h2, :authority = the visitor's host"
+    );
+
+    let never =
+        Gate::start_with(&https_config(cms, &format!("{ca}\nhttp2 = \"never\"")), &[]).await;
+    let answer = get(&never.url("/public/a"), None).await.text();
+    assert_eq!(answer, format!("HTTP/1.1 {}", never.addr));
+
+    let upstream_host = Gate::start_with(
+        &https_config(cms, &format!("{ca}\npreserve_host = false")),
+        &[],
+    )
+    .await;
+    let answer = get(&upstream_host.url("/public/a"), None).await.text();
+    assert_eq!(answer, format!("HTTP/2.0 {cms}"), "the upstream's own host");
 }
