@@ -120,7 +120,7 @@ fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32
     let body = RewriteBody::new(
         ChunkBody(chunks(page)),
         tokens,
-        runtime.rewrite,
+        runtime.settings().rewrite,
         // As the load test's upstream declares it: `text/html; charset=utf-8`.
         encoding_for(Some("utf-8")).expect("utf-8"),
         stats.clone(),

@@ -115,7 +115,8 @@ impl Gateway {
         conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
-        let request_id = headers::request_id(request.headers(), runtime.trust_forwarded);
+        let request_id =
+            headers::request_id(request.headers(), runtime.settings().server.trust_forwarded);
         request
             .headers_mut()
             .insert(headers::X_REQUEST_ID, request_id.clone());
@@ -132,7 +133,8 @@ impl Gateway {
                 body,
                 rewrite,
             }) => {
-                let body = ReadLimit::new(body, runtime.upstream.settings().read_timeout);
+                let settings = runtime.settings();
+                let body = ReadLimit::new(body, settings.upstream.read_timeout);
                 let body = match rewrite {
                     None => body.boxed_unsync(),
                     Some((plan, principal)) => {
@@ -148,13 +150,17 @@ impl Gateway {
                             None => Either::Left(body),
                             Some(coding) => Either::Right(Decoded::new(body, coding)),
                         };
-                        let page =
-                            RewriteBody::new(source, tokens, runtime.rewrite, plan.encoding, stats);
+                        let page = RewriteBody::new(
+                            source,
+                            tokens,
+                            settings.rewrite,
+                            plan.encoding,
+                            stats,
+                        );
                         match plan.encode {
                             None => page.map_err(Into::into).boxed_unsync(),
-                            Some(coding) => {
-                                Encoded::new(page, coding, runtime.compression.level).boxed_unsync()
-                            }
+                            Some(coding) => Encoded::new(page, coding, settings.compression.level)
+                                .boxed_unsync(),
                         }
                     }
                 };
@@ -229,7 +235,8 @@ async fn forward(
         Decision::Passthrough
     };
     let head_only = request.method() == Method::HEAD;
-    if let Some(max) = runtime.max_body_bytes {
+    let server = &runtime.settings().server;
+    if let Some(max) = server.max_body_bytes {
         // Known up front: refused before anything reaches the CMS.
         let declared = request
             .headers()
@@ -269,7 +276,7 @@ async fn forward(
         runtime.upstream.settings(),
         conn,
         gated,
-        runtime.trust_forwarded,
+        server.trust_forwarded,
     )
     .map_err(Refusal::from)?;
     if let Some(protocol) = &upgrade_to {
@@ -279,8 +286,8 @@ async fn forward(
     let response = runtime
         .upstream
         .send(
-            runtime.body_timeout,
-            runtime.max_body_bytes,
+            server.body_timeout,
+            server.max_body_bytes,
             Request::from_parts(parts, body),
         )
         .await;
@@ -311,7 +318,7 @@ async fn forward(
         tokio::spawn(upgrade::relay(
             visitor_upgrade,
             upstream_upgrade,
-            runtime.upgrade_idle_timeout,
+            server.upgrade_idle_timeout,
             hold,
         ));
         let (mut parts, body) = response.into_parts();
@@ -358,7 +365,7 @@ fn filter_gated_response(
     accepts: Option<Coding>,
 ) -> Result<Option<PagePlan>, Refusal> {
     if !is_html(&parts.headers) {
-        if let Some(value) = &runtime.gated_cache_control {
+        if let Some(value) = &runtime.settings().session.cache_control {
             headers::set_cache_control(&mut parts.headers, value.clone());
         }
         return Ok(None);
@@ -388,7 +395,7 @@ fn filter_gated_response(
     parts.headers.remove(header::CONTENT_ENCODING);
     let encoding = rewrite::encoding_for(charset(&parts.headers))
         .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))?;
-    let settings = &runtime.compression;
+    let settings = &runtime.settings().compression;
     // A compressed upstream's length says nothing of the page's size.
     let small =
         decode.is_none() && declared_length.is_some_and(|length| length < settings.min_size);

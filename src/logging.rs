@@ -287,3 +287,57 @@ impl Write for SharedFile {
             .flush()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// An output that says when it is first written to, then stays stuck
+    /// until its sender is dropped, then fails.
+    struct Stuck {
+        entered: mpsc::Sender<()>,
+        release: mpsc::Receiver<()>,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let _ = self.entered.send(());
+            let _ = self.release.recv();
+            Err(io::Error::other(format!(
+                "stuck output: {} bytes lost",
+                data.len()
+            )))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_output_drops_lines_and_counts_them_instead_of_blocking() {
+        let (entered_tx, entered) = mpsc::channel();
+        let (unstick, release) = mpsc::channel();
+        let output = Stuck {
+            entered: entered_tx,
+            release,
+        };
+        let mut writer = BatchWriter::start("test-log", output).unwrap();
+        let line = vec![b'x'; 1024];
+        writer.write_all(&line).unwrap();
+        entered
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the writer thread took the first batch and is now stuck");
+        let before = dropped_lines();
+        // More than a batch holds; every write still returns at once.
+        for _ in 0..(MAX_BATCH / line.len() + 100) {
+            assert_eq!(writer.write(&line).unwrap(), line.len());
+        }
+        assert!(
+            dropped_lines() >= before + 100,
+            "lines past a full batch are counted"
+        );
+        drop(unstick);
+        writer.close();
+    }
+}

@@ -484,12 +484,6 @@ impl RuntimeMetrics {
     }
 }
 
-/// A counter readable without the registry, for tests of this module.
-#[cfg(test)]
-fn value(counter: &Counter) -> u64 {
-    counter.get()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,7 +512,7 @@ mod tests {
         );
         assert!(text.contains("embedgate_tokens_total{embed=\"0\",result=\"minted\"} 1"));
         assert!(text.contains("embedgate_request_duration_seconds_count{decision=\"denied\"} 2"));
-        assert_eq!(value(&runtime.tokens[0][0]), 1);
+        assert_eq!(runtime.tokens[0][0].get(), 1);
     }
 
     #[test]

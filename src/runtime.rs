@@ -8,22 +8,17 @@
 //! connections and its verdict cache.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
 use thiserror::Error;
 
 use crate::allowlist::{LoadError, Sessions};
-use crate::compression::CompressionSettings;
 use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
 use crate::embed::{EmbedError, EmbedSet};
 use crate::gate::{RouteTable, SessionGate};
 use crate::metrics::{Metrics, RuntimeMetrics};
 use crate::proxy::Upstream;
-use crate::rewrite::RewriteLimits;
 use crate::server::tls::{self, TlsError};
-use crate::server::ConnectionLimits;
 
 /// A part of the settings that could not be built; names the config key at fault.
 #[derive(Debug, Error)]
@@ -44,7 +39,8 @@ impl BuildError {
     }
 }
 
-/// Everything one request runs on. Immutable; replaced whole by a reload.
+/// Everything one request runs on, built from its settings (plain values
+/// are read from [`Runtime::settings`]). Immutable; replaced whole by a reload.
 #[derive(Debug)]
 pub struct Runtime {
     settings: Settings,
@@ -58,22 +54,6 @@ pub struct Runtime {
     pub upstream: Upstream,
     /// Body of every 403.
     pub deny_page: Bytes,
-    /// `Cache-Control` for allowed, unrewritten responses of gated routes.
-    pub gated_cache_control: Option<HeaderValue>,
-    /// Limits of each page's rewriter.
-    pub rewrite: RewriteLimits,
-    /// Compression of rewritten pages.
-    pub compression: CompressionSettings,
-    /// Limits of each visitor connection accepted under this runtime.
-    pub connections: ConnectionLimits,
-    /// Keep a trusted proxy's X-Forwarded-* (and append to X-Forwarded-For).
-    pub trust_forwarded: bool,
-    /// Longest gap allowed between two pieces of a visitor's request body.
-    pub body_timeout: Duration,
-    /// Largest request body passed on; `None` for no limit.
-    pub max_body_bytes: Option<u64>,
-    /// How long an upgraded connection (WebSocket) may sit with nothing moving.
-    pub upgrade_idle_timeout: Duration,
     /// The metrics series this runtime's requests record into.
     pub metrics: Arc<RuntimeMetrics>,
     /// The TLS config of connections accepted under this runtime.
@@ -150,14 +130,6 @@ impl Runtime {
             embeds: Arc::new(embeds),
             upstream,
             deny_page,
-            gated_cache_control: settings.session.cache_control.clone(),
-            rewrite: settings.rewrite,
-            compression: settings.compression,
-            connections: settings.server.connections,
-            trust_forwarded: settings.server.trust_forwarded,
-            body_timeout: settings.server.body_timeout,
-            max_body_bytes: settings.server.max_body_bytes,
-            upgrade_idle_timeout: settings.server.upgrade_idle_timeout,
             settings,
         })
     }

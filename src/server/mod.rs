@@ -64,7 +64,7 @@ pub async fn serve(
     log_listening(&gateway, &listener);
     let mut tls = gateway.runtime().tls.clone();
     let tls_at_start = tls.is_some();
-    let mut limits = gateway.runtime().connections;
+    let mut limits = gateway.runtime().settings().server.connections;
     let mut builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -93,8 +93,9 @@ pub async fn serve(
             () = sleep_until_some(stop_accepting) => break,
         };
         let runtime = gateway.runtime();
-        if runtime.connections != limits {
-            limits = runtime.connections;
+        let current = runtime.settings().server.connections;
+        if current != limits {
+            limits = current;
             builder = connection_builder(&limits);
         }
         if tls_at_start {
