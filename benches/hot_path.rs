@@ -2,6 +2,9 @@
 //!
 //! - `mint_token`: one EdgeAuth token (sha256, sha1, md5), and one embed URL
 //!   rewritten (pattern match + ACL + token), as the iframe handler does it.
+//! - `verify_token`: one EdgeAuth token checked with `verify_with`, as an edge
+//!   does it: an ACL token (sha256), and a URL token signed with escape_early,
+//!   whose request path is escaped into the HMAC on every check.
 //! - `rewrite_40k_5_embeds`: `bench/page.html` (~40 KB, 5 Infomaniak embeds,
 //!   one other iframe) through `RewriteBody` in 16 KB chunks, as a gated
 //!   response is streamed; the rewriter's construction is included, since
@@ -27,7 +30,7 @@ use embedgate::config::Settings as GatewaySettings;
 use embedgate::embed::EmbedRewrite;
 use embedgate::rewrite::{encoding_for, PageTokens, RewriteBody, RewriteStats};
 use embedgate::runtime::Runtime;
-use embedgate::token::{Algorithm, EdgeAuth, KeyMaterial};
+use embedgate::token::{Algorithm, Claims, EdgeAuth, KeyMaterial, Scope, TokenFormat};
 use http_body::{Body, Frame};
 use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
 use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
@@ -115,6 +118,7 @@ fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32
         embeds: runtime.embeds.clone(),
         now: NOW,
         principal: visitor(),
+        addr: None,
         metrics: runtime.metrics.clone(),
     };
     let body = RewriteBody::new(
@@ -161,13 +165,71 @@ fn mint_token(c: &mut Criterion) {
     let runtime = load_runtime();
     let embed = runtime.embeds.iter().next().expect("an embed");
     let principal = visitor();
+    let at = |now| embedgate::token::Visitor {
+        principal: &principal,
+        addr: None,
+        now,
+    };
     let url = "https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html?autoplay=0&amp;muted=1";
     assert!(matches!(
-        embed.rewrite(url, NOW, &principal),
+        embed.rewrite(url, &at(NOW)),
         Some(EmbedRewrite::Minted(_))
     ));
     group.bench_function("sha256/embed_rewrite_url", |b| {
-        b.iter(|| embed.rewrite(black_box(url), black_box(NOW), &principal))
+        b.iter(|| embed.rewrite(black_box(url), &at(black_box(NOW))))
+    });
+    group.finish();
+}
+
+fn verify_token(c: &mut Criterion) {
+    let key = KeyMaterial::from_hex(KEY_HEX).expect("hex key");
+    let mut group = c.benchmark_group("verify_token");
+
+    let acl_signer = EdgeAuth::new(Algorithm::Sha256, &key);
+    let acl_token = acl_signer.mint(NOW, NOW + 300, "/hls/1jhvl2uqa5rdf/*");
+    // Once, outside the timed loop: the bench must not measure a rejection.
+    assert!(acl_signer.verify_with(&acl_token, NOW + 1, 30, "").is_ok());
+    group.bench_function("sha256/acl_verify_with", |b| {
+        b.iter(|| {
+            acl_signer.verify_with(
+                black_box(&acl_token),
+                black_box(NOW + 1),
+                black_box(30),
+                black_box(""),
+            )
+        })
+    });
+
+    let url_signer = EdgeAuth::new(Algorithm::Sha256, &key).with_format(TokenFormat {
+        escape_early: true,
+        ..TokenFormat::default()
+    });
+    // Every `/` of the path is escaped, as an edge sees a segment request.
+    let path = "/hls/1jhvl2uqa5rdf/1080p/segment-00042.ts";
+    let mut url_token = String::with_capacity(256);
+    url_signer.mint_claims_into(
+        &Claims {
+            ip: None,
+            start: Some(NOW),
+            end: NOW + 300,
+            scope: Scope::Url(path),
+            id: None,
+            data: None,
+        },
+        &mut url_token,
+    );
+    assert!(url_signer
+        .verify_with(&url_token, NOW + 1, 30, path)
+        .is_ok());
+    group.bench_function("sha256/url_escape_early_verify_with", |b| {
+        b.iter(|| {
+            url_signer.verify_with(
+                black_box(&url_token),
+                black_box(NOW + 1),
+                black_box(30),
+                black_box(path),
+            )
+        })
     });
     group.finish();
 }
@@ -266,6 +328,7 @@ fn passthrough_baseline(c: &mut Criterion) {
 criterion_group!(
     benches,
     mint_token,
+    verify_token,
     rewrite_40k_5_embeds,
     passthrough_baseline
 );

@@ -23,7 +23,7 @@ use crate::allowlist::{OnError, Principal, SourceError, Visit};
 use crate::body::{ReadLimit, ResponseBody};
 use crate::compression::{self, Coding, Decoded, Encoded};
 use crate::finished::{Decision, RequestRecord};
-use crate::gate::{Admission, DenyReason, PathError};
+use crate::gate::{Access, Admission, DenyReason, PathError, RouteMatch};
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
 use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
@@ -115,8 +115,12 @@ impl Gateway {
         conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
-        let request_id =
-            headers::request_id(request.headers(), runtime.settings().server.trust_forwarded);
+        let trusted_peer = runtime
+            .settings()
+            .server
+            .trusted_proxies
+            .trusts(conn.peer.ip());
+        let request_id = headers::request_id(request.headers(), trusted_peer);
         request
             .headers_mut()
             .insert(headers::X_REQUEST_ID, request_id.clone());
@@ -137,13 +141,14 @@ impl Gateway {
                 let body = ReadLimit::new(body, settings.upstream.read_timeout);
                 let body = match rewrite {
                     None => body.boxed_unsync(),
-                    Some((plan, principal)) => {
+                    Some((plan, principal, client)) => {
                         let stats = Arc::new(RewriteStats::default());
                         record.rewrite = Some(stats.clone());
                         let tokens = PageTokens {
                             embeds: runtime.embeds.clone(),
                             now: token::unix_now(),
                             principal,
+                            addr: Some(client),
                             metrics: runtime.metrics.clone(),
                         };
                         let source = match plan.decode {
@@ -176,11 +181,40 @@ impl Gateway {
     }
 }
 
+/// Checks the EdgeAuth token a request to a `access = "token"` route carries.
+fn check_token(
+    runtime: &Runtime,
+    route: &RouteMatch,
+    request: &Request<Incoming>,
+    client: std::net::IpAddr,
+) -> Result<(), token::verify::Rejection> {
+    use token::verify::Rejection;
+    let verifier = route
+        .spec
+        .and_then(|index| runtime.route_tokens.get(index))
+        .and_then(Option::as_ref)
+        .ok_or(Rejection::Failed(
+            "route",
+            "no token check configured".into(),
+        ))?;
+    let token = verifier
+        .token_in(request.uri(), request.headers())
+        .ok_or(Rejection::Missing)?;
+    let path = route
+        .normal
+        .as_deref()
+        .and_then(|path| std::str::from_utf8(path).ok())
+        .ok_or(Rejection::Failed("acl", "path is not UTF-8".into()))?;
+    verifier
+        .check(&token, path, Some(client), token::unix_now())
+        .verdict()
+}
+
 /// The CMS response head and body, and how the body is to be rewritten, if it is.
 struct Forwarded {
     parts: http::response::Parts,
     body: Incoming,
-    rewrite: Option<(PagePlan, Principal)>,
+    rewrite: Option<(PagePlan, Principal, std::net::IpAddr)>,
 }
 
 /// Runs the request through route, gate, upstream request and response filter.
@@ -194,8 +228,18 @@ async fn forward(
         .routes
         .lookup(request.uri().path())
         .map_err(Refusal::from)?;
-    record.route = route.prefix;
+    record.route = route.prefix.clone();
     record.route_index = route.index;
+    let server = &runtime.settings().server;
+    let client =
+        crate::client::client_addr(conn.peer.ip(), request.headers(), &server.trusted_proxies);
+    let token_checked = route.access == Access::Token;
+    if token_checked {
+        if let Err(rejection) = check_token(runtime, &route, &request, client) {
+            record.reason = Some(Cow::Owned(rejection.to_string()));
+            return Err(Outcome::Denied);
+        }
+    }
     let gated = route.access.is_gated();
     let principal = if gated {
         let visit = Visit {
@@ -229,13 +273,12 @@ async fn forward(
     } else {
         None
     };
-    record.decision = if principal.is_some() {
+    record.decision = if principal.is_some() || token_checked {
         Decision::Allowed
     } else {
         Decision::Passthrough
     };
     let head_only = request.method() == Method::HEAD;
-    let server = &runtime.settings().server;
     if let Some(max) = server.max_body_bytes {
         // Known up front: refused before anything reaches the CMS.
         let declared = request
@@ -276,7 +319,7 @@ async fn forward(
         runtime.upstream.settings(),
         conn,
         gated,
-        server.trust_forwarded,
+        server.trusted_proxies.trusts(conn.peer.ip()),
     )
     .map_err(Refusal::from)?;
     if let Some(protocol) = &upgrade_to {
@@ -346,7 +389,7 @@ async fn forward(
     headers::remove_hop_by_hop(&mut parts.headers);
     let rewrite = match principal {
         Some(principal) => filter_gated_response(runtime, &mut parts, head_only, accepts)?
-            .map(|plan| (plan, principal)),
+            .map(|plan| (plan, principal, client)),
         None => None,
     };
     Ok(Forwarded {

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod allowlist;
 pub mod body;
+pub mod client;
 pub mod compression;
 pub mod config;
 pub mod demo;

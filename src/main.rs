@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Parser, Subcommand};
-use embedgate::allowlist::Principal;
+use embedgate::allowlist::{Principal, SessionKey};
 use embedgate::config::{Loaded, Settings};
 use embedgate::embed::EmbedRewrite;
 use embedgate::gateway::Gateway;
 use embedgate::reload::{self, Reloader};
 use embedgate::runtime::Runtime;
+use embedgate::token::{Minter, Visitor};
 use embedgate::{admin, demo, logging, server};
 
 /// Edge gateway that admits only allowlisted sessions to pages with protected
@@ -46,15 +47,35 @@ enum Command {
     },
     /// Validate the config file and exit: 0 if it is good, 1 with the file, line, column and reason if not.
     Check,
-    /// Print an embed URL with a freshly minted token, as a visitor would get it.
+    /// Print an embed URL with a freshly minted token (local or remote), as a visitor would get it.
     Mint {
         /// The iframe URL, e.g. https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html
-        url: String,
+        #[arg(required_unless_present = "share", conflicts_with_all = ["embed", "share"])]
+        url: Option<String>,
+        /// The embed, by its `name` (or its index in the config), whose src pattern makes the URL.
+        #[arg(long, requires = "share")]
+        embed: Option<String>,
+        /// The video id put in the pattern's {share}.
+        #[arg(long)]
+        share: Option<String>,
+        /// Mint for a visitor at this address (for `ip = true` tokens).
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Mint for this session id (for `id = true` tokens and per-visitor reuse).
+        #[arg(long)]
+        session: Option<String>,
     },
-    /// Check a token against each embed's key: signature, start and expiry.
+    /// Check a token: with --path, every check the route protecting that path
+    /// makes (signature, window, ACL, ip); without, against each embed's key.
     Verify {
         /// The token (the value of the `token` query parameter).
         token: String,
+        /// The request path the token is presented for, e.g. /hls/abc/seg1.ts.
+        #[arg(long)]
+        path: Option<String>,
+        /// The client address the request comes from.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
     },
 }
 
@@ -85,53 +106,168 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Mint { url } => {
+        Command::Mint {
+            url,
+            embed,
+            share,
+            ip,
+            session,
+        } => {
             let runtime = build_once(loaded)?;
-            let now = embedgate::token::unix_now();
-            match runtime
+            let url = match (url, share) {
+                (Some(url), _) => url,
+                (None, Some(share)) => embed_url(&runtime, embed.as_deref(), &share)?,
+                (None, None) => bail!("give an embed URL, or --share (and --embed)"),
+            };
+            let principal = match &session {
+                Some(id) => Principal::of(&SessionKey::new(id)),
+                None => Principal::operator(),
+            };
+            println!("{}", mint(&runtime, &url, &principal, ip)?);
+            Ok(())
+        }
+        Command::Verify { token, path, ip } => {
+            let runtime = build_once(loaded)?;
+            match path {
+                Some(path) => verify_for_path(&runtime, &token, &path, ip),
+                None => verify_against_embeds(&runtime, &token, &config_path),
+            }
+        }
+    }
+}
+
+/// The URL of `share` under the src pattern of the embed named (or numbered) `embed`.
+fn embed_url(runtime: &Runtime, embed: Option<&str>, share: &str) -> anyhow::Result<String> {
+    let embeds = &runtime.settings().embeds;
+    let found = match embed {
+        None if embeds.len() == 1 => embeds.first(),
+        None => bail!("several [[embed]]s: say which with --embed NAME"),
+        Some(name) => embeds
+            .iter()
+            .find(|e| e.name.as_deref() == Some(name))
+            .or_else(|| name.parse::<usize>().ok().and_then(|i| embeds.get(i))),
+    };
+    let Some(settings) = found else {
+        bail!("no [[embed]] named {:?}", embed.unwrap_or_default());
+    };
+    let placeholder = format!("{{{}}}", settings.entitled_by);
+    if !settings.src.contains(&placeholder) {
+        bail!("the embed's src has no {placeholder}: give the full URL instead");
+    }
+    let url = settings.src.replace(&placeholder, share);
+    if url.contains('{') {
+        bail!(
+            "the embed's src has more placeholders than {placeholder}: give the full URL instead"
+        );
+    }
+    Ok(url)
+}
+
+/// `url` with a token minted for `principal` at `ip`, fetched from the video host if remote.
+fn mint(
+    runtime: &Runtime,
+    url: &str,
+    principal: &Principal,
+    ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<String> {
+    let visitor = Visitor {
+        principal,
+        addr: ip,
+        now: embedgate::token::unix_now(),
+    };
+    match runtime.embeds.rewrite(url, &visitor) {
+        Some((_, EmbedRewrite::Minted(with_token))) => Ok(with_token),
+        Some((index, EmbedRewrite::Deferred(deferred))) => {
+            let minter = runtime
                 .embeds
-                .rewrite(&url, now, &Principal::operator())
-                .map(|(_, rewrite)| rewrite)
-            {
-                Some(EmbedRewrite::Minted(with_token)) => {
-                    println!("{with_token}");
-                    Ok(())
-                }
-                Some(EmbedRewrite::Unsafe(err)) => bail!("{err}"),
-                Some(EmbedRewrite::Unentitled(_)) => bail!("the operator may mint every video"),
-                None => bail!(
-                    "{url} matches no [[embed]] src pattern in {}",
-                    config_path.display()
-                ),
-            }
+                .get(index)
+                .and_then(|e| e.remote())
+                .context("remote embed without a minter")?;
+            let token = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(minter.token(&deferred.call, principal))
+                .with_context(|| format!("{} {}", "calling", deferred.call.url))?;
+            Ok(format!(
+                "{}{}{}{}",
+                deferred.head, deferred.param, token, deferred.tail
+            ))
         }
-        Command::Verify { token } => {
-            let runtime = build_once(loaded)?;
-            let now = embedgate::token::unix_now();
-            let mut last_error = None;
-            for (index, embed) in runtime.embeds.iter().enumerate() {
-                match embed.minter().signer().verify(&token, now) {
-                    Ok(valid) => {
-                        println!(
-                            "valid for embed[{index}]: acl={} start={} expires={} ({}s left)",
-                            valid.acl,
-                            valid.start,
-                            valid.end,
-                            valid.end - now
-                        );
-                        return Ok(());
-                    }
-                    Err(err) => last_error = Some(err),
-                }
-            }
-            match last_error {
-                Some(err) => bail!("not valid: {err}"),
-                None => bail!(
-                    "no [[embed]] in {} to verify against",
-                    config_path.display()
-                ),
-            }
+        Some((_, EmbedRewrite::Unsafe(err))) => bail!("{err}"),
+        Some((_, EmbedRewrite::Unentitled(_))) => bail!("this session may not watch that video"),
+        None => bail!("{url} matches no [[embed]] src pattern"),
+    }
+}
+
+/// Prints each check the route protecting `path` makes of `token`; fails if one fails.
+fn verify_for_path(
+    runtime: &Runtime,
+    token: &str,
+    path: &str,
+    ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<()> {
+    let route = runtime.routes.lookup(path)?;
+    let Some(verifier) = route
+        .spec
+        .and_then(|index| runtime.route_tokens.get(index))
+        .and_then(Option::as_ref)
+    else {
+        bail!(
+            "{path} is under {} access, not a route with access = \"token\"",
+            route.access.as_str()
+        );
+    };
+    let normal = route
+        .normal
+        .as_deref()
+        .and_then(|p| std::str::from_utf8(p).ok())
+        .context("the path is not UTF-8")?;
+    let checks = verifier.check(token, normal, ip, embedgate::token::unix_now());
+    println!("signature: {}", checks.signature);
+    println!("window:    {}", checks.window);
+    println!("acl:       {}", checks.acl);
+    println!("ip:        {}", checks.ip);
+    match checks.verdict() {
+        Ok(()) => {
+            println!("valid for {normal}");
+            Ok(())
         }
+        Err(rejection) => bail!("not valid: {rejection}"),
+    }
+}
+
+/// Checks `token`'s signature and window against each locally minting embed's key.
+fn verify_against_embeds(
+    runtime: &Runtime,
+    token: &str,
+    config_path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let now = embedgate::token::unix_now();
+    let mut last_error = None;
+    for (index, embed) in runtime.embeds.iter().enumerate() {
+        let Minter::Local(minter) = embed.minter() else {
+            continue;
+        };
+        match minter.signer().verify_with(token, now, 0, "") {
+            Ok(valid) => {
+                println!(
+                    "valid for embed[{index}]: acl={} start={} expires={} ({}s left)",
+                    valid.acl.unwrap_or("-"),
+                    valid.start.map_or("-".to_string(), |s| s.to_string()),
+                    valid.end,
+                    valid.end.saturating_sub(now)
+                );
+                return Ok(());
+            }
+            Err(err) => last_error = Some(err),
+        }
+    }
+    match last_error {
+        Some(err) => bail!("not valid: {err}"),
+        None => bail!(
+            "no locally minting [[embed]] in {} to verify against",
+            config_path.display()
+        ),
     }
 }
 

@@ -173,6 +173,8 @@ pub enum TokenResult {
     Refused,
     /// The visitor may not watch it.
     Unentitled,
+    /// The video host's API gave no token.
+    Failed,
 }
 
 /// Session lookups, by where the verdict came from.
@@ -398,7 +400,7 @@ pub struct RuntimeMetrics {
     requests: Box<[OnceLock<Counter>]>,
     request_seconds: [LatencyHistogram; 4],
     // [embed][result]
-    tokens: Box<[[Counter; 3]]>,
+    tokens: Box<[[Counter; 4]]>,
 }
 
 impl std::fmt::Debug for RuntimeMetrics {
@@ -423,7 +425,7 @@ impl RuntimeMetrics {
         });
         let tokens = (0..embeds)
             .map(|index| {
-                ["minted", "refused", "unentitled"].map(|result| {
+                ["minted", "refused", "unentitled", "failed"].map(|result| {
                     metrics
                         .tokens
                         .get_or_create(&TokenLabels {

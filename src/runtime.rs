@@ -19,6 +19,7 @@ use crate::gate::{RouteTable, SessionGate};
 use crate::metrics::{Metrics, RuntimeMetrics};
 use crate::proxy::Upstream;
 use crate::server::tls::{self, TlsError};
+use crate::token::verify::EdgeVerifier;
 
 /// A part of the settings that could not be built; names the config key at fault.
 #[derive(Debug, Error)]
@@ -46,6 +47,8 @@ pub struct Runtime {
     settings: Settings,
     /// Which paths ask what of visitors.
     pub routes: RouteTable,
+    /// The token check of each `[[route]]`, in config order (`None` for routes without one).
+    pub route_tokens: Vec<Option<EdgeVerifier>>,
     /// The session cookie and the source that answers for it.
     pub gate: SessionGate,
     /// The embeds and their minters, shared with the rewriters of pages in flight.
@@ -82,13 +85,29 @@ impl Runtime {
         .map_err(|err| BuildError::new(source_key(&err), err))?;
         let gate = SessionGate::new(&settings.session.cookie, sessions);
         let embeds = EmbedSet::build(&settings.embeds).map_err(|(index, err)| {
-            let field = match err {
-                EmbedError::Src(_) => "src",
-                EmbedError::Acl(_) => "token.acl",
-                EmbedError::Key(_) => "token.key",
+            let field = match &err {
+                EmbedError::Src(_) => "src".to_string(),
+                EmbedError::Template(field, _) => format!("token.{field}"),
+                EmbedError::Key(key) => format!("token.{}", key.field()),
             };
             BuildError::new(format!("embed[{index}].{field}"), err)
         })?;
+        let route_tokens = settings
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(index, route)| {
+                route
+                    .token
+                    .as_ref()
+                    .map(|token| {
+                        EdgeVerifier::build(token).map_err(|err| {
+                            BuildError::new(format!("route[{index}].token.{}", err.field()), err)
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let deny_page = match &settings.session.deny_page {
             None => Bytes::from_static(DEFAULT_DENY_PAGE.as_bytes()),
             Some(path) => {
@@ -126,6 +145,7 @@ impl Runtime {
             tls,
             metrics,
             routes,
+            route_tokens,
             gate,
             embeds: Arc::new(embeds),
             upstream,

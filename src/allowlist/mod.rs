@@ -85,7 +85,8 @@ pub enum Verdict {
 /// Who an allowed request acts for: what it is logged as, and which videos it may watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    tag: SessionTag,
+    // The session id's SHA-256, never the id itself.
+    session: [u8; 32],
     entitlements: Entitlements,
 }
 
@@ -131,7 +132,7 @@ impl Principal {
     /// The principal of the session `key`, entitled to `entitlements`.
     pub fn entitled(key: &SessionKey<'_>, entitlements: Entitlements) -> Principal {
         Principal {
-            tag: key.tag(),
+            session: key.digest,
             entitlements,
         }
     }
@@ -139,7 +140,7 @@ impl Principal {
     /// The principal of tokens minted by hand (`embedgate mint`), for no visitor.
     pub fn operator() -> Principal {
         Principal {
-            tag: SessionTag([0; 4]),
+            session: [0; 32],
             entitlements: Entitlements::All,
         }
     }
@@ -151,7 +152,12 @@ impl Principal {
 
     /// The short hash that names this visitor in logs.
     pub fn tag(&self) -> SessionTag {
-        self.tag
+        SessionTag::of(&self.session)
+    }
+
+    /// The SHA-256 of the session id: what tokens and caches key on, never the id.
+    pub fn session_digest(&self) -> &[u8; 32] {
+        &self.session
     }
 }
 
@@ -205,12 +211,7 @@ impl<'a> SessionKey<'a> {
 
     /// A short, non-reversible tag for logs.
     pub fn tag(&self) -> SessionTag {
-        SessionTag([
-            self.digest[0],
-            self.digest[1],
-            self.digest[2],
-            self.digest[3],
-        ])
+        SessionTag::of(&self.digest)
     }
 }
 
@@ -223,6 +224,12 @@ impl fmt::Debug for SessionKey<'_> {
 /// First four bytes of a session id's SHA-256: enough to follow one visitor through the logs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct SessionTag([u8; 4]);
+
+impl SessionTag {
+    fn of(digest: &[u8; 32]) -> SessionTag {
+        SessionTag([digest[0], digest[1], digest[2], digest[3]])
+    }
+}
 
 impl fmt::Display for SessionTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -8,7 +8,9 @@
 //! that a failure then still names file, line and column.
 
 mod allowlist;
+mod embed;
 pub mod raw;
+mod token;
 mod validate;
 
 use std::collections::HashMap;
@@ -75,8 +77,8 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// TLS termination; `None` for cleartext (on or off is fixed at start).
     pub tls: Option<TlsSettings>,
-    /// Append to the visitor's X-Forwarded-For (behind a trusted proxy) rather than replace it.
-    pub trust_forwarded: bool,
+    /// Peers whose X-Forwarded-For, Forwarded and X-Request-Id are believed.
+    pub trusted_proxies: crate::client::TrustedProxies,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
     /// Largest request body passed on to the CMS; `None` for no limit.
@@ -143,14 +145,17 @@ impl Settings {
     }
 
     /// Every file these settings read: the config itself, the allowlist,
-    /// the deny page and key files. A change to any of them is a reason to reload.
+    /// the deny page, key, salt, bearer and CA files. A change to any of them is a reason to reload.
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.source.clone()];
         files.extend(self.session.allowlist.source.files());
         files.extend(self.session.deny_page.clone());
         files.extend(self.server.tls.iter().flat_map(TlsSettings::files));
         for embed in &self.embeds {
-            files.extend(embed.token.key.file().map(Path::to_path_buf));
+            files.extend(embed.token.files());
+        }
+        for route in &self.routes {
+            files.extend(route.token.iter().flat_map(|t| t.signer.files()));
         }
         files.sort();
         files.dedup();

@@ -50,6 +50,7 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub shutdown_timeout: Option<HumanDuration>,
     pub trust_forwarded: Option<bool>,
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
@@ -234,6 +235,7 @@ pub struct RawRoute {
     pub access: Option<Spanned<RawAccess>>,
     /// Shorthand kept from before `access`: true = "session", false = "public".
     pub gated: Option<bool>,
+    pub token: Option<Spanned<RawRouteToken>>,
 }
 
 /// A route's `access`.
@@ -242,6 +244,7 @@ pub struct RawRoute {
 pub enum RawAccess {
     Public,
     Session,
+    Token,
 }
 
 impl From<RawAccess> for crate::gate::Access {
@@ -249,29 +252,154 @@ impl From<RawAccess> for crate::gate::Access {
         match raw {
             RawAccess::Public => crate::gate::Access::Public,
             RawAccess::Session => crate::gate::Access::Session,
+            RawAccess::Token => crate::gate::Access::Token,
         }
     }
+}
+
+/// The shared secret and token layout, as `[embed.token]` and `[route.token]`
+/// both write them (serde cannot flatten a table that denies unknown keys).
+pub struct RawSigner {
+    pub key_env: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<String>>,
+    pub algorithm: Option<crate::token::Algorithm>,
+    pub salt_env: Option<Spanned<String>>,
+    pub salt_file: Option<Spanned<PathBuf>>,
+    pub salt: Option<Spanned<String>>,
+    pub field_delimiter: Option<Spanned<String>>,
+    pub acl_delimiter: Option<Spanned<String>>,
+    pub escape_early: Option<bool>,
+}
+
+/// Moves the signer keys out of a token table.
+macro_rules! take_signer {
+    ($table:expr) => {
+        RawSigner {
+            key_env: $table.key_env.take(),
+            key_file: $table.key_file.take(),
+            key: $table.key.take(),
+            algorithm: $table.algorithm.take(),
+            salt_env: $table.salt_env.take(),
+            salt_file: $table.salt_file.take(),
+            salt: $table.salt.take(),
+            field_delimiter: $table.field_delimiter.take(),
+            acl_delimiter: $table.acl_delimiter.take(),
+            escape_early: $table.escape_early.take(),
+        }
+    };
+}
+
+impl RawRouteToken {
+    /// The key and layout keys.
+    pub fn take_signer(&mut self) -> RawSigner {
+        take_signer!(self)
+    }
+}
+
+impl RawToken {
+    /// The key and layout keys.
+    pub fn take_signer(&mut self) -> RawSigner {
+        take_signer!(self)
+    }
+}
+
+/// `[route.token]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteToken {
+    pub key_env: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<String>>,
+    pub algorithm: Option<crate::token::Algorithm>,
+    pub salt_env: Option<Spanned<String>>,
+    pub salt_file: Option<Spanned<PathBuf>>,
+    pub salt: Option<Spanned<String>>,
+    pub field_delimiter: Option<Spanned<String>>,
+    pub acl_delimiter: Option<Spanned<String>>,
+    pub escape_early: Option<bool>,
+    pub param: Option<Spanned<String>>,
+    pub cookie: Option<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
+    pub leeway: Option<Spanned<HumanDuration>>,
 }
 
 /// One `[[embed]]`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmbed {
+    pub name: Option<Spanned<String>>,
     pub src: Spanned<String>,
     pub param: Option<Spanned<String>>,
     pub token: Spanned<RawToken>,
 }
 
-/// `[embed.token]`
+/// `[embed.token]`: a local EdgeAuth minter's keys, or a remote one's.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawToken {
-    pub kind: crate::token::TokenKind,
+    pub kind: Spanned<RawTokenKind>,
     pub key_env: Option<Spanned<String>>,
     pub key_file: Option<Spanned<PathBuf>>,
     pub key: Option<Spanned<String>>,
-    #[serde(default)]
-    pub algorithm: crate::token::Algorithm,
-    pub ttl: Spanned<HumanDuration>,
-    pub acl: Spanned<String>,
+    pub algorithm: Option<crate::token::Algorithm>,
+    pub salt_env: Option<Spanned<String>>,
+    pub salt_file: Option<Spanned<PathBuf>>,
+    pub salt: Option<Spanned<String>>,
+    pub field_delimiter: Option<Spanned<String>>,
+    pub acl_delimiter: Option<Spanned<String>>,
+    pub escape_early: Option<bool>,
+    pub ttl: Option<Spanned<HumanDuration>>,
+    pub acl: Option<Spanned<RawAcl>>,
+    pub url: Option<Spanned<String>>,
+    pub ip: Option<bool>,
+    pub id: Option<bool>,
+    pub data: Option<Spanned<String>>,
+    pub start_offset: Option<Spanned<RawStartOffset>>,
+    pub provider: Option<Spanned<RawProvider>>,
+    pub api_base: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub endpoint: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub pointer: Option<Spanned<String>>,
+    pub bearer_env: Option<Spanned<String>>,
+    pub bearer_file: Option<Spanned<PathBuf>>,
+    pub bearer: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<HumanDuration>>,
+    pub concurrency: Option<Spanned<usize>>,
+    pub on_error: Option<crate::token::OnMintError>,
+    pub reuse: Option<Spanned<HumanDuration>>,
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// `[embed.token] kind`
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTokenKind {
+    Edgeauth,
+    Remote,
+}
+
+/// `[embed.token] provider`: a preset for a remote minter.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawProvider {
+    Infomaniak,
+}
+
+/// `acl`: one pattern or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum RawAcl {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `start_offset`: a duration, or "none" to leave `st` out.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum RawStartOffset {
+    Duration(HumanDuration),
+    Word(String),
 }

@@ -16,18 +16,16 @@ use super::{
     ConfigError, Places, Position, ReloadSettings, ServerSettings, SessionSettings, Settings,
 };
 use crate::admin::AdminSettings;
+use crate::client::TrustedProxies;
 use crate::compression::CompressionSettings;
-use crate::embed::{EmbedPattern, EmbedSettings};
 use crate::gate::{Access, RouteSpec, RouteTable};
 use crate::logging::{LogFormat, LogSettings};
 use crate::proxy::tls::UpstreamTls;
 use crate::proxy::UpstreamSettings;
 use crate::rewrite::RewriteLimits;
-use crate::secret::{Secret, SecretSource};
 use crate::server::tls::{NamedCert, RedirectSettings, TlsSettings};
 use crate::server::ConnectionLimits;
-use crate::syntax::{is_cookie_name_byte, is_query_name_byte};
-use crate::token::TokenSettings;
+use crate::syntax::is_cookie_name_byte;
 
 pub(super) fn position(text: &str, span: Range<usize>) -> Position {
     let before = &text[..span.start.min(text.len())];
@@ -45,6 +43,8 @@ pub(super) struct Validator<'a> {
     path: &'a Path,
     base_dir: &'a Path,
     places: Places,
+    /// `[[embed]] name`s seen so far, to refuse a repeat.
+    pub(super) embed_names: Vec<String>,
 }
 
 impl<'a> Validator<'a> {
@@ -54,6 +54,7 @@ impl<'a> Validator<'a> {
             path,
             base_dir,
             places: Places::default(),
+            embed_names: Vec::new(),
         }
     }
 
@@ -186,7 +187,20 @@ impl<'a> Validator<'a> {
                 Duration::from_secs(300),
             )?,
             tls: raw.tls.map(|tls| self.tls(tls, listen)).transpose()?,
-            trust_forwarded: raw.trust_forwarded.unwrap_or(true),
+            trusted_proxies: match (raw.trust_forwarded, raw.trusted_proxies) {
+                (Some(_), Some(list)) => {
+                    return Err(self.invalid(
+                        list.span(),
+                        "server.trusted_proxies",
+                        "set trusted_proxies or trust_forwarded, not both",
+                    ));
+                }
+                (Some(true), None) => TrustedProxies::everyone(),
+                (Some(false), None) => TrustedProxies::none(),
+                (None, Some(list)) => TrustedProxies::parse(list.get_ref())
+                    .map_err(|err| self.invalid(list.span(), "server.trusted_proxies", err))?,
+                (None, None) => TrustedProxies::private_networks(),
+            },
             body_timeout: self.positive(
                 raw.body_timeout,
                 "server.body_timeout",
@@ -536,7 +550,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn routes(&self, raw: Vec<Spanned<raw::RawRoute>>) -> Result<Vec<RouteSpec>, ConfigError> {
+    fn routes(&mut self, raw: Vec<Spanned<raw::RawRoute>>) -> Result<Vec<RouteSpec>, ConfigError> {
         let mut routes = Vec::with_capacity(raw.len());
         let mut prefix_spans = Vec::with_capacity(raw.len());
         for (index, route) in raw.into_iter().enumerate() {
@@ -557,14 +571,33 @@ impl<'a> Validator<'a> {
                     return Err(self.invalid(
                         span,
                         format!("route[{index}]"),
-                        "needs access = \"public\" or \"session\"",
+                        "needs access = \"public\", \"session\" or \"token\"",
                     ));
                 }
+            };
+            let token = match (access, route.token) {
+                (Access::Token, Some(token)) => Some(self.route_token(index, token)?),
+                (Access::Token, None) => {
+                    return Err(self.invalid(
+                        span,
+                        format!("route[{index}].token"),
+                        "access = \"token\" needs a [route.token] table with the key",
+                    ));
+                }
+                (_, Some(token)) => {
+                    return Err(self.invalid(
+                        token.span(),
+                        format!("route[{index}].token"),
+                        "only applies with access = \"token\"",
+                    ));
+                }
+                (_, None) => None,
             };
             prefix_spans.push(route.prefix.span());
             routes.push(RouteSpec {
                 prefix: route.prefix.into_inner(),
                 access,
+                token,
             });
         }
         // Compiling checks every prefix; the runtime compiles them again.
@@ -573,78 +606,6 @@ impl<'a> Validator<'a> {
             self.invalid(span, format!("route[{}].prefix", err.index), err.message)
         })?;
         Ok(routes)
-    }
-
-    fn embed(
-        &mut self,
-        index: usize,
-        raw: Spanned<raw::RawEmbed>,
-        entitled_by: &str,
-    ) -> Result<EmbedSettings, ConfigError> {
-        let key = |field: &str| format!("embed[{index}].{field}");
-        let raw = raw.into_inner();
-        let token_span = raw.token.span();
-        let token = raw.token.into_inner();
-        let param = match raw.param {
-            None => "token".to_string(),
-            Some(p) => {
-                if p.get_ref().is_empty() || !p.get_ref().bytes().all(is_query_name_byte) {
-                    return Err(self.invalid(
-                        p.span(),
-                        key("param"),
-                        "must be a plain query parameter name",
-                    ));
-                }
-                p.into_inner()
-            }
-        };
-        let (key_source, key_span) = match (token.key_env, token.key_file, token.key) {
-            (Some(env), None, None) => (SecretSource::Env(env.get_ref().clone()), env.span()),
-            (None, Some(file), None) => (
-                SecretSource::File(self.resolve(file.get_ref())),
-                file.span(),
-            ),
-            (None, None, Some(inline)) => {
-                let span = inline.span();
-                (
-                    SecretSource::Inline(Secret::from(inline.into_inner())),
-                    span,
-                )
-            }
-            _ => {
-                return Err(self.invalid(
-                    token_span,
-                    key("token"),
-                    "set exactly one of key_env, key_file or key",
-                ));
-            }
-        };
-        self.place(key("token.key"), key_span);
-        let ttl_span = token.ttl.span();
-        let ttl = token.ttl.into_inner().0;
-        if ttl.as_secs() == 0 {
-            return Err(self.invalid(ttl_span, key("token.ttl"), "must be at least one second"));
-        }
-        let settings = EmbedSettings {
-            src: raw.src.get_ref().clone(),
-            param,
-            acl: token.acl.get_ref().clone(),
-            entitled_by: entitled_by.to_string(),
-            token: TokenSettings {
-                kind: token.kind,
-                key: key_source,
-                algorithm: token.algorithm,
-                ttl,
-            },
-        };
-        // Checks the pattern and template without touching the key.
-        EmbedPattern::compile(&settings).map_err(|err| match err {
-            crate::embed::EmbedError::Acl(why) => {
-                self.invalid(token.acl.span(), key("token.acl"), why)
-            }
-            other => self.invalid(raw.src.span(), key("src"), other),
-        })?;
-        Ok(settings)
     }
 }
 

@@ -15,10 +15,15 @@ pub struct RouteTable {
 }
 
 /// What a route asks of a visitor, ordered from the most open to the strictest.
+///
+/// A session is stricter than a token: a path some reading puts under a
+/// session route and another under a token route asks for the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Access {
     /// Passed through untouched.
     Public,
+    /// Only requests carrying a valid EdgeAuth token for the path (media next to the CMS).
+    Token,
     /// Only sessions the session source allows; HTML gets tokens minted into its embeds.
     Session,
 }
@@ -28,13 +33,14 @@ impl Access {
     pub fn as_str(self) -> &'static str {
         match self {
             Access::Public => "public",
+            Access::Token => "token",
             Access::Session => "session",
         }
     }
 
-    /// True when the visitor must be checked before the CMS is asked.
+    /// True when the visitor's session must be checked before the CMS is asked.
     pub fn is_gated(self) -> bool {
-        self != Access::Public
+        self == Access::Session
     }
 }
 
@@ -45,10 +51,14 @@ pub struct RouteSpec {
     pub prefix: String,
     /// What the prefix asks of visitors.
     pub access: Access,
+    /// How tokens are checked, for `access = "token"`.
+    pub token: Option<crate::token::verify::EdgeSettings>,
 }
 
 #[derive(Debug, Clone)]
 struct Route {
+    // Its place in config order.
+    spec: usize,
     prefix: Arc<str>,
     // For the lenient reading of a path (see `lookup`).
     prefix_lower: Box<[u8]>,
@@ -84,6 +94,10 @@ pub struct RouteMatch {
     pub index: Option<usize>,
     /// What the route asks of the visitor.
     pub access: Access,
+    /// The route's place in config order (`route[N]`), or `None` when no route matched.
+    pub spec: Option<usize>,
+    /// The path as routes read it (decoded, dot segments resolved), for token ACLs.
+    pub normal: Option<Arc<[u8]>>,
 }
 
 /// The access level of a path no route matches: fail closed.
@@ -93,7 +107,7 @@ impl RouteTable {
     /// Compiles routes given in config order.
     pub fn new(routes: &[RouteSpec]) -> Result<RouteTable, RouteError> {
         let mut compiled: Vec<Route> = Vec::with_capacity(routes.len());
-        for (index, RouteSpec { prefix, access }) in routes.iter().enumerate() {
+        for (index, RouteSpec { prefix, access, .. }) in routes.iter().enumerate() {
             let fail = |message: String| RouteError { index, message };
             if !prefix.starts_with('/') {
                 return Err(fail(format!("{prefix:?} must start with '/'")));
@@ -108,6 +122,7 @@ impl RouteTable {
                 return Err(fail(format!("{prefix:?} is listed twice")));
             }
             compiled.push(Route {
+                spec: index,
                 prefix_lower: prefix.to_ascii_lowercase().into_bytes().into(),
                 prefix: prefix.as_str().into(),
                 access: *access,
@@ -135,16 +150,18 @@ impl RouteTable {
     /// access level of the two readings; on a tie, the strict reading's route.
     pub fn lookup(&self, path: &str) -> Result<RouteMatch, PathError> {
         let strict = normalize(path)?;
-        let found = self.find(&strict, |r| r.prefix.as_bytes());
-        let Some(lenient) = lenient_reading(&strict) else {
-            return Ok(found);
-        };
-        let loose = self.find(&lenient, |r| &r.prefix_lower[..]);
-        Ok(if loose.access > found.access {
-            loose
-        } else {
-            found
-        })
+        let mut found = self.find(&strict, |r| r.prefix.as_bytes());
+        if let Some(lenient) = lenient_reading(&strict) {
+            let loose = self.find(&lenient, |r| &r.prefix_lower[..]);
+            if loose.access > found.access {
+                found = loose;
+            }
+        }
+        // Only a token route checks the path again (against the token's ACL).
+        if found.access == Access::Token {
+            found.normal = Some(strict.as_ref().into());
+        }
+        Ok(found)
     }
 
     fn find(&self, path: &[u8], prefix: impl Fn(&Route) -> &[u8]) -> RouteMatch {
@@ -157,11 +174,15 @@ impl RouteTable {
                 prefix: Some(self.routes[index].prefix.clone()),
                 index: Some(index),
                 access: self.routes[index].access,
+                spec: Some(self.routes[index].spec),
+                normal: None,
             },
             None => RouteMatch {
                 prefix: None,
                 index: None,
                 access: UNROUTED,
+                spec: None,
+                normal: None,
             },
         }
     }
@@ -180,6 +201,7 @@ mod tests {
         RouteSpec {
             prefix: prefix.into(),
             access,
+            token: None,
         }
     }
 

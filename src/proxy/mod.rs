@@ -278,7 +278,7 @@ pub fn prepare_request(
     settings: &UpstreamSettings,
     conn: ConnectionInfo,
     gated: bool,
-    trust_forwarded: bool,
+    trusted_peer: bool,
 ) -> Result<(), ProxyError> {
     // HTTP/2 carries the host in :authority, HTTP/1.1 in Host; an
     // absolute-form target's authority wins over Host (RFC 9112 §3.2.2).
@@ -295,7 +295,7 @@ pub fn prepare_request(
         conn.peer.ip(),
         conn.proto(),
         visitor_host.clone(),
-        trust_forwarded,
+        trusted_peer,
     );
     if gated {
         for name in &UNCACHED_ONLY {

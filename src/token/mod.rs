@@ -1,21 +1,25 @@
-//! Tokens for the video host: how keys are loaded and how tokens are made.
+//! Tokens for the video host: how keys are loaded, how tokens are made and checked.
 //!
-//! A [`Minter`] turns an ACL into a token; [`edgeauth`] mints Akamai
-//! EdgeAuth v2 tokens locally. Remote minting through the host's API will be
-//! a sibling module and one more kind of minter.
+//! [`edgeauth`] mints and verifies Akamai EdgeAuth v2 tokens with the shared
+//! secret; [`LocalMinter`] fills in one embed's claims for a page view;
+//! [`remote`] asks the video host's API for a token instead; [`acl`] matches
+//! a token's ACL against a request path, for edge verification.
 
+pub mod acl;
 pub mod edgeauth;
-
-use std::time::Duration;
+mod local;
+pub mod remote;
+pub mod verify;
 
 use secrecy::{ExposeSecret, SecretSlice};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::allowlist::Principal;
 use crate::secret::{SecretError, SecretSource};
 
-pub use edgeauth::{EdgeAuth, VerifyError};
+pub use edgeauth::{Claims, EdgeAuth, Scope, TokenFormat, VerifiedToken, VerifyError};
+pub use local::{LocalMinter, LocalSettings, ScopeTemplate, Visitor};
+pub use remote::{MintError, OnMintError, RemoteMinter, RemoteSettings};
 
 /// The wall clock in unix seconds, as tokens count time (0 if the clock is before 1970).
 pub fn unix_now() -> u64 {
@@ -61,6 +65,21 @@ pub enum KeyError {
     /// The key is empty.
     #[error("key is empty")]
     Empty,
+    /// The salt is empty.
+    #[error("salt is empty")]
+    EmptySalt,
+    /// The salt could not be read.
+    #[error("cannot read the salt: {0}")]
+    Salt(SecretError),
+    /// The API bearer token could not be read.
+    #[error("cannot read the bearer token: {0}")]
+    Bearer(SecretError),
+    /// The bearer token of a remote minter cannot be sent in a header.
+    #[error("bearer token is empty or not a valid header value")]
+    BadBearer,
+    /// The remote minter's HTTP client could not be set up.
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
 }
 
 /// Decoded key bytes, wiped on drop and never printed.
@@ -89,66 +108,115 @@ pub fn load_key(source: &SecretSource) -> Result<KeyMaterial, KeyError> {
     KeyMaterial::from_hex(source.read()?.expose())
 }
 
-/// How tokens for an embed are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TokenKind {
-    /// Minted locally as an Akamai EdgeAuth v2 token.
-    Edgeauth,
-}
-
-/// `[embed.token]`, validated: which minter, its key and its parameters.
+/// `[embed.token]` or `[route.token]`: the shared secret and the token's layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenSettings {
-    /// Which minter makes the tokens.
-    pub kind: TokenKind,
-    /// Where the shared secret comes from.
+pub struct SignerSettings {
+    /// Where the shared secret (hex) comes from.
     pub key: SecretSource,
     /// The HMAC hash.
     pub algorithm: Algorithm,
-    /// How long a token stays valid from the moment it is minted (whole seconds, at least 1).
-    pub ttl: Duration,
+    /// Where the salt comes from, if tokens are salted.
+    pub salt: Option<SecretSource>,
+    /// Separates the token's fields (`~`).
+    pub field_delimiter: char,
+    /// Separates the ACLs of one token (`!`).
+    pub acl_delimiter: char,
+    /// Whether ip, id, data and url are escaped before signing, as the reference's `escape_early`.
+    pub escape_early: bool,
 }
 
-/// Turns an ACL into a token for one page view.
-///
-/// A token is fresh for each page view; it is tied to one visitor only when
-/// it carries something of theirs (the `ip`/`id` fields of EdgeAuth).
+impl SignerSettings {
+    /// The key and salt files these settings read.
+    pub fn files(&self) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+        [Some(&self.key), self.salt.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|source| source.file().map(std::path::Path::to_path_buf))
+    }
+
+    /// Loads the key and salt, and prepares the signer.
+    pub fn build(&self) -> Result<EdgeAuth, KeyError> {
+        let key = load_key(&self.key)?;
+        self.build_with(&key)
+    }
+
+    /// Prepares the signer with an already loaded `key`.
+    pub fn build_with(&self, key: &KeyMaterial) -> Result<EdgeAuth, KeyError> {
+        let salt = match &self.salt {
+            None => None,
+            Some(source) => {
+                let salt = source.read().map_err(KeyError::Salt)?;
+                if salt.expose().is_empty() {
+                    return Err(KeyError::EmptySalt);
+                }
+                Some(secrecy::SecretString::from(salt.expose()))
+            }
+        };
+        Ok(EdgeAuth::new(self.algorithm, key).with_format(TokenFormat {
+            field_delimiter: self.field_delimiter,
+            acl_delimiter: self.acl_delimiter,
+            escape_early: self.escape_early,
+            salt,
+        }))
+    }
+}
+
+/// `[embed.token]`, validated: how an embed's tokens are made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSettings {
+    /// Minted here with the shared secret (`kind = "edgeauth"`).
+    Local(LocalSettings),
+    /// Asked of the video host's API (`kind = "remote"`).
+    Remote(RemoteSettings),
+}
+
+/// Makes one embed's tokens.
 #[derive(Debug)]
+// One per embed, read on every mint: kept inline rather than behind a box.
+#[allow(clippy::large_enum_variant)]
 pub enum Minter {
-    /// Minted locally with the shared secret.
-    EdgeAuth {
-        /// The keyed signer.
-        signer: EdgeAuth,
-        /// Validity of each token, in seconds.
-        ttl_secs: u64,
-    },
+    /// Minted here, synchronously, while the page streams through.
+    Local(LocalMinter),
+    /// Fetched from the video host; the page waits at the embed, not before it.
+    Remote(std::sync::Arc<RemoteMinter>),
+}
+
+impl TokenSettings {
+    /// The key, salt, bearer and CA files these settings read.
+    pub fn files(&self) -> Vec<std::path::PathBuf> {
+        match self {
+            TokenSettings::Local(local) => local.signer.files().collect(),
+            TokenSettings::Remote(remote) => remote
+                .bearer
+                .file()
+                .map(std::path::Path::to_path_buf)
+                .into_iter()
+                .chain(remote.ca_file.clone())
+                .collect(),
+        }
+    }
 }
 
 impl Minter {
-    /// Loads the key and prepares the minter `settings.kind` names.
+    /// Loads the key (or bearer token) and prepares the minter `settings` name.
     pub fn build(settings: &TokenSettings) -> Result<Minter, KeyError> {
-        match settings.kind {
-            TokenKind::Edgeauth => Ok(Minter::EdgeAuth {
-                signer: EdgeAuth::new(settings.algorithm, &load_key(&settings.key)?),
-                ttl_secs: settings.ttl.as_secs(),
-            }),
-        }
-    }
-
-    /// Appends the token opening `acl`, minted at `now` (unix seconds) for `principal`, to `out`.
-    pub fn mint(&self, acl: &str, now: u64, _principal: &Principal, out: &mut String) {
-        match self {
-            Minter::EdgeAuth { signer, ttl_secs } => {
-                signer.mint_into(now, now.saturating_add(*ttl_secs), acl, out)
+        Ok(match settings {
+            TokenSettings::Local(local) => Minter::Local(LocalMinter::build(local)?),
+            TokenSettings::Remote(remote) => {
+                Minter::Remote(std::sync::Arc::new(RemoteMinter::build(remote)?))
             }
-        }
+        })
     }
+}
 
-    /// The EdgeAuth signer, to verify tokens with (`embedgate verify`).
-    pub fn signer(&self) -> &EdgeAuth {
+impl KeyError {
+    /// The `[embed.token]`/`[route.token]` key whose value is at fault.
+    pub fn field(&self) -> &'static str {
         match self {
-            Minter::EdgeAuth { signer, .. } => signer,
+            KeyError::Source(_) | KeyError::NotHex | KeyError::Empty => "key",
+            KeyError::EmptySalt | KeyError::Salt(_) => "salt",
+            KeyError::Bearer(_) | KeyError::BadBearer => "bearer",
+            KeyError::Client(_) => "ca_file",
         }
     }
 }

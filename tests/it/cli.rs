@@ -272,3 +272,197 @@ async fn a_chunked_response_delivered_whole_is_logged_complete() {
         assert!(line.contains("complete=true"), "{line}");
     }
 }
+
+/// A config with a named `ip = true` embed and a token route for its videos.
+fn edge_config(dir: &Path) -> std::path::PathBuf {
+    let extra = format!(
+        r#"
+[[embed]]
+name = "cam"
+src = "http://media.test/embed/{{share}}.html"
+
+[embed.token]
+kind = "edgeauth"
+key = "{KEY_HEX}"
+ttl = "5m"
+acl = "/hls/{{share}}/*"
+ip = true
+
+[[route]]
+prefix = "/hls/"
+access = "token"
+
+[route.token]
+key = "{KEY_HEX}"
+"#
+    );
+    write_config(dir, &config_text("127.0.0.1:9".parse().unwrap(), &extra))
+}
+
+/// `embedgate verify --path PATH [--ip IP] TOKEN`: the exit code and the
+/// `name: outcome` lines it printed, in order.
+fn verify_for(
+    config: &Path,
+    token: &str,
+    path: &str,
+    ip: Option<&str>,
+) -> (Option<i32>, Vec<(String, String)>) {
+    let mut command = Command::new(BIN);
+    command.args(["verify", "--path", path]);
+    if let Some(ip) = ip {
+        command.args(["--ip", ip]);
+    }
+    let output = command
+        .arg(token)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let checks = stdout
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, outcome)| (name.trim().to_string(), outcome.trim().to_string()))
+        .filter(|(name, _)| ["signature", "window", "acl", "ip"].contains(&name.as_str()))
+        .collect();
+    (output.status.code(), checks)
+}
+
+/// The outcome `verify` printed for `check`.
+fn outcome<'c>(checks: &'c [(String, String)], check: &str) -> &'c str {
+    let found = checks.iter().find(|(name, _)| name == check);
+    &found
+        .unwrap_or_else(|| panic!("no {check} line in {checks:?}"))
+        .1
+}
+
+#[test]
+fn mint_for_an_address_then_verify_every_check_for_a_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = edge_config(dir.path());
+    let output = Command::new(BIN)
+        .args([
+            "mint",
+            "--embed",
+            "cam",
+            "--share",
+            "abc123",
+            "--ip",
+            "203.0.113.9",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let url = String::from_utf8(output.stdout).unwrap();
+    let token = url
+        .trim_end()
+        .strip_prefix("http://media.test/embed/abc123.html?token=")
+        .unwrap_or_else(|| panic!("an embed URL with a token: {url}"));
+    assert!(token.starts_with("ip=203.0.113.9~st="), "{token}");
+
+    let (code, checks) = verify_for(&config, token, "/hls/abc123/seg1.ts", Some("203.0.113.9"));
+    assert_eq!(code, Some(0), "{checks:?}");
+    let names: Vec<&str> = checks.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["signature", "window", "acl", "ip"]);
+    for (name, outcome) in &checks {
+        assert_eq!(outcome, "ok", "{name}");
+    }
+
+    // Another client address: only the ip check fails.
+    let (code, checks) = verify_for(&config, token, "/hls/abc123/seg1.ts", Some("198.51.100.1"));
+    assert_eq!(code, Some(1), "{checks:?}");
+    assert_eq!(outcome(&checks, "signature"), "ok");
+    assert_eq!(outcome(&checks, "window"), "ok");
+    assert_eq!(outcome(&checks, "acl"), "ok");
+    assert!(outcome(&checks, "ip").starts_with("FAILED"), "{checks:?}");
+    assert!(
+        outcome(&checks, "ip").contains("198.51.100.1"),
+        "{checks:?}"
+    );
+
+    // No address at all cannot pass an address-bound token.
+    let (code, checks) = verify_for(&config, token, "/hls/abc123/seg1.ts", None);
+    assert_eq!(code, Some(1), "{checks:?}");
+    assert!(outcome(&checks, "ip").starts_with("FAILED"), "{checks:?}");
+
+    // A path outside the ACL, including one that climbs out of it.
+    for path in ["/hls/other/seg1.ts", "/hls/abc123/../other/seg1.ts"] {
+        let (code, checks) = verify_for(&config, token, path, Some("203.0.113.9"));
+        assert_eq!(code, Some(1), "{path}: {checks:?}");
+        assert_eq!(outcome(&checks, "signature"), "ok", "{path}");
+        assert!(
+            outcome(&checks, "acl").starts_with("FAILED"),
+            "{path}: {checks:?}"
+        );
+        assert_eq!(outcome(&checks, "ip"), "ok", "{path}");
+    }
+}
+
+#[test]
+fn verify_for_a_path_names_a_bad_signature_and_an_expired_window() {
+    use embedgate::token::{Algorithm, Claims, EdgeAuth, KeyMaterial, Scope};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = edge_config(dir.path());
+    let signer = EdgeAuth::new(Algorithm::Sha256, &KeyMaterial::from_hex(KEY_HEX).unwrap());
+    let now = unix_now();
+    let mint = |start: u64, end: u64| {
+        let mut token = String::new();
+        signer.mint_claims_into(
+            &Claims {
+                ip: Some("203.0.113.9"),
+                start: Some(start),
+                end,
+                scope: Scope::Acl("/hls/abc123/*"),
+                id: None,
+                data: None,
+            },
+            &mut token,
+        );
+        token
+    };
+    let path = "/hls/abc123/seg1.ts";
+
+    let expired = mint(now - 7200, now - 3600);
+    let (code, checks) = verify_for(&config, &expired, path, Some("203.0.113.9"));
+    assert_eq!(code, Some(1), "{checks:?}");
+    assert_eq!(outcome(&checks, "signature"), "ok");
+    assert!(
+        outcome(&checks, "window").starts_with("FAILED"),
+        "{checks:?}"
+    );
+    assert!(outcome(&checks, "window").contains("expired"), "{checks:?}");
+
+    let early = mint(now + 3600, now + 7200);
+    let (code, checks) = verify_for(&config, &early, path, Some("203.0.113.9"));
+    assert_eq!(code, Some(1), "{checks:?}");
+    assert!(
+        outcome(&checks, "window").starts_with("FAILED"),
+        "{checks:?}"
+    );
+
+    let good = mint(now - 60, now + 300);
+    let (code, _) = verify_for(&config, &good, path, Some("203.0.113.9"));
+    assert_eq!(code, Some(0));
+    let forged = good.replacen("ip=203.0.113.9", "ip=198.51.100.1", 1);
+    let (code, checks) = verify_for(&config, &forged, path, Some("198.51.100.1"));
+    assert_eq!(code, Some(1), "{checks:?}");
+    assert!(
+        outcome(&checks, "signature").starts_with("FAILED"),
+        "{checks:?}"
+    );
+    for later in ["window", "acl", "ip"] {
+        assert_eq!(outcome(&checks, later), "not checked", "{later}");
+    }
+
+    // A path no token route protects is not checked at all.
+    let output = Command::new(BIN)
+        .args(["verify", "--path", "/videos/a", &good, "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("access = \"token\""));
+}

@@ -325,3 +325,125 @@ fn the_commented_tls_table_in_gateway_toml_is_valid_as_written() {
         Some("/.well-known/acme-challenge/")
     );
 }
+
+#[test]
+fn token_keys_are_checked_and_each_refusal_names_its_key() {
+    let acl = "acl = \"/hls/{share}/*\"";
+    let remote = "kind = \"remote\"\nprovider = \"infomaniak\"\nchannel = \"c1\"\nbearer = \"b\"";
+    let local_keys = format!("kind = \"edgeauth\"\nkey = \"{KEY_HEX}\"\nttl = \"5m\"\n{acl}");
+    let in_place_of_acl = |lines: &str| base().replacen(acl, lines, 1);
+    let in_place_of_token = |lines: &str| base().replacen(&local_keys, lines, 1);
+    let cases = [
+        (
+            in_place_of_acl("acl = []"),
+            "embed[0].token.acl",
+            "at least one",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nurl = \"/x\"")),
+            "embed[0].token",
+            "exactly one of acl",
+        ),
+        (
+            in_place_of_acl("url = \"hls/x\""),
+            "embed[0].token.url",
+            "'/'",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nstart_offset = \"soon\"")),
+            "embed[0].token.start_offset",
+            "none",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nfield_delimiter = \"=\"")),
+            "embed[0].token.field_delimiter",
+            "one character",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nacl_delimiter = \"~\"")),
+            "embed[0].token",
+            "must differ",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nbearer = \"x\"")),
+            "embed[0].token.bearer",
+            "kind = \"remote\"",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\ndata = \"a~b\"")),
+            "embed[0].token.data",
+            "separates the token's fields",
+        ),
+        (
+            in_place_of_acl(&format!("{acl}\nsalt_file = \"no-such-salt\"")),
+            "embed[0].token.salt",
+            "no-such-salt",
+        ),
+        (
+            in_place_of_token(&format!("{remote}\nttl = \"5m\"")),
+            "embed[0].token.ttl",
+            "only applies with kind = \"edgeauth\"",
+        ),
+        (
+            in_place_of_token(&remote.replace("channel = \"c1\"\n", "")),
+            "embed[0].token.channel",
+            "{channel}",
+        ),
+        (
+            in_place_of_token(&remote.replace("bearer = \"b\"", "")),
+            "embed[0].token",
+            "bearer_env",
+        ),
+        (
+            in_place_of_token(&format!("{remote}\nconcurrency = 0")),
+            "embed[0].token.concurrency",
+            "1 to 64",
+        ),
+    ];
+    for (index, (text, key, why)) in cases.into_iter().enumerate() {
+        assert_ne!(text, base(), "case {index}");
+        let err = error_of(&text);
+        assert!(
+            err.contains(key) && err.contains(why),
+            "case {index}: {err}"
+        );
+        assert!(
+            err.contains("gateway.toml:"),
+            "case {index} is placed: {err}"
+        );
+    }
+    let route = "[[route]]\nprefix = \"/hls/\"\naccess = \"token\"\n";
+    let err = error_of(&base().replacen("[[route]]\n", &format!("{route}\n[[route]]\n"), 1));
+    assert!(
+        err.contains("route[0].token") && err.contains("[route.token]"),
+        "{err}"
+    );
+    let err = error_of(&base().replacen(
+        "gated = false\n",
+        &format!("gated = false\n[route.token]\nkey = \"{KEY_HEX}\"\n"),
+        1,
+    ));
+    assert!(
+        err.contains("route[1].token") && err.contains("only applies"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_token_option_is_accepted_together() {
+    let acl = "acl = \"/hls/{share}/*\"";
+    let all = "acl = [\"/hls/{share}/*\", \"/thumbs/{share}/*\"]\nip = true\nid = true\n\
+               data = \"v={share}\"\nsalt = \"pepper\"\nfield_delimiter = \";\"\n\
+               acl_delimiter = \",\"\nescape_early = true\nstart_offset = \"none\"\nalgorithm = \"md5\"";
+    let text = base().replacen(acl, all, 1).replacen(
+        "[[route]]\n",
+        &format!(
+            "[[route]]\nprefix = \"/hls/\"\naccess = \"token\"\n[route.token]\nkey = \"{KEY_HEX}\"\n\
+             cookie = \"__token__\"\nleeway = \"10s\"\nsalt = \"pepper\"\n\n[[route]]\n"
+        ),
+        1,
+    );
+    let runtime = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(runtime.embeds.len(), 1);
+    assert!(runtime.route_tokens.iter().flatten().count() == 1);
+}

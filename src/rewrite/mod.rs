@@ -4,24 +4,36 @@
 //! out is sent on at once; the page is never held whole. lol_html keeps a tag
 //! that is split across chunks until it is complete, so it is still rewritten,
 //! and every byte the handler does not touch comes out as it went in.
+//!
+//! A token from the video host's API cannot be had inside the synchronous
+//! handler: the handler leaves a marker ([`output`]) and announces the call
+//! ([`minting`]); the body sends everything up to the first unresolved
+//! marker and keeps feeding the rewriter meanwhile.
 
+mod minting;
+mod output;
+
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
-use std::task::{ready, Context, Poll};
+use std::sync::{Arc, LazyLock};
+use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
 use lol_html::errors::RewritingError;
 use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
-use lol_html::{AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
+use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
 use thiserror::Error;
 
 use crate::allowlist::Principal;
 use crate::embed::{EmbedRewrite, EmbedSet};
 use crate::metrics::{RuntimeMetrics, TokenResult};
+use crate::token::{MintError, OnMintError, Visitor};
+use minting::{Job, Minting, Resolution};
+use output::{Output, Piece, Sink};
 
 static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
 
@@ -43,6 +55,8 @@ pub struct PageTokens {
     pub now: u64,
     /// The visitor they are minted for.
     pub principal: Principal,
+    /// The visitor's address, for tokens bound to it.
+    pub addr: Option<IpAddr>,
     /// Where each embed's result is counted.
     pub metrics: Arc<RuntimeMetrics>,
 }
@@ -56,6 +70,14 @@ pub enum RewriteError {
     /// lol_html refused the input (e.g. a tag larger than the memory cap).
     #[error("rewriter: {0}")]
     Rewriter(#[from] RewritingError),
+    /// The video host's API gave no token and the embed's `on_error` is "page".
+    #[error("no token for embed[{embed}]: {error}")]
+    Mint {
+        /// The embed's index.
+        embed: usize,
+        /// Why.
+        error: MintError,
+    },
 }
 
 /// Counts shared between the element handler and whoever logs the request.
@@ -64,6 +86,7 @@ pub struct RewriteStats {
     minted: AtomicU32,
     refused: AtomicU32,
     unentitled: AtomicU32,
+    failed: AtomicU32,
 }
 
 impl RewriteStats {
@@ -81,39 +104,15 @@ impl RewriteStats {
     pub fn unentitled(&self) -> u32 {
         self.unentitled.load(Ordering::Relaxed)
     }
-}
 
-// What the rewriter emits, collected until the body hands it on. Only this
-// response's task touches it, one poll at a time, so the lock never waits;
-// it exists because the sink must be Send and is owned by the rewriter.
-#[derive(Default)]
-struct Output(Mutex<BytesMut>);
+    /// Embeds whose token the video host's API did not give.
+    pub fn failed(&self) -> u32 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
 
 /// Extra output room per input chunk, for the tokens the chunk's iframes get.
 const OUTPUT_SLACK: usize = 1024;
-
-impl Output {
-    fn reserve(&self, additional: usize) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .reserve(additional);
-    }
-}
-
-struct Sink(Arc<Output>);
-
-impl OutputSink for Sink {
-    fn handle_chunk(&mut self, chunk: &[u8]) {
-        if !chunk.is_empty() {
-            self.0
-                 .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(chunk);
-        }
-    }
-}
 
 /// How a page's bytes are to be read.
 #[derive(Clone, Copy)]
@@ -150,6 +149,15 @@ pub struct RewriteBody<B = Incoming> {
     output: Arc<Output>,
     trailers: Option<HeaderMap>,
     ended: bool,
+    // Calls to the video host's API; `None` until the page has a remote embed.
+    minting: Option<Minting>,
+    embeds: Arc<EmbedSet>,
+    principal: Principal,
+    metrics: Arc<RuntimeMetrics>,
+    stats: Arc<RewriteStats>,
+    // Most output held back behind a token still being fetched.
+    max_held: usize,
+    upstream_done: bool,
 }
 
 impl<B> RewriteBody<B> {
@@ -161,14 +169,29 @@ impl<B> RewriteBody<B> {
         encoding: PageEncoding,
         stats: Arc<RewriteStats>,
     ) -> RewriteBody<B> {
-        let output = Arc::new(Output::default());
+        let output = Arc::new(Output::new(output::page_nonce()));
         let PageTokens {
             embeds,
             now,
             principal,
+            addr,
             metrics,
         } = tokens;
+        let (handler_embeds, handler_principal, handler_metrics, handler_stats, handler_output) = (
+            embeds.clone(),
+            principal.clone(),
+            metrics.clone(),
+            stats.clone(),
+            output.clone(),
+        );
+        let mut next_slot = 0usize;
         let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
+            let (embeds, metrics, stats) = (&handler_embeds, &handler_metrics, &handler_stats);
+            let visitor = Visitor {
+                principal: &handler_principal,
+                addr,
+                now,
+            };
             for attribute in URL_ATTRIBUTES {
                 let Some(url) = el.get_attribute(attribute) else {
                     continue;
@@ -184,8 +207,25 @@ impl<B> RewriteBody<B> {
                     }
                     continue;
                 }
-                match embeds.rewrite(&url, now, &principal) {
+                match embeds.rewrite(&url, &visitor) {
                     None => {}
+                    Some((embed, EmbedRewrite::Deferred(deferred))) => {
+                        let slot = next_slot;
+                        next_slot += 1;
+                        let mut state = handler_output.lock();
+                        let marker = state.marker(slot);
+                        let marker = std::str::from_utf8(&marker).unwrap_or_default();
+                        let value =
+                            [deferred.head.as_str(), marker, deferred.tail.as_str()].concat();
+                        state.announce(Job {
+                            slot,
+                            embed,
+                            param: deferred.param,
+                            call: deferred.call,
+                        });
+                        drop(state);
+                        el.set_attribute(attribute, &value)?;
+                    }
                     Some((embed, EmbedRewrite::Minted(with_token))) => {
                         el.set_attribute(attribute, &with_token)?;
                         stats.minted.fetch_add(1, Ordering::Relaxed);
@@ -228,12 +268,72 @@ impl<B> RewriteBody<B> {
             output,
             trailers: None,
             ended: false,
+            minting: None,
+            embeds,
+            principal,
+            metrics,
+            stats,
+            max_held: limits.max_memory,
+            upstream_done: false,
         }
     }
 
-    fn take_output(&self) -> Option<Bytes> {
-        let mut buffer = self.output.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (!buffer.is_empty()).then(|| buffer.split().freeze())
+    /// The next bytes that may be sent, resolving token places whose call
+    /// has ended. `Err` when a failed call cuts the page off.
+    fn next_ready(&mut self) -> Result<Option<Bytes>, RewriteError> {
+        loop {
+            let mut state = self.output.lock();
+            match state.next() {
+                None => return Ok(None),
+                Some(Piece::Bytes(bytes)) if bytes.is_empty() => continue,
+                Some(Piece::Bytes(bytes)) => return Ok(Some(bytes)),
+                Some(Piece::Token(slot)) => {
+                    let Some(minting) = self.minting.as_mut() else {
+                        // A marker with no call: nothing fills it.
+                        continue;
+                    };
+                    let embed = minting.embed_of(slot);
+                    match minting.resolve(slot) {
+                        None if embed.is_some() => {
+                            state.put_back(slot);
+                            return Ok(None);
+                        }
+                        None => continue,
+                        Some(Resolution::Token(text)) => {
+                            self.stats.minted.fetch_add(1, Ordering::Relaxed);
+                            if let Some(embed) = embed {
+                                self.metrics.token(embed, TokenResult::Minted);
+                            }
+                            return Ok(Some(Bytes::from(text)));
+                        }
+                        Some(Resolution::Failed(error, on_error)) => {
+                            let embed = embed.unwrap_or_default();
+                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            self.metrics.token(embed, TokenResult::Failed);
+                            if on_error == OnMintError::Page {
+                                drop(state);
+                                return Err(RewriteError::Mint { embed, error });
+                            }
+                            tracing::warn!(embed, %error, "embed left without a token: the video host gave none");
+                            continue;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Takes the calls the handler announced and starts those the limits allow.
+    fn start_calls(&mut self) {
+        let jobs = self.output.lock().take_jobs();
+        if !jobs.is_empty() {
+            self.minting
+                .get_or_insert_with(|| Minting::new(self.embeds.clone(), self.principal.clone()))
+                .add(jobs);
+        }
+        if let Some(minting) = self.minting.as_mut() {
+            minting.start();
+        }
     }
 }
 
@@ -251,20 +351,49 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, RewriteError>>> {
         let this = &mut *self;
         loop {
-            if let Some(bytes) = this.take_output() {
-                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            // Calls start before the bytes ahead of their embed are handed on.
+            this.start_calls();
+            match this.next_ready() {
+                Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
+                Ok(None) => {}
+                Err(err) => {
+                    this.fail();
+                    return Poll::Ready(Some(Err(err)));
+                }
             }
-            if this.ended {
-                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            if let Some(minting) = this.minting.as_mut() {
+                if minting.poll_finished(cx) {
+                    continue;
+                }
             }
-            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+            let (held, nothing_held) = {
+                let state = this.output.lock();
+                (state.buffered(), state.is_empty())
+            };
+            if this.upstream_done {
+                if nothing_held {
+                    this.ended = true;
+                    return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+                }
+                // Waiting on a call; its task wakes us.
+                return Poll::Pending;
+            }
+            if held >= this.max_held {
+                // Enough held behind a token still being fetched: stop reading the CMS.
+                return Poll::Pending;
+            }
+            let frame = match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(frame) => frame,
+                Poll::Pending => return Poll::Pending,
+            };
+            match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         if let Some(rewriter) = this.rewriter.as_mut() {
                             // Room for the chunk and its tokens up front: once the
                             // last frame has been sent, this takes its buffer back
                             // instead of growing a new one piece by piece.
-                            this.output.reserve(data.len() + OUTPUT_SLACK);
+                            this.output.lock().reserve(data.len() + OUTPUT_SLACK);
                             if let Err(err) = rewriter.write(&data) {
                                 this.fail();
                                 return Poll::Ready(Some(Err(err.into())));
@@ -278,7 +407,7 @@ where
                     return Poll::Ready(Some(Err(RewriteError::Upstream(err.into()))));
                 }
                 None => {
-                    this.ended = true;
+                    this.upstream_done = true;
                     if let Some(rewriter) = this.rewriter.take() {
                         if let Err(err) = rewriter.end() {
                             this.fail();
@@ -291,7 +420,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.trailers.is_none() && self.output.0.lock().map_or(true, |b| b.is_empty())
+        self.ended && self.trailers.is_none() && self.output.lock().is_empty()
     }
 }
 
@@ -301,11 +430,10 @@ impl<B> RewriteBody<B> {
     fn fail(&mut self) {
         self.rewriter = None;
         self.ended = true;
+        self.upstream_done = true;
         self.trailers = None;
-        self.output
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        // Calls still in flight are cancelled with the page.
+        self.minting = None;
+        self.output.lock().clear();
     }
 }

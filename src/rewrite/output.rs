@@ -1,0 +1,221 @@
+//! What the rewriter emits, held until the body hands it on, with a place
+//! kept for each token still being fetched.
+//!
+//! The element handler cannot wait for the video host's API, so it writes a
+//! marker where the token goes (a per-page random nonce and the slot
+//! number, plain ASCII so any page encoding carries it intact) and announces
+//! it. lol_html hands an attribute value without `"` to the sink in one
+//! piece, so a marker is never split across chunks. The sink cuts the output
+//! at each marker; the body sends everything up to the first unresolved one.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use lol_html::OutputSink;
+
+/// Nonce hex digits, then slot hex digits.
+const NONCE_LEN: usize = 24;
+const SLOT_LEN: usize = 8;
+/// Length of one marker.
+pub const MARKER_LEN: usize = NONCE_LEN + SLOT_LEN;
+
+/// One piece of output in page order.
+pub enum Piece {
+    /// Bytes ready to send.
+    Bytes(Bytes),
+    /// The place of the token of this slot.
+    Token(usize),
+}
+
+#[derive(Default)]
+pub struct OutputState {
+    // Pieces before the newest marker, when markers have been seen.
+    queue: VecDeque<Piece>,
+    // Bytes after the newest marker (all output while no marker is seen).
+    tail: BytesMut,
+    // Markers set by the handler and not yet seen by the sink.
+    awaited: u32,
+    nonce: [u8; NONCE_LEN],
+    queued_bytes: usize,
+    // Calls announced by the handler, not yet taken by the body.
+    jobs: Vec<super::minting::Job>,
+}
+
+/// Output shared by the sink (inside the rewriter) and the body. Only this
+/// response's task touches it, one poll at a time, so the lock never waits;
+/// it exists because the sink must be Send and is owned by the rewriter.
+#[derive(Default)]
+pub struct Output(Mutex<OutputState>);
+
+impl Output {
+    /// Output for a page whose markers carry `nonce`.
+    pub fn new(nonce: [u8; NONCE_LEN]) -> Output {
+        Output(Mutex::new(OutputState {
+            nonce,
+            ..OutputState::default()
+        }))
+    }
+
+    /// Locks the state (never contended, see the type's doc).
+    pub fn lock(&self) -> MutexGuard<'_, OutputState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl OutputState {
+    /// The marker for `slot`, announced: the sink will look for it.
+    pub fn marker(&mut self, slot: usize) -> [u8; MARKER_LEN] {
+        self.awaited += 1;
+        let mut marker = [0u8; MARKER_LEN];
+        marker[..NONCE_LEN].copy_from_slice(&self.nonce);
+        let digits = format!("{:08x}", slot as u32);
+        marker[NONCE_LEN..].copy_from_slice(digits.as_bytes());
+        marker
+    }
+
+    /// Announces the call whose token goes where its marker is.
+    pub fn announce(&mut self, job: super::minting::Job) {
+        self.jobs.push(job);
+    }
+
+    /// The calls announced since the last look.
+    pub fn take_jobs(&mut self) -> Vec<super::minting::Job> {
+        std::mem::take(&mut self.jobs)
+    }
+
+    /// Room for `additional` more bytes of plain output.
+    pub fn reserve(&mut self, additional: usize) {
+        self.tail.reserve(additional);
+    }
+
+    /// Bytes held, queued or not.
+    pub fn buffered(&self) -> usize {
+        self.queued_bytes + self.tail.len()
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.tail.is_empty()
+    }
+
+    /// The first piece, if any; plain output when nothing is queued.
+    pub fn next(&mut self) -> Option<Piece> {
+        match self.queue.pop_front() {
+            Some(Piece::Bytes(bytes)) => {
+                self.queued_bytes -= bytes.len();
+                Some(Piece::Bytes(bytes))
+            }
+            Some(token) => Some(token),
+            None => (!self.tail.is_empty()).then(|| Piece::Bytes(self.tail.split().freeze())),
+        }
+    }
+
+    /// Puts back a token piece that cannot be sent yet.
+    pub fn put_back(&mut self, slot: usize) {
+        self.queue.push_front(Piece::Token(slot));
+    }
+
+    /// Drops everything held: after an error nothing more is sent.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+        self.tail.clear();
+        self.queued_bytes = 0;
+    }
+
+    fn push(&mut self, mut chunk: &[u8]) {
+        while self.awaited > 0 {
+            let Some(at) = memchr::memmem::find(chunk, &self.nonce) else {
+                break;
+            };
+            let slot = chunk
+                .get(at + NONCE_LEN..at + MARKER_LEN)
+                .and_then(|digits| std::str::from_utf8(digits).ok())
+                .and_then(|digits| usize::from_str_radix(digits, 16).ok());
+            let Some(slot) = slot else {
+                break;
+            };
+            self.tail.extend_from_slice(&chunk[..at]);
+            let before = self.tail.split().freeze();
+            self.queued_bytes += before.len();
+            self.queue.push_back(Piece::Bytes(before));
+            self.queue.push_back(Piece::Token(slot));
+            self.awaited -= 1;
+            chunk = &chunk[at + MARKER_LEN..];
+        }
+        self.tail.extend_from_slice(chunk);
+    }
+}
+
+/// The rewriter's output sink.
+pub struct Sink(pub Arc<Output>);
+
+impl OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        if !chunk.is_empty() {
+            self.0.lock().push(chunk);
+        }
+    }
+}
+
+/// A fresh nonce for one page: not guessable by the page's author.
+pub fn page_nonce() -> [u8; NONCE_LEN] {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEYS: OnceLock<[std::collections::hash_map::RandomState; 2]> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(Default::default);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let value = (u128::from(keys[0].hash_one(n)) << 64) | u128::from(keys[1].hash_one(n));
+    let mut nonce = [0u8; NONCE_LEN];
+    let hex = format!("{value:032x}");
+    nonce.copy_from_slice(&hex.as_bytes()[..NONCE_LEN]);
+    nonce
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(state: &mut OutputState) -> Vec<String> {
+        std::iter::from_fn(|| state.next())
+            .map(|piece| match piece {
+                Piece::Bytes(b) => String::from_utf8(b.to_vec()).unwrap(),
+                Piece::Token(slot) => format!("<{slot}>"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cuts_output_at_announced_markers_only() {
+        let output = Output::new(*b"0123456789abcdef01234567");
+        let mut state = output.lock();
+        state.push(b"plain 0123456789abcdef0123456700000001 text");
+        let m0 = state.marker(0);
+        let m3 = state.marker(3);
+        let mut chunk = b"<a src=\"x".to_vec();
+        chunk.extend_from_slice(&m3);
+        chunk.extend_from_slice(b"y\"><b ");
+        chunk.extend_from_slice(&m0);
+        state.push(&chunk);
+        state.push(b" after");
+        assert_eq!(
+            drain(&mut state),
+            [
+                "plain 0123456789abcdef0123456700000001 text<a src=\"x",
+                "<3>",
+                "y\"><b ",
+                "<0>",
+                " after"
+            ]
+        );
+        assert!(state.is_empty());
+    }
+
+    #[test]
+    fn nonces_differ_per_page() {
+        assert_ne!(page_nonce(), page_nonce());
+        assert!(page_nonce().iter().all(u8::is_ascii_hexdigit));
+    }
+}

@@ -1,0 +1,675 @@
+//! EdgeAuth against the reference vectors, and properties of mint and verify.
+
+use super::*;
+use crate::token::acl::acl_allows;
+use proptest::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Vector {
+    name: String,
+    key_hex: String,
+    algorithm: String,
+    #[serde(default)]
+    start: Option<u64>,
+    end: u64,
+    #[serde(default)]
+    acl: Option<String>,
+    #[serde(default)]
+    acl_list: Option<Vec<String>>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    salt: Option<String>,
+    #[serde(default)]
+    field_delimiter: Option<char>,
+    #[serde(default)]
+    acl_delimiter: Option<char>,
+    #[serde(default)]
+    escape_early: bool,
+    token: String,
+}
+
+impl Vector {
+    fn format(&self, salt: Option<&str>) -> TokenFormat {
+        let default = TokenFormat::default();
+        TokenFormat {
+            field_delimiter: self.field_delimiter.unwrap_or(default.field_delimiter),
+            acl_delimiter: self.acl_delimiter.unwrap_or(default.acl_delimiter),
+            escape_early: self.escape_early,
+            salt: salt.map(SecretString::from),
+        }
+    }
+
+    fn minter(&self) -> EdgeAuth {
+        self.minter_salted(self.salt.as_deref())
+    }
+
+    fn minter_salted(&self, salt: Option<&str>) -> EdgeAuth {
+        EdgeAuth::new(
+            self.algorithm.parse().unwrap(),
+            &KeyMaterial::from_hex(&self.key_hex).unwrap(),
+        )
+        .with_format(self.format(salt))
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        match (&self.url, &self.acl) {
+            (Some(url), None) => Scope::Url(url),
+            (None, Some(acl)) => Scope::Acl(acl),
+            _ => panic!("vector {} needs exactly one of acl and url", self.name),
+        }
+    }
+
+    fn claims(&self) -> Claims<'_> {
+        Claims {
+            ip: self.ip.as_deref(),
+            start: self.start,
+            end: self.end,
+            scope: self.scope(),
+            id: self.id.as_deref(),
+            data: self.data.as_deref(),
+        }
+    }
+
+    /// A moment inside the window.
+    fn inside(&self) -> u64 {
+        self.start.filter(|&st| st > 0).unwrap_or(self.end - 1)
+    }
+
+    /// How a value appears in the token.
+    fn written(&self, value: &Option<String>) -> Option<String> {
+        let value = value.as_deref().filter(|v| !v.is_empty())?;
+        let mut out = String::new();
+        if self.escape_early {
+            escape_early(value, &mut out);
+        } else {
+            out.push_str(value);
+        }
+        Some(out)
+    }
+}
+
+fn vectors() -> Vec<Vector> {
+    serde_json::from_str(include_str!("../../../tests/data/edgeauth_vectors.json")).unwrap()
+}
+
+#[test]
+fn mints_byte_identical_tokens_to_the_reference_implementation() {
+    let vectors = vectors();
+    assert!(vectors.len() >= 60);
+    for v in &vectors {
+        if let (Some(list), Some(acl)) = (&v.acl_list, &v.acl) {
+            let delimiter = v.format(None).acl_delimiter.to_string();
+            assert_eq!(&list.join(&delimiter), acl, "vector {}", v.name);
+        }
+        let mut token = String::new();
+        v.minter().mint_claims_into(&v.claims(), &mut token);
+        assert_eq!(token, v.token, "vector {}", v.name);
+    }
+}
+
+#[test]
+fn the_old_mint_matches_the_acl_only_vectors() {
+    let vectors = vectors();
+    let plain = vectors.iter().filter(|v| {
+        v.url.is_none()
+            && v.ip.is_none()
+            && v.id.is_none()
+            && v.data.is_none()
+            && v.salt.is_none()
+            && v.field_delimiter.is_none()
+    });
+    let mut seen = 0;
+    for v in plain {
+        let acl = v.acl.as_deref().unwrap();
+        let minted = v.minter().mint(v.start.unwrap_or(0), v.end, acl);
+        assert_eq!(minted, v.token, "vector {}", v.name);
+        seen += 1;
+    }
+    assert!(seen >= 17);
+}
+
+#[test]
+fn mint_into_appends_after_existing_text() {
+    let v = &vectors()[0];
+    let mut out = String::from("https://x/y.html?token=");
+    v.minter()
+        .mint_into(v.start.unwrap(), v.end, v.acl.as_deref().unwrap(), &mut out);
+    assert_eq!(
+        out.strip_prefix("https://x/y.html?token="),
+        Some(v.token.as_str())
+    );
+    let mut out = String::from("prefix~");
+    v.minter().mint_claims_into(&v.claims(), &mut out);
+    assert_eq!(out.strip_prefix("prefix~"), Some(v.token.as_str()));
+}
+
+#[test]
+fn verifies_reference_tokens_inside_their_window_only() {
+    for v in &vectors() {
+        let m = v.minter();
+        let path = v.url.as_deref().unwrap_or("");
+        let ok = m
+            .verify_with(&v.token, v.inside(), 0, path)
+            .unwrap_or_else(|err| panic!("vector {}: {err}", v.name));
+        let (ip, id, data) = (v.written(&v.ip), v.written(&v.id), v.written(&v.data));
+        let expected = VerifiedToken {
+            ip: ip.as_deref(),
+            start: v.start.filter(|&st| st > 0),
+            end: v.end,
+            acl: v.acl.as_deref(),
+            id: id.as_deref(),
+            data: data.as_deref(),
+        };
+        assert_eq!(ok, expected, "vector {}", v.name);
+        assert_eq!(
+            m.verify_with(&v.token, v.end, 0, path),
+            Err(VerifyError::Expired),
+            "vector {}",
+            v.name
+        );
+        if let Some(start) = expected.start {
+            assert_eq!(
+                m.verify_with(&v.token, start - 1, 0, path),
+                Err(VerifyError::NotYetValid),
+                "vector {}",
+                v.name
+            );
+        }
+        if v.url.is_none() {
+            assert_eq!(m.verify(&v.token, v.inside()), Ok(expected.clone()));
+        }
+    }
+}
+
+#[test]
+fn url_tokens_verify_only_for_their_path() {
+    let vectors = vectors();
+    let urls: Vec<_> = vectors.iter().filter(|v| v.url.is_some()).collect();
+    assert!(urls.len() >= 10);
+    for v in urls {
+        let m = v.minter();
+        let url = v.url.as_deref().unwrap();
+        let last = url.char_indices().last().map_or(0, |(at, _)| at);
+        for other in ["", "/", &format!("{url}x"), &url[..last]] {
+            assert_eq!(
+                m.verify_with(&v.token, v.inside(), 0, other),
+                Err(VerifyError::BadSignature),
+                "vector {} with {other:?}",
+                v.name
+            );
+        }
+        if v.escape_early {
+            // The path is escaped before signing, so its escaped form is a different path.
+            let mut escaped = String::new();
+            escape_early(url, &mut escaped);
+            if escaped != url {
+                assert_eq!(
+                    m.verify_with(&v.token, v.inside(), 0, &escaped),
+                    Err(VerifyError::BadSignature),
+                    "vector {}",
+                    v.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn salted_tokens_need_the_salt() {
+    let vectors = vectors();
+    let salted: Vec<_> = vectors.iter().filter(|v| v.salt.is_some()).collect();
+    assert!(salted.len() >= 6);
+    for v in salted {
+        let path = v.url.as_deref().unwrap_or("");
+        for salt in [None, Some("other"), Some("")] {
+            assert_eq!(
+                v.minter_salted(salt)
+                    .verify_with(&v.token, v.inside(), 0, path),
+                Err(VerifyError::BadSignature),
+                "vector {} with salt {salt:?}",
+                v.name
+            );
+        }
+    }
+    // And an unsalted token does not verify with a salt.
+    let v = &vectors[0];
+    assert_eq!(
+        v.minter_salted(Some("pepper")).verify(&v.token, v.inside()),
+        Err(VerifyError::BadSignature)
+    );
+}
+
+#[test]
+fn verified_acls_open_their_paths() {
+    for v in vectors().iter().filter(|v| v.acl_list.is_some()) {
+        let m = v.minter();
+        let acl = m.verify(&v.token, v.inside()).unwrap().acl.unwrap();
+        for entry in v.acl_list.as_ref().unwrap() {
+            let path = entry.replace('*', "x/y").replace('?', "z");
+            assert!(
+                acl_allows(acl, m.format().acl_delimiter, path.as_bytes()),
+                "vector {}: {path}",
+                v.name
+            );
+        }
+        assert!(!acl_allows(acl, m.format().acl_delimiter, b"/elsewhere"));
+    }
+}
+
+#[test]
+fn rejects_tampered_and_malformed_tokens() {
+    let v = &vectors()[0];
+    let m = v.minter();
+    let start = v.start.unwrap();
+    let widened = v
+        .token
+        .replacen(&format!("exp={}", v.end), &format!("exp={}", v.end + 1), 1);
+    assert_eq!(m.verify(&widened, start), Err(VerifyError::BadSignature));
+    let other_acl = v.token.replacen("acl=/", "acl=/x", 1);
+    assert_eq!(m.verify(&other_acl, start), Err(VerifyError::BadSignature));
+    let hmac = v.token.rsplit_once("~hmac=").unwrap().1;
+    let h = |fields: &str| format!("{fields}~hmac={hmac}");
+    for bad in [
+        String::new(),
+        "st=1~exp=2".into(),
+        "exp=2~st=1~acl=/~hmac=00".into(),
+        "st=x~exp=2~acl=/*~hmac=00".into(),
+        // Unknown, repeated, out of order, missing exp.
+        h("st=1~exp=2~acl=/*~foo=1"),
+        h("st=1~exp=2~acl=/*~url=/a"),
+        h("st=1~exp=2~acl=/*~salt=x"),
+        h("st=1~st=1~exp=2~acl=/*"),
+        h("st=1~exp=2~acl=/*~acl=/*"),
+        h("st=1~exp=2~acl=/*~id=a~id=a"),
+        h("exp=2~st=1~acl=/*"),
+        h("st=1~exp=2~id=a~acl=/*"),
+        h("st=1~exp=2~data=a~id=b"),
+        h("ip=1~st=1~ip=1~exp=2"),
+        h("st=1~acl=/*"),
+        h("ip=1.2.3.4"),
+        h("st=1~exp=2~acl=/*~hmac=00"),
+        h("st=1~exp=2~~acl=/*"),
+        h("~st=1~exp=2"),
+        h("st=1~exp=2~acl"),
+        h("st=1~exp=2~ACL=/*"),
+        // Times that are not plain digits.
+        h("st=+1~exp=2~acl=/*"),
+        h("st=-1~exp=2~acl=/*"),
+        h("st=1~exp=~acl=/*"),
+        h("st=1~exp= 2~acl=/*"),
+        h("st=1~exp=2 ~acl=/*"),
+        h("st=1~exp=0x2~acl=/*"),
+        h("st=1~exp=18446744073709551616~acl=/*"),
+        h("st=1~exp=２~acl=/*"),
+        // The hmac: missing, not last, wrong length, not hex.
+        v.token.replacen("~hmac=", "~mac=", 1),
+        format!("{}~id=a", v.token),
+        format!("{}0", v.token),
+        v.token[..v.token.len() - 1].to_string(),
+        format!("{}g", &v.token[..v.token.len() - 1]),
+        format!("{} ", &v.token[..v.token.len() - 1]),
+        v.token.replacen("~hmac=", "~hmac= ", 1),
+        v.token.replacen("~hmac=", "|hmac=", 1),
+    ] {
+        assert_eq!(m.verify(&bad, 1), Err(VerifyError::Malformed), "{bad}");
+    }
+    // The hmac length is the algorithm's.
+    let sha1 = EdgeAuth::new(Algorithm::Sha1, &KeyMaterial::from_hex(&v.key_hex).unwrap());
+    assert_eq!(sha1.verify(&v.token, start), Err(VerifyError::Malformed));
+}
+
+#[test]
+fn accepts_upper_case_hex() {
+    for v in &vectors() {
+        let (fields, hmac) = v
+            .token
+            .rsplit_once(&format!("{}hmac=", v.format(None).field_delimiter))
+            .unwrap();
+        let upper = format!(
+            "{fields}{}hmac={}",
+            v.format(None).field_delimiter,
+            hmac.to_ascii_uppercase()
+        );
+        let path = v.url.as_deref().unwrap_or("");
+        assert!(v.minter().verify_with(&upper, v.inside(), 0, path).is_ok());
+    }
+}
+
+#[test]
+fn leeway_widens_the_window_on_both_ends() {
+    let v = &vectors()[0];
+    let m = v.minter();
+    let (start, end) = (v.start.unwrap(), v.end);
+    assert!(m.verify_with(&v.token, start - 5, 5, "").is_ok());
+    assert_eq!(
+        m.verify_with(&v.token, start - 6, 5, ""),
+        Err(VerifyError::NotYetValid)
+    );
+    assert!(m.verify_with(&v.token, end + 4, 5, "").is_ok());
+    assert_eq!(
+        m.verify_with(&v.token, end + 5, 5, ""),
+        Err(VerifyError::Expired)
+    );
+    assert!(m.verify_with(&v.token, 0, u64::MAX, "").is_ok());
+    assert!(m.verify_with(&v.token, u64::MAX - 1, u64::MAX, "").is_ok());
+}
+
+#[test]
+fn signature_is_checked_before_the_window() {
+    let v = &vectors()[0];
+    let forged = v
+        .token
+        .replacen(&format!("exp={}", v.end), &format!("exp={}", v.end + 1), 1);
+    for now in [0, v.start.unwrap(), v.end + 10] {
+        assert_eq!(
+            v.minter().verify(&forged, now),
+            Err(VerifyError::BadSignature)
+        );
+    }
+}
+
+#[test]
+fn start_zero_is_left_out_like_the_reference() {
+    let m = vectors()[0].minter();
+    assert!(m.mint(0, 10, "/*").starts_with("exp=10~acl=/*~hmac="));
+    let mut out = String::new();
+    let claims = Claims {
+        ip: Some(""),
+        start: None,
+        end: 10,
+        scope: Scope::Url("/a"),
+        id: Some(""),
+        data: Some(""),
+    };
+    m.mint_claims_into(&claims, &mut out);
+    assert!(out.starts_with("exp=10~hmac="), "{out}");
+    let ok = m.verify_with(&out, 9, 0, "/a").unwrap();
+    assert_eq!((ok.start, ok.acl, ok.ip), (None, None, None));
+}
+
+#[test]
+fn escapes_as_python_quote_plus_with_lower_case_hex() {
+    // Reference: re.sub('(%..)', lower, quote_plus(text)).
+    for (text, escaped) in [
+        ("", ""),
+        ("plain-Text_1.2~3", "plain-Text_1.2~3"),
+        (
+            "a~b c/é+:%_.-*!'()",
+            "a~b+c%2f%c3%a9%2b%3a%25_.-%2a%21%27%28%29",
+        ),
+        ("2001:db8::1", "2001%3adb8%3a%3a1"),
+        ("  ", "++"),
+        ("\u{1F3AC}", "%f0%9f%8e%ac"),
+        ("\0\n\x7f", "%00%0a%7f"),
+        ("é", "%c3%a9"),
+        ("aé", "a%c3%a9"),
+        ("éa", "%c3%a9a"),
+    ] {
+        let mut out = String::from(">");
+        escape_early(text, &mut out);
+        assert_eq!(out, format!(">{escaped}"), "{text:?}");
+    }
+}
+
+#[test]
+fn debug_never_shows_key_or_salt() {
+    let m = vectors()[0].minter().with_format(TokenFormat {
+        salt: Some(SecretString::from("pepper-secret")),
+        ..TokenFormat::default()
+    });
+    let shown = format!("{m:?}");
+    assert!(!shown.contains("pepper-secret"), "{shown}");
+    assert!(!shown.contains("0011"), "{shown}");
+}
+
+#[test]
+fn keys_decode_in_either_case_and_reject_non_hex() {
+    assert_eq!(KeyMaterial::from_hex("aB").unwrap().as_bytes(), &[0xab]);
+    assert!(KeyMaterial::from_hex("abc").is_err());
+    assert!(KeyMaterial::from_hex("zz").is_err());
+    assert!(KeyMaterial::from_hex("  ").is_err());
+}
+
+// --- Properties ----------------------------------------------------------
+
+/// One minted token and everything needed to check it.
+#[derive(Debug)]
+struct Case {
+    minter: EdgeAuth,
+    ip: String,
+    id: String,
+    data: String,
+    start: Option<u64>,
+    end: u64,
+    acl: Option<String>,
+    url: String,
+    salted: bool,
+}
+
+impl Case {
+    fn claims(&self) -> Claims<'_> {
+        Claims {
+            ip: Some(&self.ip),
+            start: self.start,
+            end: self.end,
+            scope: match &self.acl {
+                Some(acl) => Scope::Acl(acl),
+                None => Scope::Url(&self.url),
+            },
+            id: Some(&self.id),
+            data: Some(&self.data),
+        }
+    }
+
+    fn token(&self) -> String {
+        let mut token = String::new();
+        self.minter.mint_claims_into(&self.claims(), &mut token);
+        token
+    }
+
+    fn inside(&self) -> u64 {
+        self.start.filter(|&st| st > 0).unwrap_or(self.end - 1)
+    }
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        proptest::collection::vec(any::<char>(), 0..12),
+        // Mostly the characters escaping cares about.
+        proptest::collection::vec(
+            proptest::sample::select(vec![' ', '/', '&', '%', '+', ':', 'é', '~', 'a', '.']),
+            0..12
+        ),
+    ]
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+fn any_case() -> impl Strategy<Value = Case> {
+    let algorithm =
+        proptest::sample::select(vec![Algorithm::Sha256, Algorithm::Sha1, Algorithm::Md5]);
+    let delimiters = (
+        proptest::sample::select(vec!['~', '|', ';', '^', 'é']),
+        proptest::sample::select(vec!['!', ',', ' ']),
+    );
+    let key = proptest::collection::vec(any::<u8>(), 1..80);
+    let window = (
+        prop_oneof![
+            Just(None),
+            Just(Some(0)),
+            (1u64..u64::MAX / 4).prop_map(Some)
+        ],
+        1u64..u64::MAX / 4,
+    );
+    let texts = (any_text(), any_text(), any_text(), any_text());
+    let acls = prop_oneof![
+        Just(None),
+        proptest::collection::vec(any_text(), 1..4).prop_map(Some)
+    ];
+    (
+        algorithm,
+        delimiters,
+        key,
+        any::<bool>(),
+        proptest::option::of(any_text()),
+        window,
+        texts,
+        acls,
+    )
+        .prop_map(
+            |(algorithm, (field, acl_delim), key, escape, salt, (start, len), texts, acls)| {
+                let (ip, id, data, url) = texts;
+                // Escaping keeps `~`, and nothing is escaped without it:
+                // either way a delimiter that would reach the token is removed.
+                let clean = |text: String| -> String {
+                    let kept_by_escaping = field.is_ascii() && is_unreserved(field as u8);
+                    if escape && !kept_by_escaping {
+                        text
+                    } else {
+                        text.replace(field, "")
+                    }
+                };
+                // ACLs are never escaped, so neither delimiter may appear in one.
+                let acl = acls.map(|entries| {
+                    entries
+                        .iter()
+                        .map(|e| e.replace([field, acl_delim], ""))
+                        .collect::<Vec<_>>()
+                        .join(&acl_delim.to_string())
+                });
+                let salted = salt.as_ref().is_some_and(|s| !s.is_empty());
+                let key = KeyMaterial(key.into());
+                let minter = EdgeAuth::new(algorithm, &key).with_format(TokenFormat {
+                    field_delimiter: field,
+                    acl_delimiter: acl_delim,
+                    escape_early: escape,
+                    salt: salt.map(SecretString::from),
+                });
+                let start_at = start.unwrap_or(0);
+                Case {
+                    minter,
+                    ip: clean(ip),
+                    id: clean(id),
+                    data: clean(data),
+                    start,
+                    end: start_at + len,
+                    acl,
+                    url,
+                    salted,
+                }
+            },
+        )
+}
+
+fn written(case: &Case, value: &str) -> Option<String> {
+    if value.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    case.minter.push_value(value, &mut out);
+    Some(out)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    #[test]
+    fn mint_then_verify_round_trips(case in any_case(), leeway in 0u64..1000) {
+        let token = case.token();
+        let path = case.url.as_str();
+        let verified = case.minter.verify_with(&token, case.inside(), 0, path);
+        let (ip, id, data) = (
+            written(&case, &case.ip),
+            written(&case, &case.id),
+            written(&case, &case.data),
+        );
+        let expected = VerifiedToken {
+            ip: ip.as_deref(),
+            start: case.start.filter(|&st| st > 0),
+            end: case.end,
+            acl: case.acl.as_deref(),
+            id: id.as_deref(),
+            data: data.as_deref(),
+        };
+        prop_assert_eq!(verified, Ok(expected));
+        prop_assert_eq!(
+            case.minter.verify_with(&token, case.end + leeway, leeway, path),
+            Err(VerifyError::Expired)
+        );
+        prop_assert!(case.minter.verify_with(&token, case.end + leeway - 1, leeway, path).is_ok());
+        if let Some(start) = case.start.filter(|&st| st > leeway) {
+            prop_assert_eq!(
+                case.minter.verify_with(&token, start - leeway - 1, leeway, path),
+                Err(VerifyError::NotYetValid)
+            );
+            prop_assert!(case.minter.verify_with(&token, start - leeway, leeway, path).is_ok());
+        }
+        if case.acl.is_none() {
+            let other = format!("{path}/");
+            prop_assert_eq!(
+                case.minter.verify_with(&token, case.inside(), 0, &other),
+                Err(VerifyError::BadSignature)
+            );
+        }
+        if case.salted {
+            let unsalted = case.minter.clone().with_format(TokenFormat {
+                salt: None,
+                ..case.minter.format().clone()
+            });
+            prop_assert_eq!(
+                unsalted.verify_with(&token, case.inside(), 0, path),
+                Err(VerifyError::BadSignature)
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_single_byte_change_or_truncation_is_rejected(case in any_case(), seed in any::<u64>()) {
+        let token = case.token();
+        let path = case.url.as_str();
+        let now = case.inside();
+        prop_assert!(case.minter.verify_with(&token, now, 0, path).is_ok());
+        let hmac_from = token.len() - case.minter.mac.hex_len();
+        let mut state = seed | 1;
+        for at in 0..token.len() {
+            // xorshift: a different replacement at each position, never the byte itself.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            for delta in [1, (state % 255 + 1) as u8, 0x20] {
+                let mut bytes = token.clone().into_bytes();
+                bytes[at] = bytes[at].wrapping_add(delta);
+                let changed = bytes[at];
+                let Ok(tampered) = String::from_utf8(bytes) else {
+                    continue; // not even text, so no &str to verify
+                };
+                let result = case.minter.verify_with(&tampered, now, 0, path);
+                let original = token.as_bytes()[at];
+                if at >= hmac_from && changed.eq_ignore_ascii_case(&original) {
+                    // The hmac is compared ignoring case.
+                    prop_assert!(result.is_ok(), "{tampered}");
+                } else {
+                    prop_assert!(result.is_err(), "{tampered}");
+                }
+            }
+        }
+        for len in 0..token.len() {
+            if let Some(truncated) = token.get(..len) {
+                prop_assert!(
+                    case.minter.verify_with(truncated, now, 0, path).is_err(),
+                    "{truncated}"
+                );
+            }
+        }
+    }
+}
