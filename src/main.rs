@@ -36,7 +36,7 @@ struct ConfigArg {
 enum Command {
     /// Run the gateway (the default when no subcommand is given).
     Run,
-    /// Start the built-in sample CMS on loopback with the gateway in front of it, and print how to try it.
+    /// Start the sample CMS (with sign-in) and a sample video host on loopback, the gateway in front, and print how to try it in a browser.
     Demo {
         /// Listen here instead of `server.listen` (port 0 picks a free one).
         #[arg(long)]
@@ -44,6 +44,9 @@ enum Command {
         /// Run the sample CMS here instead of at `upstream.url` (port 0 picks a free one).
         #[arg(long)]
         cms_listen: Option<std::net::SocketAddr>,
+        /// Run the sample video host here instead of the port after the CMS's (port 0 picks a free one).
+        #[arg(long)]
+        video_listen: Option<std::net::SocketAddr>,
     },
     /// Validate the config file and exit: 0 if it is good, 1 with the file, line, column and reason if not.
     Check,
@@ -91,9 +94,13 @@ fn main() -> anyhow::Result<()> {
             let workers = loaded.settings.server.workers;
             async_runtime(workers)?.block_on(run(loaded))
         }
-        Command::Demo { listen, cms_listen } => {
+        Command::Demo {
+            listen,
+            cms_listen,
+            video_listen,
+        } => {
             let workers = loaded.settings.server.workers;
-            async_runtime(workers)?.block_on(demo::run(loaded, listen, cms_listen))
+            async_runtime(workers)?.block_on(demo::run(loaded, listen, cms_listen, video_listen))
         }
         Command::Check => {
             let runtime = build_once(loaded)?;

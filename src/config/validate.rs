@@ -199,7 +199,7 @@ impl<'a> Validator<'a> {
                 (Some(false), None) => TrustedProxies::none(),
                 (None, Some(list)) => TrustedProxies::parse(list.get_ref())
                     .map_err(|err| self.invalid(list.span(), "server.trusted_proxies", err))?,
-                (None, None) => TrustedProxies::private_networks(),
+                (None, None) => TrustedProxies::none(),
             },
             body_timeout: self.positive(
                 raw.body_timeout,

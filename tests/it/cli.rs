@@ -4,6 +4,9 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
 
 fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
@@ -185,29 +188,46 @@ async fn the_demo_runs_from_the_shipped_config_with_no_edits() {
                 "127.0.0.1:0",
                 "--cms-listen",
                 "127.0.0.1:0",
+                "--video-listen",
+                "127.0.0.1:0",
             ])
             .current_dir(root)
             .env_remove("EMBEDGATE_KEY"),
     );
-    let base = demo
-        .wait_for("gateway     http://")
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
-    let session_line = demo.wait_for("session id ");
-    let session = session_line.split_whitespace().nth(2).unwrap().to_string();
+    let value = |line: String| line.split_whitespace().last().unwrap().to_string();
+    let video_host = value(demo.wait_for("  video host  http://"));
+    let base = value(demo.wait_for("  gateway     http://"));
+    let password = value(demo.wait_for("  password    "));
 
     let home = get(&format!("{base}/"), None).await;
     assert_eq!(home.status, 200);
     assert!(home.text().contains("Sample CMS"));
-    assert_eq!(get(&format!("{base}/videos/intro"), None).await.status, 403);
+    let refused = get(&format!("{base}/videos/intro"), None).await;
+    assert_eq!(refused.status, 403);
+    assert!(
+        refused.text().contains("href=\"/login\""),
+        "the 403 links to sign-in"
+    );
 
-    let article = get(
-        &format!("{base}/videos/intro"),
-        Some(&format!("sessionid={session}")),
-    )
-    .await;
+    let sign_in = |name: &str, password: &str| {
+        Request::post(format!("{base}/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(format!(
+                "name={name}&password={password}"
+            ))))
+            .unwrap()
+    };
+    assert_eq!(send(&client(), sign_in("alice", "wrong")).await.status, 401);
+    let signed_in = send(&client(), sign_in("alice", &password)).await;
+    assert_eq!(signed_in.status, 303);
+    let cookie = signed_in.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let article = get(&format!("{base}/videos/intro"), Some(&cookie)).await;
     assert_eq!(article.status, 200);
     let body = article.text();
     let demo_key = std::fs::read_to_string(Path::new(root).join("gateway.toml"))
@@ -221,9 +241,26 @@ async fn the_demo_runs_from_the_shipped_config_with_no_edits() {
     let tokens = tokens_in(&body);
     assert_eq!(tokens.len(), 2, "{body}");
     for token in &tokens {
-        check_token(token, &demo_key);
+        let (start, end, _) = check_token(token, &demo_key);
+        assert_eq!(end - start, 60, "demo tokens last a minute");
     }
-    assert!(body.contains("src=\"https://www.youtube-nocookie.com/embed/dQw4w9WgXcQ\""));
+    // The video host opens each player with its token, and only with it.
+    let player = body
+        .split("src=\"")
+        .find(|rest| rest.starts_with(&video_host))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(get(&player, None).await.status, 200);
+    let bare = player.split('?').next().unwrap();
+    let refused = get(bare, None).await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.text().contains(embedgate::demo::NOT_INCLUDED));
+    let tampered = player.replacen("~hmac=", "~hmac=0", 1);
+    assert!(get(&tampered, None)
+        .await
+        .text()
+        .contains(embedgate::demo::EXPIRED));
     demo.terminate();
 }
 
