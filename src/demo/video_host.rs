@@ -56,11 +56,12 @@ body:not(.playing) .bar {{ animation-play-state: paused; }}
 <script>
 const token = new URLSearchParams(location.search).get("token") || "";
 const status = document.getElementById("status");
+// Read the playlist as an HLS player would, then show what became of it.
 fetch("/hls/{share}/index.m3u8?token=" + encodeURIComponent(token))
-  .then((answer) => {{
+  .then((answer) => answer.text().then(() => {{
     status.textContent = answer.ok ? "playing" : "refused";
     if (answer.ok) document.body.classList.add("playing");
-  }})
+  }}))
   .catch(() => {{ status.textContent = "refused"; }});
 </script>
 </body></html>

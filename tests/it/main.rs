@@ -3,6 +3,7 @@
 //! and real HTTP clients. One binary, so the harness compiles once.
 
 mod admin;
+mod browser;
 mod cli;
 mod common;
 mod compression;
