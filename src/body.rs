@@ -97,6 +97,114 @@ where
     }
 }
 
+/// A byte-order mark at the start of a page: what decides its encoding in a
+/// browser, before any charset in the headers or the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bom {
+    /// EF BB BF.
+    Utf8,
+    /// FE FF or FF FE.
+    Utf16,
+}
+
+/// What the first bytes of a page say: `None` while they cannot tell yet.
+fn bom_of(start: &[u8]) -> Option<Option<Bom>> {
+    match start {
+        [] | [0xEF] | [0xEF, 0xBB] | [0xFE] | [0xFF] => None,
+        [0xEF, 0xBB, 0xBF, ..] => Some(Some(Bom::Utf8)),
+        [0xFE, 0xFF, ..] | [0xFF, 0xFE, ..] => Some(Some(Bom::Utf16)),
+        _ => Some(None),
+    }
+}
+
+/// Reads no more of `body` than it takes to see whether it starts with a
+/// byte-order mark (usually its first frame; the first byte decides most
+/// pages), and gives it back whole, those bytes in front.
+pub async fn sniff_bom<B>(mut body: B) -> Result<(Option<Bom>, Prefixed<B>), BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    use http_body_util::BodyExt;
+    let mut head = Bytes::new();
+    let mut held = None;
+    let bom = loop {
+        if let Some(bom) = bom_of(&head) {
+            break bom;
+        }
+        match body.frame().await {
+            None => break None,
+            Some(Err(err)) => return Err(err.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if head.is_empty() => head = data,
+                Ok(data) => {
+                    // A mark split across frames: rare, and a few bytes.
+                    let mut joined = bytes::BytesMut::from(&head[..]);
+                    joined.extend_from_slice(&data);
+                    head = joined.freeze();
+                }
+                Err(frame) => {
+                    held = Some(frame);
+                    break None;
+                }
+            },
+        }
+    };
+    let body = Prefixed {
+        head: (!head.is_empty()).then_some(head),
+        held,
+        inner: body,
+    };
+    Ok((bom, body))
+}
+
+/// Layer: a body with what was already read of it put back in front.
+pub struct Prefixed<B> {
+    head: Option<Bytes>,
+    held: Option<Frame<Bytes>>,
+    inner: B,
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        if let Some(head) = this.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        Pin::new(&mut this.inner)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|f| f.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.held.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let ahead = self.head.as_ref().map_or(0, |h| h.len() as u64);
+        let inner = self.inner.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + ahead);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + ahead);
+        }
+        hint
+    }
+}
+
 enum Content {
     /// Made by the gateway itself (403 page, error text).
     Own(Option<Bytes>),
@@ -210,6 +318,63 @@ mod tests {
                 Poll::Pending
             }
         }
+    }
+
+    /// A body of these pieces, one frame each.
+    struct Pieces(std::collections::VecDeque<&'static [u8]>);
+
+    impl Body for Pieces {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(
+                self.0
+                    .pop_front()
+                    .map(|piece| Ok(Frame::data(Bytes::from_static(piece)))),
+            )
+        }
+    }
+
+    async fn sniffed(pieces: &[&'static [u8]]) -> (Option<Bom>, usize, Vec<u8>) {
+        use http_body_util::BodyExt;
+        let (bom, body) = sniff_bom(Pieces(pieces.iter().copied().collect()))
+            .await
+            .unwrap();
+        let left = match &body.inner {
+            Pieces(rest) => rest.len(),
+        };
+        let whole = body.collect().await.unwrap().to_bytes().to_vec();
+        (bom, left, whole)
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_is_seen_from_the_first_bytes_and_nothing_is_lost() {
+        assert_eq!(
+            sniffed(&[b"<html>", b"rest"]).await,
+            (None, 1, b"<html>rest".to_vec())
+        );
+        assert_eq!(
+            sniffed(&[b"\xEF\xBB\xBF<p>", b"rest"]).await,
+            (Some(Bom::Utf8), 1, b"\xEF\xBB\xBF<p>rest".to_vec())
+        );
+        // A mark split across frames: read until it is whole, no further.
+        assert_eq!(
+            sniffed(&[b"\xEF", b"\xBB", b"\xBF<", b"p>"]).await,
+            (Some(Bom::Utf8), 1, b"\xEF\xBB\xBF<p>".to_vec())
+        );
+        assert_eq!(
+            sniffed(&[b"\xFF", b"\xFE<\0", b"p\0"]).await,
+            (Some(Bom::Utf16), 1, b"\xFF\xFE<\0p\0".to_vec())
+        );
+        assert_eq!(
+            sniffed(&[b"\xEF", b"\xBBx", b"y"]).await,
+            (None, 1, b"\xEF\xBBxy".to_vec())
+        );
+        assert_eq!(sniffed(&[b"\xFE"]).await, (None, 0, b"\xFE".to_vec()));
+        assert_eq!(sniffed(&[]).await, (None, 0, Vec::new()));
     }
 
     #[tokio::test(start_paused = true)]

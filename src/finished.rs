@@ -85,14 +85,10 @@ impl RequestRecord {
         request_id: HeaderValue,
         metrics: Arc<RuntimeMetrics>,
     ) -> RequestRecord {
-        let mut end = path.len().min(MAX_LOGGED_PATH);
-        while !path.is_char_boundary(end) {
-            end -= 1;
-        }
         RequestRecord {
             started,
             method: method.clone(),
-            path: path[..end].to_string(),
+            path: loggable_path(path),
             request_id,
             metrics,
             route: None,
@@ -108,6 +104,38 @@ impl RequestRecord {
             done: false,
         }
     }
+}
+
+/// The path as it may be logged: each segment's parameters (`;jsessionid=...`,
+/// also written `%3B`) left out, since servers carry sessions in them, and cut
+/// to [`MAX_LOGGED_PATH`] bytes. The query is never logged at all.
+fn loggable_path(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len().min(MAX_LOGGED_PATH));
+    // `copied`: where the part still to copy starts; `at`: where to look on.
+    let (mut copied, mut at) = (0, 0);
+    while let Some(found) = memchr::memchr2(b';', b'%', &bytes[at..]) {
+        let start = at + found;
+        let parameters = bytes[start] == b';'
+            || bytes
+                .get(start + 1..start + 3)
+                .is_some_and(|escape| escape.eq_ignore_ascii_case(b"3b"));
+        if !parameters {
+            at = start + 1;
+            continue;
+        }
+        out.push_str(&path[copied..start]);
+        // They run to the end of the segment.
+        let end = memchr::memchr(b'/', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        (copied, at) = (end, end);
+    }
+    out.push_str(&path[copied..]);
+    let mut end = out.len().min(MAX_LOGGED_PATH);
+    while !out.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.truncate(end);
+    out
 }
 
 /// The status logged for a request whose visitor went away before it had
@@ -179,5 +207,29 @@ impl<T: std::fmt::Display> std::fmt::Display for OrDash<T> {
             Some(value) => value.fmt(f),
             None => f.write_str("-"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logged_paths_carry_no_path_parameters() {
+        for (sent, logged) in [
+            ("/videos/a", "/videos/a"),
+            ("/videos/a;jsessionid=ABC123/b", "/videos/a/b"),
+            ("/shop;JSESSIONID=x", "/shop"),
+            ("/a;x=1;sid=2/b;c/d", "/a/b/d"),
+            ("/a%3Bjsessionid=ABC/b", "/a/b"),
+            ("/a%3bsid=ABC", "/a"),
+            ("/caf%C3%A9/50%", "/caf%C3%A9/50%"),
+            ("/%", "/%"),
+            ("/;", "/"),
+        ] {
+            assert_eq!(loggable_path(sent), logged, "{sent}");
+        }
+        let long = format!("/{}é", "x".repeat(MAX_LOGGED_PATH - 2));
+        assert_eq!(loggable_path(&long).len(), MAX_LOGGED_PATH - 1);
     }
 }

@@ -213,7 +213,7 @@ fn verify_for_path(
     path: &str,
     ip: Option<std::net::IpAddr>,
 ) -> anyhow::Result<()> {
-    let route = runtime.routes.lookup(path)?;
+    let route = runtime.routes.lookup(path, None)?;
     let Some(verifier) = route
         .spec
         .and_then(|index| runtime.route_tokens.get(index))

@@ -212,6 +212,7 @@ pub struct Metrics {
     config: Family<ConfigLabels, Gauge>,
     config_hash: Mutex<Option<String>>,
     connections: [Gauge; 2],
+    connections_refused: Counter,
     rewritten_bytes: Counter,
     log_lines_dropped: Gauge,
 }
@@ -294,6 +295,12 @@ impl Metrics {
                 .get_or_create(&ProtocolLabels { protocol })
                 .clone()
         });
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at once: max_connections or max_connections_per_ip reached",
+            connections_refused.clone(),
+        );
         let rewritten_bytes = Counter::default();
         registry.register(
             "rewritten_bytes",
@@ -318,6 +325,7 @@ impl Metrics {
             config,
             config_hash: Mutex::new(None),
             connections,
+            connections_refused,
             rewritten_bytes,
             log_lines_dropped,
         })
@@ -363,6 +371,11 @@ impl Metrics {
         let gauge = self.connections[usize::from(http2)].clone();
         gauge.inc();
         ConnectionGuard(gauge)
+    }
+
+    /// Counts a connection turned away by a connection limit.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Counts a session lookup.

@@ -10,6 +10,7 @@
 mod allowlist;
 mod embed;
 pub mod raw;
+mod routes;
 mod token;
 mod validate;
 
@@ -77,6 +78,8 @@ pub struct ServerSettings {
     pub drain_delay: Duration,
     /// TLS termination; `None` for cleartext (on or off is fixed at start).
     pub tls: Option<TlsSettings>,
+    /// Most connections at once, in all and per address.
+    pub admission: crate::server::Admission,
     /// Peers whose X-Forwarded-For, Forwarded and X-Request-Id are believed.
     pub trusted_proxies: crate::client::TrustedProxies,
     /// Longest gap allowed between two pieces of a visitor's request body.

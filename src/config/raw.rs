@@ -51,6 +51,9 @@ pub struct RawServer {
     pub shutdown_timeout: Option<HumanDuration>,
     pub trust_forwarded: Option<bool>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
+    pub max_connections: Option<usize>,
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_connections_per_ip: Option<usize>,
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
@@ -231,7 +234,10 @@ pub struct RawRewrite {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    pub prefix: Spanned<String>,
+    /// A path prefix; a query route has none.
+    pub prefix: Option<Spanned<String>>,
+    /// Query parameter names: a request carrying one takes this route, whatever its path.
+    pub query: Option<Spanned<Vec<String>>>,
     pub access: Option<Spanned<RawAccess>>,
     /// Shorthand kept from before `access`: true = "session", false = "public".
     pub gated: Option<bool>,

@@ -18,7 +18,6 @@ use super::{
 use crate::admin::AdminSettings;
 use crate::client::TrustedProxies;
 use crate::compression::CompressionSettings;
-use crate::gate::{Access, RouteSpec, RouteTable};
 use crate::logging::{LogFormat, LogSettings};
 use crate::proxy::tls::UpstreamTls;
 use crate::proxy::UpstreamSettings;
@@ -26,6 +25,12 @@ use crate::rewrite::RewriteLimits;
 use crate::server::tls::{NamedCert, RedirectSettings, TlsSettings};
 use crate::server::ConnectionLimits;
 use crate::syntax::is_cookie_name_byte;
+
+/// Default `server.max_connections`: about 250 MB of idle connections.
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `server.max_connections_per_ip`: far above a browser's six, well
+/// below what one address needs to hold the whole gateway.
+const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
 pub(super) fn position(text: &str, span: Range<usize>) -> Position {
     let before = &text[..span.start.min(text.len())];
@@ -170,6 +175,17 @@ impl<'a> Validator<'a> {
                     Duration::from_secs(60),
                 )?,
                 max_header_bytes,
+                http2_max_concurrent_streams: match raw.http2_max_concurrent_streams {
+                    None => 100,
+                    Some(n) if *n.get_ref() == 0 => {
+                        return Err(self.invalid(
+                            n.span(),
+                            "server.http2_max_concurrent_streams",
+                            "must be at least 1",
+                        ));
+                    }
+                    Some(n) => n.into_inner(),
+                },
             },
             shutdown_timeout: raw
                 .shutdown_timeout
@@ -187,6 +203,12 @@ impl<'a> Validator<'a> {
                 Duration::from_secs(300),
             )?,
             tls: raw.tls.map(|tls| self.tls(tls, listen)).transpose()?,
+            admission: crate::server::Admission {
+                max_connections: raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+                max_per_ip: raw
+                    .max_connections_per_ip
+                    .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+            },
             trusted_proxies: match (raw.trust_forwarded, raw.trusted_proxies) {
                 (Some(_), Some(list)) => {
                     return Err(self.invalid(
@@ -548,64 +570,6 @@ impl<'a> Validator<'a> {
             allowlist,
             entitled_by,
         })
-    }
-
-    fn routes(&mut self, raw: Vec<Spanned<raw::RawRoute>>) -> Result<Vec<RouteSpec>, ConfigError> {
-        let mut routes = Vec::with_capacity(raw.len());
-        let mut prefix_spans = Vec::with_capacity(raw.len());
-        for (index, route) in raw.into_iter().enumerate() {
-            let span = route.span();
-            let route = route.into_inner();
-            let access = match (route.access, route.gated) {
-                (Some(access), None) => access.into_inner().into(),
-                (None, Some(true)) => Access::Session,
-                (None, Some(false)) => Access::Public,
-                (Some(_), Some(_)) => {
-                    return Err(self.invalid(
-                        span,
-                        format!("route[{index}]"),
-                        "set access or gated, not both",
-                    ));
-                }
-                (None, None) => {
-                    return Err(self.invalid(
-                        span,
-                        format!("route[{index}]"),
-                        "needs access = \"public\", \"session\" or \"token\"",
-                    ));
-                }
-            };
-            let token = match (access, route.token) {
-                (Access::Token, Some(token)) => Some(self.route_token(index, token)?),
-                (Access::Token, None) => {
-                    return Err(self.invalid(
-                        span,
-                        format!("route[{index}].token"),
-                        "access = \"token\" needs a [route.token] table with the key",
-                    ));
-                }
-                (_, Some(token)) => {
-                    return Err(self.invalid(
-                        token.span(),
-                        format!("route[{index}].token"),
-                        "only applies with access = \"token\"",
-                    ));
-                }
-                (_, None) => None,
-            };
-            prefix_spans.push(route.prefix.span());
-            routes.push(RouteSpec {
-                prefix: route.prefix.into_inner(),
-                access,
-                token,
-            });
-        }
-        // Compiling checks every prefix; the runtime compiles them again.
-        RouteTable::new(&routes).map_err(|err| {
-            let span = prefix_spans.get(err.index).cloned().unwrap_or(0..0);
-            self.invalid(span, format!("route[{}].prefix", err.index), err.message)
-        })?;
-        Ok(routes)
     }
 }
 

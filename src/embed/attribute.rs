@@ -21,62 +21,34 @@ pub(super) fn split_url(url: &str) -> (&str, &str, &str) {
     }
 }
 
-/// Decodes the character references a URL attribute may carry (numeric, and
-/// the named ones for `& " < > '`); borrows when there are none.
+/// Decodes the character references in a URL attribute as a browser reads
+/// an attribute value: the complete HTML5 table of named references (from
+/// the `htmlize` crate), legacy ones without `;` left alone before `=` or a
+/// letter or digit, and numeric ones with their replacements. Text that is
+/// no reference is kept as it is; borrows when there are none.
 pub(super) fn decode_references(value: &str) -> Cow<'_, str> {
-    if !value.contains('&') {
-        return Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    let mut decoded_any = false;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        match reference_at(rest) {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-                decoded_any = true;
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    if decoded_any {
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(value)
-    }
+    htmlize::unescape_attribute(value)
 }
 
-/// The character and length of a reference at the start of `text` (`&...;`).
-fn reference_at(text: &str) -> Option<(char, usize)> {
-    // The longest reference we read is `&#x10FFFF;`: look no further, so a
-    // long run of `&` costs linear time.
-    let window = &text.as_bytes()[1..text.len().min(12)];
-    let end = window.iter().position(|&b| b == b';')? + 1;
-    let body = &text[1..end];
-    let c = if let Some(number) = body.strip_prefix('#') {
-        let code = match number.strip_prefix(['x', 'X']) {
-            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-            None => number.parse().ok()?,
-        };
-        char::from_u32(code).filter(|c| *c != '\0')?
-    } else {
-        match body {
-            "amp" | "AMP" => '&',
-            "quot" | "QUOT" => '"',
-            "lt" | "LT" => '<',
-            "gt" | "GT" => '>',
-            "apos" => '\'',
-            _ => return None,
+/// `text` as a double-quoted attribute value that HTML and XHTML read
+/// alike: `&`, `<`, `>` and `"` written as references. Borrows when there
+/// is nothing to escape.
+pub(super) fn escape_attribute(text: &str) -> Cow<'_, str> {
+    let special = |c: char| matches!(c, '&' | '<' | '>' | '"');
+    if !text.contains(special) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
         }
-    };
-    Some((c, end + 1))
+    }
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -94,16 +66,69 @@ mod tests {
     }
 
     #[test]
-    fn decodes_numeric_and_basic_named_references_only() {
+    fn decodes_references_as_a_browser_reads_an_attribute() {
         assert_eq!(
             decode_references("a&#038;b&#x26;c&amp;d&AMP;e"),
             "a&b&c&d&e"
         );
         assert_eq!(decode_references("&quot;&lt;&gt;&apos;"), "\"<>'");
+        // The whole table, not a few names.
         assert_eq!(
-            decode_references("&nbsp;&#0;&#xD800;&"),
-            "&nbsp;&#0;&#xD800;&"
+            decode_references("&nbsp;&hellip;&CounterClockwiseContourIntegral;&eacute"),
+            "\u{a0}\u{2026}\u{2233}\u{e9}"
         );
+        // Numbers a browser replaces.
+        assert_eq!(
+            decode_references("&#0;&#xD800;&#x110000;&#128;&#99999999999;"),
+            "\u{fffd}\u{fffd}\u{fffd}\u{20ac}\u{fffd}"
+        );
+        // Legacy names without `;` are left alone before `=` or a letter or digit.
+        assert_eq!(
+            decode_references("?a=1&copy=2&not3&amp-x&ampx"),
+            "?a=1&copy=2&not3&-x&ampx"
+        );
+        // What is no reference stays.
+        for kept in [
+            "&",
+            "&#",
+            "&#x;",
+            "&#;",
+            "&;",
+            "a & b",
+            "&unknown;",
+            "&&amp",
+        ] {
+            assert_eq!(
+                decode_references(kept),
+                kept.replace("&amp", "&").as_str(),
+                "{kept}"
+            );
+        }
         assert!(matches!(decode_references("a=1&b=2"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn an_escaped_value_reads_back_as_it_was() {
+        assert!(matches!(
+            escape_attribute("https://x/a?b=1"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape_attribute("https://x/a?b=1&token=st=1~acl=/*<\">"),
+            "https://x/a?b=1&amp;token=st=1~acl=/*&lt;&quot;&gt;"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoding_never_drops_text(text in "[a-z0-9&#;=x<> \\u{a0}-\\u{3000}]{0,40}") {
+            let escaped = escape_attribute(&text);
+            let decoded = decode_references(&escaped);
+            proptest::prop_assert_eq!(decoded.as_ref(), text.as_str());
+            // Without a reference in it, a text comes back unchanged.
+            let plain = text.replace('&', "");
+            let decoded = decode_references(&plain);
+            proptest::prop_assert_eq!(decoded.as_ref(), plain.as_str());
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use attribute::{decode_references, is_html_space, split_url};
+use attribute::{decode_references, escape_attribute, is_html_space, split_url};
 use template::{fill_into, is_query_value_safe, parse_body_template, parse_template, Piece};
 
 use crate::allowlist::Principal;
@@ -118,7 +118,7 @@ pub enum EmbedRewrite {
 pub struct Deferred {
     /// The URL up to where the token goes.
     pub head: String,
-    /// `?token=` or `&token=` (`&amp;token=` where the page wrote references).
+    /// `?token=` or `&amp;token=`, as written in the attribute.
     pub param: String,
     /// The fragment, if any.
     pub tail: String,
@@ -335,8 +335,9 @@ impl Embed {
     /// to a principal who may watch everything.
     ///
     /// The value is read as HTML reads it (character references decoded, so
-    /// WordPress's `&#038;` is an `&`); if it had references, every `&` of
-    /// the result is written `&amp;`.
+    /// WordPress's `&#038;` is an `&`), and the result is written so that
+    /// HTML and XHTML read it alike: every `&` as `&amp;` (and `<`, `>`, `"`
+    /// as references).
     pub fn rewrite(&self, attribute: &str, visitor: &Visitor<'_>) -> Option<EmbedRewrite> {
         let pattern = &self.pattern;
         let principal: &Principal = visitor.principal;
@@ -368,7 +369,6 @@ impl Embed {
             out.push_str(part);
             separator = '&';
         }
-        let escape = matches!(url, Cow::Owned(_));
         if entitled {
             if let (
                 Minter::Remote(_),
@@ -386,12 +386,9 @@ impl Embed {
                     text
                 });
                 let param = format!("{separator}{}=", pattern.param);
-                let amp = |text: String| {
-                    if escape {
-                        text.replace('&', "&amp;")
-                    } else {
-                        text
-                    }
+                let amp = |text: String| match escape_attribute(&text) {
+                    Cow::Owned(escaped) => escaped,
+                    Cow::Borrowed(_) => text,
                 };
                 return Some(EmbedRewrite::Deferred(Deferred {
                     head: amp(out),
@@ -404,8 +401,8 @@ impl Embed {
             self.mint_local(captures, visitor, &mut out);
         }
         out.push_str(fragment);
-        if escape {
-            out = out.replace('&', "&amp;");
+        if let Cow::Owned(escaped) = escape_attribute(&out) {
+            out = escaped;
         }
         Some(if entitled {
             EmbedRewrite::Minted(out)

@@ -89,7 +89,7 @@ fn appends_the_token_with_a_question_mark_or_an_ampersand() {
         e.rewrite_at(&format!("{base}?autoplay=1"), 1000)
             .unwrap()
             .unwrap(),
-        format!("{base}?autoplay=1&token={t}")
+        format!("{base}?autoplay=1&amp;token={t}")
     );
     assert_eq!(
         e.rewrite_at(&format!("{base}?a=1&amp;b=2#t=5"), 1000)
@@ -108,7 +108,7 @@ fn replaces_a_token_that_is_already_there() {
         e.rewrite_at(&format!("{base}?token=old&x=1&token=older"), 7)
             .unwrap()
             .unwrap(),
-        format!("{base}?x=1&token={t}")
+        format!("{base}?x=1&amp;token={t}")
     );
     assert_eq!(
         e.rewrite_at(&format!("{base}?token=old"), 7)
@@ -120,7 +120,7 @@ fn replaces_a_token_that_is_already_there() {
         e.rewrite_at(&format!("{base}?tokens=keep"), 7)
             .unwrap()
             .unwrap(),
-        format!("{base}?tokens=keep&token={t}")
+        format!("{base}?tokens=keep&amp;token={t}")
     );
 }
 
@@ -154,7 +154,7 @@ fn reads_character_references_as_html_does() {
         e.rewrite_at(&format!("{base}?a=&bogus;"), 7)
             .unwrap()
             .unwrap(),
-        format!("{base}?a=&bogus;&token={t}")
+        format!("{base}?a=&amp;bogus;&amp;token={t}")
     );
 }
 

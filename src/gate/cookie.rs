@@ -164,6 +164,9 @@ pub fn every_session_value<'h>(
     limit: usize,
 ) -> Vec<&'h str> {
     let mut values: Vec<&str> = Vec::new();
+    if limit == 0 {
+        return values;
+    }
     each_matching(headers, name, |cookie, value| {
         if let Some(cookie) = readable(cookie, value) {
             if !values.contains(&cookie.value) {

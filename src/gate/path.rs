@@ -1,13 +1,32 @@
-//! Reading a request path the way servers behind us might.
+//! Reading a request the way servers behind us might.
 //!
-//! Routes match on a normalised path (percent-decoded, `;` parameters
-//! dropped, `//` collapsed, dot segments resolved) so that
-//! `/public/../videos/x` or `/vid%65os/x` is judged as the CMS will see it,
-//! while the request is forwarded as sent.
+//! A path has two readings, and routes judge it by the stricter (see
+//! [`super::route`]):
+//!
+//! - the strict reading ([`normalize`]): percent-decoded, `;` parameters
+//!   dropped from each segment, `//` collapsed, so that `/vid%65os/x` or
+//!   `/videos;x=1/y` is judged as the CMS will see it;
+//! - the folded reading (`folded_reading`): the strict one as a lenient
+//!   server or database reads it: case folded, trailing dots and spaces of a
+//!   segment dropped (Windows, IIS), and, for a path that holds non-ASCII
+//!   characters, compatibility forms (full-width letters, `ſ`), accents
+//!   (MySQL's `utf8mb4_0900_ai_ci`) and invisible characters (zero-width
+//!   space, soft hyphen) folded away as well.
+//!
+//! A dot segment, in any spelling either reading finds (`..`, `.;x`, `%2e%2e`,
+//! `...`, `．．`), is refused: browsers resolve them before sending, and
+//! servers disagree on what they mean (`..;` is `..` to Tomcat only).
+//! The request is forwarded as sent.
+//!
+//! Query parameter names are read as PHP and other servers read them
+//! (`param_names`, `canonical_param`).
 
 use std::borrow::Cow;
 
+use caseless::Caseless;
 use thiserror::Error;
+use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::UnicodeNormalization;
 
 /// A request path the gateway refuses to judge (answered with 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -15,9 +34,13 @@ pub enum PathError {
     /// The path does not start with `/`.
     #[error("path is not absolute")]
     NotAbsolute,
-    /// `..` would climb above the root.
+    /// `..` at the root, which would climb above it.
     #[error("path climbs above the root")]
     AboveRoot,
+    /// A `.` or `..` segment in any spelling: browsers never send one, and
+    /// servers disagree on what it means.
+    #[error("path holds a dot segment")]
+    DotSegment,
     /// A backslash, NUL or encoded slash: servers disagree on what they mean.
     #[error("path holds a backslash, NUL or encoded slash")]
     Ambiguous,
@@ -26,11 +49,12 @@ pub enum PathError {
     BadEscape,
 }
 
-/// Normalises a request path for matching; borrows when nothing needs changing.
+/// The strict reading of a request path; borrows when nothing needs changing.
 ///
-/// Percent-escapes are decoded, `;` parameters dropped from each segment,
-/// `//` collapsed and `.`/`..` resolved. Encoded slashes, backslashes and NUL
-/// are refused: servers disagree on them, so no single reading is safe.
+/// Percent-escapes are decoded, `;` parameters dropped from each segment and
+/// `//` collapsed. A `.` or `..` segment (also `%2e`, `.%2e`, `..;x`) is
+/// refused, and so are encoded slashes, backslashes and NUL: servers
+/// disagree on them, so no single reading is safe.
 pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -45,57 +69,149 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     if decoded.iter().any(|&b| b == b'\\' || b == 0) {
         return Err(PathError::Ambiguous);
     }
-    let mut segments: Vec<&[u8]> = Vec::new();
+    let mut out = Vec::with_capacity(decoded.len());
     let mut trailing = false;
     for segment in decoded.split(|&b| b == b'/').skip(1) {
         let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
-        trailing = matches!(bare, b"" | b"." | b"..");
         match bare {
-            b"" | b"." => {}
-            b".." => {
-                if segments.pop().is_none() {
-                    return Err(PathError::AboveRoot);
-                }
+            b"" => trailing = true,
+            b".." if out.is_empty() => return Err(PathError::AboveRoot),
+            b"." | b".." => return Err(PathError::DotSegment),
+            _ => {
+                out.push(b'/');
+                out.extend_from_slice(bare);
+                trailing = false;
             }
-            _ => segments.push(bare),
         }
     }
-    let mut out = Vec::with_capacity(decoded.len());
-    for segment in &segments {
-        out.push(b'/');
-        out.extend_from_slice(segment);
-    }
-    if trailing || segments.is_empty() {
+    if trailing || out.is_empty() {
         out.push(b'/');
     }
     Ok(Cow::Owned(out))
 }
 
-/// The path as a server that ignores case and trailing dots would read it, if that differs.
-pub(super) fn lenient_reading(strict: &[u8]) -> Option<Vec<u8>> {
-    let loose = strict.iter().any(u8::is_ascii_uppercase)
-        || strict
-            .split(|&b| b == b'/')
-            .any(|segment| segment.ends_with(b".") || segment.ends_with(b" "));
-    if !loose {
-        return None;
-    }
-    let mut out = Vec::with_capacity(strict.len());
-    for (i, segment) in strict.split(|&b| b == b'/').enumerate() {
-        if i > 0 {
-            out.push(b'/');
+/// The folded reading of a strict path (see the module doc), or `None` when
+/// it is the strict path itself (ASCII, lower case, no segment ending in a
+/// dot or space): then nothing is computed or allocated.
+///
+/// The Unicode folding runs only for a path that holds non-ASCII bytes; one
+/// that is not UTF-8 is read as Windows-1252, as legacy servers do.
+pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
+    if strict.is_ascii() {
+        let loose = strict.iter().any(u8::is_ascii_uppercase)
+            || strict
+                .split(|&b| b == b'/')
+                .any(|segment| segment.ends_with(b".") || segment.ends_with(b" "));
+        if !loose {
+            return Ok(None);
         }
-        let kept = segment.len()
-            - segment
+        return lenient_segments(strict).map(Some);
+    }
+    let text = match std::str::from_utf8(strict) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => {
+            encoding_rs::WINDOWS_1252
+                .decode_without_bom_handling(strict)
+                .0
+        }
+    };
+    lenient_segments(unicode_fold(&text).as_bytes()).map(Some)
+}
+
+/// Rebuilds `path` (starting with `/`) segment by segment as a lenient
+/// server reads it: ASCII lower case, `;` parameters and trailing dots and
+/// spaces dropped, empty segments collapsed. A segment of only dots (and
+/// spaces) is a dot segment to such a server.
+fn lenient_segments(path: &[u8]) -> Result<Vec<u8>, PathError> {
+    // Folding can make a backslash of a full-width one (U+FF3C).
+    if path.iter().any(|&b| b == b'\\' || b == 0) {
+        return Err(PathError::Ambiguous);
+    }
+    let mut out = Vec::with_capacity(path.len());
+    let mut trailing = false;
+    for segment in path.split(|&b| b == b'/').skip(1) {
+        let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        let kept = bare.len()
+            - bare
                 .iter()
                 .rev()
                 .take_while(|&&b| b == b'.' || b == b' ')
                 .count();
-        // A segment of only dots is a dot segment, already resolved; keep it as it is.
-        let kept = if kept == 0 { segment.len() } else { kept };
-        out.extend(segment[..kept].iter().map(u8::to_ascii_lowercase));
+        if kept == 0 {
+            if bare.contains(&b'.') {
+                return Err(PathError::DotSegment);
+            }
+            trailing = true;
+            continue;
+        }
+        out.push(b'/');
+        out.extend(bare[..kept].iter().map(u8::to_ascii_lowercase));
+        trailing = false;
     }
-    Some(out)
+    if trailing || out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// Compatibility caseless form (NFKD of the case-folded NFKD, as Unicode
+/// defines it), without marks (accents) or default-ignorable characters, and
+/// with the letters an accent-insensitive collation reads as plain ones.
+/// Left decomposed: what the route table compares are both folded alike.
+fn unicode_fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let folded = text
+        .chars()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkd();
+    for c in folded {
+        if is_combining_mark(c) || is_default_ignorable(c) {
+            continue;
+        }
+        match c {
+            // Ligatures and letters with a stroke: a base letter with a
+            // secondary difference to a collation at primary strength.
+            'æ' => out.push_str("ae"),
+            'œ' => out.push_str("oe"),
+            'ø' => out.push('o'),
+            'đ' => out.push('d'),
+            'ħ' => out.push('h'),
+            'ł' => out.push('l'),
+            'ŧ' => out.push('t'),
+            // Dotless i: upper-cased it is "I", so a server comparing upper case reads "i".
+            'ı' => out.push('i'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Unicode's Default_Ignorable_Code_Point: characters with no visible form
+/// that text processes (and some databases' collations) skip.
+fn is_default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
@@ -124,6 +240,66 @@ fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {
     Ok(out)
 }
 
+/// Calls `each` with the name of every parameter of `query`, in each reading
+/// a server might make: split at `&` (and `;`, as some CGI libraries do),
+/// then form-decoded (`%XX`, `+` for a space); and, if the query holds a `%`,
+/// again from the whole query decoded before splitting, so that `%26` and
+/// `%3D` cannot hide a parameter from a server that decodes first. Compare
+/// what it gives through [`canonical_param`].
+pub(super) fn param_names(query: &str, mut each: impl FnMut(&[u8])) {
+    let bytes = query.as_bytes();
+    for piece in bytes.split(|&b| b == b'&' || b == b';') {
+        let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
+        each(&form_decode(name));
+    }
+    if bytes.contains(&b'%') {
+        let whole = form_decode(bytes);
+        for piece in whole.split(|&b| b == b'&' || b == b';') {
+            each(piece.split(|&b| b == b'=').next().unwrap_or_default());
+        }
+    }
+}
+
+/// A parameter name as PHP files it, and case-insensitively (as ASP.NET
+/// and others read names): cut at a NUL (C strings) and at the first `[`
+/// (`p[]` and `p[x]` are `p`), leading spaces dropped, `.` and space read
+/// as `_` (PHP's `page.id` and `page id` are `page_id`), ASCII lower case.
+pub(super) fn canonical_param(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+    let start = name.iter().position(|&b| b != b' ').unwrap_or(name.len());
+    name[start..]
+        .iter()
+        .take_while(|&&b| b != b'[')
+        .map(|&b| match b {
+            b'.' | b' ' => b'_',
+            _ => b.to_ascii_lowercase(),
+        })
+}
+
+/// Form decoding: `%XX` and `+` for a space; a bad escape is kept as it is
+/// (as PHP does). Borrows when there is nothing to decode.
+fn form_decode(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            (b, _, _) => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,11 +308,33 @@ mod tests {
         normalize(path).map(|p| String::from_utf8_lossy(&p).into_owned())
     }
 
+    /// The folded reading of `path`, or its strict reading where that is the same.
+    fn folded(path: &str) -> Result<String, PathError> {
+        let strict = normalize(path)?;
+        let folded = folded_reading(&strict)?;
+        let bytes = folded.as_deref().unwrap_or(&strict);
+        Ok(String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+    }
+
+    fn names(query: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        param_names(query, |name| {
+            out.push(String::from_utf8(canonical_param(name).collect()).unwrap());
+        });
+        out
+    }
+
     #[test]
-    fn normalisation_resolves_dots_and_keeps_trailing_slash() {
-        assert_eq!(norm("/a/./b/../c/").unwrap(), "/a/c/");
-        assert_eq!(norm("/a/b/..").unwrap(), "/a/");
+    fn normalisation_decodes_drops_parameters_and_keeps_trailing_slash() {
+        assert_eq!(norm("/a//b/").unwrap(), "/a/b/");
         assert_eq!(norm("/a;p=1/b;q/").unwrap(), "/a/b/");
+        assert_eq!(norm("/vid%65os/x").unwrap(), "/videos/x");
+        assert_eq!(norm("/.well-known/x").unwrap(), "/.well-known/x");
+        assert_eq!(
+            norm("/a/...").unwrap(),
+            "/a/...",
+            "not a dot segment to the strict reading"
+        );
         assert_eq!(norm("/..").unwrap_err(), PathError::AboveRoot);
         assert_eq!(norm("/a%5cb").unwrap_err(), PathError::Ambiguous);
         assert_eq!(norm("/a%2Fb").unwrap_err(), PathError::Ambiguous);
@@ -146,5 +344,100 @@ mod tests {
             normalize("/plain/path").unwrap(),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn every_spelling_of_a_dot_segment_is_refused() {
+        for path in [
+            "/a/./b",
+            "/a/../b",
+            "/a/b/..",
+            "/a/b/.",
+            "/./a",
+            "/a/..;/b",
+            "/a/..;x=1/b",
+            "/a/.;x/b",
+            "/a/%2e%2e/b",
+            "/a/%2E%2E/b",
+            "/a/%2e./b",
+            "/a/.%2e/b",
+            "/a/%2e/b",
+            "/a/%2e;x/b",
+        ] {
+            assert_eq!(norm(path).unwrap_err(), PathError::DotSegment, "{path}");
+        }
+        // Only the folded reading finds these.
+        for path in [
+            "/a/.../b",
+            "/a/..%20/b",
+            "/a/.%20/b",
+            "/a/\u{FF0E}\u{FF0E}/b",
+            "/a/%EF%BC%8E/b",
+            "/a/\u{2025}/b",
+            "/a/.\u{200B}./b",
+            "/a/.%C2%AD./b",
+            "/a/\u{FE52}/b",
+        ] {
+            assert!(normalize(path).is_ok(), "{path}");
+            assert_eq!(folded(path).unwrap_err(), PathError::DotSegment, "{path}");
+        }
+    }
+
+    #[test]
+    fn ascii_paths_in_folded_form_are_not_read_again() {
+        for path in ["/videos/x", "/", "/a/b.mp4", "/.well-known/acme"] {
+            let strict = normalize(path).unwrap();
+            assert_eq!(folded_reading(&strict), Ok(None), "{path}");
+        }
+        assert_eq!(folded("/Videos./X ").unwrap(), "/videos/x");
+        assert_eq!(
+            folded("/a/%20/b").unwrap(),
+            "/a/b",
+            "a blank segment collapses"
+        );
+    }
+
+    #[test]
+    fn the_folded_reading_folds_case_compatibility_accents_and_invisibles() {
+        for path in [
+            "/\u{FF0F}\u{FF56}\u{FF49}\u{FF44}\u{FF45}\u{FF4F}\u{FF53}\u{FF0F}x",
+            "/%EF%BC%B6IDEOS/x",
+            "/V\u{130}DEOS/x",
+            "/v\u{ED}deos/x",
+            "/vi%CC%81deos/x",
+            "/vid\u{200B}eos/x",
+            "/vid\u{00AD}eos/x",
+            "/vid%C2%ADeos/x",
+            "/vid\u{FEFF}eos/x",
+            "/v\u{131}deos/x",
+            "/v%EDdeos/x",
+        ] {
+            assert_eq!(folded(path).unwrap(), "/videos/x", "{path}");
+        }
+        assert_eq!(folded("/\u{17F}ecret/").unwrap(), "/secret/");
+        assert_eq!(folded("/stra\u{DF}e/").unwrap(), "/strasse/");
+        assert_eq!(folded("/\u{FB01}les/").unwrap(), "/files/");
+        assert_eq!(folded("/\u{C6}ther/\u{D8}l/").unwrap(), "/aether/ol/");
+        assert_eq!(folded("/\u{3B1}\u{3B2}/").unwrap(), "/\u{3B1}\u{3B2}/");
+        assert_eq!(
+            folded("/a\u{FF3C}b").unwrap_err(),
+            PathError::Ambiguous,
+            "a full-width backslash folds to a backslash"
+        );
+    }
+
+    #[test]
+    fn parameter_names_are_read_in_every_spelling() {
+        assert_eq!(names("p=42&x=1"), ["p", "x"]);
+        assert_eq!(names("P=1;q"), ["p", "q"]);
+        assert_eq!(names("p[]=1&p[x]=2&p["), ["p", "p", "p"]);
+        // Three pieces, then the whole query decoded first: three again.
+        assert_eq!(names("page.id=1&page+id=2&%20page%5Fid=3"), ["page_id"; 6]);
+        // Decoded per piece, then the whole query decoded first.
+        assert_eq!(names("%70=1"), ["p", "p"]);
+        assert_eq!(names("p%3D=1"), ["p=", "p"]);
+        assert_eq!(names("x=1%26p%3D2"), ["x", "x", "p"]);
+        assert_eq!(names("p%00x=1"), ["p", "p"]);
+        assert_eq!(names("x=%zz"), ["x", "x"]);
     }
 }

@@ -89,6 +89,141 @@ pub fn join_cookies(headers: &mut HeaderMap) {
     }
 }
 
+/// Why a request's host cannot be served.
+pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
+
+/// Checks the host a request names, as RFC 9112 §3.2 asks of a server: one
+/// `Host` line, present on HTTP/1.1 (unless the target is absolute), and it
+/// and any authority in the target (HTTP/2's `:authority`) a valid
+/// `host[:port]` with no user info.
+pub fn check_host(
+    version: http::Version,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), &'static str> {
+    if let Some(authority) = uri.authority() {
+        if !is_host_and_port(authority.as_str().as_bytes()) {
+            return Err(BAD_HOST);
+        }
+    }
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Err("more than one Host"),
+        (Some(host), None) if !is_host_and_port(host.as_bytes()) => Err(BAD_HOST),
+        (None, _) if version == http::Version::HTTP_11 && uri.authority().is_none() => {
+            Err("no Host")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `value` is `host[:port]`: a name of letters, digits, `-`, `.` and
+/// `_` (DNS names and IPv4 addresses), or an IPv6 address in brackets; then
+/// an optional port of at most five digits, no more than 65535.
+pub fn is_host_and_port(value: &[u8]) -> bool {
+    let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = std::str::from_utf8(&rest[..close])
+            .ok()
+            .and_then(|text| text.parse::<std::net::Ipv6Addr>().ok());
+        (literal.is_some(), &rest[close + 1..])
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        let name = &value[..end];
+        let ok = !name.is_empty()
+            && name
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        (ok, &value[end..])
+    };
+    if !host_ok {
+        return false;
+    }
+    match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    <= 65535
+        }
+        _ => false,
+    }
+}
+
+/// Leaves, of the session cookies in the (joined) `Cookie` header, only the
+/// first one whose value the gate admitted (`admitted`: its SHA-256), so
+/// the CMS acts for the visitor who was let in and for no one else. The
+/// session cookie is named as configured (a trailing `*` for a prefix); the
+/// other cookies go on as they are. Costs nothing when there is one.
+pub fn keep_admitted_session(headers: &mut HeaderMap, cookie: &str, admitted: &[u8; 32]) {
+    use sha2::{Digest, Sha256};
+    let (name, prefix) = match cookie.strip_suffix('*') {
+        Some(prefix) => (prefix.as_bytes(), true),
+        None => (cookie.as_bytes(), false),
+    };
+    let is_session = |pair| session_value(pair, name, prefix);
+    let Some(value) = headers.get(header::COOKIE) else {
+        return;
+    };
+    let pairs = || {
+        value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+    };
+    if pairs().filter(|pair| is_session(pair).is_some()).count() < 2 {
+        return;
+    }
+    let mut kept = false;
+    let mut joined = Vec::with_capacity(value.len());
+    for pair in pairs() {
+        if let Some(session) = is_session(pair) {
+            if kept || Sha256::digest(session).as_slice() != admitted {
+                continue;
+            }
+            kept = true;
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(pair);
+    }
+    match HeaderValue::from_bytes(&joined) {
+        Ok(value) if !joined.is_empty() => {
+            headers.insert(header::COOKIE, value);
+        }
+        _ => {
+            headers.remove(header::COOKIE);
+        }
+    }
+}
+
+/// The value of a `name=value` cookie pair if it is the session cookie
+/// (`name`, or any name it starts with for a `prefix`), quotes removed.
+fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u8]> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let sent = &pair[..eq];
+    let matches = if prefix {
+        sent.starts_with(name)
+    } else {
+        sent == name
+    };
+    matches.then(|| {
+        let raw = &pair[eq + 1..];
+        raw.strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(raw)
+    })
+}
+
 /// Request headers some frameworks take as the real path: the gate judged
 /// the request line, so the CMS must not be told another path.
 const ROUTE_OVERRIDES: [HeaderName; 2] = [
@@ -341,6 +476,83 @@ mod tests {
         let mut one = map(&[("cookie", "a=1")]);
         join_cookies(&mut one);
         assert_eq!(one["cookie"], "a=1");
+    }
+
+    #[test]
+    fn only_a_valid_host_and_port_is_a_host() {
+        for good in [
+            "example.com",
+            "www.site.example:8080",
+            "127.0.0.1:65535",
+            "[::1]",
+            "[2001:db8::7]:443",
+            "internal_host",
+            "example.com.",
+        ] {
+            assert!(is_host_and_port(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "a b",
+            "user@example.com",
+            "example.com:80:80",
+            "example.com:65536",
+            "example.com:123456",
+            "example.com:8o",
+            "[::1",
+            "[zz::1]",
+            "[::1]80",
+            "example.com/path",
+            "evil.example,good.example",
+            "ex%41mple.com",
+            "example.com;x",
+        ] {
+            assert!(!is_host_and_port(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_request_names_one_valid_host() {
+        let uri: http::Uri = "/a".parse().unwrap();
+        let v11 = http::Version::HTTP_11;
+        assert!(check_host(v11, &uri, &map(&[("host", "site.example")])).is_ok());
+        assert!(check_host(v11, &uri, &map(&[("host", "a b")])).is_err());
+        assert!(check_host(v11, &uri, &HeaderMap::new()).is_err());
+        assert!(check_host(http::Version::HTTP_10, &uri, &HeaderMap::new()).is_ok());
+        let twice = map(&[("host", "a.example"), ("host", "b.example")]);
+        assert!(check_host(v11, &uri, &twice).is_err());
+        let absolute: http::Uri = "http://site.example/a".parse().unwrap();
+        assert!(check_host(v11, &absolute, &HeaderMap::new()).is_ok());
+        let with_user: http::Uri = "http://me@site.example/a".parse().unwrap();
+        assert!(check_host(http::Version::HTTP_2, &with_user, &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn only_the_admitted_session_cookie_goes_on() {
+        use sha2::{Digest, Sha256};
+        let admitted: [u8; 32] = Sha256::digest(b"good").into();
+        let mut h = map(&[(
+            "cookie",
+            "sessionid=stale; theme=dark; sessionid=\"good\"; sessionid=good; b=2",
+        )]);
+        keep_admitted_session(&mut h, "sessionid", &admitted);
+        assert_eq!(h["cookie"], "theme=dark; sessionid=\"good\"; b=2");
+
+        let mut wordpress = map(&[(
+            "cookie",
+            "wordpress_logged_in_old=x; wordpress_logged_in_new=good; wordpress_test_cookie=1",
+        )]);
+        keep_admitted_session(&mut wordpress, "wordpress_logged_in_*", &admitted);
+        assert_eq!(
+            wordpress["cookie"],
+            "wordpress_logged_in_new=good; wordpress_test_cookie=1"
+        );
+
+        // One session cookie: untouched, byte for byte.
+        let mut one = map(&[("cookie", "a=1;sessionid=good ;b")]);
+        keep_admitted_session(&mut one, "sessionid", &admitted);
+        assert_eq!(one["cookie"], "a=1;sessionid=good ;b");
     }
 
     #[test]

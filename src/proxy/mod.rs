@@ -1,6 +1,7 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
 mod connect;
+mod framing;
 pub mod headers;
 mod request_body;
 pub mod tls;
@@ -22,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
 pub use request_body::TooLarge;
-use request_body::{RequestBody, VisitorQuiet};
+use request_body::{BadBody, RequestBody, VisitorQuiet};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,10 +75,11 @@ pub enum ProxyError {
 }
 
 /// A pooled HTTP/1.1 client to the CMS, over TLS for an `https://` one.
-/// Clones share one pool.
+/// Clones share one pool. A connection on which the CMS sends bytes past the
+/// end of a response is closed, never reused ([`framing`]).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<HttpsConnector<connect::FixedAddress>, RequestBody>,
+    client: Client<framing::Framed<HttpsConnector<connect::FixedAddress>>, RequestBody>,
     settings: UpstreamSettings,
 }
 
@@ -136,7 +138,7 @@ impl Upstream {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(settings.pool_idle_timeout)
             .pool_max_idle_per_host(settings.pool_max_idle)
-            .build(https);
+            .build(framing::Framed(https));
         Ok(Upstream {
             client,
             settings: settings.clone(),
@@ -202,6 +204,11 @@ fn classify(
             }
             if let Some(quiet) = find_cause::<VisitorQuiet>(&err) {
                 return Err(ProxyError::VisitorTimeout(quiet.to_string()));
+            }
+            if find_cause::<BadBody>(&err).is_some() {
+                return Err(ProxyError::BadRequest(
+                    "the request body is malformed or cut off",
+                ));
             }
             if is_timeout(&err) {
                 return Err(ProxyError::Timeout("connecting"));

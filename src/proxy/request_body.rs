@@ -20,6 +20,12 @@ use crate::idle::{IdleTimeout, IdleTimer};
 #[error("visitor went quiet mid-body: {0}")]
 pub struct VisitorQuiet(IdleTimeout);
 
+/// The visitor's body could not be read: a malformed chunked encoding, or
+/// an upload cut off before its end. The visitor's fault, not the CMS's.
+#[derive(Debug, thiserror::Error)]
+#[error("visitor's request body unreadable: {0}")]
+pub struct BadBody(hyper::Error);
+
 /// The visitor sent more body than allowed.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than {0} bytes")]
@@ -93,7 +99,7 @@ impl Body for RequestBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(BadBody(err).into()))),
             Poll::Pending => match this.idle.expired(cx) {
                 Some(timeout) => Poll::Ready(Some(Err(VisitorQuiet(timeout).into()))),
                 None => Poll::Pending,

@@ -36,6 +36,28 @@ pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     headers.get(header::UPGRADE).cloned()
 }
 
+/// Whether a 101 with `response` headers switches to a protocol the visitor
+/// asked for: its `Upgrade` names only protocols of the request's `asked`
+/// (compared as tokens, ignoring ASCII case), and at least one.
+pub fn grants(asked: &HeaderValue, response: &HeaderMap) -> bool {
+    fn tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+        value
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+    }
+    let mut any = false;
+    for protocol in response.get_all(header::UPGRADE).iter().flat_map(tokens) {
+        any = true;
+        if !tokens(asked).any(|token| token.eq_ignore_ascii_case(protocol)) {
+            return false;
+        }
+    }
+    any
+}
+
 /// Puts the upgrade back after hop-by-hop headers were removed.
 pub fn restore(headers: &mut HeaderMap, protocol: HeaderValue) {
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -139,6 +161,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_101_grants_only_what_was_asked() {
+        let asked = HeaderValue::from_static("websocket, h2c");
+        let mut response = HeaderMap::new();
+        assert!(!grants(&asked, &response), "a 101 must name its protocol");
+        response.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(grants(&asked, &response));
+        response.insert(
+            header::UPGRADE,
+            HeaderValue::from_static("websocket, tls/1.3"),
+        );
+        assert!(!grants(&asked, &response));
+    }
 
     #[test]
     fn only_an_http11_request_with_connection_upgrade_is_an_upgrade() {

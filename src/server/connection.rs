@@ -59,14 +59,23 @@ impl Drop for InFlightGuard {
 pub struct Guarded<B> {
     body: B,
     _guard: InFlightGuard,
+    // An HTTP/2 stream's watch: completed once the body ends or fails.
+    stream: Option<super::resets::StreamWatch>,
 }
 
 impl<B> Guarded<B> {
-    /// Ties `guard` to `body`.
-    pub fn new(body: B, guard: InFlightGuard) -> Self {
+    /// Ties `guard` (and an HTTP/2 stream's watch) to `body`.
+    pub fn new(body: B, guard: InFlightGuard, stream: Option<super::resets::StreamWatch>) -> Self {
         Guarded {
             body,
             _guard: guard,
+            stream,
+        }
+    }
+
+    fn completed(&self) {
+        if let Some(stream) = &self.stream {
+            stream.complete();
         }
     }
 }
@@ -79,11 +88,19 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Guarded<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
+            self.completed();
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        let ended = self.body.is_end_stream();
+        if ended {
+            self.completed();
+        }
+        ended
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -6,9 +6,12 @@
 //! them for new connections.
 
 mod connection;
+mod limit;
 mod redirect;
+mod resets;
 pub mod tls;
 
+pub use limit::Admission;
 pub use redirect::serve_redirect;
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +21,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
@@ -36,6 +38,15 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_header_bytes: usize,
+    /// Most HTTP/2 streams a client may have open on one connection.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl ConnectionLimits {
+    /// Accepted HTTP/2 streams a client may reset in 10 s before it is told GOAWAY.
+    pub fn http2_max_resets(&self) -> u32 {
+        self.http2_max_concurrent_streams.saturating_mul(2).max(100)
+    }
 }
 
 fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
@@ -48,7 +59,8 @@ fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor>
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams);
     builder
 }
 
@@ -66,7 +78,9 @@ pub async fn serve(
     let tls_at_start = tls.is_some();
     let mut limits = gateway.runtime().settings().server.connections;
     let mut builder = connection_builder(&limits);
-    let graceful = GracefulShutdown::new();
+    // Tells every connection to finish its requests in flight and close.
+    let (closing, closing_watch) = tokio::sync::watch::channel(false);
+    let slots = Arc::new(limit::Slots::default());
     tokio::pin!(shutdown);
     let mut stop_accepting: Option<tokio::time::Instant> = None;
     loop {
@@ -105,13 +119,24 @@ pub async fn serve(
                 tls = Some(config.clone());
             }
         }
+        let server = &runtime.settings().server;
+        let exempt = server.trusted_proxies.trusts(peer.ip());
+        let slot = match slots.admit(peer.ip(), server.admission, exempt) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                runtime.metrics.process().connection_refused();
+                tracing::debug!(%peer, ?refused, "connection refused: too many open");
+                continue;
+            }
+        };
         drop(runtime);
         let _ = stream.set_nodelay(true);
         let connection = Connection {
+            slot,
             gateway: gateway.clone(),
             builder: builder.clone(),
             limits,
-            watcher: graceful.watcher(),
+            closing: closing_watch.clone(),
         };
         match (tls_at_start, &tls) {
             (true, Some(config)) => {
@@ -140,7 +165,8 @@ pub async fn serve(
     drop(listener);
     let shutdown_timeout = gateway.shutdown_timeout();
     tracing::info!("shutting down: draining requests in flight");
-    match tokio::time::timeout(shutdown_timeout, graceful.shutdown()).await {
+    let _ = closing.send(true);
+    match tokio::time::timeout(shutdown_timeout, slots.all_closed()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {
             tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
@@ -150,10 +176,12 @@ pub async fn serve(
 
 /// What a new connection is served with.
 struct Connection {
+    // Held until the connection ends.
+    slot: limit::Slot,
     gateway: Arc<Gateway>,
     builder: auto::Builder<TokioExecutor>,
     limits: ConnectionLimits,
-    watcher: hyper_util::server::graceful::Watcher,
+    closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Connection {
@@ -163,11 +191,14 @@ impl Connection {
         IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let Connection {
+            slot,
             gateway,
             builder,
             limits,
-            watcher,
+            mut closing,
         } = self;
+        let resets = resets::ResetBudget::new(limits.http2_max_resets());
+        let budget = resets.clone();
         let in_flight = InFlight::default();
         // Counted as open, by protocol, from its first request until it closes.
         let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
@@ -190,17 +221,38 @@ impl Connection {
             });
             let gateway = gateway.clone();
             let guard = in_flight.enter();
+            // Dropped before the response ends: the client reset the stream.
+            let stream = (request.version() == http::Version::HTTP_2).then(|| budget.stream());
             async move {
                 let response = gateway.handle(request, info).await;
-                Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard)))
+                Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, stream)))
             }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        if let Err(err) = watcher.watch(connection).await {
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let mut goaway_sent = false;
+        let ended = loop {
+            tokio::select! {
+                ended = connection.as_mut() => break ended,
+                _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
+                    connection.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+                () = resets.tripped(), if !goaway_sent => {
+                    tracing::warn!(
+                        peer = %info.peer,
+                        limit = limits.http2_max_resets(),
+                        "HTTP/2 client reset too many streams it had opened: GOAWAY"
+                    );
+                    connection.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+            }
+        };
+        if let Err(err) = ended {
             tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
         }
+        drop(slot);
     }
 }
 

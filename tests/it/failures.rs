@@ -299,3 +299,149 @@ async fn a_visitor_who_stops_sending_the_body_gets_a_408() {
     let answer = String::from_utf8_lossy(&answer[..n]);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_over_the_limits_are_closed_at_once_and_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = with_setting(
+        with_setting(
+            config_text(cms.addr, "\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+            "server",
+            "max_connections_per_ip = 2",
+        ),
+        "server",
+        "max_connections = 3",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    // Two held open from loopback: the third from the same address is closed unread.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        stream
+            .write_all(b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200");
+        held.push(stream);
+    }
+    let refused = raw(gate.addr, b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        refused.is_empty(),
+        "closed without an answer: {:?}",
+        String::from_utf8_lossy(&refused)
+    );
+    let metrics = get(&format!("http://{}/metrics", gate.admin.unwrap()), None)
+        .await
+        .text();
+    assert!(
+        metrics.contains("embedgate_connections_refused_total 1"),
+        "{metrics}"
+    );
+    // A place freed is a place taken again.
+    drop(held.pop());
+    let mut answered = Vec::new();
+    for _ in 0..50 {
+        answered = raw(
+            gate.addr,
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        if !answered.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        answered.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answered)
+    );
+}
+
+/// Opens a stream for `path` on `client` and waits for its response head.
+async fn h2_stream(
+    client: &mut h2::client::SendRequest<Bytes>,
+    authority: &str,
+    path: &str,
+) -> Result<(h2::SendStream<Bytes>, h2::RecvStream), h2::Error> {
+    let request = http::Request::get(format!("http://{authority}{path}"))
+        .body(())
+        .unwrap();
+    let mut ready = client.clone().ready().await?;
+    let (response, stream) = ready.send_request(request, true)?;
+    let response = tokio::time::timeout(Duration::from_secs(5), response)
+        .await
+        .expect("response head in time")?;
+    Ok((stream, response.into_body()))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_client_that_resets_the_streams_it_opened_is_told_goaway() {
+    // Bodies that never end: every stream is in flight when the client resets it.
+    let cms = Cms::fixed(Reply::chunked(
+        "video/mp2t",
+        vec![Bytes::from_static(b"first"), Bytes::from_static(GATE)],
+    ))
+    .await;
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "http2_max_concurrent_streams = 10",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let authority = gate.addr.to_string();
+
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut accepted_then_reset = 0;
+    let refused = loop {
+        match h2_stream(&mut client, &authority, "/public/media.ts").await {
+            Ok((mut stream, _body)) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                accepted_then_reset += 1;
+            }
+            Err(err) => break err,
+        }
+        assert!(accepted_then_reset <= 150, "never told GOAWAY");
+    };
+    assert!(
+        accepted_then_reset > 100,
+        "the budget is 100 resets: told after {accepted_then_reset}"
+    );
+    assert!(
+        refused.is_go_away() || refused.is_io() || refused.reason().is_some(),
+        "{refused:?}"
+    );
+    // The connection ends.
+    let _ = tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("connection closed after GOAWAY");
+
+    // A client whose streams complete is never counted.
+    let quick = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start_with(
+        &with_setting(
+            config_text(quick.addr, ""),
+            "server",
+            "http2_max_concurrent_streams = 10",
+        ),
+        &[],
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    for _ in 0..250 {
+        let (_, mut body) = h2_stream(&mut client, &gate.addr.to_string(), "/public/a")
+            .await
+            .expect("completed streams are never refused");
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            let _ = body.flow_control().release_capacity(chunk.len());
+        }
+    }
+}

@@ -150,12 +150,8 @@ async fn a_path_matching_no_route_is_gated() {
 async fn path_tricks_do_not_get_around_the_gate() {
     let (cms, gate) = setup().await;
     for path in [
-        "/public/../videos/intro",
-        "/public/%2e%2e/videos/intro",
         "//videos/intro",
         "/vid%65os/intro",
-        "/public/..;/videos/intro",
-        "/./videos/intro",
         "/videos;/intro",
         "/videos;jsessionid=1/intro",
         "/Videos/intro",
@@ -169,7 +165,12 @@ async fn path_tricks_do_not_get_around_the_gate() {
             String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
         assert!(answer.starts_with("HTTP/1.1 403"), "{path}: {answer}");
     }
+    // Dot segments are refused, not resolved: browsers never send them.
     for path in [
+        "/public/../videos/intro",
+        "/public/%2e%2e/videos/intro",
+        "/public/..;/videos/intro",
+        "/./videos/intro",
         "/../etc/passwd",
         "/public/%5c..%5cvideos",
         "/public/%zz",

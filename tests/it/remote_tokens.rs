@@ -210,7 +210,7 @@ fn page(shares: &[&str]) -> String {
 
 fn with_token(share: &str, token: &str) -> String {
     format!(
-        r#"<iframe width="640" src="https://api.vod2.infomaniak.com/res/embed/{share}.html?autoplay=0&token={token}"></iframe>"#
+        r#"<iframe width="640" src="https://api.vod2.infomaniak.com/res/embed/{share}.html?autoplay=0&amp;token={token}"></iframe>"#
     )
 }
 
@@ -281,7 +281,7 @@ async fn twenty_embeds_never_have_more_calls_in_flight_than_the_concurrency() {
     assert_eq!(api.in_flight.load(Ordering::SeqCst), 0);
     for share in &shares {
         assert!(
-            text.contains(&format!("{share}.html?autoplay=0&token=tok-{share}-")),
+            text.contains(&format!("{share}.html?autoplay=0&amp;token=tok-{share}-")),
             "{share}: {text}"
         );
     }
@@ -323,7 +323,7 @@ async fn the_page_before_the_first_embed_reaches_the_visitor_before_the_api_answ
     api.release.notify_one();
     let text = String::from_utf8(response.finish().await).unwrap();
     assert!(text.contains(&with_token("hold", "tok-hold")), "{text}");
-    assert!(text.contains("share/v2") || text.contains("v2.html?autoplay=0&token=tok-v2-"));
+    assert!(text.contains("share/v2") || text.contains("v2.html?autoplay=0&amp;token=tok-v2-"));
     gate.shutdown();
 }
 
@@ -421,7 +421,10 @@ async fn with_on_error_embed_every_kind_of_bad_answer_leaves_only_that_embed_unt
             "{share} left as it was: {text}"
         );
     }
-    assert!(text.contains("v5.html?autoplay=0&token=tok-v5-"), "{text}");
+    assert!(
+        text.contains("v5.html?autoplay=0&amp;token=tok-v5-"),
+        "{text}"
+    );
     assert!(text.ends_with("<p>After the videos</p></body></html>\n"));
     gate.shutdown();
 }

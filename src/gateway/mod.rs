@@ -6,6 +6,8 @@
 //! mapped to its status in [`Refusal::status`], and nothing from the CMS
 //! reaches a visitor the gate turned away.
 
+mod page_type;
+
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use hyper::body::Incoming;
 use thiserror::Error;
 
 use crate::allowlist::{OnError, Principal, SourceError, Visit};
-use crate::body::{ReadLimit, ResponseBody};
+use crate::body::{sniff_bom, Bom, BoxBody, ReadLimit, ResponseBody};
 use crate::compression::{self, Coding, Decoded, Encoded};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Access, Admission, DenyReason, PathError, RouteMatch};
@@ -30,6 +32,7 @@ use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
 use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
+use page_type::declared_type;
 
 /// Why the gateway answered a request itself instead of with the CMS response.
 #[derive(Debug, Error)]
@@ -46,22 +49,32 @@ pub enum Refusal {
     /// A gated HTML page the rewriter cannot read; sending it would leave embeds without tokens.
     #[error("cannot rewrite gated page: {0}")]
     Unrewritable(&'static str),
+    /// A request the gateway does not serve as it is (a bad or missing Host).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// A method the gateway never forwards (CONNECT: it is no forward proxy).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The CMS answered in a way that cannot be passed on (a 101 nobody asked for).
+    #[error("cannot pass on the CMS's answer: {0}")]
+    BadUpstream(&'static str),
 }
 
 impl Refusal {
     /// The one place where failures become statuses.
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::BadPath(_) | Refusal::Upstream(ProxyError::BadRequest(_)) => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::BadPath(_)
+            | Refusal::BadRequest(_)
+            | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
+            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::SessionSource(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Upstream(ProxyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Upstream(ProxyError::Unavailable(_)) | Refusal::Unrewritable(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            Refusal::Upstream(ProxyError::Unavailable(_))
+            | Refusal::Unrewritable(_)
+            | Refusal::BadUpstream(_) => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -132,45 +145,12 @@ impl Gateway {
             runtime.metrics.clone(),
         );
         let mut response = match forward(&runtime, request, conn, &mut record).await {
-            Ok(Forwarded {
-                parts,
-                body,
-                rewrite,
-            }) => {
-                let settings = runtime.settings();
-                let body = ReadLimit::new(body, settings.upstream.read_timeout);
-                let body = match rewrite {
-                    None => body.boxed_unsync(),
-                    Some((plan, principal, client)) => {
-                        let stats = Arc::new(RewriteStats::default());
-                        record.rewrite = Some(stats.clone());
-                        let tokens = PageTokens {
-                            embeds: runtime.embeds.clone(),
-                            now: token::unix_now(),
-                            principal,
-                            addr: Some(client),
-                            metrics: runtime.metrics.clone(),
-                        };
-                        let source = match plan.decode {
-                            None => Either::Left(body),
-                            Some(coding) => Either::Right(Decoded::new(body, coding)),
-                        };
-                        let page = RewriteBody::new(
-                            source,
-                            tokens,
-                            settings.rewrite,
-                            plan.encoding,
-                            stats,
-                        );
-                        match plan.encode {
-                            None => page.map_err(Into::into).boxed_unsync(),
-                            Some(coding) => Encoded::new(page, coding, settings.compression.level)
-                                .boxed_unsync(),
-                        }
-                    }
-                };
-                Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
-            }
+            Ok(forwarded) => match response_body(&runtime, forwarded, &mut record).await {
+                Ok((parts, body)) => {
+                    Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
+                }
+                Err(refusal) => refuse(refusal, record),
+            },
             Err(Outcome::Denied) => deny(&runtime, record),
             Err(Outcome::Refused(refusal)) => refuse(refusal, record),
         };
@@ -179,6 +159,59 @@ impl Gateway {
             .insert(headers::X_REQUEST_ID, request_id);
         response
     }
+}
+
+/// The body layers of a forwarded response: read-limited, and for a gated
+/// page decoded, rewritten and encoded. A page's first bytes are read before
+/// its head goes out, since a byte-order mark decides how it is read.
+async fn response_body(
+    runtime: &Runtime,
+    forwarded: Forwarded,
+    record: &mut RequestRecord,
+) -> Result<(http::response::Parts, BoxBody), Refusal> {
+    let Forwarded {
+        parts,
+        body,
+        rewrite,
+    } = forwarded;
+    let settings = runtime.settings();
+    let body = ReadLimit::new(body, settings.upstream.read_timeout);
+    let Some((plan, principal, client)) = rewrite else {
+        return Ok((parts, body.boxed_unsync()));
+    };
+    let source = match plan.decode {
+        None => Either::Left(body),
+        Some(coding) => Either::Right(Decoded::new(body, coding)),
+    };
+    let (bom, source) = sniff_bom(source).await.map_err(|err| {
+        Refusal::Upstream(ProxyError::Unavailable(format!(
+            "reading the page's first bytes: {err}"
+        )))
+    })?;
+    let encoding = match bom {
+        // As browsers do: the mark wins over the header and any <meta>.
+        Some(Bom::Utf8) => rewrite::encoding_for(Some("utf-8")),
+        Some(Bom::Utf16) => None,
+        None => plan.encoding,
+    }
+    .ok_or(Refusal::Unrewritable(
+        "its encoding is not ASCII-compatible (or not known)",
+    ))?;
+    let stats = Arc::new(RewriteStats::default());
+    record.rewrite = Some(stats.clone());
+    let tokens = PageTokens {
+        embeds: runtime.embeds.clone(),
+        now: token::unix_now(),
+        principal,
+        addr: Some(client),
+        metrics: runtime.metrics.clone(),
+    };
+    let page = RewriteBody::new(source, tokens, settings.rewrite, encoding, stats);
+    let body = match plan.encode {
+        None => page.map_err(Into::into).boxed_unsync(),
+        Some(coding) => Encoded::new(page, coding, settings.compression.level).boxed_unsync(),
+    };
+    Ok((parts, body))
 }
 
 /// Checks the EdgeAuth token a request to a `access = "token"` route carries.
@@ -224,9 +257,14 @@ async fn forward(
     conn: ConnectionInfo,
     record: &mut RequestRecord,
 ) -> Result<Forwarded, Outcome> {
+    if request.method() == Method::CONNECT {
+        return Err(Refusal::MethodNotAllowed.into());
+    }
+    headers::check_host(request.version(), request.uri(), request.headers())
+        .map_err(Refusal::BadRequest)?;
     let route = runtime
         .routes
-        .lookup(request.uri().path())
+        .lookup(request.uri().path(), request.uri().query())
         .map_err(Refusal::from)?;
     record.route = route.prefix.clone();
     record.route_index = route.index;
@@ -322,6 +360,14 @@ async fn forward(
         server.trusted_proxies.trusts(conn.peer.ip()),
     )
     .map_err(Refusal::from)?;
+    if let Some(principal) = &principal {
+        // Of several session cookies, the CMS gets the one the gate let in.
+        headers::keep_admitted_session(
+            &mut parts.headers,
+            &runtime.settings().session.cookie,
+            principal.session_digest(),
+        );
+    }
     if let Some(protocol) = &upgrade_to {
         upgrade::restore(&mut parts.headers, protocol.clone());
     }
@@ -353,6 +399,18 @@ async fn forward(
     };
 
     let mut response = response;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+        && !upgrade_to
+            .as_ref()
+            .is_some_and(|asked| upgrade::grants(asked, response.headers()))
+    {
+        // The visitor asked for no such protocol: passing the 101 on would
+        // leave the visitor's connection in a state nobody agreed to.
+        record.upstream_status = Some(response.status().as_u16());
+        return Err(
+            Refusal::BadUpstream("a 101 for a protocol the visitor did not ask for").into(),
+        );
+    }
     if let (Some(visitor_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (visitor_upgrade, response.status())
     {
@@ -407,11 +465,18 @@ fn filter_gated_response(
     head_only: bool,
     accepts: Option<Coding>,
 ) -> Result<Option<PagePlan>, Refusal> {
-    if !is_html(&parts.headers) {
+    // Read as what it says it is, never sniffed into HTML the gateway did not rewrite.
+    parts.headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    let declared = declared_type(&parts.headers);
+    if !declared.is_markup() {
         if let Some(value) = &runtime.settings().session.cache_control {
             headers::set_cache_control(&mut parts.headers, value.clone());
         }
         return Ok(None);
+    }
+    if let Some(value) = declared.normalized {
+        // Several values: one, as the browser reads them, for whoever reads only the first.
+        parts.headers.insert(header::CONTENT_TYPE, value);
     }
     let declared_length = parts
         .headers
@@ -436,8 +501,6 @@ fn filter_gated_response(
         Refusal::Unrewritable("the CMS compressed it in a coding the gateway cannot read")
     })?;
     parts.headers.remove(header::CONTENT_ENCODING);
-    let encoding = rewrite::encoding_for(charset(&parts.headers))
-        .ok_or(Refusal::Unrewritable("its charset is not ASCII-compatible"))?;
     let settings = &runtime.settings().compression;
     // A compressed upstream's length says nothing of the page's size.
     let small =
@@ -452,7 +515,7 @@ fn filter_gated_response(
             .insert(header::CONTENT_ENCODING, compression::header_value(coding));
     }
     Ok(Some(PagePlan {
-        encoding,
+        encoding: declared.encoding,
         decode,
         encode,
     }))
@@ -460,7 +523,9 @@ fn filter_gated_response(
 
 /// How a gated page's body is to be read, rewritten and sent.
 struct PagePlan {
-    encoding: PageEncoding,
+    /// By its Content-Type; `None` if the rewriter cannot read that (a
+    /// byte-order mark may still say UTF-8).
+    encoding: Option<PageEncoding>,
     decode: Option<Coding>,
     encode: Option<Coding>,
 }
@@ -504,6 +569,11 @@ fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody>
     let mut response = Response::new(ResponseBody::own(Bytes::from(text), record));
     *response.status_mut() = status;
     set_own_headers(response.headers_mut(), "text/plain; charset=utf-8");
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             header::RETRY_AFTER,
@@ -513,78 +583,17 @@ fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody>
     response
 }
 
+/// What a 405 says the gateway forwards (every method but CONNECT, in fact).
+const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+
+const X_CONTENT_TYPE_OPTIONS: header::HeaderName = header::X_CONTENT_TYPE_OPTIONS;
+const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
 fn set_own_headers(headers: &mut HeaderMap, content_type: &'static str) {
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-}
-
-fn media_type(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next().unwrap_or_default().trim())
-}
-
-fn is_html(headers: &HeaderMap) -> bool {
-    media_type(headers).is_some_and(|t| {
-        t.eq_ignore_ascii_case("text/html") || t.eq_ignore_ascii_case("application/xhtml+xml")
-    })
-}
-
-fn charset(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    value.split(';').skip(1).find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        name.trim()
-            .eq_ignore_ascii_case("charset")
-            .then(|| value.trim().trim_matches('"'))
-    })
+    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn content_type(value: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
-        h
-    }
-
-    #[test]
-    fn recognises_html_and_its_charset() {
-        assert!(is_html(&content_type("text/html")));
-        assert!(is_html(&content_type("Text/HTML; charset=UTF-8")));
-        assert!(!is_html(&content_type("text/htmlx")));
-        assert!(!is_html(&content_type("application/json")));
-        assert!(!is_html(&HeaderMap::new()));
-        assert_eq!(
-            charset(&content_type("text/html; charset=\"ISO-8859-1\"")),
-            Some("ISO-8859-1")
-        );
-        assert_eq!(charset(&content_type("text/html")), None);
-    }
-
-    #[test]
-    fn each_refusal_has_its_status() {
-        assert_eq!(
-            Refusal::BadPath(PathError::AboveRoot).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            Refusal::Upstream(ProxyError::Timeout("x")).status(),
-            StatusCode::GATEWAY_TIMEOUT
-        );
-        assert_eq!(
-            Refusal::Upstream(ProxyError::Unavailable("x".into())).status(),
-            StatusCode::BAD_GATEWAY
-        );
-        assert_eq!(Refusal::Unrewritable("x").status(), StatusCode::BAD_GATEWAY);
-        assert_eq!(
-            Refusal::Upstream(ProxyError::BadRequest("x")).status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            Refusal::SessionSource(SourceError::Unavailable("down".into())).status(),
-            StatusCode::SERVICE_UNAVAILABLE
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,353 @@
+//! The route table: longest prefix wins, a path no route matches is gated,
+//! and a request gets the strictest access level any reasonable reading of
+//! its path, and any of its query parameters, has.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use super::path::{canonical_param, folded_reading, normalize, param_names, PathError};
+
+/// Routes ordered so that the longest matching prefix wins, and query routes.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    // Prefix routes, sorted by descending prefix length.
+    routes: Vec<Route>,
+    // `routes` indices by descending folded prefix length, the strictest
+    // first among equal folded prefixes ("/Public/" and "/public/").
+    folded_order: Box<[usize]>,
+    // True when every prefix is its own folded reading: then a path that is
+    // its own folded reading needs no second look.
+    all_folded: bool,
+    // Query routes, in config order; their index follows the prefix routes'.
+    queries: Vec<QueryRoute>,
+    // The strictest access of a query route: the query of a request whose
+    // path already has it is not read.
+    query_max: Option<Access>,
+}
+
+/// What a route asks of a visitor, ordered from the most open to the strictest.
+///
+/// A session is stricter than a token: a path some reading puts under a
+/// session route and another under a token route asks for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Access {
+    /// Passed through untouched.
+    Public,
+    /// Only requests carrying a valid EdgeAuth token for the path (media next to the CMS).
+    Token,
+    /// Only sessions the session source allows; HTML gets tokens minted into its embeds.
+    Session,
+}
+
+impl Access {
+    /// The level's name in gateway.toml and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Token => "token",
+            Access::Session => "session",
+        }
+    }
+
+    /// True when the visitor's session must be checked before the CMS is asked.
+    pub fn is_gated(self) -> bool {
+        self == Access::Session
+    }
+}
+
+/// One route as configured: a path prefix, or query parameter names, and
+/// its access level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Path prefix, in normal form; `None` for a query route.
+    pub prefix: Option<String>,
+    /// Query parameter names: a request carrying one of them takes this
+    /// route's access, whatever its path. Empty for a prefix route.
+    pub query: Vec<String>,
+    /// What the route asks of visitors.
+    pub access: Access,
+    /// How tokens are checked, for `access = "token"`.
+    pub token: Option<crate::token::verify::EdgeSettings>,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    // Its place in config order.
+    spec: usize,
+    prefix: Arc<str>,
+    // For the folded reading of a path (see `lookup`).
+    folded: Box<[u8]>,
+    access: Access,
+}
+
+impl Route {
+    // A "/videos/" route also owns "/videos", which servers redirect or serve alike.
+    fn owns(path: &[u8], prefix: &[u8]) -> bool {
+        path.starts_with(prefix)
+            || prefix
+                .strip_suffix(b"/")
+                .is_some_and(|dir| !dir.is_empty() && path == dir)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct QueryRoute {
+    spec: usize,
+    // "?p&page_id": its name in logs and metrics.
+    label: Arc<str>,
+    // Canonical names (see `canonical_param`).
+    names: Box<[Box<[u8]>]>,
+    access: Access,
+}
+
+/// A route that cannot be used.
+#[derive(Debug, Error)]
+#[error("{message}")]
+pub struct RouteError {
+    /// Index of the offending `[[route]]`.
+    pub index: usize,
+    /// The key at fault: "prefix", "query" or "access".
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The route a request fell under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMatch {
+    /// The matching prefix (for a query route, `?` and its parameter names
+    /// joined by `&`), or `None` when no route matched (then the path is gated).
+    pub prefix: Option<Arc<str>>,
+    /// The route's place in [`RouteTable::prefixes`], for metrics.
+    pub index: Option<usize>,
+    /// What the route asks of the visitor.
+    pub access: Access,
+    /// The route's place in config order (`route[N]`), or `None` when no route matched.
+    pub spec: Option<usize>,
+    /// The path in its strict reading (decoded, `;` parameters dropped), for token ACLs.
+    pub normal: Option<Arc<[u8]>>,
+}
+
+/// The access level of a path no route matches: fail closed.
+const UNROUTED: Access = Access::Session;
+
+impl RouteTable {
+    /// Compiles routes given in config order.
+    pub fn new(routes: &[RouteSpec]) -> Result<RouteTable, RouteError> {
+        let mut compiled: Vec<Route> = Vec::with_capacity(routes.len());
+        let mut queries = Vec::new();
+        for (index, spec) in routes.iter().enumerate() {
+            let fail = |field, message: String| RouteError {
+                index,
+                field,
+                message,
+            };
+            let prefix = match (&spec.prefix, spec.query.is_empty()) {
+                (Some(prefix), true) => prefix,
+                (None, false) => {
+                    queries.push(QueryRoute::new(index, spec).map_err(|(f, m)| fail(f, m))?);
+                    continue;
+                }
+                (Some(_), false) => {
+                    let why =
+                        "set prefix or query, not both: a query route applies whatever the path";
+                    return Err(fail("query", why.into()));
+                }
+                (None, true) => {
+                    let why = "needs prefix (a path prefix) or query (parameter names)";
+                    return Err(fail("prefix", why.into()));
+                }
+            };
+            if !prefix.starts_with('/') {
+                return Err(fail("prefix", format!("{prefix:?} must start with '/'")));
+            }
+            let normal =
+                matches!(normalize(prefix), Ok(norm) if norm.as_ref() == prefix.as_bytes());
+            if !normal {
+                let why = "is not in normal form (no %-escapes, ';', '//', '.' or '..' segments)";
+                return Err(fail("prefix", format!("{prefix:?} {why}")));
+            }
+            if compiled.iter().any(|r| *r.prefix == **prefix) {
+                return Err(fail("prefix", format!("{prefix:?} is listed twice")));
+            }
+            let folded = match folded_reading(prefix.as_bytes()) {
+                Ok(folded) => folded.unwrap_or_else(|| prefix.as_bytes().to_vec()),
+                Err(err) => {
+                    let why = "can never match: read as a lenient server reads it (case, \
+                               accents, compatibility forms and trailing dots folded), the";
+                    return Err(fail("prefix", format!("{prefix:?} {why} {err}")));
+                }
+            };
+            compiled.push(Route {
+                spec: index,
+                folded: folded.into(),
+                prefix: prefix.as_str().into(),
+                access: spec.access,
+            });
+        }
+        compiled.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+        let mut folded_order: Vec<usize> = (0..compiled.len()).collect();
+        folded_order.sort_by_key(|&i| {
+            let route = &compiled[i];
+            (
+                std::cmp::Reverse(route.folded.len()),
+                std::cmp::Reverse(route.access),
+            )
+        });
+        Ok(RouteTable {
+            all_folded: compiled.iter().all(|r| *r.folded == *r.prefix.as_bytes()),
+            folded_order: folded_order.into(),
+            query_max: queries.iter().map(|q| q.access).max(),
+            routes: compiled,
+            queries,
+        })
+    }
+
+    /// Number of routes, prefix and query routes alike.
+    pub fn len(&self) -> usize {
+        self.routes.len() + self.queries.len()
+    }
+
+    /// True when there are no routes (then every request is gated).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Finds the route for a request path and query; a path no route matches is gated.
+    ///
+    /// The path is read the strict way (decoded, `;` parameters dropped) and
+    /// the folded way (case, trailing dots and, for a non-ASCII path,
+    /// compatibility forms, accents and invisible characters folded, see
+    /// [`super::path`]); a dot segment in either reading is an error. The
+    /// request gets the strictest access level of the two readings' routes
+    /// and of every query route one of its parameters names; on a tie, the
+    /// strict reading's route.
+    pub fn lookup(&self, path: &str, query: Option<&str>) -> Result<RouteMatch, PathError> {
+        let strict = normalize(path)?;
+        let mut found = self.find(&strict);
+        match folded_reading(&strict)? {
+            Some(folded) => self.raise(&mut found, self.find_folded(&folded)),
+            // A folded prefix may still match a path already in folded form.
+            None if !self.all_folded => self.raise(&mut found, self.find_folded(&strict)),
+            None => {}
+        }
+        if let Some(query) = query {
+            if self.query_max.is_some_and(|max| max > found.access) {
+                self.raise_by_query(&mut found, query);
+            }
+        }
+        // Only a token route checks the path again (against the token's ACL).
+        if found.access == Access::Token {
+            found.normal = Some(strict.as_ref().into());
+        }
+        Ok(found)
+    }
+
+    fn raise(&self, found: &mut RouteMatch, other: RouteMatch) {
+        if other.access > found.access {
+            *found = other;
+        }
+    }
+
+    fn raise_by_query(&self, found: &mut RouteMatch, query: &str) {
+        param_names(query, |name| {
+            for (at, route) in self.queries.iter().enumerate() {
+                let named = || {
+                    route
+                        .names
+                        .iter()
+                        .any(|known| canonical_param(name).eq(known.iter().copied()))
+                };
+                if route.access > found.access && named() {
+                    *found = RouteMatch {
+                        prefix: Some(route.label.clone()),
+                        index: Some(self.routes.len() + at),
+                        access: route.access,
+                        spec: Some(route.spec),
+                        normal: None,
+                    };
+                }
+            }
+        });
+    }
+
+    fn find(&self, path: &[u8]) -> RouteMatch {
+        let index = self
+            .routes
+            .iter()
+            .position(|r| Route::owns(path, r.prefix.as_bytes()));
+        self.matched(index)
+    }
+
+    fn find_folded(&self, path: &[u8]) -> RouteMatch {
+        let index = self
+            .folded_order
+            .iter()
+            .copied()
+            .find(|&i| Route::owns(path, &self.routes[i].folded));
+        self.matched(index)
+    }
+
+    fn matched(&self, index: Option<usize>) -> RouteMatch {
+        match index {
+            Some(index) => RouteMatch {
+                prefix: Some(self.routes[index].prefix.clone()),
+                index: Some(index),
+                access: self.routes[index].access,
+                spec: Some(self.routes[index].spec),
+                normal: None,
+            },
+            None => RouteMatch {
+                prefix: None,
+                index: None,
+                access: UNROUTED,
+                spec: None,
+                normal: None,
+            },
+        }
+    }
+
+    /// The route prefixes (for query routes, their labels), in the order
+    /// [`RouteMatch::index`] counts them.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        let queries = self.queries.iter().map(|q| &*q.label);
+        self.routes.iter().map(|r| &*r.prefix).chain(queries)
+    }
+}
+
+impl QueryRoute {
+    fn new(spec: usize, route: &RouteSpec) -> Result<QueryRoute, (&'static str, String)> {
+        if route.access != Access::Session {
+            let why = "a query route can only gate: it takes access = \"session\" (a public one \
+                       would open nothing, and tokens are checked against paths)";
+            return Err(("access", why.into()));
+        }
+        let mut names = Vec::with_capacity(route.query.len());
+        for name in &route.query {
+            if name
+                .bytes()
+                .any(|b| b.is_ascii_control() || b"&;=#?%+".contains(&b))
+            {
+                let why =
+                    "is not a parameter name as it is written decoded (no &, ;, =, #, ?, %, + \
+                           or control characters)";
+                return Err(("query", format!("{name:?} {why}")));
+            }
+            let canonical: Box<[u8]> = canonical_param(name.as_bytes()).collect();
+            if canonical.is_empty() {
+                return Err(("query", format!("{name:?} names no parameter")));
+            }
+            names.push(canonical);
+        }
+        Ok(QueryRoute {
+            spec,
+            label: format!("?{}", route.query.join("&")).into(),
+            names: names.into(),
+            access: route.access,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

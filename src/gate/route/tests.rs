@@ -1,0 +1,305 @@
+//! Routes by prefix and by query, under every reading of a path.
+
+use super::*;
+
+fn spec(prefix: &str, access: Access) -> RouteSpec {
+    RouteSpec {
+        prefix: Some(prefix.into()),
+        query: Vec::new(),
+        access,
+        token: None,
+    }
+}
+
+fn query_spec(names: &[&str], access: Access) -> RouteSpec {
+    RouteSpec {
+        prefix: None,
+        query: names.iter().map(|n| n.to_string()).collect(),
+        access,
+        token: None,
+    }
+}
+
+fn routes(specs: &[(&str, Access)]) -> Result<RouteTable, RouteError> {
+    let specs: Vec<RouteSpec> = specs.iter().map(|(p, a)| spec(p, *a)).collect();
+    RouteTable::new(&specs)
+}
+
+fn gated(t: &RouteTable, path: &str) -> bool {
+    t.lookup(path, None).unwrap().access.is_gated()
+}
+
+fn table() -> RouteTable {
+    routes(&[
+        ("/videos/", Access::Session),
+        ("/", Access::Public),
+        ("/videos/free/", Access::Public),
+    ])
+    .unwrap()
+}
+
+/// WordPress: everything public but the pages named by query.
+fn wordpress() -> RouteTable {
+    RouteTable::new(&[
+        spec("/", Access::Public),
+        query_spec(&["p", "page_id", "preview"], Access::Session),
+        spec("/members/", Access::Session),
+    ])
+    .unwrap()
+}
+
+fn access(t: &RouteTable, path: &str, query: &str) -> Access {
+    t.lookup(path, Some(query)).unwrap().access
+}
+
+#[test]
+fn longest_prefix_wins_whatever_the_config_order() {
+    let t = table();
+    assert!(gated(&t, "/videos/a"));
+    assert!(!gated(&t, "/videos/free/a"));
+    assert!(!gated(&t, "/about"));
+    assert_eq!(
+        t.lookup("/videos/free/x", None).unwrap().prefix.as_deref(),
+        Some("/videos/free/")
+    );
+}
+
+#[test]
+fn a_path_no_route_matches_is_gated() {
+    let t = routes(&[("/public/", Access::Public)]).unwrap();
+    let m = t.lookup("/other", None).unwrap();
+    assert_eq!(m.access, Access::Session);
+    assert_eq!(m.prefix, None);
+}
+
+#[test]
+fn tricks_that_reach_a_gated_path_are_still_gated() {
+    let t = table();
+    for path in [
+        "//videos/a",
+        "/vid%65os/a",
+        "/videos;/a",
+        "/videos;jsessionid=1/a",
+        "/videos/a;x=1",
+        "/Videos/a",
+        "/VIDEOS%20/a",
+        "/videos./a",
+        "/videos%20/a",
+        "/videos",
+        "/videos;x",
+    ] {
+        assert!(gated(&t, path), "{path} must be gated");
+    }
+    assert!(!gated(&t, "/videos/free/x"));
+    assert!(!gated(&t, "/Videos/Free/x"), "both readings say public");
+    assert!(!gated(&t, "/about."));
+}
+
+#[test]
+fn a_dot_segment_in_any_spelling_is_refused_not_resolved() {
+    let t = table();
+    for path in [
+        "/public/../videos/a",
+        "/./videos/a",
+        "/videos/./a",
+        "/videos/free/../a",
+        "/x/..;/videos/a",
+        "/x/.;/videos/a",
+        "/x/%2e%2e/videos/a",
+        "/x/%2e./videos/a",
+        "/x/.%2e/videos/a",
+        "/x/.../videos/a",
+        "/x/\u{FF0E}\u{FF0E}/videos/a",
+        "/x/\u{FF0E}/videos/a",
+        "/x/%EF%BC%8E%EF%BC%8E/videos/a",
+    ] {
+        let err = t.lookup(path, None).unwrap_err();
+        assert!(
+            matches!(err, PathError::DotSegment | PathError::AboveRoot),
+            "{path}: {err:?}"
+        );
+    }
+    assert_eq!(t.lookup("/..", None).unwrap_err(), PathError::AboveRoot);
+    assert_eq!(
+        t.lookup("/videos/.hidden", None).unwrap().access,
+        Access::Session
+    );
+}
+
+#[test]
+fn the_unicode_reading_gates_what_a_folding_server_would_serve_from_a_gated_route() {
+    let t = table();
+    for path in [
+        "/\u{FF0F}\u{FF56}\u{FF49}\u{FF44}\u{FF45}\u{FF4F}\u{FF53}\u{FF0F}a",
+        "/\u{FF56}\u{FF49}\u{FF44}\u{FF45}\u{FF4F}\u{FF53}/a",
+        "/V\u{130}DEOS/a",
+        "/v\u{ED}deos/a",
+        "/v%C3%ADdeos/a",
+        "/vi\u{301}deos/a",
+        "/vid\u{200B}eos/a",
+        "/vid\u{00AD}eos/a",
+        "/vid%E2%80%8Beos/a",
+        "/v\u{131}deos/a",
+        "/v%EDdeos/a",
+        "/V\u{130}DEOS./a",
+    ] {
+        let m = t.lookup(path, None).unwrap();
+        assert_eq!(m.access, Access::Session, "{path}");
+        assert_eq!(m.prefix.as_deref(), Some("/videos/"), "{path}");
+    }
+    // Under the public sub-route in every reading: still public.
+    assert!(!gated(&t, "/v\u{ED}deos/free/a"));
+    assert!(!gated(&t, "/caf\u{E9}/menu"));
+
+    let t = routes(&[("/secret/", Access::Session), ("/", Access::Public)]).unwrap();
+    assert!(gated(&t, "/\u{17F}ecret/plans"), "long s");
+    assert!(gated(&t, "/\u{17F}ECRET/plans"));
+    assert!(gated(&t, "/%C5%BFecret/plans"));
+    assert!(
+        !gated(&t, "/s\u{E9}cretaire/"),
+        "another word is not folded into the route"
+    );
+}
+
+#[test]
+fn a_prefix_is_folded_too_so_plain_spellings_reach_it() {
+    let t = routes(&[("/vid\u{E9}os/", Access::Session), ("/", Access::Public)]).unwrap();
+    for path in [
+        "/vid\u{E9}os/a",
+        "/videos/a",
+        "/VIDEOS/a",
+        "/vide\u{301}os/a",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    assert!(!gated(&t, "/videoss/a"));
+    assert!(
+        routes(&[("/a/\u{FF0E}\u{FF0E}/", Access::Public)]).is_err(),
+        "a prefix that folds into a dot segment can never match"
+    );
+}
+
+#[test]
+fn a_folded_reading_never_opens_a_strictly_gated_path() {
+    // "/Public/" gated, "/public/" open: to a case-insensitive server the
+    // two are one, so both spellings are gated.
+    let t = routes(&[("/public/", Access::Public), ("/Public/", Access::Session)]).unwrap();
+    assert!(gated(&t, "/Public/x"));
+    assert!(gated(&t, "/PUBLIC/x"));
+    assert!(gated(&t, "/public/x"));
+    assert!(gated(&t, "/p\u{FA}blic/x"));
+    let m = t.lookup("/public/x", None).unwrap();
+    assert_eq!(m.prefix.as_deref(), Some("/Public/"));
+}
+
+#[test]
+fn a_path_gets_the_strictest_level_of_either_reading() {
+    assert!(Access::Public < Access::Session);
+    let t = table();
+    // Strict reading: "/videos./a" under "/", public. Folded reading
+    // (trailing dots dropped): "/videos/a", session.
+    let m = t.lookup("/videos./a", None).unwrap();
+    assert_eq!(m.access, Access::Session);
+    assert_eq!(m.prefix.as_deref(), Some("/videos/"));
+    // Both readings public: the strict reading's route is reported.
+    let open = routes(&[("/a/", Access::Public), ("/A/", Access::Public)]).unwrap();
+    assert_eq!(
+        open.lookup("/A/x", None).unwrap().prefix.as_deref(),
+        Some("/A/")
+    );
+}
+
+#[test]
+fn route_prefixes_must_be_normal_and_unique() {
+    assert!(routes(&[("videos/", Access::Session)]).is_err());
+    assert!(routes(&[("/a/../b", Access::Session)]).is_err());
+    assert!(routes(&[("/a/./", Access::Session)]).is_err());
+    let err = routes(&[("/a", Access::Session), ("/a", Access::Public)]).unwrap_err();
+    assert_eq!(err.index, 1);
+    assert_eq!(err.field, "prefix");
+}
+
+#[test]
+fn a_typical_table_needs_no_folded_look_at_a_plain_path() {
+    assert!(table().all_folded);
+    assert!(!routes(&[("/Videos/", Access::Session)]).unwrap().all_folded);
+}
+
+#[test]
+fn a_query_parameter_takes_its_route_whatever_the_path() {
+    let t = wordpress();
+    assert_eq!(access(&t, "/", "p=42"), Access::Session);
+    assert_eq!(access(&t, "/index.php", "page_id=7"), Access::Session);
+    assert_eq!(
+        access(&t, "/some/page/", "preview=true&x=1"),
+        Access::Session
+    );
+    assert_eq!(access(&t, "/", "s=video&paged=2"), Access::Public);
+    assert_eq!(access(&t, "/", "pp=1&xp=2&page=3"), Access::Public);
+    assert_eq!(access(&t, "/", ""), Access::Public);
+    assert!(!gated(&t, "/"));
+    let m = t.lookup("/", Some("x=1&p=42")).unwrap();
+    assert_eq!(m.prefix.as_deref(), Some("?p&page_id&preview"));
+    assert_eq!(m.spec, Some(1));
+    assert_eq!(m.index, Some(2));
+    assert_eq!(
+        t.prefixes().collect::<Vec<_>>(),
+        ["/members/", "/", "?p&page_id&preview"]
+    );
+    assert_eq!(t.len(), 3);
+    // The path's own route is reported when it is as strict.
+    let m = t.lookup("/members/x", Some("p=1")).unwrap();
+    assert_eq!(m.prefix.as_deref(), Some("/members/"));
+}
+
+#[test]
+fn query_parameter_names_match_in_every_spelling_a_server_reads() {
+    let t = wordpress();
+    for query in [
+        "p",
+        "p=",
+        "P=42",
+        "p[]=42",
+        "p[0]=42",
+        "%70=42",
+        "%50=42",
+        "page.id=7",
+        "page+id=7",
+        "page%20id=7",
+        "Page_ID=7",
+        "x=1;p=42",
+        "x=1%26p=42",
+        "p%3D=42",
+        "p%00=42",
+        "+p=42",
+        "a=1&&preview=1",
+    ] {
+        assert_eq!(access(&t, "/", query), Access::Session, "?{query}");
+    }
+    for query in ["p_=1", "q=p", "x=p%3D1", "pp=42", "page_ids=1", "%zz=1"] {
+        assert_eq!(access(&t, "/", query), Access::Public, "?{query}");
+    }
+}
+
+#[test]
+fn query_routes_are_checked_when_they_are_written() {
+    let both = RouteSpec {
+        prefix: Some("/".into()),
+        ..query_spec(&["p"], Access::Session)
+    };
+    assert_eq!(RouteTable::new(&[both]).unwrap_err().field, "query");
+    let neither = query_spec(&[], Access::Session);
+    assert_eq!(RouteTable::new(&[neither]).unwrap_err().field, "prefix");
+    for open in [Access::Public, Access::Token] {
+        let err = RouteTable::new(&[query_spec(&["p"], open)]).unwrap_err();
+        assert_eq!(err.field, "access");
+    }
+    for bad in ["p=1", "a&b", "[]", "", " ", "%70"] {
+        let err = RouteTable::new(&[query_spec(&[bad], Access::Session)]).unwrap_err();
+        assert_eq!(err.field, "query", "{bad:?}");
+    }
+    // Only query routes: every path is still gated, a route for it or not.
+    let t = RouteTable::new(&[query_spec(&["p"], Access::Session)]).unwrap();
+    assert!(gated(&t, "/"));
+    assert!(!t.is_empty());
+}

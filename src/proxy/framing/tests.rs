@@ -1,0 +1,126 @@
+//! Framing followed byte by byte, and connections that over-send.
+
+use super::*;
+
+fn exchange(request: &[u8], response: &[u8]) -> Read {
+    let mut tracker = Tracker::new(true);
+    tracker.wrote(request);
+    tracker.read(response)
+}
+
+const GET: &[u8] = b"GET /a HTTP/1.1\r\nhost: cms\r\n\r\n";
+const HEAD: &[u8] = b"HEAD /a HTTP/1.1\r\nhost: cms\r\n\r\n";
+
+#[test]
+fn a_response_that_ends_where_its_framing_says_is_due() {
+    for response in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 5, 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2;x=y\r\nhi\r\n0\r\nX-T: 1\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"\r\nHTTP/1.1 200\nContent-Length: 1\n\nx",
+        // Until the connection closes: nothing can be past its end.
+        b"HTTP/1.1 200 OK\r\n\r\nanything at all HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nanything",
+        // Switched protocols: not followed.
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nframes",
+    ] {
+        assert_eq!(
+            exchange(GET, response),
+            Read::Due,
+            "{}",
+            String::from_utf8_lossy(response)
+        );
+    }
+    assert_eq!(
+        exchange(HEAD, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        Read::Due
+    );
+}
+
+#[test]
+fn bytes_past_the_end_of_a_response_are_stray() {
+    let smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET";
+    let cases: [(&[u8], &[u8]); 5] = [
+        (GET, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+        (HEAD, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        (
+            GET,
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+        ),
+        (GET, b"HTTP/1.1 204 No Content\r\n\r\n"),
+        (
+            GET,
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        ),
+    ];
+    for (request, response) in cases {
+        let mut bytes = response.to_vec();
+        bytes.extend_from_slice(smuggled);
+        assert_eq!(
+            exchange(request, &bytes),
+            Read::Stray {
+                due: response.len()
+            },
+            "{}",
+            String::from_utf8_lossy(response)
+        );
+    }
+}
+
+#[test]
+fn framing_is_followed_across_reads_writes_and_requests() {
+    let mut tracker = Tracker::new(true);
+    let post = b"POST /up HTTP/1.1\r\ncontent-length: 4\r\n\r\nbody";
+    for piece in post.chunks(3) {
+        tracker.wrote(piece);
+    }
+    let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
+    for piece in response.chunks(2) {
+        assert_eq!(tracker.read(piece), Read::Due);
+    }
+    // Nothing is due between two requests.
+    assert_eq!(tracker.read(b"x"), Read::Stray { due: 0 });
+    let mut tracker = Tracker::new(true);
+    tracker.wrote(b"POST /up HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    tracker.wrote(b"4\r\nbody\r\n0\r\n\r\n");
+    assert_eq!(
+        tracker.read(b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n"),
+        Read::Due
+    );
+    tracker.wrote(HEAD);
+    assert_eq!(
+        tracker.read(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n"),
+        Read::Due
+    );
+    tracker.wrote(GET);
+    assert_eq!(
+        tracker.read(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA"),
+        Read::Stray { due: 40 }
+    );
+}
+
+#[test]
+fn what_hyper_would_refuse_or_cannot_be_followed_is_left_to_hyper() {
+    for response in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!!"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello!!",
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\n!!",
+        b"HTTP/1.1 200 OK\r\n folded\r\n\r\n!!",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n!!",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n!!",
+        b"SIP/2.0 200 OK\r\n\r\n!!",
+    ] {
+        assert_eq!(
+            exchange(GET, response),
+            Read::Due,
+            "{}",
+            String::from_utf8_lossy(response)
+        );
+    }
+    let mut h2 = Tracker::new(false);
+    h2.wrote(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    assert_eq!(h2.read(b"\0\0\0\x04\0\0\0\0\0"), Read::Due);
+}

@@ -1,0 +1,147 @@
+//! How many connections are served at once: in all, and from one address.
+//!
+//! A connection over either limit is closed as soon as it is accepted, before
+//! a byte is read, and counted. Per-address counts use the TCP peer; trusted
+//! proxies (a load balancer carrying many visitors) are exempt from them.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// The limits in force for new connections (0 turns one off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// Most connections served at once.
+    pub max_connections: usize,
+    /// Most connections served at once from one address.
+    pub max_per_ip: usize,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// `max_connections` are open.
+    Full,
+    /// `max_connections_per_ip` are open from this address.
+    PerIp,
+}
+
+/// The open connections, counted.
+#[derive(Debug, Default)]
+pub struct Slots {
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    // Woken when the last connection closes.
+    all_closed: tokio::sync::Notify,
+}
+
+/// One admitted connection; frees its place when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    slots: Arc<Slots>,
+    ip: Option<IpAddr>,
+}
+
+impl Slots {
+    /// Admits a connection from `peer` under `limits`; `exempt` peers skip the per-address limit.
+    pub fn admit(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        limits: Admission,
+        exempt: bool,
+    ) -> Result<Slot, Refused> {
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut slot = Slot {
+            slots: self.clone(),
+            ip: None,
+        };
+        if limits.max_connections > 0 && open > limits.max_connections {
+            return Err(Refused::Full);
+        }
+        if limits.max_per_ip > 0 && !exempt {
+            let peer = peer.to_canonical();
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+            let count = per_ip.entry(peer).or_insert(0);
+            if *count >= limits.max_per_ip {
+                return Err(Refused::PerIp);
+            }
+            *count += 1;
+            slot.ip = Some(peer);
+        }
+        Ok(slot)
+    }
+
+    /// Resolves once no connection is open.
+    pub async fn all_closed(&self) {
+        loop {
+            let notified = self.all_closed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.slots.all_closed.notify_waiters();
+        }
+        if let Some(ip) = self.ip {
+            let mut per_ip = self
+                .slots
+                .per_ip
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_in_all_and_per_address_and_frees_on_drop() {
+        let slots = Arc::new(Slots::default());
+        let limits = Admission {
+            max_connections: 3,
+            max_per_ip: 2,
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = slots.admit(a, limits, false).unwrap();
+        let _second = slots.admit(mapped, limits, false).unwrap();
+        assert_eq!(slots.admit(a, limits, false).unwrap_err(), Refused::PerIp);
+        let _third = slots.admit(b, limits, false).unwrap();
+        assert_eq!(slots.admit(b, limits, true).unwrap_err(), Refused::Full);
+        assert_eq!(
+            slots.open.load(Ordering::Acquire),
+            3,
+            "refused connections hold no place"
+        );
+        drop(first);
+        assert!(slots.admit(a, limits, false).is_ok());
+        let none = Admission {
+            max_connections: 0,
+            max_per_ip: 0,
+        };
+        let many: Vec<Slot> = (0..100)
+            .map(|_| slots.admit(a, none, false).unwrap())
+            .collect();
+        assert_eq!(slots.open.load(Ordering::Acquire), 102);
+        drop(many);
+        assert!(slots.per_ip.lock().unwrap().len() <= 2);
+    }
+}

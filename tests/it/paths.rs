@@ -1,0 +1,332 @@
+//! Every reading a server could make of a request decides its route: Unicode
+//! spellings of a gated path are gated, dot segments in any spelling are
+//! refused, and query routes gate the URLs a CMS serves a page under.
+
+use std::path::Path;
+
+use crate::common::*;
+use embedgate::config::Settings;
+
+const PAGE: &str = "<html><body><p>secret article</p></body></html>";
+
+/// The test config, with "/" public and a "/secret/" route gated beside "/videos/".
+fn open_site(cms: &Cms, extra: &str) -> String {
+    let routes = r#"
+[[route]]
+prefix = "/"
+access = "public"
+
+[[route]]
+prefix = "/secret/"
+access = "session"
+"#;
+    config_text(cms.addr, &format!("{routes}{extra}"))
+}
+
+/// A WordPress site: everything public but the pages reached by id or preview.
+fn wordpress(cms: &Cms) -> String {
+    open_site(
+        cms,
+        r#"
+[[route]]
+query = ["p", "page_id", "preview"]
+access = "session"
+"#,
+    )
+}
+
+/// Sends `target` as it is (a client library might normalise it) and returns the status line.
+async fn raw_get(gate: &Gate, target: &[u8], cookie: Option<&str>) -> String {
+    let mut request = b"GET ".to_vec();
+    request.extend_from_slice(target);
+    request.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.extend_from_slice(format!("Cookie: {cookie}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    let answer = raw(gate.addr, &request).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+fn member() -> String {
+    format!("sessionid={MEMBER}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unicode_spellings_of_a_gated_path_are_gated_and_the_cms_is_not_asked() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    let spellings = [
+        // Full-width "／ｖｉｄｅｏｓ／".
+        "/%EF%BC%8F%EF%BD%96%EF%BD%89%EF%BD%84%EF%BD%85%EF%BD%8F%EF%BD%93%EF%BC%8Fintro",
+        // Full-width letters after a real slash.
+        "/%EF%BD%96%EF%BD%89%EF%BD%84%EF%BD%85%EF%BD%8F%EF%BD%93/intro",
+        // "/VİDEOS/", capital I with a dot above.
+        "/V%C4%B0DEOS/intro",
+        // "/vídeos/", precomposed and with a combining accent.
+        "/v%C3%ADdeos/intro",
+        "/vi%CC%81deos/intro",
+        // Latin-1 "/vídeos/", not UTF-8.
+        "/v%EDdeos/intro",
+        // Zero-width space, soft hyphen, byte order mark inside the word.
+        "/vid%E2%80%8Beos/intro",
+        "/vid%C2%ADeos/intro",
+        "/vid%EF%BB%BFeos/intro",
+        // Long s: "/ſecret/".
+        "/%C5%BFecret/plans",
+        "/%C5%BFECRET/plans",
+        // Case and trailing dots, as before.
+        "/Videos/intro",
+        "/videos./intro",
+    ];
+    for path in spellings {
+        let response = get(&gate.url(path), None).await;
+        assert_eq!(response.status, 403, "{path}: {}", response.text());
+        assert!(!response.text().contains("secret article"), "{path}");
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+
+    // A member gets through, and the CMS gets the path as it was sent.
+    for path in spellings {
+        let response = get_as_member(&gate.url(path)).await;
+        assert_eq!(response.status, 200, "{path}");
+    }
+    let seen: Vec<String> = cms
+        .requests()
+        .iter()
+        .map(|s| s.uri.path_and_query().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, spellings);
+
+    // Other non-ASCII paths stay public.
+    for path in [
+        "/caf%C3%A9/menu",
+        "/%E6%97%A5%E6%9C%AC/",
+        "/v%C3%ADdeo-tips/",
+    ] {
+        assert_eq!(get(&gate.url(path), None).await.status, 200, "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn raw_non_ascii_bytes_in_a_gated_path_are_read_the_same_way() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    // Sent as raw UTF-8, which the HTTP parser lets through.
+    let paths = [
+        "/v\u{ED}deos/intro",
+        "/vid\u{200B}eos/intro",
+        "/\u{17F}ecret/x",
+    ];
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), None).await;
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{path}");
+    }
+    assert!(cms.requests().is_empty());
+    let member = member();
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), Some(&member)).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+    }
+    assert_eq!(cms.requests().len(), paths.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dot_segment_in_any_spelling_is_answered_400_even_on_public_routes() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    let member = member();
+    for path in [
+        "/videos/./intro",
+        "/public/../videos/intro",
+        "/public/..;/videos/intro",
+        "/public/..;jsessionid=1/videos/intro",
+        "/public/.;x/videos/intro",
+        "/public/%2e%2e/videos/intro",
+        "/public/%2E%2E/videos/intro",
+        "/public/%2e./videos/intro",
+        "/public/.%2e/videos/intro",
+        "/public/%2e/videos/intro",
+        "/public/./x",
+        "/public/x/..",
+        "/public/x/.",
+        "/public/.../x",
+        "/public/..%20/videos/intro",
+        // Full-width, small and leader dots that NFKC turns into ".".
+        "/public/%EF%BC%8E%EF%BC%8E/videos/intro",
+        "/public/%EF%BC%8E/x",
+        "/public/%EF%B9%92%EF%B9%92/videos/intro",
+        "/public/%E2%80%A5/videos/intro",
+        // Dots kept apart by invisible characters.
+        "/public/.%E2%80%8B./videos/intro",
+        "/public/.%C2%AD./videos/intro",
+        "/..",
+        "/../etc/passwd",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 400 Bad Request",
+            "{path}"
+        );
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), Some(&member)).await,
+            "HTTP/1.1 400 Bad Request",
+            "{path}, as a member"
+        );
+    }
+    assert!(cms.requests().is_empty());
+    // Dots inside a name are no dot segment.
+    for path in ["/public/.well-known/x", "/public/a..b", "/public/v1.2/"] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 200 OK",
+            "{path}"
+        );
+    }
+    assert_eq!(cms.requests().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&wordpress(&cms), &[]).await;
+    let gated = [
+        "/?p=42",
+        "/index.php?page_id=7",
+        "/?preview=true&p=42",
+        "/some/post/?preview=true",
+        "/?s=x&p=42",
+        "/?x=1;p=42",
+        // Names as PHP (or a case-insensitive server) files them.
+        "/?P=42",
+        "/?p%5B%5D=42",
+        "/?p[]=42",
+        "/?page.id=7",
+        "/?page+id=7",
+        "/?%70=42",
+        // Hidden behind encoded separators, for a server that decodes first.
+        "/?p%3D=42",
+        "/?x=1%26p%3D42",
+        "/?p",
+    ];
+    for target in gated {
+        let status = raw_get(&gate, target.as_bytes(), None).await;
+        assert!(status.starts_with("HTTP/1.1 403"), "{target}: {status}");
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+
+    let member = member();
+    for target in ["/?p=42", "/index.php?page_id=7", "/?P=42"] {
+        let status = raw_get(&gate, target.as_bytes(), Some(&member)).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{target}: {status}");
+    }
+    assert_eq!(cms.requests().len(), 3);
+
+    // Parameters the route does not name leave the page public.
+    let open = [
+        "/",
+        "/?s=videos",
+        "/?paged=2",
+        "/?pp=1",
+        "/?p_=1",
+        "/?q=p",
+        "/?x=p%3D1",
+        "/about/?page=2",
+    ];
+    for target in open {
+        let status = raw_get(&gate, target.as_bytes(), None).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{target}: {status}");
+    }
+    let seen: Vec<String> = cms.requests()[3..]
+        .iter()
+        .map(|s| s.uri.path_and_query().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, open, "public requests are forwarded as sent");
+
+    // A path route stricter than the query's keeps its own access.
+    let status = raw_get(&gate, b"/videos/intro?p=1", None).await;
+    assert!(status.starts_with("HTTP/1.1 403"), "{status}");
+}
+
+#[test]
+fn query_routes_are_checked_with_file_line_and_key() {
+    let base = wordpress_text();
+    let cases = [
+        (
+            "query = [\"p\", \"page_id\", \"preview\"]",
+            "query = [\"p\"]\nprefix = \"/\"",
+            "route[2].query",
+            "not both",
+        ),
+        (
+            "query = [\"p\", \"page_id\", \"preview\"]",
+            "query = []",
+            "route[2].query",
+            "names no parameter",
+        ),
+        (
+            "query = [\"p\", \"page_id\", \"preview\"]",
+            "query = [\"p=1\"]",
+            "route[2].query",
+            "not a parameter name",
+        ),
+        (
+            "query = [\"p\", \"page_id\", \"preview\"]\naccess = \"session\"",
+            "query = [\"p\", \"page_id\", \"preview\"]\naccess = \"public\"",
+            "route[2].access",
+            "can only gate",
+        ),
+        (
+            "query = [\"p\", \"page_id\", \"preview\"]\naccess = \"session\"",
+            "access = \"session\"",
+            "route[2].prefix",
+            "needs prefix",
+        ),
+    ];
+    for (from, to, key, why) in cases {
+        let text = base.replace(from, to);
+        assert_ne!(text, base, "{from}");
+        let err = Settings::from_toml(&text, Path::new("gateway.toml"))
+            .map(|_| ())
+            .expect_err("must be refused")
+            .to_string();
+        assert!(err.contains(key) && err.contains(why), "{key}: {err}");
+        assert!(err.contains("gateway.toml:"), "{err}");
+    }
+    let gated = base.replace(
+        "\"preview\"]\naccess = \"session\"",
+        "\"preview\"]\ngated = true",
+    );
+    assert_ne!(gated, base);
+    assert!(Settings::from_toml(&gated, Path::new("gateway.toml")).is_ok());
+}
+
+fn wordpress_text() -> String {
+    let text = r#"
+[server]
+listen = "127.0.0.1:0"
+
+[upstream]
+url = "http://127.0.0.1:9"
+
+[session]
+cookie = "sessionid"
+
+[session.allowlist]
+file = "allowlist.txt"
+
+[[route]]
+prefix = "/"
+access = "public"
+
+[[route]]
+prefix = "/videos/"
+access = "session"
+
+[[route]]
+query = ["p", "page_id", "preview"]
+access = "session"
+"#;
+    text.to_string()
+}
