@@ -84,6 +84,8 @@ pub struct ServerSettings {
     pub trusted_proxies: crate::client::TrustedProxies,
     /// Longest gap allowed between two pieces of a visitor's request body.
     pub body_timeout: Duration,
+    /// Longest a visitor's whole request body may take to arrive.
+    pub body_deadline: Duration,
     /// Largest request body passed on to the CMS; `None` for no limit.
     pub max_body_bytes: Option<u64>,
     /// How long an upgraded connection may sit with nothing moving.

@@ -55,6 +55,7 @@ pub struct RawServer {
     pub http2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_connections_per_ip: Option<usize>,
     pub body_timeout: Option<Spanned<HumanDuration>>,
+    pub body_deadline: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
     pub max_body_bytes: Option<u64>,
@@ -131,6 +132,8 @@ pub struct RawUpstream {
     pub server_name: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
     pub http2: Option<RawHttp2>,
+    pub max_in_flight: Option<usize>,
+    pub queue_timeout: Option<Spanned<HumanDuration>>,
 }
 
 /// `[upstream] http2`

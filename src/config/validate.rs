@@ -26,6 +26,8 @@ use crate::server::tls::{NamedCert, RedirectSettings, TlsSettings};
 use crate::server::ConnectionLimits;
 use crate::syntax::is_cookie_name_byte;
 
+/// Default `upstream.max_in_flight`: well above what one CMS answers at once.
+const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 /// Default `server.max_connections`: about 250 MB of idle connections.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `server.max_connections_per_ip`: far above a browser's six, well
@@ -227,6 +229,11 @@ impl<'a> Validator<'a> {
                 raw.body_timeout,
                 "server.body_timeout",
                 Duration::from_secs(60),
+            )?,
+            body_deadline: self.positive(
+                raw.body_deadline,
+                "server.body_deadline",
+                Duration::from_secs(15 * 60),
             )?,
         })
     }
@@ -488,6 +495,12 @@ impl<'a> Validator<'a> {
                 .map_or(Duration::from_secs(90), |d| d.0),
             pool_max_idle: raw.pool_max_idle.unwrap_or(256),
             tls,
+            max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            queue_timeout: self.positive(
+                raw.queue_timeout,
+                "upstream.queue_timeout",
+                Duration::from_secs(5),
+            )?,
         })
     }
 

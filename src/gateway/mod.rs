@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use thiserror::Error;
 
 use crate::allowlist::{OnError, Principal, SourceError, Visit};
@@ -68,7 +68,9 @@ impl Refusal {
             | Refusal::BadRequest(_)
             | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::SessionSource(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::SessionSource(_) | Refusal::Upstream(ProxyError::Busy(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Refusal::Upstream(ProxyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -371,34 +373,32 @@ async fn forward(
     if let Some(protocol) = &upgrade_to {
         upgrade::restore(&mut parts.headers, protocol.clone());
     }
-    let asked = Instant::now();
-    let response = runtime
-        .upstream
-        .send(
-            server.body_timeout,
-            server.max_body_bytes,
-            Request::from_parts(parts, body),
-        )
-        .await;
-    let process = runtime.metrics.process();
-    let response = match response {
-        Ok(response) => {
-            process.upstream_answered(asked.elapsed());
-            response
+    // A Range reaches the CMS on gated routes (see prepare_request): a page
+    // it answers in part is asked for again whole, which only a request
+    // without a body can be.
+    let ranged = gated && parts.headers.contains_key(header::RANGE);
+    let again =
+        (ranged && matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream())
+            .then(|| without_range(&parts));
+    let mut response = ask(runtime, Request::from_parts(parts, Some(body))).await?;
+    if gated && partial_page(response.status(), response.headers()) {
+        record.upstream_status = Some(response.status().as_u16());
+        let Some(whole) = again else {
+            return Err(Refusal::BadUpstream(if ranged {
+                "a page in part, for a request with a body, which cannot be sent again"
+            } else {
+                "a page in part, though no range was asked for"
+            })
+            .into());
+        };
+        // The part is dropped unread; its connection is not reused.
+        drop(response);
+        response = ask(runtime, Request::from_parts(whole, None)).await?;
+        if partial_page(response.status(), response.headers()) {
+            record.upstream_status = Some(response.status().as_u16());
+            return Err(Refusal::BadUpstream("a page in part, though asked for it whole").into());
         }
-        Err(err) => {
-            match err {
-                ProxyError::Unavailable(_) => process.upstream_error(UpstreamError::Unavailable),
-                ProxyError::Timeout(_) => process.upstream_error(UpstreamError::Timeout),
-                ProxyError::VisitorTimeout(_)
-                | ProxyError::BadRequest(_)
-                | ProxyError::TooLarge(_) => {}
-            }
-            return Err(Refusal::from(err).into());
-        }
-    };
-
-    let mut response = response;
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
         && !upgrade_to
             .as_ref()
@@ -457,6 +457,65 @@ async fn forward(
     })
 }
 
+/// Sends `request` to the CMS and counts its answer, or why there was none.
+async fn ask(
+    runtime: &Runtime,
+    request: Request<Option<Incoming>>,
+) -> Result<Response<Incoming>, Refusal> {
+    let server = &runtime.settings().server;
+    let asked = Instant::now();
+    let response = runtime
+        .upstream
+        .send(
+            server.body_timeout,
+            server.body_deadline,
+            server.max_body_bytes,
+            request,
+        )
+        .await;
+    let process = runtime.metrics.process();
+    match response {
+        Ok(response) => {
+            process.upstream_answered(asked.elapsed());
+            Ok(response)
+        }
+        Err(err) => {
+            match err {
+                ProxyError::Unavailable(_) => process.upstream_error(UpstreamError::Unavailable),
+                ProxyError::Timeout(_) => process.upstream_error(UpstreamError::Timeout),
+                ProxyError::VisitorTimeout(_)
+                | ProxyError::Busy(_)
+                | ProxyError::BadRequest(_)
+                | ProxyError::TooLarge(_) => {}
+            }
+            Err(Refusal::from(err))
+        }
+    }
+}
+
+/// Whether a CMS answer is part of a page the gateway rewrites: a 206, or
+/// any other success that says which range it holds. The rewriter must see
+/// a page whole, and no range of the CMS's bytes fits the rewritten page.
+/// What a browser does not take for HTML (media, images; with nosniff, no
+/// type at all) passes in part as it came.
+fn partial_page(status: StatusCode, headers: &HeaderMap) -> bool {
+    let partial = status == StatusCode::PARTIAL_CONTENT
+        || (status.is_success() && headers.contains_key(header::CONTENT_RANGE));
+    partial && declared_type(headers).is_markup()
+}
+
+/// The CMS request head `parts`, asking for the whole answer.
+fn without_range(parts: &http::request::Parts) -> http::request::Parts {
+    let (mut whole, ()) = Request::new(()).into_parts();
+    whole.method = parts.method.clone();
+    whole.uri = parts.uri.clone();
+    whole.version = parts.version;
+    whole.headers = parts.headers.clone();
+    whole.headers.remove(header::RANGE);
+    whole.headers.remove(header::IF_RANGE);
+    whole
+}
+
 /// Response filter for an allowed visitor on a gated route: decides whether
 /// the body is rewritten, and keeps shared caches from storing what the gate protects.
 fn filter_gated_response(
@@ -483,7 +542,15 @@ fn filter_gated_response(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    for name in [header::CONTENT_LENGTH, header::ETAG, header::LAST_MODIFIED] {
+    // The rewritten page is a body of its own: neither the CMS's length nor
+    // any range of its bytes fits it, and it is never served in ranges.
+    for name in [
+        header::CONTENT_LENGTH,
+        header::CONTENT_RANGE,
+        header::ACCEPT_RANGES,
+        header::ETAG,
+        header::LAST_MODIFIED,
+    ] {
         parts.headers.remove(name);
     }
     headers::set_cache_control(

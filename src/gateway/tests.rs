@@ -1,4 +1,5 @@
-//! Statuses of refusals, and Content-Type read as a browser reads it.
+//! Statuses of refusals, Content-Type read as a browser reads it, and pages
+//! answered in part.
 
 use super::page_type::*;
 use super::*;
@@ -132,4 +133,69 @@ fn each_refusal_has_its_status() {
         Refusal::SessionSource(SourceError::Unavailable("down".into())).status(),
         StatusCode::SERVICE_UNAVAILABLE
     );
+}
+
+#[test]
+fn a_page_in_part_is_told_from_media_in_part() {
+    let answer = |status: u16, content_type: Option<&str>, range: Option<&str>| {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = content_type {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(value).unwrap());
+        }
+        if let Some(value) = range {
+            headers.insert(header::CONTENT_RANGE, HeaderValue::from_str(value).unwrap());
+        }
+        partial_page(StatusCode::from_u16(status).unwrap(), &headers)
+    };
+    let part = Some("bytes 0-9/100");
+    assert!(answer(206, Some("text/html; charset=utf-8"), part));
+    assert!(answer(206, Some("application/xhtml+xml"), part));
+    assert!(
+        answer(206, Some("text/plain, text/html"), part),
+        "as a browser reads it"
+    );
+    assert!(
+        answer(206, Some("text/html"), None),
+        "a 206 is a part, said or not"
+    );
+    assert!(
+        answer(200, Some("text/html"), part),
+        "a success that says it is a part"
+    );
+    assert!(!answer(200, Some("text/html"), None));
+    assert!(
+        !answer(416, Some("text/html"), Some("bytes */100")),
+        "no part of anything"
+    );
+    for media in [
+        "video/mp4",
+        "application/vnd.apple.mpegurl",
+        "video/mp2t",
+        "image/jpeg",
+    ] {
+        assert!(!answer(206, Some(media), part), "{media}");
+    }
+    // Never read as HTML with nosniff: passes as it came, as a whole one does.
+    assert!(!answer(206, None, part));
+    assert!(!answer(206, Some("unknown/unknown"), part));
+}
+
+#[test]
+fn the_whole_page_is_asked_for_with_everything_but_the_range() {
+    let (parts, ()) = Request::head("http://cms:8081/videos/page?x=1")
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, "\"v1\"")
+        .header(header::COOKIE, "sessionid=m")
+        .header(header::ACCEPT_ENCODING, "identity")
+        .body(())
+        .unwrap()
+        .into_parts();
+    let whole = without_range(&parts);
+    assert_eq!(whole.method, Method::HEAD);
+    assert_eq!(whole.uri, parts.uri);
+    assert_eq!(whole.version, parts.version);
+    assert!(!whole.headers.contains_key(header::RANGE));
+    assert!(!whole.headers.contains_key(header::IF_RANGE));
+    assert_eq!(whole.headers[header::COOKIE], "sessionid=m");
+    assert_eq!(whole.headers[header::ACCEPT_ENCODING], "identity");
 }

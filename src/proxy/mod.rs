@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
 pub use request_body::TooLarge;
-use request_body::{BadBody, RequestBody, VisitorQuiet};
+use request_body::{BadBody, RequestBody, VisitorQuiet, VisitorSlow};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,10 @@ pub struct UpstreamSettings {
     pub tls: tls::UpstreamTls,
     /// HTTP/2 to an `https://` CMS that offers it by ALPN.
     pub http2: bool,
+    /// Most requests waiting for the CMS's answer at once; 0 for no limit.
+    pub max_in_flight: usize,
+    /// How long a request waits for a place under `max_in_flight` before a 503.
+    pub queue_timeout: Duration,
 }
 
 /// Why the CMS gave no response.
@@ -72,6 +76,9 @@ pub enum ProxyError {
     /// The request body is larger than allowed (413).
     #[error("{0}")]
     TooLarge(TooLarge),
+    /// `max_in_flight` requests were at the CMS for all of `queue_timeout` (503).
+    #[error("upstream busy: {0} requests in flight, none finished within the queue timeout")]
+    Busy(usize),
 }
 
 /// A pooled HTTP/1.1 client to the CMS, over TLS for an `https://` one.
@@ -81,6 +88,8 @@ pub enum ProxyError {
 pub struct Upstream {
     client: Client<framing::Framed<HttpsConnector<connect::FixedAddress>>, RequestBody>,
     settings: UpstreamSettings,
+    // One permit per request waiting for the CMS's answer; `None` for no limit.
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Upstream {
@@ -142,6 +151,8 @@ impl Upstream {
         Ok(Upstream {
             client,
             settings: settings.clone(),
+            in_flight: (settings.max_in_flight > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight))),
         })
     }
 
@@ -173,11 +184,25 @@ impl Upstream {
     pub async fn send(
         &self,
         body_timeout: Duration,
+        body_deadline: Duration,
         max_body: Option<u64>,
-        request: Request<Incoming>,
+        request: Request<Option<Incoming>>,
     ) -> Result<Response<Incoming>, ProxyError> {
+        // Held until the CMS's answer head is in: the CMS does the work meanwhile.
+        let _permit = match &self.in_flight {
+            None => None,
+            Some(in_flight) => {
+                let wait = in_flight.clone().acquire_owned();
+                match tokio::time::timeout(self.settings.queue_timeout, wait).await {
+                    Ok(Ok(permit)) => Some(permit),
+                    Ok(Err(_)) | Err(_) => {
+                        return Err(ProxyError::Busy(self.settings.max_in_flight));
+                    }
+                }
+            }
+        };
         let (parts, body) = request.into_parts();
-        let (body, sent) = RequestBody::new(body, body_timeout, max_body);
+        let (body, sent) = RequestBody::new(body, body_timeout, body_deadline, max_body);
         let response = self.client.request(Request::from_parts(parts, body));
         tokio::pin!(response);
         if let Some(sent) = sent {
@@ -204,6 +229,9 @@ fn classify(
             }
             if let Some(quiet) = find_cause::<VisitorQuiet>(&err) {
                 return Err(ProxyError::VisitorTimeout(quiet.to_string()));
+            }
+            if let Some(slow) = find_cause::<VisitorSlow>(&err) {
+                return Err(ProxyError::VisitorTimeout(slow.to_string()));
             }
             if find_cause::<BadBody>(&err).is_some() {
                 return Err(ProxyError::BadRequest(
@@ -248,14 +276,34 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Request headers that would stop a gated page from coming back whole and fresh.
-const UNCACHED_ONLY: [header::HeaderName; 5] = [
-    header::RANGE,
-    header::IF_RANGE,
+/// Request headers that would stop a gated page from coming back fresh and
+/// readable: a 304 names no type, so one for a page could not be told from
+/// one for a video, and would leave the browser showing a copy it kept with
+/// stale tokens; Accept-Encoding gives way to identity (the rewriter reads
+/// a page uncompressed). Range and
+/// If-Range pass (video seeking, resumed downloads), one range at a time, on
+/// GET and HEAD: see [`range_kept`]; a page the CMS answers in part is asked
+/// for again whole by the gateway.
+const UNCACHED_ONLY: [header::HeaderName; 3] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
     header::ACCEPT_ENCODING,
 ];
+
+/// Whether a gated request's Range goes to the CMS: one range (a
+/// multipart/byteranges answer would hide each part's type from the
+/// response filter), on GET or HEAD (range handling is defined for GET
+/// only; HEAD asks for GET's head). Dropping any other is what a CMS may do
+/// anyway: the visitor then gets the whole body, as HTTP allows. If-Range
+/// goes only with the Range it conditions.
+fn range_kept(parts: &Parts) -> bool {
+    let mut ranges = parts.headers.get_all(header::RANGE).iter();
+    let (Some(range), None) = (ranges.next(), ranges.next()) else {
+        return false;
+    };
+    matches!(parts.method, http::Method::GET | http::Method::HEAD)
+        && !range.as_bytes().contains(&b',')
+}
 
 /// The visitor's side of a request, as the CMS is told of it.
 #[derive(Debug, Clone, Copy)]
@@ -278,8 +326,9 @@ impl ConnectionInfo {
 
 /// Rewrites the visitor's request head into the CMS request head.
 ///
-/// On gated routes the CMS is asked for the whole, uncompressed, unconditional
-/// page, so that the rewriter sees every iframe.
+/// On gated routes the CMS is asked for an uncompressed, unconditional
+/// answer, so that the rewriter sees every iframe of a page; a single Range
+/// (and its If-Range) on a GET or HEAD passes, any other is dropped.
 pub fn prepare_request(
     parts: &mut Parts,
     settings: &UpstreamSettings,
@@ -307,6 +356,10 @@ pub fn prepare_request(
     if gated {
         for name in &UNCACHED_ONLY {
             parts.headers.remove(name);
+        }
+        if !range_kept(parts) {
+            parts.headers.remove(header::RANGE);
+            parts.headers.remove(header::IF_RANGE);
         }
         parts.headers.insert(
             header::ACCEPT_ENCODING,
@@ -359,6 +412,8 @@ mod tests {
             pool_max_idle: 1,
             tls: tls::UpstreamTls::default(),
             http2: false,
+            max_in_flight: 0,
+            queue_timeout: Duration::from_secs(1),
         }
     }
 
@@ -377,5 +432,88 @@ mod tests {
     fn the_forwarded_proto_is_the_visitors_connection() {
         assert_eq!(forwarded_proto(false), "http");
         assert_eq!(forwarded_proto(true), "https");
+    }
+
+    /// The CMS request head for `request` on a gated route.
+    fn gated(request: http::request::Builder) -> http::HeaderMap {
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        let conn = ConnectionInfo {
+            peer: "192.0.2.7:5000".parse().unwrap(),
+            tls: false,
+        };
+        prepare_request(&mut parts, &settings(), conn, true, false).unwrap();
+        parts.headers
+    }
+
+    #[test]
+    fn one_range_on_a_get_or_head_reaches_the_cms_with_its_if_range() {
+        for method in ["GET", "HEAD"] {
+            let headers = gated(
+                Request::builder()
+                    .method(method)
+                    .uri("/videos/clip.mp4")
+                    .header("range", "bytes=100-")
+                    .header("if-range", "\"v1\""),
+            );
+            assert_eq!(headers["range"], "bytes=100-", "{method}");
+            assert_eq!(headers["if-range"], "\"v1\"", "{method}");
+        }
+    }
+
+    #[test]
+    fn other_ranges_and_every_validator_of_a_cached_copy_are_dropped() {
+        let dropped = |request: http::request::Builder| {
+            let headers = gated(request);
+            (
+                headers.contains_key(header::RANGE),
+                headers.contains_key(header::IF_RANGE),
+            )
+        };
+        let asked = |method: &str, ranges: &[&str]| {
+            let mut request = Request::builder()
+                .method(method)
+                .uri("/videos/x")
+                .header("if-range", "\"v1\"");
+            for range in ranges {
+                request = request.header("range", *range);
+            }
+            request
+        };
+        assert_eq!(dropped(asked("GET", &["bytes=0-9,20-29"])), (false, false));
+        assert_eq!(
+            dropped(asked("GET", &["bytes=0-9", "bytes=20-29"])),
+            (false, false)
+        );
+        assert_eq!(dropped(asked("POST", &["bytes=0-9"])), (false, false));
+        assert_eq!(dropped(asked("PUT", &["bytes=0-9"])), (false, false));
+        assert_eq!(dropped(asked("GET", &[])), (false, false), "If-Range alone");
+        let headers = gated(
+            Request::get("/videos/x")
+                .header("if-none-match", "\"v1\"")
+                .header("if-modified-since", "Wed, 21 Oct 2015 07:28:00 GMT")
+                .header("accept-encoding", "br, gzip"),
+        );
+        assert!(!headers.contains_key(header::IF_NONE_MATCH));
+        assert!(!headers.contains_key(header::IF_MODIFIED_SINCE));
+        assert_eq!(headers[header::ACCEPT_ENCODING], "identity");
+    }
+
+    #[test]
+    fn on_public_routes_every_range_and_validator_passes() {
+        let (mut parts, ()) = Request::post("/public/x")
+            .header("range", "bytes=0-9,20-29")
+            .header("if-range", "\"v1\"")
+            .header("if-none-match", "\"v1\"")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let conn = ConnectionInfo {
+            peer: "192.0.2.7:5000".parse().unwrap(),
+            tls: false,
+        };
+        prepare_request(&mut parts, &settings(), conn, false, false).unwrap();
+        assert_eq!(parts.headers["range"], "bytes=0-9,20-29");
+        assert_eq!(parts.headers["if-range"], "\"v1\"");
+        assert_eq!(parts.headers["if-none-match"], "\"v1\"");
     }
 }

@@ -2,11 +2,15 @@
 //!
 //! It tells when it has been sent whole, so the wait for the CMS's answer
 //! starts then and not while a slow upload is still coming in, and it gives
-//! up on a visitor who stops sending mid-body.
+//! up on a visitor who stops sending mid-body, or who has not sent the whole
+//! body by the deadline (a trickle that never goes quiet).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -19,6 +23,11 @@ use crate::idle::{IdleTimeout, IdleTimer};
 #[derive(Debug, thiserror::Error)]
 #[error("visitor went quiet mid-body: {0}")]
 pub struct VisitorQuiet(IdleTimeout);
+
+/// The visitor did not send the whole body in the time allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("visitor's request body not complete within {0:?}")]
+pub struct VisitorSlow(Duration);
 
 /// The visitor's body could not be read: a malformed chunked encoding, or
 /// an upload cut off before its end. The visitor's fault, not the CMS's.
@@ -33,11 +42,15 @@ pub struct TooLarge(pub u64);
 
 /// A request body that reports its end and enforces an idle limit and a size limit.
 pub struct RequestBody {
-    inner: Incoming,
+    // `None` for a request the gateway makes with no body (a page asked again whole).
+    inner: Option<Incoming>,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
     received: u64,
     max: Option<u64>,
+    deadline: Option<(Instant, Duration)>,
+    // Made on the first wait only: wakes the body at the deadline.
+    alarm: Option<Pin<Box<Sleep>>>,
 }
 
 impl RequestBody {
@@ -45,12 +58,14 @@ impl RequestBody {
     /// whole; there is none when the request has no body.
     /// Past `max` bytes the body fails, so the CMS sees an aborted upload,
     /// never a shorter one that looks complete.
+    /// The whole body must have come within `deadline` of the request.
     pub fn new(
-        body: Incoming,
+        body: Option<Incoming>,
         idle_limit: Duration,
+        deadline: Duration,
         max: Option<u64>,
     ) -> (RequestBody, Option<oneshot::Receiver<()>>) {
-        let (sent, done) = if body.is_end_stream() {
+        let (sent, done) = if body.as_ref().is_none_or(Body::is_end_stream) {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -62,6 +77,10 @@ impl RequestBody {
             idle: IdleTimer::new(Some(idle_limit)),
             received: 0,
             max,
+            deadline: done
+                .is_some()
+                .then(|| (Instant::now() + deadline, deadline)),
+            alarm: None,
         };
         (body, done)
     }
@@ -82,7 +101,16 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Some((at, allowed)) = this.deadline {
+            if Instant::now() >= at {
+                this.deadline = None;
+                return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
+            }
+        }
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 this.finished();
                 Poll::Ready(None)
@@ -94,24 +122,37 @@ impl Body for RequestBody {
                     this.max = None;
                     return Poll::Ready(Some(Err(TooLarge(max).into())));
                 }
-                if this.inner.is_end_stream() {
+                if inner.is_end_stream() {
                     this.finished();
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(BadBody(err).into()))),
-            Poll::Pending => match this.idle.expired(cx) {
-                Some(timeout) => Poll::Ready(Some(Err(VisitorQuiet(timeout).into()))),
-                None => Poll::Pending,
-            },
+            Poll::Pending => {
+                if let Some(timeout) = this.idle.expired(cx) {
+                    return Poll::Ready(Some(Err(VisitorQuiet(timeout).into())));
+                }
+                if let Some((at, allowed)) = this.deadline {
+                    let alarm = this
+                        .alarm
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                    if alarm.as_mut().poll(cx).is_ready() {
+                        this.deadline = None;
+                        return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
+                    }
+                }
+                Poll::Pending
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }

@@ -1,5 +1,6 @@
 //! A dead or slow CMS, bad input, oversized headers, and shutdown with requests in flight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -444,4 +445,154 @@ async fn an_http2_client_that_resets_the_streams_it_opened_is_told_goaway() {
             let _ = body.flow_control().release_capacity(chunk.len());
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_that_trickles_past_the_body_deadline_gets_a_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("never")).await;
+    let config = with_setting(
+        with_setting(config_text(cms.addr, ""), "server", "body_timeout = \"2s\""),
+        "server",
+        "body_deadline = \"600ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    stream
+        .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    // A byte every 100 ms: never quiet for body_timeout, never done.
+    let mut answer = Vec::new();
+    for _ in 0..60 {
+        if stream.write_all(b"x").await.is_err() {
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {
+                answer.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Ok(_) => break,
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_over_max_in_flight_wait_then_get_a_503_with_retry_after() {
+    let mut slow = Reply::html("slow page");
+    slow.head_delay = Duration::from_millis(1500);
+    let cms = Cms::fixed(slow).await;
+    let config = with_setting(
+        with_setting(config_text(cms.addr, ""), "upstream", "max_in_flight = 2"),
+        "upstream",
+        "queue_timeout = \"200ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let first = tokio::spawn(get_as_member_owned(gate.url("/public/a")));
+    let second = tokio::spawn(get_as_member_owned(gate.url("/public/b")));
+    // Both are at the CMS before the third asks.
+    for _ in 0..100 {
+        if cms.requests().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let third = get(&gate.url("/public/c"), None).await;
+    assert_eq!(third.status, 503);
+    assert!(third.headers.contains_key("retry-after"));
+    assert_eq!(cms.requests().len(), 2, "the third never reached the CMS");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    // A place freed is a place taken.
+    assert_eq!(get(&gate.url("/public/d"), None).await.status, 200);
+}
+
+async fn get_as_member_owned(url: String) -> u16 {
+    get_as_member(&url).await.status
+}
+
+/// A CMS that reads each request and never answers; counts the connections
+/// the gateway closes while it waits.
+async fn silent_cms() -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = closed.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            return;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..250 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_who_goes_away_cancels_the_request_to_the_cms() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let (cms, closed) = silent_cms().await;
+    let config =
+        config_text(cms, "").replacen("response_timeout = \"2s\"", "response_timeout = \"30s\"", 1);
+    let gate = Gate::start_with(&config, &[]).await;
+
+    // HTTP/1.1: the visitor closes its connection while the CMS thinks.
+    let mut visitor = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    visitor
+        .write_all(b"GET /public/slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(closed.load(Ordering::SeqCst), 0, "the CMS is still asked");
+    drop(visitor);
+    wait_until(
+        "the CMS connection closing after an HTTP/1.1 visitor left",
+        || closed.load(Ordering::SeqCst) == 1,
+    )
+    .await;
+
+    // HTTP/2: the visitor resets the stream; its connection stays open.
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/public/slow", gate.addr))
+        .body(())
+        .unwrap();
+    let mut ready = client.ready().await.unwrap();
+    let (response, mut stream) = ready.send_request(request, true).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stream.send_reset(h2::Reason::CANCEL);
+    drop(response);
+    wait_until("the CMS connection closing after an HTTP/2 reset", || {
+        closed.load(Ordering::SeqCst) == 2
+    })
+    .await;
 }

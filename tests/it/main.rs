@@ -17,6 +17,7 @@ mod https_upstream;
 mod passthrough;
 mod paths;
 mod properties;
+mod ranges;
 mod redis;
 mod reload;
 mod remote_tokens;
