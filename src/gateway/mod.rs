@@ -7,6 +7,7 @@
 //! reaches a visitor the gate turned away.
 
 mod page_type;
+mod response;
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,16 +24,16 @@ use thiserror::Error;
 
 use crate::allowlist::{OnError, Principal, SourceError, Visit};
 use crate::body::{sniff_bom, Bom, BoxBody, ReadLimit, ResponseBody};
-use crate::compression::{self, Coding, Decoded, Encoded};
+use crate::compression::{self, Decoded, Encoded};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Access, Admission, DenyReason, PathError, RouteMatch};
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
 use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
-use crate::rewrite::{self, PageEncoding, PageTokens, RewriteBody, RewriteStats};
+use crate::rewrite::{self, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
-use page_type::declared_type;
+use response::{filter_gated_response, partial_page, without_range, PagePlan};
 
 /// Why the gateway answered a request itself instead of with the CMS response.
 #[derive(Debug, Error)]
@@ -491,110 +492,6 @@ async fn ask(
             Err(Refusal::from(err))
         }
     }
-}
-
-/// Whether a CMS answer is part of a page the gateway rewrites: a 206, or
-/// any other success that says which range it holds. The rewriter must see
-/// a page whole, and no range of the CMS's bytes fits the rewritten page.
-/// What a browser does not take for HTML (media, images; with nosniff, no
-/// type at all) passes in part as it came.
-fn partial_page(status: StatusCode, headers: &HeaderMap) -> bool {
-    let partial = status == StatusCode::PARTIAL_CONTENT
-        || (status.is_success() && headers.contains_key(header::CONTENT_RANGE));
-    partial && declared_type(headers).is_markup()
-}
-
-/// The CMS request head `parts`, asking for the whole answer.
-fn without_range(parts: &http::request::Parts) -> http::request::Parts {
-    let (mut whole, ()) = Request::new(()).into_parts();
-    whole.method = parts.method.clone();
-    whole.uri = parts.uri.clone();
-    whole.version = parts.version;
-    whole.headers = parts.headers.clone();
-    whole.headers.remove(header::RANGE);
-    whole.headers.remove(header::IF_RANGE);
-    whole
-}
-
-/// Response filter for an allowed visitor on a gated route: decides whether
-/// the body is rewritten, and keeps shared caches from storing what the gate protects.
-fn filter_gated_response(
-    runtime: &Runtime,
-    parts: &mut http::response::Parts,
-    head_only: bool,
-    accepts: Option<Coding>,
-) -> Result<Option<PagePlan>, Refusal> {
-    // Read as what it says it is, never sniffed into HTML the gateway did not rewrite.
-    parts.headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
-    let declared = declared_type(&parts.headers);
-    if !declared.is_markup() {
-        if let Some(value) = &runtime.settings().session.cache_control {
-            headers::set_cache_control(&mut parts.headers, value.clone());
-        }
-        return Ok(None);
-    }
-    if let Some(value) = declared.normalized {
-        // Several values: one, as the browser reads them, for whoever reads only the first.
-        parts.headers.insert(header::CONTENT_TYPE, value);
-    }
-    let declared_length = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    // The rewritten page is a body of its own: neither the CMS's length nor
-    // any range of its bytes fits it, and it is never served in ranges.
-    for name in [
-        header::CONTENT_LENGTH,
-        header::CONTENT_RANGE,
-        header::ACCEPT_RANGES,
-        header::ETAG,
-        header::LAST_MODIFIED,
-    ] {
-        parts.headers.remove(name);
-    }
-    headers::set_cache_control(
-        &mut parts.headers,
-        HeaderValue::from_static("private, no-store"),
-    );
-    let has_body = !(head_only
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED);
-    if !has_body {
-        return Ok(None);
-    }
-    // The CMS was asked for identity; some compress anyway.
-    let decode = compression::content_coding(&parts.headers).map_err(|_| {
-        Refusal::Unrewritable("the CMS compressed it in a coding the gateway cannot read")
-    })?;
-    parts.headers.remove(header::CONTENT_ENCODING);
-    let settings = &runtime.settings().compression;
-    // A compressed upstream's length says nothing of the page's size.
-    let small =
-        decode.is_none() && declared_length.is_some_and(|length| length < settings.min_size);
-    let encode = accepts.filter(|_| settings.enabled && !small);
-    if settings.enabled {
-        compression::vary_on_accept_encoding(&mut parts.headers);
-    }
-    if let Some(coding) = encode {
-        parts
-            .headers
-            .insert(header::CONTENT_ENCODING, compression::header_value(coding));
-    }
-    Ok(Some(PagePlan {
-        encoding: declared.encoding,
-        decode,
-        encode,
-    }))
-}
-
-/// How a gated page's body is to be read, rewritten and sent.
-struct PagePlan {
-    /// By its Content-Type; `None` if the rewriter cannot read that (a
-    /// byte-order mark may still say UTF-8).
-    encoding: Option<PageEncoding>,
-    decode: Option<Coding>,
-    encode: Option<Coding>,
 }
 
 /// What a 503 tells a visitor to wait before trying again: long enough for
