@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::allowlist::{LoadError, Sessions};
 use crate::config::{ConfigError, Loaded, Settings, DEFAULT_DENY_PAGE};
 use crate::embed::{EmbedError, EmbedSet};
+use crate::gate::rate::ClientRateLimit;
 use crate::gate::{RouteTable, SessionGate};
 use crate::metrics::{Metrics, RuntimeMetrics};
 use crate::proxy::Upstream;
@@ -51,6 +52,8 @@ pub struct Runtime {
     pub route_tokens: Vec<Option<EdgeVerifier>>,
     /// The session cookie and the source that answers for it.
     pub gate: SessionGate,
+    /// Gated requests per client, carried over a reload that keeps its settings.
+    pub rate_limit: Option<Arc<ClientRateLimit>>,
     /// The embeds and their minters, shared with the rewriters of pages in flight.
     pub embeds: Arc<EmbedSet>,
     /// The client to the CMS.
@@ -84,6 +87,12 @@ impl Runtime {
         .await
         .map_err(|err| BuildError::new(source_key(&err), err))?;
         let gate = SessionGate::new(&settings.session.cookie, sessions);
+        let rate_limit = settings.session.rate_limit.map(|limit| {
+            previous
+                .and_then(|old| old.rate_limit.clone())
+                .filter(|old| old.settings() == limit)
+                .unwrap_or_else(|| Arc::new(ClientRateLimit::new(limit)))
+        });
         let embeds = EmbedSet::build(&settings.embeds).map_err(|(index, err)| {
             let field = match &err {
                 EmbedError::Src(_) => "src".to_string(),
@@ -147,6 +156,7 @@ impl Runtime {
             routes,
             route_tokens,
             gate,
+            rate_limit,
             embeds: Arc::new(embeds),
             upstream,
             deny_page,

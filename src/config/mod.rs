@@ -115,6 +115,8 @@ pub struct SessionSettings {
     pub allowlist: SessionsSettings,
     /// The embed placeholder whose values name videos for entitlements.
     pub entitled_by: String,
+    /// Gated requests per client address; `None` for no limit.
+    pub rate_limit: Option<crate::gate::rate::RateLimitSettings>,
 }
 
 impl Settings {

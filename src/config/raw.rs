@@ -152,6 +152,15 @@ pub struct RawSession {
     pub deny_page: Option<Spanned<PathBuf>>,
     pub cache_control: Option<Spanned<String>>,
     pub allowlist: Spanned<RawAllowlist>,
+    pub rate_limit: Option<Spanned<RawRateLimit>>,
+}
+
+/// `[session.rate_limit]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub per_minute: u32,
+    pub burst: Option<u32>,
 }
 
 /// `[session.allowlist]`: exactly one source, its cache, and what a failure means.

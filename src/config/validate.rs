@@ -576,12 +576,31 @@ impl<'a> Validator<'a> {
             ));
         }
         let (allowlist, entitled_by) = self.allowlist(raw.allowlist)?;
+        let rate_limit = match raw.rate_limit {
+            None => None,
+            Some(limit) => {
+                let span = limit.span();
+                let limit = limit.into_inner();
+                let positive = |value: u32, key: &str| {
+                    std::num::NonZeroU32::new(value)
+                        .ok_or_else(|| self.invalid(span.clone(), key, "must be at least 1"))
+                };
+                Some(crate::gate::rate::RateLimitSettings {
+                    per_minute: positive(limit.per_minute, "session.rate_limit.per_minute")?,
+                    burst: positive(
+                        limit.burst.unwrap_or(limit.per_minute),
+                        "session.rate_limit.burst",
+                    )?,
+                })
+            }
+        };
         Ok(SessionSettings {
             cookie: cookie.clone(),
             deny_page,
             cache_control,
             allowlist,
             entitled_by,
+            rate_limit,
         })
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod cookie;
 pub mod path;
+pub mod rate;
 pub mod route;
 
 use std::fmt;

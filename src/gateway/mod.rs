@@ -59,6 +59,9 @@ pub enum Refusal {
     /// The CMS answered in a way that cannot be passed on (a 101 nobody asked for).
     #[error("cannot pass on the CMS's answer: {0}")]
     BadUpstream(&'static str),
+    /// The client asked for more gated pages than `[session.rate_limit]` allows (429).
+    #[error("rate limit: next request allowed in {0:?}")]
+    TooManyRequests(Duration),
 }
 
 impl Refusal {
@@ -69,6 +72,7 @@ impl Refusal {
             | Refusal::BadRequest(_)
             | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Refusal::SessionSource(_) | Refusal::Upstream(ProxyError::Busy(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -282,6 +286,10 @@ async fn forward(
         }
     }
     let gated = route.access.is_gated();
+    if let (true, Some(limit)) = (gated, &runtime.rate_limit) {
+        // Before the session source is asked: a flood costs it nothing.
+        limit.check(client).map_err(Refusal::TooManyRequests)?;
+    }
     let principal = if gated {
         let visit = Visit {
             method: request.method(),
@@ -543,6 +551,13 @@ fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody>
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),
         );
+    }
+    if let Refusal::TooManyRequests(wait) = refusal {
+        // Whole seconds, rounded up: never sooner than allowed.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
     }
     response
 }

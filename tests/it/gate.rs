@@ -199,3 +199,33 @@ async fn the_deny_page_can_be_configured_relative_to_the_config_file() {
     assert_eq!(response.text(), page);
     assert!(cms.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_over_the_rate_limit_gets_429_before_the_session_source_is_asked() {
+    let cms = Cms::fixed(Reply::html("<p>page</p>")).await;
+    let config = config_text(cms.addr, "").replacen(
+        "[session.allowlist]\n",
+        "[session.rate_limit]\nper_minute = 60\nburst = 3\n\n[session.allowlist]\n",
+        1,
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    for _ in 0..3 {
+        assert_eq!(get_as_member(&gate.url("/videos/a")).await.status, 200);
+    }
+    let limited = get_as_member(&gate.url("/videos/a")).await;
+    assert_eq!(limited.status, 429);
+    let wait: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "{wait}");
+    assert_eq!(
+        cms.requests().len(),
+        3,
+        "the limited request never reached the CMS"
+    );
+    // Public routes are not limited; denied visitors count too.
+    assert_eq!(get(&gate.url("/public/x"), None).await.status, 200);
+    assert_eq!(get(&gate.url("/videos/a"), None).await.status, 429);
+}
