@@ -151,19 +151,37 @@ impl Gateway {
             request_id.clone(),
             runtime.metrics.clone(),
         );
+        // An HTTP/1.1 request body the gateway may answer before reading
+        // whole: the connection cannot carry another request after it.
+        let unread_body =
+            request.version() < http::Version::HTTP_2 && !request.body().is_end_stream();
+        let mut own_answer = false;
         let mut response = match forward(&runtime, request, conn, &mut record).await {
             Ok(forwarded) => match response_body(&runtime, forwarded, &mut record).await {
                 Ok((parts, body)) => {
                     Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
                 }
-                Err(refusal) => refuse(refusal, record),
+                Err(refusal) => {
+                    own_answer = true;
+                    refuse(refusal, record)
+                }
             },
-            Err(Outcome::Denied) => deny(&runtime, record),
-            Err(Outcome::Refused(refusal)) => refuse(refusal, record),
+            Err(Outcome::Denied) => {
+                own_answer = true;
+                deny(&runtime, record)
+            }
+            Err(Outcome::Refused(refusal)) => {
+                own_answer = true;
+                refuse(refusal, record)
+            }
         };
-        response
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID, request_id);
+        let answer_headers = response.headers_mut();
+        answer_headers.insert(headers::X_REQUEST_ID, request_id);
+        if own_answer && unread_body {
+            // Said, so the client opens a new connection for its next request
+            // instead of losing it on this one.
+            answer_headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

@@ -596,3 +596,27 @@ async fn a_visitor_who_goes_away_cancels_the_request_to_the_cms() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_given_before_the_body_is_read_says_the_connection_closes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    // Denied before the upload is read: the client is told not to reuse the connection.
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /videos/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nfirst part",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(answer.contains("\r\nconnection: close\r\n"), "{answer}");
+    // A bodiless request keeps its connection.
+    let kept = raw(gate.addr, b"GET /videos/x HTTP/1.1\r\nHost: x\r\n\r\nGET /videos/y HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let kept = String::from_utf8_lossy(&kept).to_ascii_lowercase();
+    assert_eq!(kept.matches("http/1.1 403").count(), 2, "{kept}");
+}
