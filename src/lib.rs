@@ -34,3 +34,4 @@ pub mod secret;
 pub mod server;
 pub mod syntax;
 pub mod token;
+pub mod unguessable;

@@ -3,16 +3,12 @@
 //! two players from the sample video host. It knows nothing of the gateway.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use super::{random_hex, VIDEOS};
@@ -255,22 +251,9 @@ impl SampleCms {
 
 /// Serves the sample CMS on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, cms: Arc<SampleCms>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
+    super::serve_each(listener, move |request| {
         let cms = cms.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let cms = cms.clone();
-                async move { Ok::<_, Infallible>(cms.answer(request).await) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+        async move { cms.answer(request).await }
+    })
+    .await;
 }

@@ -12,8 +12,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use anyhow::{bail, Context as _};
+use bytes::Bytes;
 use http::header::HeaderName;
+use http::{Request, Response};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::allowlist::{ForwardAuthSettings, OnError, SessionsSettings, SourceSettings};
@@ -38,14 +47,7 @@ const DEMO_TTL: Duration = Duration::from_secs(60);
 
 /// 32 hex digits no one can guess from the last ones: session ids and the password.
 fn random_hex() -> String {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static KEYS: OnceLock<[std::collections::hash_map::RandomState; 2]> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let keys = KEYS.get_or_init(Default::default);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("{:016x}{:016x}", keys[0].hash_one(n), keys[1].hash_one(n))
+    format!("{:032x}", crate::unguessable::next_u128())
 }
 
 fn deny_page() -> String {
@@ -57,6 +59,33 @@ fn deny_page() -> String {
 </body></html>
 "#
     .to_string()
+}
+
+/// Serves every request accepted on `listener` with `answer`, HTTP/1.1 or
+/// HTTP/2, until the task is dropped: the demo's CMS and video host alike.
+async fn serve_each<F, Fut>(listener: TcpListener, answer: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request: Request<Incoming>| {
+                let answered = answer(request);
+                async move { Ok::<_, Infallible>(answered.await) }
+            });
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<(TcpListener, SocketAddr)> {

@@ -3,16 +3,12 @@
 //! `/hls/{share}/` (with the gateway's own verification code), and the
 //! player fetches its playlist with the same token, as an HLS player does.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::syntax::is_path_segment_byte;
@@ -150,22 +146,9 @@ pub fn answer(verifier: &EdgeVerifier, request: &Request<Incoming>) -> Response<
 
 /// Serves the video host on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, verifier: Arc<EdgeVerifier>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let builder = builder.clone();
-        let verifier = verifier.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |request: Request<Incoming>| {
-                let verifier = verifier.clone();
-                async move { Ok::<_, Infallible>(answer(&verifier, &request)) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+    super::serve_each(listener, move |request| {
+        let answered = answer(&verifier, &request);
+        async move { answered }
+    })
+    .await;
 }

@@ -483,6 +483,11 @@ impl EmbedSet {
         self.embeds.is_empty()
     }
 
+    /// True when some embed's tokens come from the video host's API.
+    pub fn has_remote(&self) -> bool {
+        self.embeds.iter().any(|e| e.remote().is_some())
+    }
+
     /// Whether any embed matches `attribute`.
     pub fn is_match(&self, attribute: &str) -> bool {
         self.embeds.iter().any(|e| e.is_match(attribute))

@@ -265,21 +265,8 @@ pub fn request_id(headers: &HeaderMap, trust: bool) -> HeaderValue {
 /// 32 hex digits: a process-wide counter hashed with keys the OS chose at start,
 /// unique within the process and not guessable from the last one.
 fn new_request_id() -> HeaderValue {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static KEYS: OnceLock<(
-        std::collections::hash_map::RandomState,
-        std::collections::hash_map::RandomState,
-    )> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let (high, low) = KEYS.get_or_init(Default::default);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut text = [0u8; 32];
-    let value = (u128::from(high.hash_one(n)) << 64) | u128::from(low.hash_one(n));
-    // Writing hex into a fixed buffer cannot fail.
-    let _ = hex::encode_to_slice(value.to_be_bytes(), &mut text);
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    HeaderValue::from_bytes(&crate::unguessable::next_hex())
+        .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");

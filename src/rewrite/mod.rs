@@ -151,6 +151,8 @@ pub struct RewriteBody<B = Incoming> {
     ended: bool,
     // Calls to the video host's API; `None` until the page has a remote embed.
     minting: Option<Minting>,
+    // Whether any embed mints remotely: if not, no call is ever announced.
+    remote: bool,
     embeds: Arc<EmbedSet>,
     principal: Principal,
     metrics: Arc<RuntimeMetrics>,
@@ -269,6 +271,7 @@ impl<B> RewriteBody<B> {
             trailers: None,
             ended: false,
             minting: None,
+            remote: embeds.has_remote(),
             embeds,
             principal,
             metrics,
@@ -325,6 +328,9 @@ impl<B> RewriteBody<B> {
 
     // Takes the calls the handler announced and starts those the limits allow.
     fn start_calls(&mut self) {
+        if !self.remote {
+            return;
+        }
         let jobs = self.output.lock().take_jobs();
         if !jobs.is_empty() {
             self.minting

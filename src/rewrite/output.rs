@@ -160,17 +160,8 @@ impl OutputSink for Sink {
 
 /// A fresh nonce for one page: not guessable by the page's author.
 pub fn page_nonce() -> [u8; NONCE_LEN] {
-    use std::hash::BuildHasher;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static KEYS: OnceLock<[std::collections::hash_map::RandomState; 2]> = OnceLock::new();
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let keys = KEYS.get_or_init(Default::default);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let value = (u128::from(keys[0].hash_one(n)) << 64) | u128::from(keys[1].hash_one(n));
     let mut nonce = [0u8; NONCE_LEN];
-    let hex = format!("{value:032x}");
-    nonce.copy_from_slice(&hex.as_bytes()[..NONCE_LEN]);
+    nonce.copy_from_slice(&crate::unguessable::next_hex()[..NONCE_LEN]);
     nonce
 }
 

@@ -218,7 +218,7 @@ impl RemoteMinter {
                 .client
                 .request(request)
                 .await
-                .map_err(|err| MintError::Unavailable(error_chain(&err)))?;
+                .map_err(|err| MintError::Unavailable(crate::proxy::describe(&err)))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(MintError::Status(status.as_u16()));
@@ -244,17 +244,6 @@ pub fn token_at(answer: &[u8], pointer: &str) -> Result<Arc<str>, MintError> {
         Some(serde_json::Value::String(token)) if !token.is_empty() => Ok(token.as_str().into()),
         _ => Err(MintError::Missing(pointer.to_string())),
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

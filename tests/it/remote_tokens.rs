@@ -323,7 +323,10 @@ async fn the_page_before_the_first_embed_reaches_the_visitor_before_the_api_answ
     api.release.notify_one();
     let text = String::from_utf8(response.finish().await).unwrap();
     assert!(text.contains(&with_token("hold", "tok-hold")), "{text}");
-    assert!(text.contains("share/v2") || text.contains("v2.html?autoplay=0&amp;token=tok-v2-"));
+    assert!(
+        text.contains("v2.html?autoplay=0&amp;token=tok-v2-"),
+        "{text}"
+    );
     gate.shutdown();
 }
 
