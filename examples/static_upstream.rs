@@ -47,9 +47,16 @@ impl Pages {
         let mut pages = HashMap::new();
         for entry in std::fs::read_dir(path).map_err(|e| format!("{path}: {e}"))? {
             let entry = entry.map_err(|e| format!("{path}: {e}"))?;
-            if entry.file_type().map_err(|e| format!("{path}: {e}"))?.is_file() {
+            if entry
+                .file_type()
+                .map_err(|e| format!("{path}: {e}"))?
+                .is_file()
+            {
                 let body = std::fs::read(entry.path()).map_err(|e| format!("{path}: {e}"))?;
-                pages.insert(entry.file_name().to_string_lossy().into_owned(), body.into());
+                pages.insert(
+                    entry.file_name().to_string_lossy().into_owned(),
+                    body.into(),
+                );
             }
         }
         Ok(Pages::ByName(pages))

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Where the time goes, in instructions per request: embedgate (and nginx + njs
+# doing the same job, for comparison) under valgrind's callgrind, one
+# keep-alive client sending the same request again and again, for each path.
+# Instruction counts repeat exactly from run to run, whatever else the box
+# is doing, so two builds can be compared on a busy machine.
+#
+# Usage: bench/profile.sh              embedgate and nginx, every case
+# Env:   EMBEDGATE_BIN (profile this binary instead of building one),
+#        PEER=0 (embedgate only), TOP=12 (functions listed per case),
+#        KEEP_LOGS=1 (keep the callgrind files for callgrind_annotate).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOP="${TOP:-12}"
+SESSION="bench-member-4f1d2c7a9e03"
+KEY="5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+# name, path, warm-up requests, measured requests, with the member's cookie
+CASES=(
+    "denied-8k /videos/page-8k.html 200 2000 no"
+    "passthrough-8k /articles/page-8k.html 200 2000 no"
+    "passthrough-40k /articles/page-40k.html 100 1000 no"
+    "gated-8k /videos/page-8k.html 50 1000 yes"
+    "gated-40k /videos/page-40k.html 50 500 yes"
+    "gated-400k /videos/page-400k.html 10 50 yes"
+)
+
+for tool in valgrind callgrind_annotate callgrind_control python3 curl; do
+    command -v "$tool" >/dev/null || { echo "profile.sh: $tool is required (apt-get install valgrind curl)" >&2; exit 1; }
+done
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+cargo build --quiet --release --example static_upstream
+if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
+    cargo build --quiet --release --bin embedgate
+    EMBEDGATE_BIN="$TARGET_DIR/release/embedgate"
+fi
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ -n "${KEEP_LOGS:-}" ]]; then echo "kept: $WORK" >&2; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$WORK/pages" "$WORK/nginx-tmp"
+python3 bench/make_page.py "$WORK/pages/page-8k.html" 8 2 >/dev/null
+python3 bench/make_page.py "$WORK/pages/page-40k.html" 40 5 >/dev/null
+python3 bench/make_page.py "$WORK/pages/page-400k.html" 400 20 >/dev/null
+read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+')
+timeout 3600 "$TARGET_DIR/release/examples/static_upstream" "127.0.0.1:$UP_PORT" "$WORK/pages" >/dev/null 2>&1 &
+PIDS+=($!)
+printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
+cat >"$WORK/gateway.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GW_PORT"
+workers = 1
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+[session]
+cookie = "sessionid"
+[session.allowlist]
+file = "allowlist.txt"
+[[route]]
+prefix = "/videos/"
+gated = true
+[[route]]
+prefix = "/"
+gated = false
+[[embed]]
+src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
+[embed.token]
+kind = "edgeauth"
+key = "$KEY"
+ttl = "300s"
+acl = "/hls/{share}/*"
+EOF
+
+# A keep-alive HTTP/1.1 client: sends one request N times, reading each answer whole.
+cat >"$WORK/client.py" <<'PY'
+import socket, sys
+port, path, count, cookie = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+head = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: profile\r\nAccept: */*\r\n" % (path, port)
+if cookie != "-":
+    head += "Cookie: sessionid=%s\r\n" % cookie
+request = (head + "\r\n").encode()
+sock = socket.create_connection(("127.0.0.1", port))
+for _ in range(count):
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    fields = dict(l.split(b":", 1) for l in head.split(b"\r\n")[1:])
+    fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+    if b"content-length" in fields:
+        while len(body) < int(fields[b"content-length"]):
+            body += sock.recv(65536)
+    else:
+        while not body.endswith(b"0\r\n\r\n"):
+            body += sock.recv(65536)
+PY
+
+# Profiles the server started by "$@" on port $PORT as $NAME; prints a table.
+profile() {
+    local name="$1" port="$2"
+    shift 2
+    timeout 3600 valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.out" "$@" \
+        >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    local vg=""
+    for _ in $(seq 100); do
+        sleep 0.3
+        vg="$(pgrep -f "callgrind-out-file=$WORK/$name.out" | tail -n1 || true)"
+        [[ -n "$vg" ]] && curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" && break
+    done
+    local spec case path warm count member part=0
+    for spec in "${CASES[@]}"; do
+        read -r case path warm count member <<<"$spec"
+        local cookie=-
+        [[ "$member" == yes ]] && cookie="$SESSION"
+        python3 "$WORK/client.py" "$port" "$path" "$warm" "$cookie"
+        callgrind_control -z "$vg" >/dev/null 2>&1
+        python3 "$WORK/client.py" "$port" "$path" "$count" "$cookie"
+        callgrind_control -d "$vg" >/dev/null 2>&1
+        part=$((part + 1))
+        local total
+        total="$(callgrind_annotate "$WORK/$name.out.$part" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')"
+        printf '%-10s %-16s %12d instructions per request\n' "$name" "$case" "$((total / count))"
+        if [[ "$TOP" -gt 0 ]]; then
+            # The functions that spend the most themselves (not counting their callees).
+            callgrind_annotate --inclusive=no --threshold=100 "$WORK/$name.out.$part" 2>/dev/null |
+                awk -v n="$count" -v top="$TOP" -v total="$total" '
+                    /^ *[0-9,]+ \(/ && !/PROGRAM TOTALS/ {
+                        ir = $1; gsub(",", "", ir); fn = $0
+                        # Frames that hold the whole run (main, the runtime) are not costs of their own.
+                        if (ir + 0 > (total + 0) / 2) next
+                        sub(/^ *[0-9,]+ \([^)]*\) +/, "", fn); sub(/ \[.*/, "", fn); sub(/^[^:]*:/, "", fn)
+                        if (shown++ < top) printf "    %10d  %s\n", ir / n, substr(fn, 1, 100)
+                    }'
+        fi
+    done
+    kill "$vg" 2>/dev/null || true
+}
+
+EMBEDGATE_LOG=info profile embedgate "$GW_PORT" "$EMBEDGATE_BIN" --config "$WORK/gateway.toml"
+if [[ "${PEER:-1}" != 0 ]] && command -v nginx >/dev/null; then
+    python3 - "$WORK" "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$SESSION" "$KEY" <<'PY'
+import sys
+work, up, port, h2, session, key = sys.argv[1:]
+conf = open("bench/nginx/nginx.conf.in").read()
+for name, value in [("WORK", work), ("WORKERS", "1"), ("UPSTREAM_PORT", up), ("PORT", port),
+                    ("H2_PORT", h2), ("SESSION", session), ("DENY_PAGE", "denied")]:
+    conf = conf.replace("@%s@" % name, value)
+# One process, so that callgrind sees the worker's requests.
+conf = conf.replace("daemon off;", "daemon off;\nmaster_process off;")
+open(work + "/nginx.conf", "w").write(conf)
+js = open("bench/nginx/embed.js").read().replace("@KEY@", key).replace("@TTL@", "300")
+open(work + "/embed.js", "w").write(js)
+PY
+    profile nginx "$NG_PORT" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
+fi
