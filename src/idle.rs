@@ -39,6 +39,11 @@ impl IdleTimer {
         }
     }
 
+    /// The next step must come within `within`, whatever the limit.
+    pub fn next_within(&mut self, within: Duration) {
+        self.deadline = Instant::now() + within;
+    }
+
     /// Records a step of progress.
     pub fn progressed(&mut self) {
         if let Some(limit) = self.limit {

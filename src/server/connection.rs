@@ -129,6 +129,15 @@ impl<T> IdleIo<T> {
     }
 }
 
+impl<T> IdleIo<T> {
+    /// The next bytes must come within `within` (a kept-alive connection's
+    /// wait for its next request), counted from now.
+    pub fn next_within(&mut self, within: Duration) {
+        self.busy = false;
+        self.idle.next_within(within);
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -9,25 +9,22 @@ mod connection;
 mod limit;
 mod redirect;
 mod resets;
+mod serve;
 pub mod tls;
 
 pub use limit::Admission;
 pub use redirect::serve_redirect;
-use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
-use crate::metrics::ConnectionGuard;
-use crate::proxy::upgrade::HoldConnection;
 use crate::proxy::ConnectionInfo;
-use connection::{Guarded, IdleIo, InFlight};
+use serve::Connection;
 
 /// Limits of one visitor connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,19 +46,25 @@ impl ConnectionLimits {
     }
 }
 
-fn connection_builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+/// hyper's HTTP/1.1 and HTTP/2 connection settings, shared by connections.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+/// The connection settings for `limits`.
+fn connection_builders(limits: &ConnectionLimits) -> Arc<Builders> {
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(limits.http2_max_concurrent_streams);
-    builder
+    Arc::new(Builders { http1, http2 })
 }
 
 /// Serves `gateway` on `listener` until `shutdown` completes; then reports
@@ -77,7 +80,7 @@ pub async fn serve(
     let mut tls = gateway.runtime().tls.clone();
     let tls_at_start = tls.is_some();
     let mut limits = gateway.runtime().settings().server.connections;
-    let mut builder = connection_builder(&limits);
+    let mut builders = connection_builders(&limits);
     // Tells every connection to finish its requests in flight and close.
     let (closing, closing_watch) = tokio::sync::watch::channel(false);
     let slots = Arc::new(limit::Slots::default());
@@ -110,7 +113,7 @@ pub async fn serve(
         let current = runtime.settings().server.connections;
         if current != limits {
             limits = current;
-            builder = connection_builder(&limits);
+            builders = connection_builders(&limits);
         }
         if tls_at_start {
             // A reload that drops [server.tls] keeps the last certificate: TLS
@@ -134,7 +137,7 @@ pub async fn serve(
         let connection = Connection {
             slot,
             gateway: gateway.clone(),
-            builder: builder.clone(),
+            builders: builders.clone(),
             limits,
             closing: closing_watch.clone(),
         };
@@ -171,88 +174,6 @@ pub async fn serve(
         Err(_) => {
             tracing::warn!(timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections")
         }
-    }
-}
-
-/// What a new connection is served with.
-struct Connection {
-    // Held until the connection ends.
-    slot: limit::Slot,
-    gateway: Arc<Gateway>,
-    builder: auto::Builder<TokioExecutor>,
-    limits: ConnectionLimits,
-    closing: tokio::sync::watch::Receiver<bool>,
-}
-
-impl Connection {
-    /// Serves the requests of one connection until it closes.
-    async fn serve<IO>(self, stream: IO, info: ConnectionInfo)
-    where
-        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let Connection {
-            slot,
-            gateway,
-            builder,
-            limits,
-            mut closing,
-        } = self;
-        let resets = resets::ResetBudget::new(limits.http2_max_resets());
-        let budget = resets.clone();
-        let in_flight = InFlight::default();
-        // Counted as open, by protocol, from its first request until it closes.
-        let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
-        let io = IdleIo::new(
-            stream,
-            in_flight.clone(),
-            limits.header_timeout,
-            limits.idle_timeout,
-        );
-        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            // An upgraded connection lives on after its response: it holds a
-            // request count of its own so the idle limit leaves it alone.
-            if request.headers().contains_key(http::header::UPGRADE) {
-                let held: Arc<dyn Send + Sync> = Arc::new(in_flight.enter());
-                request.extensions_mut().insert(HoldConnection(held));
-            }
-            counted.get_or_init(|| {
-                let http2 = request.version() == http::Version::HTTP_2;
-                gateway.runtime().metrics.process().connection_opened(http2)
-            });
-            let gateway = gateway.clone();
-            let guard = in_flight.enter();
-            // Dropped before the response ends: the client reset the stream.
-            let stream = (request.version() == http::Version::HTTP_2).then(|| budget.stream());
-            async move {
-                let response = gateway.handle(request, info).await;
-                Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, stream)))
-            }
-        });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
-        tokio::pin!(connection);
-        let mut goaway_sent = false;
-        let ended = loop {
-            tokio::select! {
-                ended = connection.as_mut() => break ended,
-                _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
-                    connection.as_mut().graceful_shutdown();
-                    goaway_sent = true;
-                }
-                () = resets.tripped(), if !goaway_sent => {
-                    tracing::warn!(
-                        peer = %info.peer,
-                        limit = limits.http2_max_resets(),
-                        "HTTP/2 client reset too many streams it had opened: GOAWAY"
-                    );
-                    connection.as_mut().graceful_shutdown();
-                    goaway_sent = true;
-                }
-            }
-        };
-        if let Err(err) = ended {
-            tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
-        }
-        drop(slot);
     }
 }
 

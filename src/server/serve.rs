@@ -1,0 +1,533 @@
+//! One visitor connection, from its first byte to its close.
+//!
+//! The first bytes tell HTTP/2's preface from an HTTP/1 request. HTTP/2 is
+//! served by one hyper connection for the connection's whole life. HTTP/1.1
+//! is served one request at a time, the way nginx keeps a connection alive:
+//! once a response leaves the connection open, hyper's connection (its read
+//! and write buffers, its dispatcher) is dropped and the socket waits for the
+//! next request holding nothing but itself; the next request gets a fresh
+//! hyper connection. An idle keep-alive connection so costs about a kilobyte
+//! instead of the 30 KiB hyper keeps between requests.
+//!
+//! hyper decides `Connection: close` when it writes a response head, so the
+//! connection is taken back only by asking hyper to close once the head is
+//! written ([`Kept::arm`]), and by making the shutdown it then asks of the
+//! IO leave the socket open ([`KeptIo`]). Only a response to a request
+//! without a body is taken back that way: hyper would otherwise close while
+//! the rest of the request is still being read.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use atomic_waker::AtomicWaker;
+use bytes::{Buf, Bytes, BytesMut};
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::connection::{Guarded, IdleIo, InFlight};
+use super::{limit, resets, ConnectionLimits};
+use crate::gateway::Gateway;
+use crate::metrics::ConnectionGuard;
+use crate::proxy::upgrade::HoldConnection;
+use crate::proxy::ConnectionInfo;
+
+/// What every HTTP/2 connection opens with.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Most bytes read at once while a connection waits for its next request.
+const FIRST_READ: usize = 4096;
+
+/// What a new connection is served with.
+pub(super) struct Connection {
+    /// Held until the connection ends.
+    pub slot: limit::Slot,
+    pub gateway: Arc<Gateway>,
+    /// Shared by all connections accepted under the same limits.
+    pub builders: Arc<super::Builders>,
+    pub limits: ConnectionLimits,
+    pub closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Whether the connection is to be taken back from hyper after the response
+/// in progress, shared by the service (which decides), the IO (which then
+/// does not shut the socket) and the connection's task (which asks hyper to
+/// close).
+#[derive(Default)]
+struct Kept {
+    armed: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Kept {
+    /// The response just made leaves the connection open for another request.
+    fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+        self.task.wake();
+    }
+
+    fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    fn disarm(&self) -> bool {
+        self.armed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Resolves once armed.
+    async fn armed(&self) {
+        std::future::poll_fn(|cx| {
+            self.task.register(cx.waker());
+            if self.is_armed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Whether hyper may be asked to close after the response to `request` and
+/// the connection be kept: an HTTP/1.1 request that has no body, asks for
+/// no upgrade and does not ask to close.
+fn may_keep<B: http_body::Body>(request: &hyper::Request<B>) -> bool {
+    request.version() == http::Version::HTTP_11
+        && request.body().is_end_stream()
+        && !request.headers().contains_key(http::header::UPGRADE)
+        && !says_close(request.headers())
+}
+
+fn says_close(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .any(|value| {
+            value
+                .as_bytes()
+                .split(|&b| b == b',')
+                .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+        })
+}
+
+impl Connection {
+    /// Serves the requests of one connection until it closes.
+    pub(super) async fn serve<IO>(self, stream: IO, info: ConnectionInfo)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            slot,
+            gateway,
+            builders,
+            limits,
+            closing,
+        } = self;
+        let in_flight = InFlight::default();
+        let kept = Arc::new(Kept::default());
+        let mut io = IdleIo::new(
+            stream,
+            in_flight.clone(),
+            limits.header_timeout,
+            limits.idle_timeout,
+        );
+        let mut closing_now = closing.clone();
+        let first = tokio::select! {
+            first = read_preface_or_request(&mut io) => first,
+            _ = closing_now.wait_for(|closing| *closing) => return,
+        };
+        let prefix = match first {
+            Ok(prefix) if !prefix.is_empty() => prefix,
+            // Closed or timed out before a request: nothing to serve.
+            _ => return,
+        };
+        let resets = prefix
+            .starts_with(PREFACE)
+            .then(|| resets::ResetBudget::new(limits.http2_max_resets()));
+        let service = {
+            let kept = kept.clone();
+            let budget = resets.clone();
+            let in_flight = in_flight.clone();
+            // Counted as open, by protocol, from its first request until it closes.
+            let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
+            service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                // An upgraded connection lives on after its response: it holds a
+                // request count of its own so the idle limit leaves it alone.
+                if request.headers().contains_key(http::header::UPGRADE) {
+                    let held: Arc<dyn Send + Sync> = Arc::new(in_flight.enter());
+                    request.extensions_mut().insert(HoldConnection(held));
+                }
+                let http2 = request.version() == http::Version::HTTP_2;
+                counted
+                    .get_or_init(|| gateway.runtime().metrics.process().connection_opened(http2));
+                let gateway = gateway.clone();
+                let guard = in_flight.enter();
+                // Dropped before the response ends: the client reset the stream.
+                let stream = budget.as_ref().filter(|_| http2).map(|b| b.stream());
+                let keep = (!http2 && may_keep(&request)).then(|| kept.clone());
+                Box::pin(async move {
+                    let response = gateway.handle(request, info).await;
+                    if let Some(kept) = keep {
+                        if !says_close(response.headers())
+                            && response.status() != http::StatusCode::SWITCHING_PROTOCOLS
+                        {
+                            kept.arm();
+                        }
+                    }
+                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, stream)))
+                })
+            })
+        };
+        match resets {
+            Some(resets) => {
+                let io = KeptIo::new(prefix, io, kept);
+                // Boxed: an HTTP/1.1 connection's task does not carry its size.
+                Box::pin(serve_http2(
+                    &builders.http2,
+                    io,
+                    service,
+                    closing,
+                    resets,
+                    &limits,
+                    info,
+                ))
+                .await;
+            }
+            None => {
+                let http1 = Http1 {
+                    builder: &builders.http1,
+                    kept,
+                    closing,
+                    limits: &limits,
+                    info,
+                };
+                http1.serve(prefix, io, service).await
+            }
+        }
+        drop(slot);
+    }
+}
+
+/// Reads the first bytes of a connection: the whole HTTP/2 preface, or as
+/// much of an HTTP/1 request as one read brings. Empty when the peer closed.
+async fn read_preface_or_request<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Bytes> {
+    let mut first = BytesMut::new();
+    loop {
+        let read = read_some(io).await?;
+        if read.is_empty() {
+            return Ok(first.freeze());
+        }
+        first.extend_from_slice(&read);
+        let seen = first.len().min(PREFACE.len());
+        if first[..seen] != PREFACE[..seen] || first.len() >= PREFACE.len() {
+            return Ok(first.freeze());
+        }
+    }
+}
+
+/// One read of up to [`FIRST_READ`] bytes into a buffer of just their size.
+/// The read buffer lives on the stack of one poll, never in the waiting
+/// task: an idle connection holds no buffer.
+async fn read_some<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Bytes> {
+    std::future::poll_fn(|cx| {
+        // Not zeroed: a read fills what it reports and no more is looked at.
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); FIRST_READ];
+        let mut read = ReadBuf::uninit(&mut buf);
+        match Pin::new(&mut *io).poll_read(cx, &mut read) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(Bytes::copy_from_slice(read.filled()))),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+async fn serve_http2<IO, S>(
+    builder: &http2::Builder<TokioExecutor>,
+    io: KeptIo<IO>,
+    service: S,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+    resets: Arc<resets::ResetBudget>,
+    limits: &ConnectionLimits,
+    info: ConnectionInfo,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as http_body::Body>::Data: Send,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let mut goaway_sent = false;
+    let ended = loop {
+        tokio::select! {
+            ended = connection.as_mut() => break ended,
+            _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
+                connection.as_mut().graceful_shutdown();
+                goaway_sent = true;
+            }
+            () = resets.tripped(), if !goaway_sent => {
+                tracing::warn!(
+                    peer = %info.peer,
+                    limit = limits.http2_max_resets(),
+                    "HTTP/2 client reset too many streams it had opened: GOAWAY"
+                );
+                connection.as_mut().graceful_shutdown();
+                goaway_sent = true;
+            }
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
+    }
+}
+
+/// What every request of one HTTP/1.1 connection is served with.
+struct Http1<'a> {
+    builder: &'a http1::Builder,
+    kept: Arc<Kept>,
+    closing: tokio::sync::watch::Receiver<bool>,
+    limits: &'a ConnectionLimits,
+    info: ConnectionInfo,
+}
+
+impl Http1<'_> {
+    async fn serve<IO, S>(mut self, mut prefix: Bytes, mut io: IdleIo<IO>, mut service: S)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: hyper::service::HttpService<hyper::body::Incoming> + Unpin + Send,
+        S::Future: Send + 'static,
+        S::ResBody: Send + 'static,
+        <S::ResBody as http_body::Body>::Data: Send,
+        <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        loop {
+            // Boxed: what serving a request needs is freed once it is served.
+            let served = Box::pin(serve_request(
+                self.builder,
+                KeptIo::new(prefix, io, self.kept.clone()),
+                service,
+                &self.kept,
+                &mut self.closing,
+                self.info,
+            ))
+            .await;
+            let Some((unread, back, again)) = served else {
+                return;
+            };
+            (io, service, prefix) = (back, again, unread);
+            if prefix.is_empty() {
+                // Idle: only the socket and this small task are held while
+                // waiting, for as long as a request head may take to arrive.
+                let limits = self.limits;
+                io.next_within(limits.header_timeout.min(limits.idle_timeout));
+                prefix = tokio::select! {
+                    read = read_some(&mut io) => match read {
+                        Ok(read) if !read.is_empty() => read,
+                        // Closed by the client, or idle too long.
+                        _ => return,
+                    },
+                    _ = self.closing.wait_for(|closing| *closing) => return,
+                };
+            }
+        }
+    }
+}
+
+/// Serves requests on one hyper connection until it ends; returns the
+/// bytes read ahead, the IO and the service when the connection is kept.
+async fn serve_request<IO, S>(
+    builder: &http1::Builder,
+    io: KeptIo<IdleIo<IO>>,
+    service: S,
+    kept: &Kept,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+    info: ConnectionInfo,
+) -> Option<(Bytes, IdleIo<IO>, S)>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Unpin + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as http_body::Body>::Data: Send,
+    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut asked_to_close = false;
+    let mut shutting_down = false;
+    let ended = loop {
+        tokio::select! {
+            ended = &mut connection => break ended,
+            () = kept.armed(), if !asked_to_close => {
+                // The head is written: hyper closes after this response.
+                Pin::new(&mut connection).graceful_shutdown();
+                asked_to_close = true;
+            }
+            _ = closing.wait_for(|closing| *closing), if !shutting_down => {
+                kept.disarm();
+                Pin::new(&mut connection).graceful_shutdown();
+                shutting_down = true;
+                asked_to_close = true;
+            }
+        }
+    };
+    if let Err(err) = ended {
+        tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
+        return None;
+    }
+    if !kept.disarm() || shutting_down {
+        return None;
+    }
+    // None when upgraded: the connection is the upgrade's now.
+    let parts = connection.into_parts()?;
+    let (unread, io) = parts.io.into_inner().into_parts();
+    Some((join(unread, parts.read_buf), io, parts.service))
+}
+
+fn join(first: Bytes, second: Bytes) -> Bytes {
+    match (first.is_empty(), second.is_empty()) {
+        (_, true) => first,
+        (true, false) => second,
+        (false, false) => {
+            let mut both = BytesMut::with_capacity(first.len() + second.len());
+            both.extend_from_slice(&first);
+            both.extend_from_slice(&second);
+            both.freeze()
+        }
+    }
+}
+
+/// A connection's IO as hyper sees it: bytes read ahead of hyper come
+/// first, and a shutdown asked while the connection is kept leaves the
+/// socket open.
+struct KeptIo<T> {
+    unread: Bytes,
+    inner: T,
+    kept: Arc<Kept>,
+}
+
+impl<T> KeptIo<T> {
+    fn new(unread: Bytes, inner: T, kept: Arc<Kept>) -> Self {
+        KeptIo {
+            unread,
+            inner,
+            kept,
+        }
+    }
+
+    /// The bytes hyper has not read yet, and the IO.
+    fn into_parts(self) -> (Bytes, T) {
+        (self.unread, self.inner)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for KeptIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.unread.is_empty() {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let n = self.unread.len().min(buf.remaining());
+        buf.put_slice(&self.unread[..n]);
+        self.unread.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for KeptIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.kept.is_armed() {
+            // hyper has flushed its buffer before asking: the socket stays
+            // open for the next request.
+            return Pin::new(&mut self.inner).poll_flush(cx);
+        }
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(version: http::Version, headers: &[(&str, &str)]) -> hyper::Request<String> {
+        let mut request = hyper::Request::new(String::new());
+        *request.version_mut() = version;
+        for (name, value) in headers {
+            request.headers_mut().append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        request
+    }
+
+    #[test]
+    fn only_bodiless_http11_requests_that_do_not_close_or_upgrade_are_kept() {
+        assert!(may_keep(&request(http::Version::HTTP_11, &[])));
+        assert!(may_keep(&request(
+            http::Version::HTTP_11,
+            &[("connection", "keep-alive")]
+        )));
+        assert!(!may_keep(&request(http::Version::HTTP_10, &[])));
+        assert!(!may_keep(&request(
+            http::Version::HTTP_11,
+            &[("connection", "keep-alive, Close")]
+        )));
+        assert!(!may_keep(&request(
+            http::Version::HTTP_11,
+            &[("upgrade", "websocket")]
+        )));
+        let mut with_body = request(http::Version::HTTP_11, &[]);
+        *with_body.body_mut() = "x".into();
+        assert!(!may_keep(&with_body));
+    }
+
+    #[test]
+    fn joining_keeps_order_and_skips_copies_when_one_side_is_empty() {
+        let (a, b) = (
+            Bytes::from_static(b"GET / HT"),
+            Bytes::from_static(b"TP/1.1"),
+        );
+        assert_eq!(join(a.clone(), b), Bytes::from_static(b"GET / HTTP/1.1"));
+        assert_eq!(join(a.clone(), Bytes::new()).as_ptr(), a.as_ptr());
+        assert_eq!(join(Bytes::new(), a.clone()).as_ptr(), a.as_ptr());
+    }
+}
