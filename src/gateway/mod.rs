@@ -314,7 +314,10 @@ async fn forward(
             uri: request.uri(),
             headers: request.headers(),
         };
-        let admission = match runtime.gate.admit(&visit).await {
+        // Boxed, as are the calls to the CMS below: a session source's
+        // future is kilobytes, and each request's future would carry it
+        // (and be copied with it) on every path, a 403 included.
+        let admission = match Box::pin(runtime.gate.admit(&visit)).await {
             Ok(admission) => admission,
             Err(err) => match runtime.gate.sessions().on_error() {
                 OnError::Unavailable => return Err(Refusal::from(err).into()),
@@ -407,7 +410,7 @@ async fn forward(
     let again =
         (ranged && matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream())
             .then(|| without_range(&parts));
-    let mut response = ask(runtime, Request::from_parts(parts, Some(body))).await?;
+    let mut response = Box::pin(ask(runtime, Request::from_parts(parts, Some(body)))).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
         let Some(whole) = again else {
@@ -420,7 +423,7 @@ async fn forward(
         };
         // The part is dropped unread; its connection is not reused.
         drop(response);
-        response = ask(runtime, Request::from_parts(whole, None)).await?;
+        response = Box::pin(ask(runtime, Request::from_parts(whole, None))).await?;
         if partial_page(response.status(), response.headers()) {
             record.upstream_status = Some(response.status().as_u16());
             return Err(Refusal::BadUpstream("a page in part, though asked for it whole").into());
@@ -466,10 +469,12 @@ async fn forward(
     record.upstream_status = Some(parts.status.as_u16());
     record.status = parts.status.as_u16();
     if !logout_cookies.is_empty() {
-        runtime
-            .gate
-            .forget_if_logged_out(&logout_cookies, &parts.headers)
-            .await;
+        Box::pin(
+            runtime
+                .gate
+                .forget_if_logged_out(&logout_cookies, &parts.headers),
+        )
+        .await;
     }
     headers::remove_hop_by_hop(&mut parts.headers);
     let rewrite = match principal {
