@@ -12,7 +12,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method};
 
 use crate::allowlist::SessionTag;
-use crate::logging::ACCESS_TARGET;
+use crate::logging::{write_access_line, AccessLine, ACCESS_TARGET};
 use crate::metrics::{RuntimeMetrics, UpstreamError};
 use crate::rewrite::RewriteStats;
 
@@ -175,12 +175,34 @@ pub fn finished(record: &mut RequestRecord, complete: bool) {
     let tokens = record.rewrite.as_ref().map_or(0, |s| s.minted());
     let refused = record.rewrite.as_ref().map_or(0, |s| s.refused());
     let unentitled = record.rewrite.as_ref().map_or(0, |s| s.unentitled());
-    let latency_ms = took.as_secs_f64() * 1000.0;
-    let latency_ms = (latency_ms * 1000.0).round() / 1000.0;
+    let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
     let decision = record.decision.as_str();
     let (method, path, status, bytes) = (&record.method, &record.path, record.status, record.bytes);
     // Made by the gateway or checked for visible ASCII before it was kept.
     let request_id = record.request_id.to_str().unwrap_or("-");
+    let line = AccessLine {
+        request_id,
+        method: method.as_str(),
+        path,
+        route,
+        decision,
+        reason,
+        session: &session,
+        status,
+        upstream_status,
+        tokens,
+        refused,
+        unentitled,
+        bytes,
+        latency_us,
+        failure: record.failure.as_deref(),
+        complete,
+    };
+    if write_access_line(&line) {
+        return;
+    }
+    // No logger of ours (a library user's subscriber): a `tracing` event.
+    let latency_ms = latency_us as f64 / 1000.0;
     if let Some(failure) = &record.failure {
         tracing::warn!(
             target: ACCESS_TARGET,
