@@ -181,6 +181,45 @@ impl Head {
         }
     }
 
+    /// Whether every byte up to the next CR or LF leaves this head as it is:
+    /// the value of a header that does not frame the body, or the first
+    /// line past the part that is kept.
+    pub(super) fn skips_to_line_end(&self) -> bool {
+        !self.cr
+            && ((self.in_value && self.field == Field::Other)
+                || (self.first_line && self.start_len == self.start.len()))
+    }
+
+    /// At the start of a header line, reads its name at once when the
+    /// colon is in `bytes`: how many bytes it took (0: read byte by byte).
+    pub(super) fn name_at_once(&mut self, bytes: &[u8]) -> Result<usize, ()> {
+        if self.first_line || self.in_value || !self.line_empty || self.cr || self.name_len > 0 {
+            return Ok(0);
+        }
+        let Some(at) = memchr::memchr3(b':', b'\r', b'\n', bytes) else {
+            return Ok(0);
+        };
+        if bytes[at] != b':' {
+            return Ok(0);
+        }
+        let name = &bytes[..at];
+        // An empty name, or space or tab in it (a folded line among them):
+        // httparse refuses them all.
+        if name.is_empty() || name.iter().any(|&b| b == b' ' || b == b'\t') {
+            return Err(());
+        }
+        self.line_empty = false;
+        self.in_value = true;
+        self.field = if name.eq_ignore_ascii_case(b"content-length") {
+            Field::ContentLength
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            Field::TransferEncoding
+        } else {
+            Field::Other
+        };
+        Ok(at + 1)
+    }
+
     /// Reads one byte: `Err` when hyper would refuse the head.
     pub(super) fn byte(&mut self, b: u8, role: Role) -> Result<Option<HeadInfo>, ()> {
         if self.cr && b != b'\n' {

@@ -67,8 +67,27 @@ impl Phase {
                 }
             }
             Phase::Head(head) => {
-                for (i, &b) in bytes.iter().enumerate() {
-                    match head.byte(b, role) {
+                let mut i = 0;
+                while i < bytes.len() {
+                    match head.name_at_once(&bytes[i..]) {
+                        Ok(0) => {}
+                        Ok(taken) => {
+                            i += taken;
+                            continue;
+                        }
+                        Err(()) => {
+                            *self = Phase::Lost;
+                            return Step::More;
+                        }
+                    }
+                    if head.skips_to_line_end() {
+                        // Bytes that change nothing up to the line's end: most of a head.
+                        match memchr::memchr2(b'\r', b'\n', &bytes[i..]) {
+                            Some(at) => i += at,
+                            None => return Step::More,
+                        }
+                    }
+                    match head.byte(bytes[i], role) {
                         Ok(None) => {}
                         Ok(Some(info)) => return Step::Head(i + 1, info),
                         Err(()) => {
@@ -76,6 +95,7 @@ impl Phase {
                             return Step::More;
                         }
                     }
+                    i += 1;
                 }
                 Step::More
             }

@@ -124,3 +124,64 @@ fn what_hyper_would_refuse_or_cannot_be_followed_is_left_to_hyper() {
     h2.wrote(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     assert_eq!(h2.read(b"\0\0\0\x04\0\0\0\0\0"), Read::Due);
 }
+
+#[test]
+fn skipping_to_line_ends_reads_heads_as_byte_by_byte_does() {
+    let long = "x".repeat(300);
+    let responses = [
+        format!("HTTP/1.1 200 OK with a long reason {long}\r\nServer: {long}\r\nContent-Length: 3\r\n\r\nabcEXTRA"),
+        format!("HTTP/1.1 200 OK\r\nX-Long: {long}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nEXTRA"),
+        // A bare CR inside a skipped value: refused, as hyper would.
+        "HTTP/1.1 200 OK\r\nX-Bad: a\rb\r\nContent-Length: 3\r\n\r\nabcEXTRA".to_string(),
+        format!("HTTP/1.1 200 OK\nX-Lf-Only: {long}\nContent-Length: 3\n\nabcEXTRA"),
+        format!("HTTP/1.1 304 Not Modified\r\nETag: \"{long}\"\r\nContent-Length: 9\r\n\r\nEXTRA"),
+    ];
+    for response in &responses {
+        let bytes = response.as_bytes();
+        let whole = exchange(GET, bytes);
+        let mut tracker = Tracker::new(true);
+        tracker.wrote(GET);
+        let mut due = 0;
+        let mut stray = false;
+        for at in 0..bytes.len() {
+            match tracker.read(&bytes[at..at + 1]) {
+                Read::Due => due += 1,
+                Read::Stray { due: 0 } => {
+                    stray = true;
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let one_by_one = if stray {
+            Read::Stray { due }
+        } else {
+            Read::Due
+        };
+        assert_eq!(whole, one_by_one, "{response}");
+    }
+}
+
+#[test]
+fn names_read_at_once_are_judged_as_byte_by_byte() {
+    for response in [
+        &b"HTTP/1.1 200 OK\r\nX: 1\r\nContent-Length: 1\r\n\r\naEXTRA"[..],
+        b"HTTP/1.1 200 OK\r\nContent Length: 1\r\n\r\naEXTRA",
+        b"HTTP/1.1 200 OK\r\n: empty\r\nContent-Length: 1\r\n\r\naEXTRA",
+        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 1\r\n\r\naEXTRA",
+        b"HTTP/1.1 200 OK\r\nCONTENT-LENGTH: 1\r\n\r\naEXTRA",
+        b"HTTP/1.1 200 OK\r\nTRANSFER-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\nEXTRA",
+    ] {
+        let whole = exchange(GET, response);
+        let mut tracker = Tracker::new(true);
+        tracker.wrote(GET);
+        let mut one_by_one = Read::Due;
+        for (at, byte) in response.iter().enumerate() {
+            if let Read::Stray { .. } = tracker.read(std::slice::from_ref(byte)) {
+                one_by_one = Read::Stray { due: at };
+                break;
+            }
+        }
+        assert_eq!(whole, one_by_one, "{}", String::from_utf8_lossy(response));
+    }
+}
