@@ -9,6 +9,11 @@
 //!   one other iframe) through `RewriteBody` in 16 KB chunks, as a gated
 //!   response is streamed; the rewriter's construction is included, since
 //!   every response builds one.
+//! - `gate`: the gate's steps for one request: the route lookup, reading the
+//!   session cookie out of a Cookie header of five, and the allowlist check
+//!   (cookie read and file-source lookup, as a gated request does it).
+//! - `rewrite_page`: generated pages of 8 KB (2 embeds), 40 KB (5) and
+//!   400 KB (20), the sizes of bench/compare.sh, through `RewriteBody`.
 //! - `passthrough_baseline`: the same page and chunks through lol_html with no
 //!   handlers, with a no-op `iframe` handler, and plain copying, so the share
 //!   of selector matching and minting is visible.
@@ -325,10 +330,122 @@ fn passthrough_baseline(c: &mut Criterion) {
     group.finish();
 }
 
+/// A page of about `kib` KiB with `embeds` Infomaniak embeds, made like
+/// bench/make_page.py's: paragraphs, an embed every other section.
+fn sized_page(kib: usize, embeds: usize) -> Bytes {
+    let mut page = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Members</title><style>p { margin: 0 }</style></head><body><main><article>\n",
+    );
+    let sections = 2 * embeds;
+    let per_section = kib * 1024 / sections;
+    for section in 0..sections {
+        let start = page.len();
+        page.push_str("<section><h2>Lesson</h2>\n");
+        while page.len() - start < per_section.saturating_sub(200) {
+            page.push_str(
+                "<p>Gateway session token stream chunk <a href=\"/videos/notes\">notes</a> \
+                 &amp; <em>more</em> member lesson video module archive editor.</p>\n",
+            );
+        }
+        if section % 2 == 0 {
+            page.push_str(&format!(
+                "<iframe width=\"720\" height=\"405\" \
+                 src=\"https://api.vod2.infomaniak.com/res/embed/share{section}.html\" \
+                 allowfullscreen></iframe>\n"
+            ));
+        }
+        page.push_str("</section>\n");
+    }
+    page.push_str("</article></main></body></html>\n");
+    Bytes::from(page)
+}
+
+/// One page view's rewrite at each page size of bench/compare.sh.
+fn rewrite_page_sizes(c: &mut Criterion) {
+    let runtime = load_runtime();
+    let mut group = c.benchmark_group("rewrite_page");
+    for (name, kib, embeds) in [
+        ("8k_2_embeds", 8, 2),
+        ("40k_5_embeds", 40, 5),
+        ("400k_20_embeds", 400, 20),
+    ] {
+        let page = sized_page(kib, embeds);
+        let mut out = 0;
+        assert_eq!(
+            rewrite_page(&runtime, &page, |c| out += c.len()),
+            embeds as u32
+        );
+        group.throughput(Throughput::Bytes(page.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                rewrite_page(&runtime, black_box(&page), |chunk| {
+                    black_box(chunk);
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The gate's per-request steps: which route, which cookie, whose session.
+fn gate_steps(c: &mut Criterion) {
+    let runtime = load_runtime();
+    let mut group = c.benchmark_group("gate");
+    group.bench_function("route_lookup", |b| {
+        b.iter(|| {
+            runtime
+                .routes
+                .lookup(black_box("/videos/course/lesson-3"), None)
+                .is_ok()
+        })
+    });
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::COOKIE,
+        http::HeaderValue::from_static(
+            "_ga=GA1.2.1234567890.1700000000; theme=dark; lang=en; \
+             sessionid=demo-member-7f3c9a2e41b8; consent=yes",
+        ),
+    );
+    let cookie = embedgate::gate::CookieName::new("sessionid");
+    group.bench_function("cookie_read", |b| {
+        b.iter(|| {
+            embedgate::gate::session_cookies(black_box(&headers), &cookie)
+                .map(|values| values.as_slice().len())
+                .unwrap_or_default()
+        })
+    });
+    let (method, uri) = (http::Method::GET, http::Uri::from_static("/videos/intro"));
+    let visit = embedgate::allowlist::Visit {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio runtime");
+    assert!(matches!(
+        executor.block_on(runtime.gate.admit(&visit)),
+        Ok(embedgate::gate::Admission::Allowed(_))
+    ));
+    group.bench_function("allowlist_check", |b| {
+        b.iter(|| {
+            matches!(
+                executor.block_on(runtime.gate.admit(black_box(&visit))),
+                Ok(embedgate::gate::Admission::Allowed(_))
+            )
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    gate_steps,
     mint_token,
     verify_token,
+    rewrite_page_sizes,
     rewrite_40k_5_embeds,
     passthrough_baseline
 );
