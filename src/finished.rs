@@ -175,7 +175,8 @@ pub fn finished(record: &mut RequestRecord, complete: bool) {
     let tokens = record.rewrite.as_ref().map_or(0, |s| s.minted());
     let refused = record.rewrite.as_ref().map_or(0, |s| s.refused());
     let unentitled = record.rewrite.as_ref().map_or(0, |s| s.unentitled());
-    let latency_us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    // To the nearest microsecond, as the line always showed it.
+    let latency_us = u64::try_from((took.as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
     let decision = record.decision.as_str();
     let (method, path, status, bytes) = (&record.method, &record.path, record.status, record.bytes);
     // Made by the gateway or checked for visible ASCII before it was kept.
