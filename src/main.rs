@@ -14,6 +14,12 @@ use embedgate::runtime::Runtime;
 use embedgate::token::{Minter, Visitor};
 use embedgate::{admin, demo, logging, server};
 
+/// Many small short-lived allocations per request (header maps, the access
+/// line, hyper's per-request state): mimalloc serves them in fewer
+/// instructions than the system allocator, measured in bench/README.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Edge gateway that admits only allowlisted sessions to pages with protected
 /// video embeds, and mints a token for each page view into every embed.
 #[derive(Parser)]
@@ -288,8 +294,14 @@ fn build_once(loaded: Loaded) -> anyhow::Result<Runtime> {
 }
 
 fn async_runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
+    // One worker: everything on this thread, without the work-stealing
+    // scheduler's hand-offs (measured in bench/README.md).
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     builder
