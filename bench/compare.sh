@@ -5,7 +5,8 @@
 # HTTP/1.1 (wrk) and cleartext HTTP/2 (h2load). Both outputs are checked
 # first; then each case runs for both, back to back, and the ratio is printed.
 #
-# Usage: bench/compare.sh            full set, median of 3 x 10 s per case (~13 min)
+# Usage: bench/compare.sh            full set: HTTP/1.1 median of 3 x 10 s per case,
+#                                    HTTP/2 one 10 s run per case (~14 min)
 #        QUICK=1 bench/compare.sh    one 3 s run per case (~3 min)
 # Env:   WORKERS=1 (default: the gateway with `workers = 1` and nginx with one
 #          worker, both pinned to core 0; the CMS stand-in and the load
@@ -21,9 +22,9 @@ CONNECTIONS=32
 STREAMS=10
 CASES="${CASES:-h1 h2 memory}"
 if [[ -n "${QUICK:-}" ]]; then
-    RUNS=1 DURATION=3 IDLE_COUNTS="1000"
+    RUNS=1 H2_RUNS=1 DURATION=3 IDLE_COUNTS="1000"
 else
-    RUNS=3 DURATION=10 IDLE_COUNTS="1000 10000"
+    RUNS=3 H2_RUNS=1 DURATION=10 IDLE_COUNTS="1000 10000"
 fi
 PAGES=("8k:8:2" "40k:40:5" "400k:400:20")
 SESSION="bench-member-4f1d2c7a9e03"
@@ -229,7 +230,8 @@ run_wrk() {
         END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, non2xx }' "$out"
 }
 
-# h2load on $1 (extra args after it); prints "req/s mean_ms failed".
+# h2load on $1 (extra args after it); prints "req/s mean_ms broken 2xx 4xx"
+# (broken: requests that errored or timed out).
 run_h2load() {
     local out="$WORK/h2load.txt"
     "${CLIENT_CORE[@]}" h2load -t1 -c"$CONNECTIONS" -m"$STREAMS" -D "$DURATION" "$@" >"$out" 2>&1
@@ -242,8 +244,9 @@ run_h2load() {
         }
         /^finished in/ { rps = $4 }
         /^time for request:/ { mean = ms($6) }
-        /^requests:/ { failed = $10 + $12 }
-        END { printf "%.0f %.2f %d\n", rps, mean, failed }' "$out"
+        /^requests:/ { broken = $12 + $14 }
+        /^status codes:/ { ok = $3; denied = $7 }
+        END { printf "%.0f %.2f %d %d %d\n", rps, mean, broken, ok, denied }' "$out"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -257,15 +260,23 @@ measure() {
     local route=videos
     [[ "$path" == passthrough ]] && route=articles
     for server in embedgate nginx; do rates[$server]="" lats[$server]=""; done
-    for run in $(seq "$RUNS"); do
+    local runs="$RUNS"
+    [[ "$proto" == h2 ]] && runs="$H2_RUNS"
+    for run in $(seq "$runs"); do
         for server in embedgate nginx; do
             if [[ "$proto" == h1 ]]; then
                 url="${H1_URL[$server]}/$route/page-$name.html"
                 read -r rps _ lat extra < <(run_wrk "${args[@]}" "$url")
             else
                 url="${H2_URL[$server]}/$route/page-$name.html"
-                read -r rps lat extra < <(run_h2load "${args[@]}" "$url")
-                [[ "$extra" == 0 ]] || fail "h2load: $extra requests failed on $server $path $name"
+                local broken ok denied
+                read -r rps lat broken ok denied < <(run_h2load "${args[@]}" "$url")
+                [[ "$broken" == 0 ]] || fail "h2load: $broken requests broke on $server $path $name"
+                if [[ "$path" == denied ]]; then
+                    [[ "$ok" == 0 && "$denied" -gt 0 ]] || fail "h2load: $ok 2xx on $server $path $name"
+                else
+                    [[ "$denied" == 0 && "$ok" -gt 0 ]] || fail "h2load: $denied 4xx on $server $path $name"
+                fi
             fi
             rates[$server]+="$rps " lats[$server]+="$lat "
         done
@@ -306,7 +317,7 @@ for case in $CASES; do
         ;;
     h2)
         echo
-        echo "HTTP/2 (h2c, prior knowledge): h2load -t1 -c$CONNECTIONS -m$STREAMS, median of $RUNS x ${DURATION}s; req/s and mean (ms)"
+        echo "HTTP/2 (h2c, prior knowledge): h2load -t1 -c$CONNECTIONS -m$STREAMS, median of $H2_RUNS x ${DURATION}s; req/s and mean (ms)"
         header mean
         for spec in "${PAGES[@]}"; do
             IFS=: read -r name _ _ <<<"$spec"
