@@ -158,12 +158,28 @@ start() {
     timeout "$SERVER_LIFETIME" "$@" &
     PIDS+=($!)
 }
+start_gateway() {
+    start env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" "${SERVER_CORE[@]}" "$EMBEDGATE_BIN" \
+        --config "$WORK/gateway.toml" >>"$WORK/gateway.log" 2>&1
+    GW_PID=${PIDS[-1]}
+    wait_ready "${H1_URL[embedgate]}/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+}
+start_nginx() {
+    start "${SERVER_CORE[@]}" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
+    NG_PID=${PIDS[-1]}
+    wait_ready "${H1_URL[nginx]}/" || { tail -n 20 "$WORK/nginx-error.log" >&2; exit 1; }
+}
+# Stops both servers and starts them again: memory is measured on fresh
+# processes, not on heaps that the load runs have grown.
+restart_servers() {
+    kill "$GW_PID" "$NG_PID"
+    wait "$GW_PID" "$NG_PID" 2>/dev/null || true
+    start_gateway
+    start_nginx
+}
 start "${CLIENT_CORE[@]}" "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$WORK/pages" >"$WORK/upstream.log" 2>&1
-start env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" "${SERVER_CORE[@]}" "$EMBEDGATE_BIN" \
-    --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1
-GW_PID=${PIDS[-1]}
 wait_ready "$UPSTREAM/page-8k.html"
-wait_ready "${H1_URL[embedgate]}/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+start_gateway
 
 # nginx answers denials with the gateway's own deny page.
 curl -s "${H1_URL[embedgate]}/videos/page-8k.html" -o "$WORK/deny.html"
@@ -179,9 +195,7 @@ open(work + "/nginx.conf", "w").write(conf)
 js = open("bench/nginx/embed.js").read().replace("@KEY@", key).replace("@TTL@", ttl)
 open(work + "/embed.js", "w").write(js)
 PY
-start "${SERVER_CORE[@]}" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
-NG_PID=${PIDS[-1]}
-wait_ready "${H1_URL[nginx]}/" || { tail -n 20 "$WORK/nginx-error.log" >&2; exit 1; }
+start_nginx
 
 fail() { echo "compare.sh: check failed: $*" >&2; exit 1; }
 
@@ -326,12 +340,14 @@ for case in $CASES; do
         ;;
     memory)
         echo
-        echo "Idle keep-alive connections, each having fetched the 8 KB page once (bench/idle_memory.py)"
-        # The processes themselves: timeout runs each as its child.
-        gateway_pid="$(pgrep -P "$GW_PID")"
-        nginx_worker="$(pgrep -P "$(pgrep -P "$NG_PID")" | head -n1)"
+        echo "Idle keep-alive connections, each having fetched the 8 KB page once (bench/idle_memory.py),"
+        echo "on freshly started servers (RSS of the gateway process and of the nginx worker)"
         for proto in h1 h2; do
             for count in $IDLE_COUNTS; do
+                restart_servers
+                # The processes themselves: timeout runs each as its child.
+                gateway_pid="$(pgrep -P "$GW_PID")"
+                nginx_worker="$(pgrep -P "$(pgrep -P "$NG_PID")" | head -n1)"
                 "${CLIENT_CORE[@]}" python3 bench/idle_memory.py --proto "$proto" --count "$count" \
                     --url "${H1_URL[embedgate]}/articles/page-8k.html" --pid "$gateway_pid" \
                     --name embedgate
