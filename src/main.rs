@@ -14,12 +14,6 @@ use embedgate::runtime::Runtime;
 use embedgate::token::{Minter, Visitor};
 use embedgate::{admin, demo, logging, server};
 
-/// Many small short-lived allocations per request (header maps, the access
-/// line, hyper's per-request state): mimalloc serves them in fewer
-/// instructions than the system allocator, measured in bench/README.md.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Edge gateway that admits only allowlisted sessions to pages with protected
 /// video embeds, and mints a token for each page view into every embed.
 #[derive(Parser)]
