@@ -10,11 +10,13 @@ pub(super) fn is_html_space(c: char) -> bool {
 
 /// Splits a URL into what comes before `?`, the query, and `#fragment`.
 pub(super) fn split_url(url: &str) -> (&str, &str, &str) {
-    let split = url.find(['?', '#']).unwrap_or(url.len());
+    // Byte searches: `?` and `#` are ASCII, so they fall on char boundaries.
+    let split = memchr::memchr2(b'?', b'#', url.as_bytes()).unwrap_or(url.len());
     let (base, tail) = url.split_at(split);
     match tail.strip_prefix('?') {
         Some(q) => {
-            let (query, fragment) = q.split_at(q.find('#').unwrap_or(q.len()));
+            let (query, fragment) =
+                q.split_at(memchr::memchr(b'#', q.as_bytes()).unwrap_or(q.len()));
             (base, query, fragment)
         }
         None => (base, "", tail),
@@ -34,20 +36,40 @@ pub(super) fn decode_references(value: &str) -> Cow<'_, str> {
 /// alike: `&`, `<`, `>` and `"` written as references. Borrows when there
 /// is nothing to escape.
 pub(super) fn escape_attribute(text: &str) -> Cow<'_, str> {
-    let special = |c: char| matches!(c, '&' | '<' | '>' | '"');
-    if !text.contains(special) {
+    // Byte searches and slices: the four are ASCII, so they fall on char
+    // boundaries; this runs for every token minted. Each search starts
+    // where the last one stopped, so the work stays linear.
+    let bytes = text.as_bytes();
+    let quote_from = |from: usize| memchr::memchr(b'"', &bytes[from..]).map(|i| from + i);
+    let other_from =
+        |from: usize| memchr::memchr3(b'&', b'<', b'>', &bytes[from..]).map(|i| from + i);
+    let (mut quote, mut other) = (quote_from(0), other_from(0));
+    if quote.is_none() && other.is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            _ => out.push(c),
+    let mut done = 0;
+    loop {
+        let at = match (quote, other) {
+            (Some(q), Some(o)) => q.min(o),
+            (Some(at), None) | (None, Some(at)) => at,
+            (None, None) => break,
+        };
+        out.push_str(&text[done..at]);
+        out.push_str(match bytes[at] {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            _ => "&quot;",
+        });
+        done = at + 1;
+        if quote == Some(at) {
+            quote = quote_from(done);
+        } else {
+            other = other_from(done);
         }
     }
+    out.push_str(&text[done..]);
     Cow::Owned(out)
 }
 
@@ -116,6 +138,10 @@ mod tests {
         assert_eq!(
             escape_attribute("https://x/a?b=1&token=st=1~acl=/*<\">"),
             "https://x/a?b=1&amp;token=st=1~acl=/*&lt;&quot;&gt;"
+        );
+        assert_eq!(
+            escape_attribute("\"\u{e9}&<>\"x\"&"),
+            "&quot;\u{e9}&amp;&lt;&gt;&quot;x&quot;&amp;"
         );
     }
 

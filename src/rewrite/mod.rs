@@ -1,44 +1,45 @@
-//! The streaming iframe rewriter: an `http_body::Body` around lol_html.
+//! The streaming iframe rewriter: an `http_body::Body` around the scanner
+//! ([`scan`]).
 //!
-//! Each upstream chunk goes through the rewriter as it arrives and what comes
-//! out is sent on at once; the page is never held whole. lol_html keeps a tag
-//! that is split across chunks until it is complete, so it is still rewritten,
-//! and every byte the handler does not touch comes out as it went in.
+//! Each upstream chunk goes through the scanner as it arrives and what comes
+//! out is sent on at once; the page is never held whole. The scanner keeps
+//! an iframe tag that is split across chunks until it is complete, so it is
+//! still rewritten, and every byte outside the iframes it rewrites comes out
+//! as it went in.
 //!
-//! A token from the video host's API cannot be had inside the synchronous
-//! handler: the handler leaves a marker ([`output`]) and announces the call
-//! ([`minting`]); the body sends everything up to the first unresolved
-//! marker and keeps feeding the rewriter meanwhile.
+//! A token from the video host's API cannot be had while a tag is being
+//! rewritten: the rewriter leaves a marker ([`output`]) and announces the
+//! call ([`minting`]); the body sends everything up to the first unresolved
+//! marker and keeps feeding the scanner meanwhile.
 
+#[cfg(test)]
+mod body_tests;
+mod iframe;
 mod minting;
 mod output;
+pub mod scan;
 
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use encoding_rs::Encoding;
 use http::HeaderMap;
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
-use lol_html::errors::RewritingError;
-use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
-use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
 use thiserror::Error;
 
 use crate::allowlist::Principal;
-use crate::embed::{EmbedRewrite, EmbedSet};
+use crate::embed::EmbedSet;
 use crate::metrics::{RuntimeMetrics, TokenResult};
-use crate::token::{MintError, OnMintError, Visitor};
-use minting::{Job, Minting, Resolution};
-use output::{Output, Piece, Sink};
-
-static IFRAME: LazyLock<Selector> = LazyLock::new(|| "iframe".parse().expect("static selector"));
-
-/// Attributes that carry an iframe's URL (`data-src` for lazy-loading plugins).
-const URL_ATTRIBUTES: [&str; 2] = ["src", "data-src"];
+use crate::token::{MintError, OnMintError};
+use iframe::{IframeRewriter, PageSink};
+use minting::{Minting, Resolution};
+use output::{OutputState, Piece};
+use scan::{AsciiCompatible, ScanError, ScanSettings, Scanner};
 
 /// `[rewrite]`, validated: limits of one page's rewriter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +68,9 @@ pub enum RewriteError {
     /// The upstream body failed.
     #[error("upstream body: {0}")]
     Upstream(Box<dyn std::error::Error + Send + Sync>),
-    /// lol_html refused the input (e.g. a tag larger than the memory cap).
+    /// The scanner refused the input (an iframe tag larger than the memory cap).
     #[error("rewriter: {0}")]
-    Rewriter(#[from] RewritingError),
+    Rewriter(#[from] ScanError),
     /// The video host's API gave no token and the embed's `on_error` is "page".
     #[error("no token for embed[{embed}]: {error}")]
     Mint {
@@ -80,7 +81,7 @@ pub enum RewriteError {
     },
 }
 
-/// Counts shared between the element handler and whoever logs the request.
+/// Counts shared between the iframe rewriter and whoever logs the request.
 #[derive(Debug, Default)]
 pub struct RewriteStats {
     minted: AtomicU32,
@@ -115,29 +116,30 @@ impl RewriteStats {
 const OUTPUT_SLACK: usize = 1024;
 
 /// How a page's bytes are to be read.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct PageEncoding {
-    encoding: AsciiCompatibleEncoding,
+    encoding: AsciiCompatible,
     // A charset in Content-Type wins over a <meta charset> in the page.
     declared: bool,
 }
 
 impl PageEncoding {
-    /// The encoding lol_html is to read with.
-    pub fn encoding(&self) -> AsciiCompatibleEncoding {
+    /// The encoding the page is read with (until a `<meta>` says otherwise,
+    /// when the response declared none).
+    pub fn encoding(&self) -> AsciiCompatible {
         self.encoding
     }
 }
 
 /// The encoding to parse with, from the response's `charset` (UTF-8 unless
-/// the page says otherwise); `None` if lol_html cannot handle it.
+/// the page says otherwise); `None` if it is unknown or not ASCII-compatible.
 pub fn encoding_for(charset: Option<&str>) -> Option<PageEncoding> {
     let encoding = match charset {
         None => encoding_rs::UTF_8,
-        Some(label) => encoding_rs::Encoding::for_label_no_replacement(label.as_bytes())?,
+        Some(label) => Encoding::for_label_no_replacement(label.as_bytes())?,
     };
     Some(PageEncoding {
-        encoding: AsciiCompatibleEncoding::new(encoding)?,
+        encoding: AsciiCompatible::new(encoding)?,
         declared: charset.is_some(),
     })
 }
@@ -145,18 +147,15 @@ pub fn encoding_for(charset: Option<&str>) -> Option<PageEncoding> {
 /// An HTML body with a token minted into every matching iframe.
 pub struct RewriteBody<B = Incoming> {
     upstream: B,
-    rewriter: Option<HtmlRewriter<'static, Sink>>,
-    output: Arc<Output>,
+    scanner: Option<Scanner>,
+    iframes: IframeRewriter,
+    output: OutputState,
     trailers: Option<HeaderMap>,
     ended: bool,
     // Calls to the video host's API; `None` until the page has a remote embed.
     minting: Option<Minting>,
     // Whether any embed mints remotely: if not, no call is ever announced.
     remote: bool,
-    embeds: Arc<EmbedSet>,
-    principal: Principal,
-    metrics: Arc<RuntimeMetrics>,
-    stats: Arc<RewriteStats>,
     // Most output held back behind a token still being fetched.
     max_held: usize,
     upstream_done: bool,
@@ -171,7 +170,7 @@ impl<B> RewriteBody<B> {
         encoding: PageEncoding,
         stats: Arc<RewriteStats>,
     ) -> RewriteBody<B> {
-        let output = Arc::new(Output::new(output::page_nonce()));
+        let output = OutputState::new(output::page_nonce());
         let PageTokens {
             embeds,
             now,
@@ -179,103 +178,28 @@ impl<B> RewriteBody<B> {
             addr,
             metrics,
         } = tokens;
-        let (handler_embeds, handler_principal, handler_metrics, handler_stats, handler_output) = (
-            embeds.clone(),
-            principal.clone(),
-            metrics.clone(),
-            stats.clone(),
-            output.clone(),
-        );
-        let mut next_slot = 0usize;
-        let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
-            let (embeds, metrics, stats) = (&handler_embeds, &handler_metrics, &handler_stats);
-            let visitor = Visitor {
-                principal: &handler_principal,
-                addr,
-                now,
-            };
-            for attribute in URL_ATTRIBUTES {
-                let Some(url) = el.get_attribute(attribute) else {
-                    continue;
-                };
-                if url.contains(char::REPLACEMENT_CHARACTER) {
-                    // Bytes the page's encoding cannot read: rewriting would change them.
-                    if embeds.is_match(&url) {
-                        tracing::warn!(
-                            attribute,
-                            "embed left without a token: URL not in the page's encoding"
-                        );
-                        stats.refused.fetch_add(1, Ordering::Relaxed);
-                    }
-                    continue;
-                }
-                match embeds.rewrite(&url, &visitor) {
-                    None => {}
-                    Some((embed, EmbedRewrite::Deferred(deferred))) => {
-                        let slot = next_slot;
-                        next_slot += 1;
-                        let mut state = handler_output.lock();
-                        let marker = state.marker(slot);
-                        let marker = std::str::from_utf8(&marker).unwrap_or_default();
-                        let value =
-                            [deferred.head.as_str(), marker, deferred.tail.as_str()].concat();
-                        state.announce(Job {
-                            slot,
-                            embed,
-                            param: deferred.param,
-                            call: deferred.call,
-                        });
-                        drop(state);
-                        el.set_attribute(attribute, &value)?;
-                    }
-                    Some((embed, EmbedRewrite::Minted(with_token))) => {
-                        el.set_attribute(attribute, &with_token)?;
-                        stats.minted.fetch_add(1, Ordering::Relaxed);
-                        metrics.token(embed, TokenResult::Minted);
-                    }
-                    Some((embed, EmbedRewrite::Unentitled(stripped))) => {
-                        if let Some(without_token) = stripped {
-                            el.set_attribute(attribute, &without_token)?;
-                        }
-                        stats.unentitled.fetch_add(1, Ordering::Relaxed);
-                        metrics.token(embed, TokenResult::Unentitled);
-                    }
-                    Some((embed, EmbedRewrite::Unsafe(unsafe_capture))) => {
-                        tracing::warn!(attribute, %unsafe_capture, "embed left without a token");
-                        stats.refused.fetch_add(1, Ordering::Relaxed);
-                        metrics.token(embed, TokenResult::Refused);
-                    }
-                }
-            }
-            Ok(())
-        };
-        let settings = Settings::new_send()
-            .with_encoding(encoding.encoding)
-            .with_adjust_charset_on_meta_tag(!encoding.declared)
-            // Strict mode aborts on markup it cannot parse without a DOM; a
-            // member would get half a page. The worst a rare misparse can do
-            // here is leave an iframe without a token.
-            .with_strict(false)
-            .with_memory_settings(
-                MemorySettings::new().with_max_allowed_memory_usage(limits.max_memory),
-            )
-            .append_element_content_handler((
-                std::borrow::Cow::Borrowed(&*IFRAME),
-                ElementContentHandlers::default().element(handler),
-            ));
-        let rewriter = HtmlRewriter::new(settings, Sink(output.clone()));
+        let scanner = Scanner::new(ScanSettings {
+            encoding: encoding.encoding,
+            adjust_charset: !encoding.declared,
+            max_memory: limits.max_memory,
+        });
         RewriteBody {
             upstream,
-            rewriter: Some(rewriter),
+            scanner: Some(scanner),
             output,
             trailers: None,
             ended: false,
             minting: None,
             remote: embeds.has_remote(),
-            embeds,
-            principal,
-            metrics,
-            stats,
+            iframes: IframeRewriter {
+                embeds,
+                principal,
+                addr,
+                now,
+                metrics,
+                stats,
+                next_slot: 0,
+            },
             max_held: limits.max_memory,
             upstream_done: false,
         }
@@ -285,7 +209,7 @@ impl<B> RewriteBody<B> {
     /// has ended. `Err` when a failed call cuts the page off.
     fn next_ready(&mut self) -> Result<Option<Bytes>, RewriteError> {
         loop {
-            let mut state = self.output.lock();
+            let state = &mut self.output;
             match state.next() {
                 None => return Ok(None),
                 Some(Piece::Bytes(bytes)) if bytes.is_empty() => continue,
@@ -303,18 +227,17 @@ impl<B> RewriteBody<B> {
                         }
                         None => continue,
                         Some(Resolution::Token(text)) => {
-                            self.stats.minted.fetch_add(1, Ordering::Relaxed);
+                            self.iframes.stats.minted.fetch_add(1, Ordering::Relaxed);
                             if let Some(embed) = embed {
-                                self.metrics.token(embed, TokenResult::Minted);
+                                self.iframes.metrics.token(embed, TokenResult::Minted);
                             }
                             return Ok(Some(Bytes::from(text)));
                         }
                         Some(Resolution::Failed(error, on_error)) => {
                             let embed = embed.unwrap_or_default();
-                            self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                            self.metrics.token(embed, TokenResult::Failed);
+                            self.iframes.stats.failed.fetch_add(1, Ordering::Relaxed);
+                            self.iframes.metrics.token(embed, TokenResult::Failed);
                             if on_error == OnMintError::Page {
-                                drop(state);
                                 return Err(RewriteError::Mint { embed, error });
                             }
                             tracing::warn!(embed, %error, "embed left without a token: the video host gave none");
@@ -331,10 +254,13 @@ impl<B> RewriteBody<B> {
         if !self.remote {
             return;
         }
-        let jobs = self.output.lock().take_jobs();
+        let jobs = self.output.take_jobs();
         if !jobs.is_empty() {
+            let iframes = &self.iframes;
             self.minting
-                .get_or_insert_with(|| Minting::new(self.embeds.clone(), self.principal.clone()))
+                .get_or_insert_with(|| {
+                    Minting::new(iframes.embeds.clone(), iframes.principal.clone())
+                })
                 .add(jobs);
         }
         if let Some(minting) = self.minting.as_mut() {
@@ -372,10 +298,7 @@ where
                     continue;
                 }
             }
-            let (held, nothing_held) = {
-                let state = this.output.lock();
-                (state.buffered(), state.is_empty())
-            };
+            let (held, nothing_held) = (this.output.buffered(), this.output.is_empty());
             if this.upstream_done {
                 if nothing_held {
                     this.ended = true;
@@ -395,12 +318,16 @@ where
             match frame {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        if let Some(rewriter) = this.rewriter.as_mut() {
+                        if let Some(scanner) = this.scanner.as_mut() {
                             // Room for the chunk and its tokens up front: once the
                             // last frame has been sent, this takes its buffer back
                             // instead of growing a new one piece by piece.
-                            this.output.lock().reserve(data.len() + OUTPUT_SLACK);
-                            if let Err(err) = rewriter.write(&data) {
+                            this.output.reserve(data.len() + OUTPUT_SLACK);
+                            let mut sink = PageSink {
+                                output: &mut this.output,
+                                iframes: &mut this.iframes,
+                            };
+                            if let Err(err) = scanner.write(&data, &mut sink) {
                                 this.fail();
                                 return Poll::Ready(Some(Err(err.into())));
                             }
@@ -414,8 +341,12 @@ where
                 }
                 None => {
                     this.upstream_done = true;
-                    if let Some(rewriter) = this.rewriter.take() {
-                        if let Err(err) = rewriter.end() {
+                    if let Some(mut scanner) = this.scanner.take() {
+                        let mut sink = PageSink {
+                            output: &mut this.output,
+                            iframes: &mut this.iframes,
+                        };
+                        if let Err(err) = scanner.end(&mut sink) {
                             this.fail();
                             return Poll::Ready(Some(Err(err.into())));
                         }
@@ -426,7 +357,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.trailers.is_none() && self.output.lock().is_empty()
+        self.ended && self.trailers.is_none() && self.output.is_empty()
     }
 }
 
@@ -434,12 +365,12 @@ impl<B> RewriteBody<B> {
     // After an error nothing more is sent: a half page must not be completed
     // with unrewritten bytes.
     fn fail(&mut self) {
-        self.rewriter = None;
+        self.scanner = None;
         self.ended = true;
         self.upstream_done = true;
         self.trailers = None;
         // Calls still in flight are cancelled with the page.
         self.minting = None;
-        self.output.lock().clear();
+        self.output.clear();
     }
 }

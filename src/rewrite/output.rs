@@ -1,18 +1,16 @@
 //! What the rewriter emits, held until the body hands it on, with a place
 //! kept for each token still being fetched.
 //!
-//! The element handler cannot wait for the video host's API, so it writes a
+//! The iframe handler cannot wait for the video host's API, so it writes a
 //! marker where the token goes (a per-page random nonce and the slot
 //! number, plain ASCII so any page encoding carries it intact) and announces
-//! it. lol_html hands an attribute value without `"` to the sink in one
-//! piece, so a marker is never split across chunks. The sink cuts the output
-//! at each marker; the body sends everything up to the first unresolved one.
+//! it. The scanner hands a rewritten tag to the sink in one piece, so a
+//! marker is never split across chunks. The sink cuts the output at each
+//! marker; the body sends everything up to the first unresolved one.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{Bytes, BytesMut};
-use lol_html::OutputSink;
 
 /// Nonce hex digits, then slot hex digits.
 const NONCE_LEN: usize = 24;
@@ -28,6 +26,8 @@ pub enum Piece {
     Token(usize),
 }
 
+/// A page's output not yet handed on, cut at the places of tokens still
+/// being fetched.
 #[derive(Default)]
 pub struct OutputState {
     // Pieces before the newest marker, when markers have been seen.
@@ -42,28 +42,15 @@ pub struct OutputState {
     jobs: Vec<super::minting::Job>,
 }
 
-/// Output shared by the sink (inside the rewriter) and the body. Only this
-/// response's task touches it, one poll at a time, so the lock never waits;
-/// it exists because the sink must be Send and is owned by the rewriter.
-#[derive(Default)]
-pub struct Output(Mutex<OutputState>);
-
-impl Output {
+impl OutputState {
     /// Output for a page whose markers carry `nonce`.
-    pub fn new(nonce: [u8; NONCE_LEN]) -> Output {
-        Output(Mutex::new(OutputState {
+    pub fn new(nonce: [u8; NONCE_LEN]) -> OutputState {
+        OutputState {
             nonce,
             ..OutputState::default()
-        }))
+        }
     }
 
-    /// Locks the state (never contended, see the type's doc).
-    pub fn lock(&self) -> MutexGuard<'_, OutputState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl OutputState {
     /// The marker for `slot`, announced: the sink will look for it.
     pub fn marker(&mut self, slot: usize) -> [u8; MARKER_LEN] {
         self.awaited += 1;
@@ -123,7 +110,8 @@ impl OutputState {
         self.queued_bytes = 0;
     }
 
-    fn push(&mut self, mut chunk: &[u8]) {
+    /// Appends the rewriter's next output, cut at the markers awaited.
+    pub fn push(&mut self, mut chunk: &[u8]) {
         while self.awaited > 0 {
             let Some(at) = memchr::memmem::find(chunk, &self.nonce) else {
                 break;
@@ -144,17 +132,6 @@ impl OutputState {
             chunk = &chunk[at + MARKER_LEN..];
         }
         self.tail.extend_from_slice(chunk);
-    }
-}
-
-/// The rewriter's output sink.
-pub struct Sink(pub Arc<Output>);
-
-impl OutputSink for Sink {
-    fn handle_chunk(&mut self, chunk: &[u8]) {
-        if !chunk.is_empty() {
-            self.0.lock().push(chunk);
-        }
     }
 }
 
@@ -180,8 +157,7 @@ mod tests {
 
     #[test]
     fn cuts_output_at_announced_markers_only() {
-        let output = Output::new(*b"0123456789abcdef01234567");
-        let mut state = output.lock();
+        let mut state = OutputState::new(*b"0123456789abcdef01234567");
         state.push(b"plain 0123456789abcdef0123456700000001 text");
         let m0 = state.marker(0);
         let m3 = state.marker(3);
