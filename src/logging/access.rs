@@ -222,8 +222,8 @@ fn format_json(out: &mut String, line: &AccessLine<'_>) {
         let _ = write!(out, ",\"{name}\":");
         json_string(out, value);
     }
-    out.push_str(",\"session\":");
-    json_string(out, &line.session.to_string());
+    // A session's short tag is hex (or "-"): nothing in it needs escaping.
+    let _ = write!(out, ",\"session\":\"{}\"", line.session);
     number(out, ",\"status\":", line.status.into());
     number(out, ",\"upstream_status\":", line.upstream_status.into());
     number(out, ",\"tokens\":", line.tokens.into());

@@ -125,7 +125,7 @@ impl Connection {
             gateway,
             builders,
             limits,
-            closing,
+            mut closing,
         } = self;
         let in_flight = InFlight::default();
         let kept = Arc::new(Kept::default());
@@ -135,10 +135,9 @@ impl Connection {
             limits.header_timeout,
             limits.idle_timeout,
         );
-        let mut closing_now = closing.clone();
         let first = tokio::select! {
             first = read_preface_or_request(&mut io) => first,
-            _ = closing_now.wait_for(|closing| *closing) => return,
+            _ = closing.wait_for(|closing| *closing) => return,
         };
         let prefix = match first {
             Ok(prefix) if !prefix.is_empty() => prefix,
@@ -168,6 +167,13 @@ impl Connection {
                 let guard = in_flight.enter();
                 // Dropped before the response ends: the client reset the stream.
                 let stream = budget.as_ref().filter(|_| http2).map(|b| b.stream());
+                if !http2 {
+                    // A pipelined request hyper has begun before the task
+                    // acted on the last response's arming: closing now
+                    // would put `Connection: close` on this one's head.
+                    // hyper keeps the connection, and this response may arm again.
+                    kept.disarm();
+                }
                 let keep = (!http2 && may_keep(&request)).then(|| kept.clone());
                 Box::pin(async move {
                     let response = gateway.handle(request, info).await;

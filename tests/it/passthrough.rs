@@ -288,3 +288,59 @@ async fn an_absolute_form_target_names_the_host() {
     assert_eq!(seen.headers["host"], "site.example");
     assert_eq!(seen.headers["x-forwarded-host"], "site.example");
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_serves_pipelined_and_later_requests_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::start(|seen| Reply::html(format!("page {}", seen.uri.path()))).await;
+    let gate = Gate::start(&cms).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    // Two requests in one write: the second is read ahead while the first
+    // is served, and must survive the connection being taken back from hyper.
+    stream
+        .write_all(
+            b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\nGET /public/b HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !(seen.contains("page /public/a") && seen.contains("page /public/b")) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("both answers within 5 s")
+            .unwrap();
+        assert_ne!(n, 0, "closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(
+        seen.find("page /public/a") < seen.find("page /public/b"),
+        "{seen}"
+    );
+    assert!(
+        !seen.to_ascii_lowercase().contains("connection: close"),
+        "{seen}"
+    );
+    // Idle, then a third request on the same socket, sent in two pieces.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stream
+        .write_all(b"GET /public/c HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stream.write_all(b"st: x\r\n\r\n").await.unwrap();
+    let mut third = String::new();
+    while !third.contains("page /public/c") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("the third answer within 5 s")
+            .unwrap();
+        assert_ne!(n, 0, "closed while idle: {third}");
+        third.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(
+        cms.connections(),
+        1,
+        "one connection to the CMS for all three"
+    );
+}
