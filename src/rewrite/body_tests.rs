@@ -6,9 +6,10 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -185,21 +186,48 @@ fn new_rewriter(
         encoding,
         stats.clone(),
     );
+    let (out, ended) = drain(&mut body);
+    ended?;
+    Ok((out, (stats.minted(), stats.refused(), stats.unentitled())))
+}
+
+/// Counts the wake-ups a body asks for.
+#[derive(Default)]
+struct WakeCount(AtomicUsize);
+
+impl Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `body` to its end: the bytes it gave, and its error if it failed.
+/// A local page may only wait when it woke itself first (a cut, held for
+/// one poll), never on its own.
+fn drain<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> (Vec<u8>, Result<(), String>)
+where
+    B::Error: std::fmt::Display,
+{
+    let wakes = Arc::new(WakeCount::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
     let mut out = Vec::new();
-    let mut cx = Context::from_waker(Waker::noop());
     loop {
-        match Pin::new(&mut body).poll_frame(&mut cx) {
+        let woken = wakes.0.load(Ordering::SeqCst);
+        match Pin::new(&mut *body).poll_frame(&mut cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     out.extend_from_slice(data);
                 }
             }
-            Poll::Ready(Some(Err(err))) => return Err(err.to_string()),
-            Poll::Ready(None) => break,
-            Poll::Pending => panic!("local tokens never wait"),
+            Poll::Ready(Some(Err(err))) => return (out, Err(err.to_string())),
+            Poll::Ready(None) => return (out, Ok(())),
+            Poll::Pending => assert!(
+                wakes.0.load(Ordering::SeqCst) > woken,
+                "local tokens never wait"
+            ),
         }
     }
-    Ok((out, (stats.minted(), stats.refused(), stats.unentitled())))
 }
 
 /// A page with every outcome: minted, unentitled with and without an old
@@ -278,6 +306,61 @@ fn a_tag_over_the_memory_cap_fails_the_page() {
         let err = new_rewriter(&chunks, encoding_for(None).unwrap(), 16 * 1024).unwrap_err();
         assert!(err.contains("memory cap"), "{err}");
     }
+}
+
+/// The server drops what it holds when a body fails, so the error comes one
+/// poll after the last good bytes, with a wake-up in between: the server
+/// writes out what it has while the body waits.
+#[test]
+fn a_failing_page_waits_one_woken_poll_between_its_last_bytes_and_the_error() {
+    struct FailsAfter(Option<Bytes>);
+    impl Body for FailsAfter {
+        type Data = Bytes;
+        type Error = std::io::Error;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(Some(match self.0.take() {
+                Some(chunk) => Ok(Frame::data(chunk)),
+                None => Err(std::io::Error::other("the CMS went away")),
+            }))
+        }
+    }
+    let upstream = FailsAfter(Some(Bytes::from_static(b"<p>before</p><ifr")));
+    let metrics = Arc::new(RuntimeMetrics::new(Metrics::new(), &[], 1));
+    let tokens = PageTokens {
+        embeds: embeds(),
+        now: NOW,
+        principal: visitor(),
+        addr: None,
+        metrics,
+    };
+    let mut body = RewriteBody::new(
+        upstream,
+        tokens,
+        RewriteLimits {
+            max_memory: 1 << 16,
+        },
+        encoding_for(None).unwrap(),
+        Arc::default(),
+    );
+    let wakes = Arc::new(WakeCount::default());
+    let waker = Waker::from(wakes.clone());
+    let mut cx = Context::from_waker(&waker);
+    let mut poll = || Pin::new(&mut body).poll_frame(&mut cx);
+    let Poll::Ready(Some(Ok(first))) = poll() else {
+        panic!("the bytes before the cut come first");
+    };
+    assert_eq!(first.data_ref().unwrap(), &b"<p>before</p>"[..]);
+    assert!(poll().is_pending(), "the error waits one poll");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "and asks for it");
+    assert!(!body.is_end_stream(), "a cut page never ends cleanly");
+    let mut poll = || Pin::new(&mut body).poll_frame(&mut cx);
+    let Poll::Ready(Some(Err(err))) = poll() else {
+        panic!("then the error");
+    };
+    assert!(err.to_string().contains("CMS"), "{err}");
 }
 
 #[test]

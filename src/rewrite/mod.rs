@@ -159,6 +159,9 @@ pub struct RewriteBody<B = Incoming> {
     // Most output held back behind a token still being fetched.
     max_held: usize,
     upstream_done: bool,
+    // The error that ends the page, held for one poll so that what was sent
+    // before it leaves the server's buffers first (see `cut`).
+    cut: Option<RewriteError>,
 }
 
 impl<B> RewriteBody<B> {
@@ -202,6 +205,7 @@ impl<B> RewriteBody<B> {
             },
             max_held: limits.max_memory,
             upstream_done: false,
+            cut: None,
         }
     }
 
@@ -282,16 +286,16 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, RewriteError>>> {
         let this = &mut *self;
+        if let Some(err) = this.cut.take() {
+            return Poll::Ready(Some(Err(err)));
+        }
         loop {
             // Calls start before the bytes ahead of their embed are handed on.
             this.start_calls();
             match this.next_ready() {
                 Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 Ok(None) => {}
-                Err(err) => {
-                    this.fail();
-                    return Poll::Ready(Some(Err(err)));
-                }
+                Err(err) => return this.cut(err, cx),
             }
             if let Some(minting) = this.minting.as_mut() {
                 if minting.poll_finished(cx) {
@@ -328,16 +332,14 @@ where
                                 iframes: &mut this.iframes,
                             };
                             if let Err(err) = scanner.write(&data, &mut sink) {
-                                this.fail();
-                                return Poll::Ready(Some(Err(err.into())));
+                                return this.cut(err.into(), cx);
                             }
                         }
                     }
                     Err(frame) => this.trailers = frame.into_trailers().ok(),
                 },
                 Some(Err(err)) => {
-                    this.fail();
-                    return Poll::Ready(Some(Err(RewriteError::Upstream(err.into()))));
+                    return this.cut(RewriteError::Upstream(err.into()), cx);
                 }
                 None => {
                     this.upstream_done = true;
@@ -347,8 +349,7 @@ where
                             iframes: &mut this.iframes,
                         };
                         if let Err(err) = scanner.end(&mut sink) {
-                            this.fail();
-                            return Poll::Ready(Some(Err(err.into())));
+                            return this.cut(err.into(), cx);
                         }
                     }
                 }
@@ -357,7 +358,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended && self.trailers.is_none() && self.output.is_empty()
+        self.ended && self.cut.is_none() && self.trailers.is_none() && self.output.is_empty()
     }
 }
 
@@ -372,5 +373,15 @@ impl<B> RewriteBody<B> {
         // Calls still in flight are cancelled with the page.
         self.minting = None;
         self.output.clear();
+    }
+
+    // Ends the page with `err`, one poll later: the server writes out what it
+    // holds when the body has nothing ready, and drops it when the body fails,
+    // so the visitor gets the page up to the cut instead of nothing at all.
+    fn cut<T>(&mut self, err: RewriteError, cx: &mut Context<'_>) -> Poll<T> {
+        self.fail();
+        self.cut = Some(err);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }

@@ -397,9 +397,9 @@ async fn a_failed_call_cuts_the_page_off_at_that_embed_by_default() {
         "the body ended in an error, not a clean end: {text}"
     );
     assert!(text.starts_with("<!DOCTYPE html>"), "{text}");
-    // The connection is cut: what hyper had not written yet is lost too, so
-    // the page ends at the latest inside the failed embed's unfinished tag,
-    // which a browser drops at the end of input.
+    // The connection is cut after what came before the failed embed has
+    // been written out: the page ends at the latest inside that embed's
+    // unfinished tag, which a browser drops at the end of input.
     assert!(
         !text.contains("fail.html?autoplay=0\""),
         "never sent untokened: {text}"
