@@ -17,6 +17,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=compare.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 WORKERS="${WORKERS:-1}"
 CONNECTIONS=32
 STREAMS=10
@@ -27,32 +30,14 @@ else
     RUNS=3 H2_RUNS=1 DURATION=10 IDLE_COUNTS="1000 10000"
 fi
 PAGES=("8k:8:2" "40k:40:5" "400k:400:20")
-SESSION="bench-member-4f1d2c7a9e03"
-KEY="5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-TTL=300
+SESSION="$BENCH_SESSION"
+KEY="$BENCH_KEY"
 # Every server started here exits by itself after this long.
 SERVER_LIFETIME=1200
 
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-[[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ]] || missing+=(libnginx-mod-http-js)
-command -v wrk >/dev/null || missing+=(wrk)
-command -v h2load >/dev/null || missing+=(nghttp2-client)
-command -v curl >/dev/null || missing+=(curl)
-if ((${#missing[@]})); then
-    if [[ "$(id -u)" != 0 ]]; then
-        echo "compare.sh: missing ${missing[*]}; install them with:" >&2
-        echo "    sudo apt-get install -y ${missing[*]}" >&2
-        exit 1
-    fi
-    echo "compare.sh: installing ${missing[*]}..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null && apt-get install -y -qq "${missing[@]}" >/dev/null; }
-fi
-for tool in python3 taskset timeout; do
-    command -v "$tool" >/dev/null || { echo "compare.sh: $tool is required" >&2; exit 1; }
-done
+bench_install nginx:nginx /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-mod-http-js \
+    wrk:wrk h2load:nghttp2-client curl:curl
+bench_need python3 taskset timeout
 
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -63,111 +48,36 @@ if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
 fi
 UPSTREAM_BIN="$TARGET_DIR/release/examples/static_upstream"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n "${KEEP_LOGS:-}" ]]; then
-        echo "work folder kept: $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+bench_work
 if [[ "$WORKERS" == 0 ]]; then
     SERVER_CORE=() CLIENT_CORE=() NGINX_WORKERS=auto
 else
     SERVER_CORE=(taskset -c 0) CLIENT_CORE=(taskset -c 1) NGINX_WORKERS=1
 fi
 
-mkdir -p "$WORK/pages" "$WORK/nginx-tmp"
-for spec in "${PAGES[@]}"; do
-    IFS=: read -r name kib embeds <<<"$spec"
-    python3 bench/make_page.py "$WORK/pages/page-$name.html" "$kib" "$embeds" >/dev/null
-done
-
-read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-')
+bench_pages "$WORK/pages"
+read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(bench_free_ports 4)
 UPSTREAM="http://127.0.0.1:$UP_PORT"
 declare -A H1_URL=([embedgate]="http://127.0.0.1:$GW_PORT" [nginx]="http://127.0.0.1:$NG_PORT")
 declare -A H2_URL=([embedgate]="http://127.0.0.1:$GW_PORT" [nginx]="http://127.0.0.1:$NG_H2_PORT")
-
-printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-workers = $WORKERS
 # The memory case holds 10,000 idle connections from one address.
-max_connections = 30000
-max_connections_per_ip = 0
-
-[upstream]
-url = "$UPSTREAM"
-
-[session]
-cookie = "sessionid"
-
-[session.allowlist]
-file = "allowlist.txt"
-
-[[route]]
-prefix = "/videos/"
-gated = true
-
-[[route]]
-prefix = "/"
-gated = false
-
-[[embed]]
-src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
-
-[embed.token]
-kind = "edgeauth"
-key = "$KEY"
-ttl = "${TTL}s"
-acl = "/hls/{share}/*"
-EOF
-
-# Waits until something answers HTTP on $1.
-wait_ready() {
-    local _
-    for _ in $(seq 50); do
-        curl -s -o /dev/null --max-time 1 "$1" && return 0
-        sleep 0.1
-    done
-    echo "compare.sh: nothing answers on $1" >&2
-    return 1
-}
+bench_gateway_config "$WORK/gateway.toml" "$GW_PORT" "$UPSTREAM" "$WORKERS" \
+    "max_connections = 30000
+max_connections_per_ip = 0"
 
 # Both servers may hold 10,000 connections (and the client as many).
 ulimit -Sn "$(ulimit -Hn)"
-start() {
-    timeout "$SERVER_LIFETIME" "$@" &
-    PIDS+=($!)
-}
+start() { bench_spawn "$SERVER_LIFETIME" "$@"; }
 start_gateway() {
     start env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" "${SERVER_CORE[@]}" "$EMBEDGATE_BIN" \
         --config "$WORK/gateway.toml" >>"$WORK/gateway.log" 2>&1
     GW_PID=${PIDS[-1]}
-    wait_ready "${H1_URL[embedgate]}/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+    bench_wait_ready "${H1_URL[embedgate]}/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
 }
 start_nginx() {
     start "${SERVER_CORE[@]}" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
     NG_PID=${PIDS[-1]}
-    wait_ready "${H1_URL[nginx]}/" || { tail -n 20 "$WORK/nginx-error.log" >&2; exit 1; }
+    bench_wait_ready "${H1_URL[nginx]}/" || { tail -n 20 "$WORK/nginx-error.log" >&2; exit 1; }
 }
 # Stops both servers and starts them again: memory is measured on fresh
 # processes, not on heaps that the load runs have grown.
@@ -178,23 +88,12 @@ restart_servers() {
     start_nginx
 }
 start "${CLIENT_CORE[@]}" "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$WORK/pages" >"$WORK/upstream.log" 2>&1
-wait_ready "$UPSTREAM/page-8k.html"
+bench_wait_ready "$UPSTREAM/page-8k.html"
 start_gateway
 
 # nginx answers denials with the gateway's own deny page.
 curl -s "${H1_URL[embedgate]}/videos/page-8k.html" -o "$WORK/deny.html"
-python3 - "$WORK" "$NGINX_WORKERS" "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$SESSION" "$KEY" "$TTL" <<'PY'
-import sys
-work, workers, up, port, h2, session, key, ttl = sys.argv[1:]
-deny = open(work + "/deny.html").read().replace("\\", "\\\\").replace("'", "\\'")
-conf = open("bench/nginx/nginx.conf.in").read()
-for name, value in [("WORK", work), ("WORKERS", workers), ("UPSTREAM_PORT", up), ("PORT", port),
-                    ("H2_PORT", h2), ("SESSION", session), ("DENY_PAGE", deny)]:
-    conf = conf.replace("@%s@" % name, value)
-open(work + "/nginx.conf", "w").write(conf)
-js = open("bench/nginx/embed.js").read().replace("@KEY@", key).replace("@TTL@", ttl)
-open(work + "/embed.js", "w").write(js)
-PY
+bench_nginx_config "$WORK" "$NGINX_WORKERS" "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$WORK/deny.html" ""
 start_nginx
 
 fail() { echo "compare.sh: check failed: $*" >&2; exit 1; }

@@ -14,10 +14,13 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=load.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 PAGE="$ROOT/bench/page.html"
 DURATION="${DURATION:-10s}"
 CONNECTIONS="${CONNECTIONS:-32}"
-SESSION="bench-member-4f1d2c7a9e03"
+SESSION="$BENCH_SESSION"
 # Safety net: every server started here exits by itself after this many seconds.
 SERVER_LIFETIME=300
 
@@ -32,14 +35,8 @@ if [[ "${1:-}" == "--page-only" ]]; then
 fi
 [[ -s "$PAGE" ]] || generate_page "$PAGE"
 
-need() { command -v "$1" >/dev/null || { echo "load.sh: $1 is required" >&2; exit 1; }; }
-if ! command -v wrk >/dev/null; then
-    echo "installing wrk..." >&2
-    apt-get install -y -qq wrk >/dev/null 2>&1 ||
-        { apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null; } ||
-        { echo "load.sh: wrk is missing and could not be installed" >&2; exit 1; }
-fi
-for tool in wrk curl python3 taskset timeout cmp openssl; do need "$tool"; done
+bench_install wrk:wrk curl:curl
+bench_need python3 taskset timeout cmp openssl
 
 cd "$ROOT"
 cargo build --quiet --release --bin embedgate --example static_upstream
@@ -47,32 +44,8 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 GATEWAY_BIN="$TARGET_DIR/release/embedgate"
 UPSTREAM_BIN="$TARGET_DIR/release/examples/static_upstream"
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ -n "${KEEP_LOGS:-}" ]]; then
-        echo "logs kept in $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r UP_PORT GW_PORT FA_PORT TLS_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-')
+bench_work
+read -r UP_PORT GW_PORT FA_PORT TLS_PORT < <(bench_free_ports 4)
 UPSTREAM="http://127.0.0.1:$UP_PORT"
 GATEWAY="http://127.0.0.1:$GW_PORT"
 # A second gateway whose session source is the CMS's session check (here the
@@ -81,40 +54,7 @@ GATEWAY_FA="http://127.0.0.1:$FA_PORT"
 # A third one terminating TLS (a certificate made here; wrk does not verify it).
 GATEWAY_TLS="https://127.0.0.1:$TLS_PORT"
 
-printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-workers = 1
-
-[upstream]
-url = "$UPSTREAM"
-response_timeout = "10s"
-
-[session]
-cookie = "sessionid"
-
-[session.allowlist]
-file = "allowlist.txt"
-
-[[route]]
-prefix = "/videos/"
-gated = true
-
-[[route]]
-prefix = "/"
-gated = false
-
-[[embed]]
-src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
-
-[embed.token]
-kind = "edgeauth"
-key = "5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-algorithm = "sha256"
-ttl = "5m"
-acl = "/hls/{share}/*"
-EOF
+bench_gateway_config "$WORK/gateway.toml" "$GW_PORT" "$UPSTREAM" 1
 sed -e "s|^listen = .*|listen = \"127.0.0.1:$FA_PORT\"|" \
     -e "s|^file = \"allowlist.txt\"|[session.allowlist.forward_auth]\nurl = \"$UPSTREAM/session-check\"|" \
     "$WORK/gateway.toml" >"$WORK/gateway-fa.toml"
@@ -125,34 +65,16 @@ openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/tls.key" -out "$WORK/tl
     printf '\n[server.tls]\ncert = "tls.pem"\nkey = "tls.key"\n'
 } >"$WORK/gateway-tls.toml"
 
-# Waits until something answers HTTP on $1 (curl args after it).
-wait_ready() {
-    local _ url="$1"
-    shift
-    for _ in $(seq 50); do
-        curl -s -o /dev/null --max-time 1 "$@" "$url" && return 0
-        sleep 0.1
-    done
-    echo "load.sh: nothing answers on $1" >&2
-    return 1
-}
-
-timeout "$SERVER_LIFETIME" taskset -c 1 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$PAGE" \
-    >"$WORK/upstream.log" 2>&1 &
-PIDS+=($!)
-timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
-    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway.toml" >"$WORK/gateway.log" 2>&1 &
-PIDS+=($!)
-timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
-    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway-fa.toml" >"$WORK/gateway-fa.log" 2>&1 &
-PIDS+=($!)
-timeout "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
-    taskset -c 0 "$GATEWAY_BIN" --config "$WORK/gateway-tls.toml" >"$WORK/gateway-tls.log" 2>&1 &
-PIDS+=($!)
-wait_ready "$UPSTREAM/"
-wait_ready "$GATEWAY/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
-wait_ready "$GATEWAY_FA/" || { tail -n 20 "$WORK/gateway-fa.log" >&2; exit 1; }
-wait_ready "$GATEWAY_TLS/" -k || { tail -n 20 "$WORK/gateway-tls.log" >&2; exit 1; }
+bench_spawn "$SERVER_LIFETIME" taskset -c 1 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$PAGE" \
+    >"$WORK/upstream.log" 2>&1
+for config in gateway gateway-fa gateway-tls; do
+    bench_spawn "$SERVER_LIFETIME" env EMBEDGATE_LOG="${EMBEDGATE_LOG:-info}" \
+        taskset -c 0 "$GATEWAY_BIN" --config "$WORK/$config.toml" >"$WORK/$config.log" 2>&1
+done
+bench_wait_ready "$UPSTREAM/"
+bench_wait_ready "$GATEWAY/" || { tail -n 20 "$WORK/gateway.log" >&2; exit 1; }
+bench_wait_ready "$GATEWAY_FA/" || { tail -n 20 "$WORK/gateway-fa.log" >&2; exit 1; }
+bench_wait_ready "$GATEWAY_TLS/" -k || { tail -n 20 "$WORK/gateway-tls.log" >&2; exit 1; }
 
 fail() { echo "load.sh: check failed: $*" >&2; tail -n 5 "$WORK/gateway.log" >&2; exit 1; }
 

@@ -12,9 +12,11 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SCRIPT=profile.sh
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 TOP="${TOP:-12}"
-SESSION="bench-member-4f1d2c7a9e03"
-KEY="5be0b1f4a3c29d8e7f60152a4c3b2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+SESSION="$BENCH_SESSION"
 # name, path, warm-up requests, measured requests, with the member's cookie
 CASES=(
     "denied-8k /videos/page-8k.html 200 2000 no"
@@ -25,9 +27,7 @@ CASES=(
     "gated-400k /videos/page-400k.html 10 50 yes"
 )
 
-for tool in valgrind callgrind_annotate callgrind_control python3 curl; do
-    command -v "$tool" >/dev/null || { echo "profile.sh: $tool is required (apt-get install valgrind curl)" >&2; exit 1; }
-done
+bench_need valgrind callgrind_annotate callgrind_control python3 curl
 cd "$ROOT"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 cargo build --quiet --release --example static_upstream
@@ -36,55 +36,12 @@ if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
     EMBEDGATE_BIN="$TARGET_DIR/release/embedgate"
 fi
 
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ -n "${KEEP_LOGS:-}" ]]; then echo "kept: $WORK" >&2; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-mkdir -p "$WORK/pages" "$WORK/nginx-tmp"
-python3 bench/make_page.py "$WORK/pages/page-8k.html" 8 2 >/dev/null
-python3 bench/make_page.py "$WORK/pages/page-40k.html" 40 5 >/dev/null
-python3 bench/make_page.py "$WORK/pages/page-400k.html" 400 20 >/dev/null
-read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-')
-timeout 3600 "$TARGET_DIR/release/examples/static_upstream" "127.0.0.1:$UP_PORT" "$WORK/pages" >/dev/null 2>&1 &
-PIDS+=($!)
-printf '%s\n' "$SESSION" >"$WORK/allowlist.txt"
-cat >"$WORK/gateway.toml" <<EOF
-[server]
-listen = "127.0.0.1:$GW_PORT"
-workers = 1
-[upstream]
-url = "http://127.0.0.1:$UP_PORT"
-[session]
-cookie = "sessionid"
-[session.allowlist]
-file = "allowlist.txt"
-[[route]]
-prefix = "/videos/"
-gated = true
-[[route]]
-prefix = "/"
-gated = false
-[[embed]]
-src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
-[embed.token]
-kind = "edgeauth"
-key = "$KEY"
-ttl = "300s"
-acl = "/hls/{share}/*"
-EOF
+bench_work
+bench_pages "$WORK/pages"
+read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(bench_free_ports 4)
+bench_spawn 3600 "$TARGET_DIR/release/examples/static_upstream" "127.0.0.1:$UP_PORT" "$WORK/pages" \
+    >/dev/null 2>&1
+bench_gateway_config "$WORK/gateway.toml" "$GW_PORT" "http://127.0.0.1:$UP_PORT" 1
 
 # A keep-alive HTTP/1.1 client: sends one request N times, reading each answer whole.
 cat >"$WORK/client.py" <<'PY'
@@ -115,9 +72,8 @@ PY
 profile() {
     local name="$1" port="$2"
     shift 2
-    timeout 3600 valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.out" "$@" \
-        >"$WORK/$name.log" 2>&1 &
-    PIDS+=($!)
+    bench_spawn 3600 valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.out" "$@" \
+        >"$WORK/$name.log" 2>&1
     local vg=""
     for _ in $(seq 100); do
         sleep 0.3
@@ -155,18 +111,7 @@ profile() {
 
 EMBEDGATE_LOG=info profile embedgate "$GW_PORT" "$EMBEDGATE_BIN" --config "$WORK/gateway.toml"
 if [[ "${PEER:-1}" != 0 ]] && command -v nginx >/dev/null; then
-    python3 - "$WORK" "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$SESSION" "$KEY" <<'PY'
-import sys
-work, up, port, h2, session, key = sys.argv[1:]
-conf = open("bench/nginx/nginx.conf.in").read()
-for name, value in [("WORK", work), ("WORKERS", "1"), ("UPSTREAM_PORT", up), ("PORT", port),
-                    ("H2_PORT", h2), ("SESSION", session), ("DENY_PAGE", "denied")]:
-    conf = conf.replace("@%s@" % name, value)
-# One process, so that callgrind sees the worker's requests.
-conf = conf.replace("daemon off;", "daemon off;\nmaster_process off;")
-open(work + "/nginx.conf", "w").write(conf)
-js = open("bench/nginx/embed.js").read().replace("@KEY@", key).replace("@TTL@", "300")
-open(work + "/embed.js", "w").write(js)
-PY
+    echo denied >"$WORK/deny.html"
+    bench_nginx_config "$WORK" 1 "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$WORK/deny.html" single
     profile nginx "$NG_PORT" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
 fi
