@@ -58,6 +58,14 @@ pub struct UpstreamSettings {
     pub queue_timeout: Duration,
 }
 
+impl UpstreamSettings {
+    /// Whether a connection to the CMS may speak HTTP/2 (an `https://` CMS
+    /// offering it by ALPN, unless turned off).
+    pub fn may_use_http2(&self) -> bool {
+        self.http2 && self.scheme == Scheme::HTTPS
+    }
+}
+
 /// Why the CMS gave no response.
 #[derive(Debug, Error)]
 pub enum ProxyError {
@@ -137,7 +145,7 @@ impl Upstream {
             .build()
             .map_err(|err| err.to_string())?;
         let connector = connect::FixedAddress::new(connector, target);
-        let https = if settings.http2 && settings.scheme == Scheme::HTTPS {
+        let https = if settings.may_use_http2() {
             // HTTP/2 when the CMS offers it by ALPN, HTTP/1.1 otherwise.
             builder.enable_all_versions().wrap_connector(connector)
         } else {
@@ -370,14 +378,21 @@ pub fn prepare_request(
         Some(host) if settings.preserve_host => host,
         _ => settings.host_header.clone(),
     };
-    // The URL names the host the CMS is to serve (HTTP/2 sends it as
-    // :authority); the connection goes to the upstream whatever it says.
-    let authority = host
-        .to_str()
-        .ok()
-        .and_then(|h| h.parse::<Authority>().ok())
-        .filter(|a| !a.as_str().contains('@'))
-        .unwrap_or_else(|| settings.authority.clone());
+    // The connection goes to the upstream whatever the URL says, but the
+    // pool keeps connections per URL authority. Over HTTP/1.1 only Host names
+    // the site, so the URL keeps the upstream's: all hosts share one pool,
+    // and a client cycling through Host values cannot make the gateway open
+    // (and keep) a CMS connection for each. Over HTTP/2 the URL's authority
+    // is the :authority the CMS reads instead of Host, so it names the site.
+    let authority = if settings.may_use_http2() {
+        host.to_str()
+            .ok()
+            .and_then(|h| h.parse::<Authority>().ok())
+            .filter(|a| !a.as_str().contains('@'))
+            .unwrap_or_else(|| settings.authority.clone())
+    } else {
+        settings.authority.clone()
+    };
     parts.headers.insert(header::HOST, host);
 
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());

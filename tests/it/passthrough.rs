@@ -151,6 +151,32 @@ async fn the_cms_gets_the_visitors_cookies_host_and_forwarded_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn visitors_naming_many_hosts_share_one_cms_connection() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let gate = Gate::start(&cms).await;
+    let client = client();
+    for n in 0..20 {
+        let request = http::Request::get(gate.url("/public/"))
+            .header("host", format!("site{n}.example"))
+            .body(empty_body())
+            .unwrap();
+        assert_eq!(send(&client, request).await.status, 200);
+    }
+    let hosts: Vec<_> = cms
+        .requests()
+        .iter()
+        .map(|seen| seen.headers["host"].to_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<_> = (0..20).map(|n| format!("site{n}.example")).collect();
+    assert_eq!(hosts, expected, "each request names its own site");
+    assert_eq!(
+        cms.connections(),
+        1,
+        "a new Host is not a new connection to the CMS"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_upstream_host_is_sent_when_preserve_host_is_off() {
     let cms = Cms::fixed(Reply::html("ok")).await;
     let config = with_setting(
