@@ -362,9 +362,7 @@ pub fn prepare_request(
         trusted_peer,
     );
     if gated {
-        for name in &UNCACHED_ONLY {
-            parts.headers.remove(name);
-        }
+        headers::remove_all(&mut parts.headers, &UNCACHED_ONLY);
         if !range_kept(parts) {
             parts.headers.remove(header::RANGE);
             parts.headers.remove(header::IF_RANGE);
