@@ -3,6 +3,7 @@
 mod connect;
 mod framing;
 pub mod headers;
+mod pool;
 mod request_body;
 pub mod tls;
 pub mod upgrade;
@@ -18,10 +19,9 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use thiserror::Error;
 
+use pool::{Pool, PoolError};
 pub use request_body::TooLarge;
 use request_body::{BadBody, RequestBody, VisitorQuiet, VisitorSlow};
 
@@ -94,7 +94,7 @@ pub enum ProxyError {
 /// end of a response is closed, never reused ([`framing`]).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Client<framing::Framed<HttpsConnector<connect::FixedAddress>>, RequestBody>,
+    client: Pool<framing::Framed<HttpsConnector<connect::FixedAddress>>>,
     settings: UpstreamSettings,
     // One permit per request waiting for the CMS's answer; `None` for no limit.
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
@@ -144,18 +144,19 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|err| err.to_string())?;
-        let connector = connect::FixedAddress::new(connector, target);
+        let connector = connect::FixedAddress::new(connector, target.clone());
         let https = if settings.may_use_http2() {
             // HTTP/2 when the CMS offers it by ALPN, HTTP/1.1 otherwise.
             builder.enable_all_versions().wrap_connector(connector)
         } else {
             builder.enable_http1().wrap_connector(connector)
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(settings.pool_idle_timeout)
-            .pool_max_idle_per_host(settings.pool_max_idle)
-            .build(framing::Framed(https));
+        let client = Pool::new(
+            framing::Framed(https),
+            target,
+            settings.pool_max_idle,
+            settings.pool_idle_timeout,
+        );
         Ok(Upstream {
             client,
             settings: settings.clone(),
@@ -211,7 +212,7 @@ impl Upstream {
         };
         let (parts, body) = request.into_parts();
         let (body, sent) = RequestBody::new(body, body_timeout, body_deadline, max_body);
-        let response = self.client.request(Request::from_parts(parts, body));
+        let response = self.client.send(Request::from_parts(parts, body));
         tokio::pin!(response);
         if let Some(sent) = sent {
             tokio::select! {
@@ -227,7 +228,7 @@ impl Upstream {
 }
 
 fn classify(
-    result: Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    result: Result<Response<Incoming>, PoolError>,
 ) -> Result<Response<Incoming>, ProxyError> {
     match result {
         Ok(response) => Ok(response),
@@ -267,7 +268,7 @@ fn find_cause<'e, E: std::error::Error + 'static>(
     None
 }
 
-fn is_timeout(err: &hyper_util::client::legacy::Error) -> bool {
+fn is_timeout(err: &PoolError) -> bool {
     find_cause::<std::io::Error>(err).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
 }
 
@@ -376,21 +377,15 @@ pub fn prepare_request(
         Some(host) if settings.preserve_host => host,
         _ => settings.host_header.clone(),
     };
-    // The connection goes to the upstream whatever the URL says, but the
-    // pool keeps connections per URL authority. Over HTTP/1.1 only Host names
-    // the site, so the URL keeps the upstream's: all hosts share one pool,
-    // and a client cycling through Host values cannot make the gateway open
-    // (and keep) a CMS connection for each. Over HTTP/2 the URL's authority
-    // is the :authority the CMS reads instead of Host, so it names the site.
-    let authority = if settings.may_use_http2() {
-        host.to_str()
-            .ok()
-            .and_then(|h| h.parse::<Authority>().ok())
-            .filter(|a| !a.as_str().contains('@'))
-            .unwrap_or_else(|| settings.authority.clone())
-    } else {
-        settings.authority.clone()
-    };
+    // The URL names the host the CMS is to serve (HTTP/2 sends it as
+    // :authority; HTTP/1.1 sends only the path, and Host); the connection
+    // goes to the upstream whatever it says, on the one pool every host shares.
+    let authority = host
+        .to_str()
+        .ok()
+        .and_then(|h| h.parse::<Authority>().ok())
+        .filter(|a| !a.as_str().contains('@'))
+        .unwrap_or_else(|| settings.authority.clone());
     parts.headers.insert(header::HOST, host);
 
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());

@@ -108,6 +108,8 @@ pub struct Cms {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// TCP connections the CMS has accepted.
     pub accepted: Arc<AtomicUsize>,
+    /// TCP connections open now.
+    pub open: Arc<AtomicUsize>,
     /// Releases a reply waiting at a `GATE` chunk; a release that comes
     /// first is kept until a reply gets there.
     pub release: Arc<tokio::sync::Notify>,
@@ -133,18 +135,22 @@ impl Cms {
         let release = Arc::new(tokio::sync::Notify::new());
         let handler: Handler = Arc::new(handler);
         let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
         let task = {
             let seen = seen.clone();
             let release = release.clone();
             let accepted = accepted.clone();
+            let open = open.clone();
             tokio::spawn(async move {
                 loop {
                     let (stream, _) = listener.accept().await.unwrap();
                     accepted.fetch_add(1, Ordering::SeqCst);
+                    open.fetch_add(1, Ordering::SeqCst);
                     let _ = stream.set_nodelay(true);
                     let seen = seen.clone();
                     let handler = handler.clone();
                     let release = release.clone();
+                    let open = open.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<Incoming>| {
                             let seen = seen.clone();
@@ -172,6 +178,7 @@ impl Cms {
                         let _ = auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
+                        open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             })
@@ -180,6 +187,7 @@ impl Cms {
             addr,
             seen,
             accepted,
+            open,
             release,
             task,
         }
@@ -193,6 +201,11 @@ impl Cms {
     /// How many connections the CMS has accepted so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// How many connections to the CMS are open now.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Seen> {

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,12 +19,13 @@ use crate::common::*;
 
 /// A CMS over TLS with the certificate `{name}.pem` in `dir`; answers "tls page".
 async fn tls_cms(dir: &Path, name: &str) -> SocketAddr {
-    tls_cms_with(dir, name, &[]).await
+    tls_cms_with(dir, name, &[]).await.0
 }
 
 /// As [`tls_cms`], offering `alpn`, and answering with the HTTP version it
-/// was asked in and the host it was asked for (`:authority`, else Host).
-async fn tls_cms_with(dir: &Path, name: &str, alpn: &[&[u8]]) -> SocketAddr {
+/// was asked in and the host it was asked for (`:authority`, else Host);
+/// with the count of connections it accepted.
+async fn tls_cms_with(dir: &Path, name: &str, alpn: &[&[u8]]) -> (SocketAddr, Arc<AtomicUsize>) {
     let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_file_iter(dir.join(format!("{name}.pem")))
             .unwrap()
@@ -44,8 +46,11 @@ async fn tls_cms_with(dir: &Path, name: &str, alpn: &[&[u8]]) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let Ok(stream) = acceptor.accept(stream).await else {
@@ -80,7 +85,7 @@ async fn tls_cms_with(dir: &Path, name: &str, alpn: &[&[u8]]) -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, accepted)
 }
 
 fn https_config(cms: SocketAddr, lines: &str) -> String {
@@ -148,7 +153,7 @@ async fn http2_to_the_cms_when_it_offers_it_with_the_visitors_host_as_authority(
     let dir = tempfile::tempdir().unwrap();
     make_ca(dir.path());
     make_leaf(dir.path(), "cms", "rsa");
-    let cms = tls_cms_with(dir.path(), "cms", &[b"h2", b"http/1.1"]).await;
+    let (cms, accepted) = tls_cms_with(dir.path(), "cms", &[b"h2", b"http/1.1"]).await;
     let ca = format!("ca_file = \"{}\"", dir.path().join("ca.pem").display());
 
     let auto = Gate::start_with(&https_config(cms, &ca), &[]).await;
@@ -157,6 +162,20 @@ async fn http2_to_the_cms_when_it_offers_it_with_the_visitors_host_as_authority(
         answer,
         format!("HTTP/2.0 {}", auto.addr),
         "h2, :authority = the visitor's host"
+    );
+    // Every host a visitor names goes over the one HTTP/2 connection.
+    for n in 0..5 {
+        let request = http::Request::get(auto.url("/public/a"))
+            .header("host", format!("site{n}.example"))
+            .body(empty_body())
+            .unwrap();
+        let answer = send(&client(), request).await.text();
+        assert_eq!(answer, format!("HTTP/2.0 site{n}.example"));
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "one connection for all hosts"
     );
 
     let never =

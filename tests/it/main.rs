@@ -26,3 +26,4 @@ mod sessions;
 mod tls;
 mod upgrades;
 mod uploads;
+mod upstream_pool;

@@ -279,6 +279,15 @@ pub struct Tracked<T> {
     tracker: Tracker,
     // Set once the CMS sent bytes past a response: the connection is done.
     spoiled: bool,
+    // ALPN chose HTTP/2: nothing is followed.
+    http2: bool,
+}
+
+impl<T> Tracked<T> {
+    /// Whether the connection speaks HTTP/2 (chosen by ALPN).
+    pub fn is_http2(&self) -> bool {
+        self.http2
+    }
 }
 
 impl<T> Tracked<T> {
@@ -424,6 +433,7 @@ where
             inner: TokioIo::new(io),
             tracker: Tracker::new(http1),
             spoiled: false,
+            http2: !http1,
         })))
     }
 }
