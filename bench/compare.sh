@@ -40,13 +40,7 @@ bench_install nginx:nginx /usr/lib/nginx/modules/ngx_http_js_module.so:libnginx-
 bench_need python3 taskset timeout
 
 cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-cargo build --quiet --release --example static_upstream
-if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
-    cargo build --quiet --release --bin embedgate
-    EMBEDGATE_BIN="$TARGET_DIR/release/embedgate"
-fi
-UPSTREAM_BIN="$TARGET_DIR/release/examples/static_upstream"
+bench_build
 
 bench_work
 if [[ "$WORKERS" == 0 ]]; then
@@ -125,17 +119,20 @@ check_server() {
     echo "checked $server over $proto: passthrough byte-identical, 403 with the deny page, gated pages no-store with every token's HMAC recomputed"
 }
 
+# An awk function: wrk's and h2load's durations ("850us", "1.2ms", "2s") in ms.
+AWK_MS='
+    function ms(v) {
+        if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+        if (v ~ /ms$/) return substr(v, 1, length(v) - 2)
+        if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+        return v
+    }'
+
 # wrk on $1 (extra args after it); prints "req/s p50_ms p99_ms non2xx".
 run_wrk() {
     local out="$WORK/wrk.txt"
     "${CLIENT_CORE[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" >"$out"
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2)
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
+    awk "$AWK_MS"'
         /Requests\/sec:/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
@@ -148,13 +145,7 @@ run_wrk() {
 run_h2load() {
     local out="$WORK/h2load.txt"
     "${CLIENT_CORE[@]}" h2load -t1 -c"$CONNECTIONS" -m"$STREAMS" -D "$DURATION" "$@" >"$out" 2>&1
-    awk '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2)
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
+    awk "$AWK_MS"'
         /^finished in/ { rps = $4 }
         /^time for request:/ { mean = ms($6) }
         /^requests:/ { broken = $12 + $14 }
@@ -219,22 +210,18 @@ header() {
 }
 for case in $CASES; do
     case "$case" in
-    h1)
+    h1 | h2)
         echo
-        echo "HTTP/1.1: wrk -t1 -c$CONNECTIONS, median of $RUNS x ${DURATION}s; req/s and p99 (ms)"
-        header p99
+        if [[ "$case" == h1 ]]; then
+            echo "HTTP/1.1: wrk -t1 -c$CONNECTIONS, median of $RUNS x ${DURATION}s; req/s and p99 (ms)"
+            header p99
+        else
+            echo "HTTP/2 (h2c, prior knowledge): h2load -t1 -c$CONNECTIONS -m$STREAMS, median of $H2_RUNS x ${DURATION}s; req/s and mean (ms)"
+            header mean
+        fi
         for spec in "${PAGES[@]}"; do
             IFS=: read -r name _ _ <<<"$spec"
-            for path in gated passthrough denied; do measure h1 "$path" "$name"; done
-        done
-        ;;
-    h2)
-        echo
-        echo "HTTP/2 (h2c, prior knowledge): h2load -t1 -c$CONNECTIONS -m$STREAMS, median of $H2_RUNS x ${DURATION}s; req/s and mean (ms)"
-        header mean
-        for spec in "${PAGES[@]}"; do
-            IFS=: read -r name _ _ <<<"$spec"
-            for path in gated passthrough denied; do measure h2 "$path" "$name"; done
+            for path in gated passthrough denied; do measure "$case" "$path" "$name"; done
         done
         ;;
     memory)

@@ -40,6 +40,18 @@ bench_need() {
     done
 }
 
+# Builds the CMS stand-in and, unless EMBEDGATE_BIN names one, the gateway
+# (release); sets TARGET_DIR, EMBEDGATE_BIN and UPSTREAM_BIN. Run from ROOT.
+bench_build() {
+    TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+    cargo build --quiet --release --example static_upstream
+    if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
+        cargo build --quiet --release --bin embedgate
+        EMBEDGATE_BIN="$TARGET_DIR/release/embedgate"
+    fi
+    UPSTREAM_BIN="$TARGET_DIR/release/examples/static_upstream"
+}
+
 # Makes WORK (a fresh folder) and PIDS (the processes bench_spawn started):
 # on exit they are stopped and WORK is removed, unless KEEP_LOGS is set.
 bench_work() {

@@ -29,17 +29,12 @@ CASES=(
 
 bench_need valgrind callgrind_annotate callgrind_control python3 curl
 cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-cargo build --quiet --release --example static_upstream
-if [[ -z "${EMBEDGATE_BIN:-}" ]]; then
-    cargo build --quiet --release --bin embedgate
-    EMBEDGATE_BIN="$TARGET_DIR/release/embedgate"
-fi
+bench_build
 
 bench_work
 bench_pages "$WORK/pages"
 read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(bench_free_ports 4)
-bench_spawn 3600 "$TARGET_DIR/release/examples/static_upstream" "127.0.0.1:$UP_PORT" "$WORK/pages" \
+bench_spawn 3600 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$WORK/pages" \
     >/dev/null 2>&1
 bench_gateway_config "$WORK/gateway.toml" "$GW_PORT" "http://127.0.0.1:$UP_PORT" 1
 

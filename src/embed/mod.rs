@@ -548,4 +548,4 @@ fn match_pieces<'u>(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,8 @@ use crate::secret::SecretSource;
 use crate::token::{Algorithm, LocalSettings, SignerSettings};
 use std::time::Duration;
 
-fn settings(src: &str, acl: &str) -> EmbedSettings {
+/// An embed with a local EdgeAuth token over `acl`, for tests here and in the rewriter's.
+pub(crate) fn settings(src: &str, acl: &str) -> EmbedSettings {
     EmbedSettings {
         name: None,
         src: src.into(),

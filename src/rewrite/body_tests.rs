@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
@@ -20,39 +19,12 @@ use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
 use super::iframe::URL_ATTRIBUTES;
 use super::*;
 use crate::allowlist::{Entitlements, SessionKey};
-use crate::embed::{EmbedRewrite, EmbedSettings};
+use crate::embed::tests::settings as embed;
+use crate::embed::EmbedRewrite;
 use crate::metrics::Metrics;
-use crate::secret::SecretSource;
-use crate::token::{
-    Algorithm, LocalSettings, ScopeTemplate, SignerSettings, TokenSettings, Visitor,
-};
+use crate::token::Visitor;
 
 const NOW: u64 = 1_767_225_600;
-
-fn embed(src: &str, acl: &str) -> EmbedSettings {
-    EmbedSettings {
-        name: None,
-        src: src.into(),
-        param: "token".into(),
-        entitled_by: "share".into(),
-        token: TokenSettings::Local(LocalSettings {
-            signer: SignerSettings {
-                key: SecretSource::Inline("00112233".into()),
-                algorithm: Algorithm::Sha256,
-                salt: None,
-                field_delimiter: '~',
-                acl_delimiter: '!',
-                escape_early: false,
-            },
-            ttl: Duration::from_secs(300),
-            start_offset: Some(Duration::ZERO),
-            scope: ScopeTemplate::Acl(vec![acl.into()]),
-            ip: false,
-            id: false,
-            data: None,
-        }),
-    }
-}
 
 fn embeds() -> Arc<EmbedSet> {
     Arc::new(
