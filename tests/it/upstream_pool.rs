@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -55,8 +56,11 @@ async fn an_idle_connection_is_kept_then_closed_after_the_idle_timeout_without_t
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_more_idle_connections_are_kept_than_pool_max_idle() {
-    let mut reply = Reply::html("ok");
-    reply.head_delay = Duration::from_millis(300);
+    // Each answer is held at GATE until released: all five are in flight at once.
+    let reply = Reply::chunked(
+        "text/html",
+        vec![Bytes::from_static(GATE), Bytes::from_static(b"ok")],
+    );
     let cms = Cms::fixed(reply).await;
     let gate = Gate::start_with(&pool_config(&cms, "pool_max_idle = 2"), &[]).await;
     let requests: Vec<_> = (0..5)
@@ -65,15 +69,36 @@ async fn no_more_idle_connections_are_kept_than_pool_max_idle() {
             tokio::spawn(async move { get(&url, None).await.status })
         })
         .collect();
+    let started = Instant::now();
+    while cms.requests().len() < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "all five reach the CMS"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(cms.connections(), 5, "five at once need five connections");
+    // A release made before a reply waits is kept for it: release until all are done.
+    while !requests.iter().all(|r| r.is_finished()) {
+        cms.release_rest();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for request in requests {
         assert_eq!(request.await.unwrap(), 200);
     }
-    assert_eq!(cms.connections(), 5, "five at once need five connections");
     until_open(&cms, 2)
         .await
         .expect("the idle ones beyond two are closed");
     // The two kept are used again.
-    assert_eq!(get(&gate.url("/public/again"), None).await.status, 200);
+    let again = tokio::spawn({
+        let url = gate.url("/public/again");
+        async move { get(&url, None).await.status }
+    });
+    while !again.is_finished() {
+        cms.release_rest();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(again.await.unwrap(), 200);
     assert_eq!(cms.connections(), 5);
 }
 
@@ -126,7 +151,8 @@ async fn a_connection_the_cms_closed_while_idle_is_not_used_again() {
         let fetched = get(&gate.url(&format!("/public/{n}")), None).await;
         assert_eq!(fetched.status, 200, "request {n}");
         assert_eq!(fetched.body.as_ref(), b"ok");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Long enough for the gateway to see the close even on a busy machine.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
     server.abort();
