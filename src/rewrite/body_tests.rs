@@ -1,22 +1,20 @@
-//! `RewriteBody` against the rewriter it replaced: lol_html with the old
-//! iframe handler (kept here as it was, for local tokens), the same embeds,
-//! visitor and clock. Same bytes out, same counts.
+//! `RewriteBody` against the rewriter it replaced: lol_html, set up as the
+//! oracle sets it up, with the old iframe handler's decisions (kept here, for
+//! local tokens), the same embeds, visitor and clock. Same bytes out, same counts.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use lol_html::send::{ElementContentHandlers, HtmlRewriter, Settings};
-use lol_html::{AsciiCompatibleEncoding, MemorySettings, Selector};
+use http_body_util::StreamBody;
 
-use super::iframe::URL_ATTRIBUTES;
+use super::scan::oracle::{lol_html, Decide, Setup};
 use super::*;
 use crate::allowlist::{Entitlements, SessionKey};
 use crate::embed::tests::settings as embed;
@@ -50,7 +48,8 @@ fn visitor() -> Principal {
 /// Minted, refused, unentitled.
 type Counts = (u32, u32, u32);
 
-/// The page through lol_html with the handler `RewriteBody` had before the scanner.
+/// The page through lol_html with the handler `RewriteBody` had before the
+/// scanner, as the oracle's per-attribute decision.
 fn old_rewriter(
     chunks: &[&[u8]],
     encoding: PageEncoding,
@@ -59,79 +58,43 @@ fn old_rewriter(
     let embeds = embeds();
     let principal = visitor();
     let stats = Arc::new(RewriteStats::default());
-    let handler_stats = stats.clone();
-    let handler = move |el: &mut lol_html::send::Element<'_, '_>| {
-        let stats = &handler_stats;
+    let counted = stats.clone();
+    let decide: Decide = Arc::new(move |_attribute: &str, url: &str| {
         let visitor = Visitor {
             principal: &principal,
             addr: None,
             now: NOW,
         };
-        for attribute in URL_ATTRIBUTES {
-            let Some(url) = el.get_attribute(attribute) else {
-                continue;
-            };
-            if url.contains(char::REPLACEMENT_CHARACTER) {
-                if embeds.is_match(&url) {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                }
-                continue;
+        if url.contains(char::REPLACEMENT_CHARACTER) {
+            if embeds.is_match(url) {
+                counted.refused.fetch_add(1, Ordering::Relaxed);
             }
-            match embeds.rewrite(&url, &visitor) {
-                None => {}
-                Some((_, EmbedRewrite::Deferred(_))) => unreachable!("local embeds"),
-                Some((_, EmbedRewrite::Minted(with_token))) => {
-                    el.set_attribute(attribute, &with_token)?;
-                    stats.minted.fetch_add(1, Ordering::Relaxed);
-                }
-                Some((_, EmbedRewrite::Unentitled(stripped))) => {
-                    if let Some(without_token) = stripped {
-                        el.set_attribute(attribute, &without_token)?;
-                    }
-                    stats.unentitled.fetch_add(1, Ordering::Relaxed);
-                }
-                Some((_, EmbedRewrite::Unsafe(_))) => {
-                    stats.refused.fetch_add(1, Ordering::Relaxed);
-                }
+            return None;
+        }
+        match embeds.rewrite(url, &visitor) {
+            None => None,
+            Some((_, EmbedRewrite::Deferred(_))) => unreachable!("local embeds"),
+            Some((_, EmbedRewrite::Minted(with_token))) => {
+                counted.minted.fetch_add(1, Ordering::Relaxed);
+                Some(with_token)
+            }
+            Some((_, EmbedRewrite::Unentitled(stripped))) => {
+                counted.unentitled.fetch_add(1, Ordering::Relaxed);
+                stripped
+            }
+            Some((_, EmbedRewrite::Unsafe(_))) => {
+                counted.refused.fetch_add(1, Ordering::Relaxed);
+                None
             }
         }
-        Ok(())
-    };
-    let iframe: Selector = "iframe".parse().expect("selector");
-    let settings = Settings::new_send()
-        .with_encoding(AsciiCompatibleEncoding::new(encoding.encoding.get()).expect("ascii"))
-        .with_adjust_charset_on_meta_tag(!encoding.declared)
-        .with_strict(false)
-        .with_memory_settings(MemorySettings::new().with_max_allowed_memory_usage(max_memory))
-        .append_element_content_handler((
-            std::borrow::Cow::Owned(iframe),
-            ElementContentHandlers::default().element(handler),
-        ));
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = out.clone();
-    let mut rewriter = HtmlRewriter::new(settings, move |c: &[u8]| {
-        sink.lock().expect("sink").extend_from_slice(c)
     });
-    for chunk in chunks {
-        rewriter.write(chunk).map_err(|e| e.to_string())?;
-    }
-    rewriter.end().map_err(|e| e.to_string())?;
-    let bytes = std::mem::take(&mut *out.lock().expect("sink"));
+    let setup = Setup {
+        encoding: encoding.encoding.get(),
+        declared: encoding.declared,
+        max_memory,
+    };
+    let bytes = lol_html(chunks, setup, &decide)?;
     Ok((bytes, (stats.minted(), stats.refused(), stats.unentitled())))
-}
-
-struct Chunks(VecDeque<Bytes>);
-
-impl Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
-    }
 }
 
 /// The page through `RewriteBody`.
@@ -150,7 +113,11 @@ fn new_rewriter(
         addr: None,
         metrics,
     };
-    let upstream = Chunks(chunks.iter().map(|c| Bytes::copy_from_slice(c)).collect());
+    let upstream = StreamBody::new(futures_util::stream::iter(
+        chunks
+            .iter()
+            .map(|c| Ok::<_, Infallible>(Frame::data(Bytes::copy_from_slice(c)))),
+    ));
     let mut body = RewriteBody::new(
         upstream,
         tokens,
