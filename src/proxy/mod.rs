@@ -1,6 +1,5 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
-mod connect;
 mod framing;
 pub mod headers;
 mod pool;
@@ -94,7 +93,7 @@ pub enum ProxyError {
 /// end of a response is closed, never reused ([`framing`]).
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: Pool<framing::Framed<HttpsConnector<connect::FixedAddress>>>,
+    client: Pool<framing::Framed<HttpsConnector<HttpConnector>>>,
     settings: UpstreamSettings,
     // One permit per request waiting for the CMS's answer; `None` for no limit.
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
@@ -126,8 +125,8 @@ impl Upstream {
             builder =
                 builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
         }
-        // The URL may name the visitor's host (see prepare_request): dial
-        // the upstream, and check its certificate for the upstream's name.
+        // The certificate is checked for the upstream's name; made here so a
+        // host rustls cannot name fails the config, not every request.
         if settings.tls.server_name.is_none() && settings.scheme == Scheme::HTTPS {
             let host = settings
                 .authority
@@ -144,7 +143,7 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .map_err(|err| err.to_string())?;
-        let connector = connect::FixedAddress::new(connector, target.clone());
+        // The pool dials `target` whatever host a request names.
         let https = if settings.may_use_http2() {
             // HTTP/2 when the CMS offers it by ALPN, HTTP/1.1 otherwise.
             builder.enable_all_versions().wrap_connector(connector)

@@ -17,7 +17,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::connect::Connection;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tower_service::Service;
@@ -288,9 +288,7 @@ impl<T> Tracked<T> {
     pub fn is_http2(&self) -> bool {
         self.http2
     }
-}
 
-impl<T> Tracked<T> {
     fn spoiled() -> io::Error {
         io::Error::other("the CMS sent bytes past the end of a response")
     }
@@ -381,12 +379,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<T: Connection> Connection for Tracked<T> {
-    fn connected(&self) -> Connected {
-        self.inner.connected()
     }
 }
 
