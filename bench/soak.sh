@@ -9,7 +9,7 @@
 # Fails (exit 1) on a panic, a gated page with an embed lacking a fresh token
 # (or with a token it may not have), bytes of another request's response in a
 # body, any status a request of its kind should never get, RSS growth over 10%
-# from the warm-up (the first 20%) to the last 20% of the run, or fds not back
+# from the 20% after the warm-up (the first 20%) to the last 20% of the run, or fds not back
 # to their pre-traffic count after the traffic stops. Exit 0 otherwise.
 #
 # Usage: bench/soak.sh             10 minutes of traffic (about 11 minutes in all)
