@@ -2,28 +2,32 @@
 //!
 //! The first bytes tell HTTP/2's preface from an HTTP/1 request. HTTP/2 is
 //! served by one hyper connection for the connection's whole life. HTTP/1.1
-//! is served one request at a time, the way nginx keeps a connection alive:
-//! once a response leaves the connection open, hyper's connection (its read
-//! and write buffers, its dispatcher) is dropped and the socket waits for the
-//! next request holding nothing but itself; the next request gets a fresh
-//! hyper connection. An idle keep-alive connection so costs about a kilobyte
-//! instead of the 30 KiB hyper keeps between requests.
+//! is served by a hyper connection while requests keep coming; once a
+//! kept-alive connection has had no request for [`HAND_BACK_AFTER`], hyper's
+//! connection (its read and write buffers, its dispatcher) is dropped and the
+//! socket waits for the next request holding nothing but itself, the way
+//! nginx keeps a connection alive; the next request gets a fresh hyper
+//! connection. An idle keep-alive connection so costs about a kilobyte
+//! instead of the 30 KiB hyper keeps between requests, and a busy one does
+//! not pay for a new hyper connection per request.
 //!
 //! hyper decides `Connection: close` when it writes a response head, so the
-//! connection is taken back only by asking hyper to close once the head is
-//! written ([`Kept::arm`]), and by making the shutdown it then asks of the
-//! IO leave the socket open ([`KeptIo`]). Only a response to a request
-//! without a body is taken back that way: hyper would otherwise close while
-//! the rest of the request is still being read.
+//! connection is taken back only by asking hyper to close after a response
+//! whose head has been written ([`Kept::arm`]) while no other request has
+//! begun, and by making the shutdown it then asks of the IO leave the
+//! socket open ([`KeptIo`]). Only a response to a request without a body
+//! arms: hyper would otherwise close while the rest of the request is still
+//! being read.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -41,6 +45,11 @@ use crate::proxy::ConnectionInfo;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Most bytes read at once while a connection waits for its next request.
 const FIRST_READ: usize = 4096;
+/// How long a kept-alive HTTP/1.1 connection with no request stays with
+/// hyper before it is taken back (between once and twice this): long enough
+/// that a busy connection keeps its hyper connection from one request to
+/// the next, short enough that few idle ones hold hyper's buffers at once.
+const HAND_BACK_AFTER: Duration = Duration::from_millis(10);
 
 /// What a new connection is served with.
 pub(super) struct Connection {
@@ -53,21 +62,25 @@ pub(super) struct Connection {
     pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Whether the connection is to be taken back from hyper after the response
-/// in progress, shared by the service (which decides), the IO (which then
-/// does not shut the socket) and the connection's task (which asks hyper to
-/// close).
+/// Whether the connection may be taken back from hyper, shared by the
+/// service (which decides), the IO (which then does not shut the socket) and
+/// the connection's task (which asks hyper to close).
+///
+/// The service runs inside the poll of hyper's connection, so the task sees
+/// each change when it next looks, with no wake-up: it looks right after
+/// polling the connection.
 #[derive(Default)]
 struct Kept {
     armed: AtomicBool,
-    task: AtomicWaker,
+    // Responses that armed, so far: tells a quiet connection from a busy one.
+    arms: AtomicUsize,
 }
 
 impl Kept {
     /// The response just made leaves the connection open for another request.
     fn arm(&self) {
+        self.arms.fetch_add(1, Ordering::Relaxed);
         self.armed.store(true, Ordering::Release);
-        self.task.wake();
     }
 
     fn is_armed(&self) -> bool {
@@ -78,17 +91,56 @@ impl Kept {
         self.armed.swap(false, Ordering::AcqRel)
     }
 
-    /// Resolves once armed.
-    async fn armed(&self) {
-        std::future::poll_fn(|cx| {
-            self.task.register(cx.waker());
-            if self.is_armed() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
+    fn arms(&self) -> usize {
+        self.arms.load(Ordering::Relaxed)
+    }
+}
+
+/// When a kept connection is to be taken back from hyper: once it stayed
+/// armed through a whole [`HAND_BACK_AFTER`] with no other response arming.
+/// The timer is reset once per period, not per request, so a busy
+/// connection reads no clock for it.
+struct HandBack {
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    // The arm count when the running period began.
+    seen: usize,
+}
+
+impl HandBack {
+    fn new() -> Self {
+        HandBack {
+            timer: None,
+            seen: 0,
+        }
+    }
+
+    /// Ready once the connection is to be taken back.
+    fn poll_due(&mut self, kept: &Kept, cx: &mut Context<'_>) -> Poll<()> {
+        if !kept.is_armed() {
+            // A request is in flight; its response arms again (see `Kept`).
+            return Poll::Pending;
+        }
+        let arms = kept.arms();
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => {
+                self.seen = arms;
+                self.timer
+                    .insert(Box::pin(tokio::time::sleep(HAND_BACK_AFTER)))
             }
-        })
-        .await
+        };
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if arms == self.seen {
+                return Poll::Ready(());
+            }
+            // Answered again within the period: wait a whole one more.
+            self.seen = arms;
+            let next = tokio::time::Instant::now() + HAND_BACK_AFTER;
+            timer.as_mut().reset(next);
+        }
     }
 }
 
@@ -372,11 +424,15 @@ where
         .with_upgrades();
     let mut asked_to_close = false;
     let mut shutting_down = false;
+    let mut hand_back = HandBack::new();
     let ended = loop {
         tokio::select! {
+            // The connection first: `Kept` changes only while it is polled.
+            biased;
             ended = &mut connection => break ended,
-            () = kept.armed(), if !asked_to_close => {
-                // The head is written: hyper closes after this response.
+            () = std::future::poll_fn(|cx| hand_back.poll_due(kept, cx)), if !asked_to_close => {
+                // Quiet since its last response's head: hyper closes now, or
+                // once that response's body is out.
                 Pin::new(&mut connection).graceful_shutdown();
                 asked_to_close = true;
             }
@@ -524,6 +580,40 @@ mod tests {
         let mut with_body = request(http::Version::HTTP_11, &[]);
         *with_body.body_mut() = "x".into();
         assert!(!may_keep(&with_body));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_taken_back_after_a_whole_quiet_period_armed() {
+        let kept = Kept::default();
+        let mut hand_back = HandBack::new();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Three quarters and half of a period.
+        let most = || tokio::time::advance(HAND_BACK_AFTER * 3 / 4);
+        let half = || tokio::time::advance(HAND_BACK_AFTER / 2);
+        // Nothing answered yet: never due.
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        tokio::time::advance(HAND_BACK_AFTER * 10).await;
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        // Answered, then answered again within the period: a busy
+        // connection stays with hyper past the first period's end.
+        kept.arm();
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        most().await;
+        kept.disarm();
+        kept.arm();
+        half().await;
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        // A request in flight (disarmed) is never taken back, however long.
+        kept.disarm();
+        tokio::time::advance(HAND_BACK_AFTER * 10).await;
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        // Its response arms again: due a whole period from then, not before.
+        kept.arm();
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        most().await;
+        assert!(hand_back.poll_due(&kept, &mut cx).is_pending());
+        half().await;
+        assert!(hand_back.poll_due(&kept, &mut cx).is_ready());
     }
 
     #[test]
