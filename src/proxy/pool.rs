@@ -166,11 +166,15 @@ where
         while index > 0 {
             index -= 1;
             let entry = &state.http1[index];
-            if entry.sender.is_closed() || self.shared.expired(entry, now) {
-                state.http1.swap_remove(index);
+            // Busy ones first, in a word each: under load most are busy.
+            if !entry.sender.is_ready() {
+                if entry.sender.is_closed() {
+                    state.http1.swap_remove(index);
+                }
                 continue;
             }
-            if !entry.sender.is_ready() {
+            if now.duration_since(entry.used) >= self.shared.idle_timeout {
+                state.http1.swap_remove(index);
                 continue;
             }
             let entry = &mut state.http1[index];
