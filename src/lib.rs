@@ -24,6 +24,7 @@ pub mod finished;
 pub mod gate;
 pub mod gateway;
 pub mod idle;
+pub mod ip_text;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -233,10 +233,9 @@ impl SessionTag {
 
 impl fmt::Display for SessionTag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let mut hex = [0u8; 8];
+        hex::encode_to_slice(self.0, &mut hex).expect("8 hex digits for 4 bytes");
+        f.write_str(std::str::from_utf8(&hex).expect("hex is ascii"))
     }
 }
 
@@ -249,6 +248,15 @@ impl fmt::Debug for SessionTag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_tag_reads_as_the_digests_first_four_bytes_in_lower_case_hex() {
+        let mut digest = [0xffu8; 32];
+        digest[..4].copy_from_slice(&[0x0a, 0xbc, 0x00, 0xf1]);
+        let tag = SessionTag::of(&digest);
+        assert_eq!(tag.to_string(), "0abc00f1");
+        assert_eq!(format!("{tag:?}"), "0abc00f1");
+    }
 
     #[test]
     fn entitlements_allow_only_their_values() {

@@ -9,7 +9,6 @@ mod attribute;
 mod template;
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use thiserror::Error;
 
@@ -397,7 +396,9 @@ impl Embed {
                     call: MintCall { url, body },
                 }));
             }
-            let _ = write!(out, "{separator}{}=", pattern.param);
+            out.push(separator);
+            out.push_str(&pattern.param);
+            out.push('=');
             self.mint_local(captures, visitor, &mut out);
         }
         out.push_str(fragment);

@@ -5,11 +5,12 @@
 //! both directions. `Set-Cookie` and other repeated headers are never joined:
 //! `HeaderMap` keeps each value separate and nothing here merges them.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
+
+use crate::ip_text::IpText;
 
 /// Headers that only mean something on one connection. (`Trailer` is
 /// end-to-end in RFC 9110 and trailers are forwarded, so it stays.)
@@ -291,21 +292,27 @@ pub fn add_forwarded(
     host: Option<HeaderValue>,
     trust: bool,
 ) {
-    let mut chain = String::new();
-    if trust {
+    let mut client_text = IpText::default();
+    let client = client_text.format(client);
+    let chain = if trust && headers.contains_key(&XFF) {
         // Earlier hops may have sent several X-Forwarded-For lines: fold them into one list.
+        let mut chain = String::new();
         for value in headers.get_all(&XFF) {
             if let Ok(text) = value.to_str() {
                 chain.push_str(text.trim());
                 chain.push_str(", ");
             }
         }
+        chain.push_str(client);
+        HeaderValue::from_str(&chain)
     } else {
-        headers.remove(header::FORWARDED);
-        headers.remove(X_REAL_IP);
-    }
-    let _ = write!(chain, "{client}");
-    if let Ok(value) = HeaderValue::from_str(&chain) {
+        if !trust {
+            headers.remove(header::FORWARDED);
+            headers.remove(X_REAL_IP);
+        }
+        HeaderValue::from_str(client)
+    };
+    if let Ok(value) = chain {
         headers.insert(XFF, value);
     }
     // Behind a trusted proxy (one that terminates TLS, say) its view of

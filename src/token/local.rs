@@ -1,6 +1,5 @@
 //! Minting here, with the shared secret: one embed's claims for one page view.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use sha2::Sha256;
 
 use super::{load_key, EdgeAuth, KeyError, Scope, SignerSettings};
 use crate::allowlist::Principal;
+use crate::ip_text::IpText;
 
 /// What a token is scoped to, as templates filled from the embed's captures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,43 +136,6 @@ impl LocalMinter {
             data: data.filter(|d| !d.is_empty()),
         };
         self.signer.mint_claims_into(&claims, out);
-    }
-}
-
-/// An address as text on the stack: tokens are minted without allocating.
-struct IpText {
-    bytes: [u8; 64],
-    len: usize,
-}
-
-impl Default for IpText {
-    fn default() -> IpText {
-        IpText {
-            bytes: [0; 64],
-            len: 0,
-        }
-    }
-}
-
-impl IpText {
-    fn format(&mut self, addr: IpAddr) -> &str {
-        struct Cursor<'b>(&'b mut [u8], usize);
-        impl std::fmt::Write for Cursor<'_> {
-            fn write_str(&mut self, s: &str) -> std::fmt::Result {
-                let end = self.1 + s.len();
-                self.0
-                    .get_mut(self.1..end)
-                    .ok_or(std::fmt::Error)?
-                    .copy_from_slice(s.as_bytes());
-                self.1 = end;
-                Ok(())
-            }
-        }
-        let mut cursor = Cursor(&mut self.bytes, 0);
-        // The longest IPv6 text is 45 bytes; 64 always fits.
-        let _ = write!(cursor, "{addr}");
-        self.len = cursor.1;
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
 }
 
