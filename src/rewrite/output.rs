@@ -123,7 +123,7 @@ impl OutputState {
             let Some(slot) = slot else {
                 break;
             };
-            self.tail.extend_from_slice(&chunk[..at]);
+            self.append(&chunk[..at]);
             let before = self.tail.split().freeze();
             self.queued_bytes += before.len();
             self.queue.push_back(Piece::Bytes(before));
@@ -131,9 +131,26 @@ impl OutputState {
             self.awaited -= 1;
             chunk = &chunk[at + MARKER_LEN..];
         }
-        self.tail.extend_from_slice(chunk);
+        self.append(chunk);
+    }
+
+    // Adds plain output to the tail. When it has no room left, what it
+    // holds is queued as it is rather than copied into a larger buffer: a
+    // chunk whose tokens outgrew the room reserved for them (a large read
+    // of a page with many embeds) would otherwise be copied whole again.
+    fn append(&mut self, bytes: &[u8]) {
+        if self.tail.capacity() - self.tail.len() < bytes.len() && !self.tail.is_empty() {
+            let held = self.tail.split().freeze();
+            self.queued_bytes += held.len();
+            self.queue.push_back(Piece::Bytes(held));
+            self.tail.reserve(bytes.len().max(MIN_RESERVE));
+        }
+        self.tail.extend_from_slice(bytes);
     }
 }
+
+/// Least room taken for the tail once what it held is queued.
+const MIN_RESERVE: usize = 4096;
 
 /// A fresh nonce for one page: not guessable by the page's author.
 pub fn page_nonce() -> [u8; NONCE_LEN] {
@@ -158,6 +175,8 @@ mod tests {
     #[test]
     fn cuts_output_at_announced_markers_only() {
         let mut state = OutputState::new(*b"0123456789abcdef01234567");
+        // Room for all of it, as the body reserves for each chunk.
+        state.reserve(256);
         state.push(b"plain 0123456789abcdef0123456700000001 text");
         let m0 = state.marker(0);
         let m3 = state.marker(3);
@@ -177,6 +196,28 @@ mod tests {
                 " after"
             ]
         );
+        assert!(state.is_empty());
+    }
+
+    #[test]
+    fn output_past_the_reserved_room_queues_what_is_held_instead_of_copying_it() {
+        let mut state = OutputState::new(*b"0123456789abcdef01234567");
+        state.reserve(10);
+        state.push(b"aaaaaaaa");
+        let held_at = state.tail.as_ptr();
+        state.push(b"bbbbbbbb");
+        assert_eq!(state.buffered(), 16);
+        let first = match state.next() {
+            Some(Piece::Bytes(bytes)) => bytes,
+            _ => panic!("the held bytes first"),
+        };
+        assert_eq!(&first[..], b"aaaaaaaa");
+        assert_eq!(
+            first.as_ptr(),
+            held_at,
+            "queued where they were, not copied"
+        );
+        assert_eq!(drain(&mut state), ["bbbbbbbb"]);
         assert!(state.is_empty());
     }
 
