@@ -1298,8 +1298,9 @@ negative_ttl = "1s"
         # from one second to the next with the large pages in flight.
         rss = {}
         for name in gateways:
-            warm = [s["rss_kb"] for s in sampler.of(name, None, warm_end, warm_end + (warm_end - run_start))]
-            end = [s["rss_kb"] for s in sampler.of(name, None, traffic_end - (warm_end - run_start), traffic_end)]
+            window = warm_end - run_start
+            warm = [s["rss_kb"] for s in sampler.of(name, None, warm_end, warm_end + window)]
+            end = [s["rss_kb"] for s in sampler.of(name, None, traffic_end - window, traffic_end)]
             all_run = sampler.of(name, None, run_start, traffic_end)
             rss[name] = {"baseline": baseline_rss[name], "warm": median(warm), "end": median(end),
                          "max": max(s["rss_kb"] for s in all_run), "idle": end_rss_idle[name],

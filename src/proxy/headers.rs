@@ -294,7 +294,7 @@ pub fn add_forwarded(
 ) {
     let mut client_text = IpText::default();
     let client = client_text.format(client);
-    let chain = if trust && headers.contains_key(&XFF) {
+    let value = if trust && headers.contains_key(&XFF) {
         // Earlier hops may have sent several X-Forwarded-For lines: fold them into one list.
         let mut chain = String::new();
         for value in headers.get_all(&XFF) {
@@ -312,7 +312,7 @@ pub fn add_forwarded(
         }
         HeaderValue::from_str(client)
     };
-    if let Ok(value) = chain {
+    if let Ok(value) = value {
         headers.insert(XFF, value);
     }
     // Behind a trusted proxy (one that terminates TLS, say) its view of

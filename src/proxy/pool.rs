@@ -173,7 +173,7 @@ where
                 }
                 continue;
             }
-            if now.duration_since(entry.used) >= self.shared.idle_timeout {
+            if self.shared.idled_out(entry, now) {
                 state.http1.swap_remove(index);
                 continue;
             }
@@ -243,9 +243,14 @@ where
 }
 
 impl Shared {
+    // Unused for the idle timeout: idle past it, if it is ready.
+    fn idled_out(&self, entry: &Http1Entry, now: Instant) -> bool {
+        now.duration_since(entry.used) >= self.idle_timeout
+    }
+
     // Idle (its last response read) for longer than the idle timeout.
     fn expired(&self, entry: &Http1Entry, now: Instant) -> bool {
-        entry.sender.is_ready() && now.duration_since(entry.used) >= self.idle_timeout
+        entry.sender.is_ready() && self.idled_out(entry, now)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -317,7 +317,7 @@ async fn an_absolute_form_target_names_the_host() {
 
 #[tokio::test]
 async fn a_kept_alive_connection_serves_pipelined_and_later_requests_in_order() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let cms = Cms::start(|seen| Reply::html(format!("page {}", seen.uri.path()))).await;
     let gate = Gate::start(&cms).await;
     let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
@@ -329,16 +329,12 @@ async fn a_kept_alive_connection_serves_pipelined_and_later_requests_in_order() 
         )
         .await
         .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 4096];
-    while !(seen.contains("page /public/a") && seen.contains("page /public/b")) {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("both answers within 5 s")
-            .unwrap();
-        assert_ne!(n, 0, "closed early: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    let seen = read_answers(
+        &mut stream,
+        &["page /public/a", "page /public/b"],
+        "both answers",
+    )
+    .await;
     assert!(
         seen.find("page /public/a") < seen.find("page /public/b"),
         "{seen}"
@@ -349,42 +345,42 @@ async fn a_kept_alive_connection_serves_pipelined_and_later_requests_in_order() 
     );
     // Idle, then a third request on the same socket, sent in two pieces.
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    stream
-        .write_all(b"GET /public/c HTTP/1.1\r\nHo")
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    stream.write_all(b"st: x\r\n\r\n").await.unwrap();
-    let mut third = String::new();
-    while !third.contains("page /public/c") {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("the third answer within 5 s")
-            .unwrap();
-        assert_ne!(n, 0, "closed while idle: {third}");
-        third.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    send_in_two(&mut stream, "/public/c", 50).await;
+    read_answers(&mut stream, &["page /public/c"], "the third answer").await;
     // A fourth begun at once and finished after the quiet period: its
     // first piece is in hyper's hands when the connection is taken back.
-    stream
-        .write_all(b"GET /public/d HTTP/1.1\r\nHo")
-        .await
-        .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    stream.write_all(b"st: x\r\n\r\n").await.unwrap();
-    let mut fourth = String::new();
-    while !fourth.contains("page /public/d") {
-        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .expect("the fourth answer within 5 s")
-            .unwrap();
-        assert_ne!(n, 0, "closed while taken back: {fourth}");
-        fourth.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    send_in_two(&mut stream, "/public/d", 100).await;
+    let fourth = read_answers(&mut stream, &["page /public/d"], "the fourth answer").await;
     assert!(fourth.starts_with("HTTP/1.1 200"), "{fourth}");
     assert_eq!(
         cms.connections(),
         1,
         "one connection to the CMS for all four"
     );
+}
+
+/// A GET for `path` cut inside its Host line, the rest sent `pause_ms` later.
+async fn send_in_two(stream: &mut tokio::net::TcpStream, path: &str, pause_ms: u64) {
+    use tokio::io::AsyncWriteExt;
+    let head = format!("GET {path} HTTP/1.1\r\nHo");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+    stream.write_all(b"st: x\r\n\r\n").await.unwrap();
+}
+
+/// Reads from `stream` until every text in `wanted` has come, within 5 s,
+/// failing if the gateway closes first; returns what was read.
+async fn read_answers(stream: &mut tokio::net::TcpStream, wanted: &[&str], what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !wanted.iter().all(|text| seen.contains(text)) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 5 s"))
+            .unwrap();
+        assert_ne!(n, 0, "closed before {what}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
 }
