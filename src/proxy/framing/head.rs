@@ -1,4 +1,10 @@
-//! Reading message heads and chunked framing, byte by byte, as hyper does.
+//! Reading message heads and chunked framing as hyper does: a head that
+//! arrives whole is read at once by hyper's own parser, any other byte by byte.
+
+use std::mem::MaybeUninit;
+
+/// The most header lines hyper reads in one head (its default limit).
+pub(super) const MOST_HEADERS: usize = 100;
 
 /// The request method, as far as response framing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +134,7 @@ impl CodingField {
 }
 
 /// What a finished head says about the message's body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct HeadInfo {
     /// The response status (0 for a request).
     pub(super) status: u16,
@@ -179,6 +185,12 @@ impl Head {
             has_coding: false,
             chunked: false,
         }
+    }
+
+    /// Whether nothing but empty lines has been read yet, so the next byte
+    /// may be where the head starts.
+    pub(super) fn untouched(&self) -> bool {
+        self.first_line && self.start_len == 0 && !self.cr
     }
 
     /// Whether every byte up to the next CR or LF leaves this head as it is:
@@ -342,6 +354,64 @@ impl Head {
             bad_length: self.length.invalid,
         })
     }
+}
+
+/// Reads a head that `bytes` holds whole, from its first byte, with the
+/// parser and settings hyper's client reads it with: the head's length and
+/// what it says. `None` when the head is not whole yet or the parser
+/// refuses it: the byte-by-byte reader then takes it.
+pub(super) fn whole_head(bytes: &[u8], role: Role) -> Option<(usize, HeadInfo)> {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MOST_HEADERS];
+    let parser = httparse::ParserConfig::default();
+    let (used, status, method, http10, headers) = match role {
+        Role::Response => {
+            let mut response = httparse::Response::new(&mut []);
+            let httparse::Status::Complete(used) = parser
+                .parse_response_with_uninit_headers(&mut response, bytes, &mut slots)
+                .ok()?
+            else {
+                return None;
+            };
+            let status = response.code?;
+            let http10 = response.version? == 0;
+            (used, status, Method::Unknown, http10, response.headers)
+        }
+        Role::Request => {
+            let mut request = httparse::Request::new(&mut []);
+            let httparse::Status::Complete(used) = parser
+                .parse_request_with_uninit_headers(&mut request, bytes, &mut slots)
+                .ok()?
+            else {
+                return None;
+            };
+            let method = Method::of(request.method?.as_bytes());
+            (used, 0, method, false, request.headers)
+        }
+    };
+    let mut length = LengthField::default();
+    let mut has_coding = false;
+    let mut chunked = false;
+    for header in headers.iter() {
+        if header.name.eq_ignore_ascii_case("content-length") {
+            header.value.iter().for_each(|&b| length.byte(b));
+            length.element();
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            let mut coding = CodingField::default();
+            header.value.iter().for_each(|&b| coding.byte(b));
+            has_coding = true;
+            chunked = coding.is_chunked();
+        }
+    }
+    let info = HeadInfo {
+        status,
+        method,
+        http10,
+        has_coding,
+        chunked,
+        length: length.value,
+        bad_length: length.invalid,
+    };
+    Some((used, info))
 }
 
 /// A chunked body, in hyper's states.

@@ -67,6 +67,11 @@ impl Phase {
                 }
             }
             Phase::Head(head) => {
+                if head.untouched() {
+                    if let Some((used, info)) = whole_head(bytes, role) {
+                        return Step::Head(used, info);
+                    }
+                }
                 let mut i = 0;
                 while i < bytes.len() {
                     match head.name_at_once(&bytes[i..]) {

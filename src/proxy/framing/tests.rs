@@ -185,3 +185,159 @@ fn names_read_at_once_are_judged_as_byte_by_byte() {
         assert_eq!(whole, one_by_one, "{}", String::from_utf8_lossy(response));
     }
 }
+
+/// What a head reader made of some bytes.
+#[derive(Debug, PartialEq)]
+enum HeadRead {
+    Head(usize, HeadInfo),
+    Refused,
+    Unfinished,
+}
+
+// The byte-by-byte reader alone: one byte at a time never holds a whole head.
+fn read_byte_by_byte(bytes: &[u8], role: Role) -> HeadRead {
+    let mut phase = Phase::Head(Head::new());
+    for at in 0..bytes.len() {
+        match phase.advance(&bytes[at..at + 1], role) {
+            Step::More if matches!(phase, Phase::Lost) => return HeadRead::Refused,
+            Step::More => {}
+            Step::Head(used, info) => return HeadRead::Head(at + used, info),
+            Step::End(_) => unreachable!("a head has no end step"),
+        }
+    }
+    HeadRead::Unfinished
+}
+
+fn read_at_once(bytes: &[u8], role: Role) -> HeadRead {
+    let mut phase = Phase::Head(Head::new());
+    match phase.advance(bytes, role) {
+        Step::More if matches!(phase, Phase::Lost) => HeadRead::Refused,
+        Step::More => HeadRead::Unfinished,
+        Step::Head(used, info) => HeadRead::Head(used, info),
+        Step::End(_) => unreachable!("a head has no end step"),
+    }
+}
+
+#[test]
+fn heads_read_whole_by_hyper_s_parser_are_read_as_byte_by_byte() {
+    let responses: &[&[u8]] = &[
+        b"HTTP/1.1 200 OK",
+        b"HTTP/1.0 200 OK",
+        b"HTTP/1.1 204 No Content",
+        b"HTTP/1.1 304 Not Modified",
+        b"HTTP/1.1 100 Continue",
+        b"HTTP/1.1 101 Switching Protocols",
+        b"HTTP/1.1 200",
+        b"HTTP/1.1 200 ",
+        b"HTTP/1.1 200 caf\xc3\xa9 \xff",
+        b"HTTP/1.1 099 Low",
+        b"HTTP/1.1 20 OK",
+        b"HTTP/1.1  200 OK",
+        b"HTTP/1.2 200 OK",
+        b"HTTP/2 200 OK",
+        b"SIP/2.0 200 OK",
+    ];
+    let requests: &[&[u8]] = &[
+        b"GET /a HTTP/1.1",
+        b"HEAD /a HTTP/1.1",
+        b"CONNECT cms:443 HTTP/1.1",
+        b"POST /up?x=1 HTTP/1.1",
+        b"OPTIONS * HTTP/1.0",
+    ];
+    let fields: &[&[u8]] = &[
+        b"Content-Length: 5",
+        b"content-length:5",
+        b"Content-Length: 5, 5",
+        b"Content-Length: 5,6",
+        b"Content-Length: +5",
+        b"Content-Length: ",
+        b"Content-Length: 5 5",
+        b"Content-Length: 99999999999999999999999",
+        b"Content-Length:\t7\t",
+        b"Content-Length : 5",
+        b"Content-Lengthx: 5",
+        b"Transfer-Encoding: chunked",
+        b"transfer-encoding: gzip, chunked",
+        b"Transfer-Encoding: chunked, gzip",
+        b"TRANSFER-ENCODING:  CHUNKED ",
+        b"Transfer-Encoding: chunk ed",
+        b"Transfer-Encoding: xchunked",
+        b"Transfer-Encoding:",
+        b"Transfer-Encoding: chunked\x7f",
+        b"X-Other: v",
+        b"X-Empty:",
+        b"X-Obs: caf\xe9",
+        b"X-Cr: a\rb",
+        b" Folded",
+        b"NoColon",
+        b"Bad Name: x",
+        b": empty",
+        b"A-Header-Name-Longer-Than-Any-Framing-One: 1",
+    ];
+    let mut compared = 0;
+    let mut whole = 0;
+    for (starts, role) in [(responses, Role::Response), (requests, Role::Request)] {
+        for start in starts {
+            for (first, second) in fields
+                .iter()
+                .flat_map(|a| fields.iter().map(move |b| (a, b)))
+            {
+                for (lead, eol) in [("", "\r\n"), ("", "\n"), ("\r\n", "\r\n"), ("\n", "\r\n")] {
+                    let mut head = lead.as_bytes().to_vec();
+                    for line in [*start, *first, *second, b""] {
+                        head.extend_from_slice(line);
+                        head.extend_from_slice(eol.as_bytes());
+                    }
+                    head.extend_from_slice(b"body");
+                    for cut in [head.len(), head.len() - 6] {
+                        let bytes = &head[..cut];
+                        let at_once = read_at_once(bytes, role);
+                        assert_eq!(
+                            at_once,
+                            read_byte_by_byte(bytes, role),
+                            "{:?}",
+                            String::from_utf8_lossy(bytes)
+                        );
+                        compared += 1;
+                        whole += usize::from(whole_head(bytes, role).is_some());
+                    }
+                }
+            }
+        }
+    }
+    // A fifth of them are whole heads hyper reads: the parser took those.
+    assert!(whole > compared / 6, "{whole} of {compared}");
+    let (used, info) = whole_head(
+        b"HTTP/1.0 200 OK\r\nServer: cms\r\ncontent-length: 5, 5\r\n\r\nhello",
+        Role::Response,
+    )
+    .expect("a head hyper reads");
+    assert_eq!(used, 54);
+    assert_eq!(
+        (info.status, info.http10, info.length),
+        (200, true, Some(5))
+    );
+    let (_, info) = whole_head(
+        b"HEAD / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        Role::Request,
+    )
+    .expect("a head hyper writes");
+    assert_eq!(
+        (info.method, info.has_coding, info.chunked),
+        (Method::Head, true, true)
+    );
+}
+
+#[test]
+fn a_head_with_more_lines_than_hyper_reads_is_left_to_the_byte_reader() {
+    let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for n in 0..=MOST_HEADERS {
+        head.extend_from_slice(format!("X-{n}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"Content-Length: 1\r\n\r\nx");
+    assert!(whole_head(&head, Role::Response).is_none());
+    assert_eq!(
+        read_at_once(&head, Role::Response),
+        read_byte_by_byte(&head, Role::Response)
+    );
+}
