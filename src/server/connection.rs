@@ -1,10 +1,13 @@
 //! One visitor connection: closed when it sits idle, kept while it is busy.
 //!
-//! hyper bounds how long HTTP/1.1 request headers may take, but a connection
-//! that never sends a byte (the HTTP version is not even known yet), or an
-//! HTTP/2 connection with no stream open, would otherwise hold a file
-//! descriptor forever. [`IdleIo`] closes such a connection once nothing has
-//! moved for the idle limit while no request is in flight ([`InFlight`]).
+//! [`IdleIo`] closes a connection that has no request in flight
+//! ([`InFlight`]) once it waited too long: over HTTP/1.1, for a request head
+//! that is not whole within the header limit of the connection's start or
+//! of the last response's end (however slowly its bytes trickle in); over
+//! HTTP/2, once nothing has moved for the idle limit. The head's limit is
+//! kept here rather than by hyper, which would make and drop a timer for
+//! every request; it also holds across the hand-back of a kept-alive
+//! connection (see `serve`), so a slow head gets one limit, not two.
 
 use std::io;
 use std::pin::Pin;
@@ -27,6 +30,8 @@ pub struct InFlight(Arc<InFlightState>);
 #[derive(Default)]
 struct InFlightState {
     count: AtomicUsize,
+    // Requests begun so far: tells that one came and went between two looks.
+    started: AtomicUsize,
     // The connection's task, woken when its last request is done so that the
     // idle limit starts counting then.
     connection: AtomicWaker,
@@ -35,12 +40,17 @@ struct InFlightState {
 impl InFlight {
     /// Counts a request until the returned guard is dropped.
     pub fn enter(&self) -> InFlightGuard {
+        self.0.started.fetch_add(1, Ordering::Relaxed);
         self.0.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
     }
 
     fn any(&self) -> bool {
         self.0.count.load(Ordering::Acquire) > 0
+    }
+
+    fn started(&self) -> usize {
+        self.0.started.load(Ordering::Relaxed)
     }
 }
 
@@ -108,33 +118,71 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Guarded<B> {
     }
 }
 
-/// A connection's IO that fails reads once it has been idle too long.
+/// A connection's IO that fails reads once it has waited too long with no
+/// request in flight.
 pub struct IdleIo<T> {
     inner: T,
     in_flight: InFlight,
     idle: IdleTimer,
+    idle_limit: Duration,
+    // HTTP/1: how long a request head may take; `None` over HTTP/2.
+    head_limit: Option<Duration>,
+    // A head is awaited: the deadline is fixed, bytes do not move it.
+    awaiting_head: bool,
     busy: bool,
+    // `InFlight::started` when last looked at.
+    seen_started: usize,
 }
 
 impl<T> IdleIo<T> {
-    /// The first bytes must come within `first`; later, at most `limit` may
-    /// pass with nothing moving and no request in flight.
-    pub fn new(inner: T, in_flight: InFlight, first: Duration, limit: Duration) -> Self {
+    /// A connection whose first request head must be whole within
+    /// `head_limit`; later, `head_limit` counts from the end of each
+    /// response, and `idle_limit` bounds any quiet spell with no request in
+    /// flight.
+    pub fn new(inner: T, in_flight: InFlight, head_limit: Duration, idle_limit: Duration) -> Self {
         IdleIo {
             inner,
             in_flight,
-            idle: IdleTimer::with_first(Some(limit), first),
+            idle: IdleTimer::with_first(Some(idle_limit), head_limit.min(idle_limit)),
+            idle_limit,
+            head_limit: Some(head_limit),
+            awaiting_head: true,
             busy: false,
+            seen_started: 0,
         }
     }
-}
 
-impl<T> IdleIo<T> {
-    /// The next bytes must come within `within` (a kept-alive connection's
-    /// wait for its next request), counted from now.
-    pub fn next_within(&mut self, within: Duration) {
-        self.busy = false;
-        self.idle.next_within(within);
+    /// The connection speaks HTTP/2: no heads are timed here (hyper's
+    /// HTTP/2 connection reads them), only quiet spells.
+    pub fn serves_http2(&mut self) {
+        self.head_limit = None;
+        self.awaiting_head = false;
+        self.idle.progressed();
+    }
+
+    // No request is in flight: starts the wait for the next one if the
+    // last ended since the previous look, and tells whether it is over.
+    fn waited_too_long(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let started = self.in_flight.started();
+        if std::mem::take(&mut self.busy) || started != self.seen_started {
+            self.seen_started = started;
+            match self.head_limit {
+                Some(head_limit) => {
+                    self.idle.next_within(head_limit.min(self.idle_limit));
+                    self.awaiting_head = true;
+                }
+                None => self.idle.progressed(),
+            }
+        }
+        let timeout = self.idle.expired(cx)?;
+        let message = match self.head_limit.filter(|_| self.awaiting_head) {
+            Some(head_limit) => format!(
+                "connection closed: no whole request head within {:?}",
+                head_limit.min(self.idle_limit)
+            ),
+            None => format!("idle connection closed: {timeout}"),
+        };
+        Some(io::Error::new(io::ErrorKind::TimedOut, message))
     }
 }
 
@@ -148,7 +196,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before {
+                if buf.filled().len() > before && !this.awaiting_head {
                     this.idle.progressed();
                 }
                 Poll::Ready(result)
@@ -160,17 +208,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 if this.in_flight.any() {
                     // A request is being served: its own timeouts apply.
                     this.busy = true;
+                    this.awaiting_head = false;
                     return Poll::Pending;
                 }
-                if std::mem::take(&mut this.busy) {
-                    // The last request just ended: the idle limit starts now.
-                    this.idle.progressed();
-                }
-                match this.idle.expired(cx) {
-                    Some(timeout) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("idle connection closed: {timeout}"),
-                    ))),
+                match this.waited_too_long(cx) {
+                    Some(err) => Poll::Ready(Err(err)),
                     None => Poll::Pending,
                 }
             }
@@ -185,7 +227,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head {
             this.idle.progressed();
         }
         written
@@ -198,7 +240,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head {
             this.idle.progressed();
         }
         written

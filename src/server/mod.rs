@@ -29,7 +29,7 @@ use serve::Connection;
 /// Limits of one visitor connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// How long a client may take to send its request headers (and its first byte).
+    /// How long a request head may take, from the connection's start or the last response's end.
     pub header_timeout: Duration,
     /// How long a connection may sit with no request in flight and no bytes moving.
     pub idle_timeout: Duration,
@@ -57,7 +57,8 @@ fn connection_builders(limits: &ConnectionLimits) -> Arc<Builders> {
     let mut http1 = http1::Builder::new();
     http1
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        // Timed by `IdleIo` instead, without a timer made per request.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes);
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2

@@ -242,6 +242,7 @@ impl Connection {
         };
         match resets {
             Some(resets) => {
+                io.serves_http2();
                 let io = KeptIo::new(prefix, io, kept);
                 // Boxed: an HTTP/1.1 connection's task does not carry its size.
                 Box::pin(serve_http2(
@@ -260,7 +261,6 @@ impl Connection {
                     builder: &builders.http1,
                     kept,
                     closing,
-                    limits: &limits,
                     info,
                 };
                 http1.serve(prefix, io, service).await
@@ -352,7 +352,6 @@ struct Http1<'a> {
     builder: &'a http1::Builder,
     kept: Arc<Kept>,
     closing: tokio::sync::watch::Receiver<bool>,
-    limits: &'a ConnectionLimits,
     info: ConnectionInfo,
 }
 
@@ -384,9 +383,8 @@ impl Http1<'_> {
             (io, service, prefix) = (back, again, unread);
             if prefix.is_empty() {
                 // Idle: only the socket and this small task are held while
-                // waiting, for as long as a request head may take to arrive.
-                let limits = self.limits;
-                io.next_within(limits.header_timeout.min(limits.idle_timeout));
+                // waiting, within the head's limit counted since the last
+                // response ended (`IdleIo`).
                 prefix = tokio::select! {
                     read = read_some(&mut io) => match read {
                         Ok(read) if !read.is_empty() => read,

@@ -810,3 +810,24 @@ pub fn make_leaf_for(dir: &std::path::Path, name: &str, key: &str, san: &str) {
         ],
     );
 }
+
+/// Reads from `stream` until every text in `wanted` has come, within 5 s,
+/// failing if the gateway closes first; returns what was read.
+pub async fn read_answers(
+    stream: &mut tokio::net::TcpStream,
+    wanted: &[&str],
+    what: &str,
+) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !wanted.iter().all(|text| seen.contains(text)) {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what} within 5 s"))
+            .unwrap();
+        assert_ne!(n, 0, "closed before {what}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}

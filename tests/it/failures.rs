@@ -205,6 +205,115 @@ async fn a_connection_that_never_sends_a_byte_is_closed() {
     );
 }
 
+/// Sends `bytes` one at a time, `every` apart, until the gateway closes the
+/// connection; returns what it sent meanwhile, or `None` if it never closed.
+async fn trickle_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    bytes: &[u8],
+    every: Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut answered = Vec::new();
+    let mut buf = [0u8; 1024];
+    for byte in bytes {
+        if stream.write_all(std::slice::from_ref(byte)).await.is_err() {
+            return Some(String::from_utf8_lossy(&answered).into_owned());
+        }
+        let pause = tokio::time::sleep(every);
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                read = stream.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Some(String::from_utf8_lossy(&answered).into_owned()),
+                    Ok(n) => answered.extend_from_slice(&buf[..n]),
+                },
+                () = &mut pause => break,
+            }
+        }
+    }
+    None
+}
+
+/// A gateway whose request heads must be whole within 400 ms.
+async fn gate_with_head_limit() -> (Cms, Gate) {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "header_timeout = \"400ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    (cms, gate)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_that_trickles_in_is_cut_off_at_the_header_limit() {
+    let (_cms, gate) = gate_with_head_limit().await;
+    // 60 bytes, one every 50 ms: 3 s for a head that must take at most 400 ms.
+    let slow_head = format!(
+        "GET /public/slow HTTP/1.1\r\nHost: x\r\nX-Slow: {}",
+        "z".repeat(24)
+    );
+    let every = Duration::from_millis(50);
+    // On a new connection, and on kept-alive ones: right after an answer
+    // (the connection still with hyper) and once it has been handed back.
+    for pause_after_first in [None, Some(0), Some(200)] {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        if let Some(pause) = pause_after_first {
+            use tokio::io::AsyncWriteExt;
+            stream
+                .write_all(b"GET /public/first HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            read_answers(&mut stream, &["\r\n\r\nok"], "the first answer").await;
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+        }
+        let answered = trickle_until_closed(&mut stream, slow_head.as_bytes(), every).await;
+        let answered = answered
+            .unwrap_or_else(|| panic!("still open after a 3 s head ({pause_after_first:?})"));
+        assert!(
+            !answered.contains("HTTP/1.1"),
+            "closed without an answer: {answered}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pipelined_head_left_unfinished_is_cut_off_at_the_header_limit() {
+    use tokio::io::AsyncWriteExt;
+    let (_cms, gate) = gate_with_head_limit().await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    stream
+        .write_all(b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\nGET /public/b HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    read_answers(&mut stream, &["\r\n\r\nok"], "the first answer").await;
+    // The idle limit (60 s) is not what applies: the second head has begun.
+    assert!(closed_by_server(&mut stream).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_header_limit_counts_from_each_answer_not_from_the_connection_start() {
+    use tokio::io::AsyncWriteExt;
+    let (_cms, gate) = gate_with_head_limit().await;
+    let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    // Eight requests 200 ms apart: four times the head limit on one
+    // connection. Refusals too, which are answered without ever waiting.
+    for n in 0..8 {
+        let (path, answer) = if n % 4 == 0 {
+            ("public", "\r\n\r\nok")
+        } else {
+            ("videos", "403 Forbidden")
+        };
+        stream
+            .write_all(format!("GET /{path}/{n} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        read_answers(&mut stream, &[answer], "an answer").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http2_connection_is_closed_but_a_slow_answer_is_waited_for() {
     let mut reply = Reply::html("slow but sure");
