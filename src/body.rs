@@ -217,7 +217,7 @@ enum Content {
 /// when it is dropped.
 pub struct ResponseBody {
     content: Content,
-    record: Option<RequestRecord>,
+    record: Option<Box<RequestRecord>>,
     // Set when the stream said it had no more: some bodies (chunked ones)
     // only know they are at the end once asked once more.
     ended: bool,
@@ -226,7 +226,7 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     /// A body made by the gateway itself.
-    pub fn own(bytes: Bytes, record: RequestRecord) -> ResponseBody {
+    pub fn own(bytes: Bytes, record: Box<RequestRecord>) -> ResponseBody {
         ResponseBody {
             content: Content::Own((!bytes.is_empty()).then_some(bytes)),
             record: Some(record),
@@ -236,7 +236,11 @@ impl ResponseBody {
     }
 
     /// A stream of layers, served under `runtime` to its end.
-    pub fn stream(body: BoxBody, record: RequestRecord, runtime: Arc<Runtime>) -> ResponseBody {
+    pub fn stream(
+        body: BoxBody,
+        record: Box<RequestRecord>,
+        runtime: Arc<Runtime>,
+    ) -> ResponseBody {
         ResponseBody {
             content: Content::Stream(body),
             record: Some(record),

@@ -77,15 +77,17 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
-    /// Starts the record of a request known as `request_id`, to be counted in `metrics`.
+    /// Starts the record of a request known as `request_id`, to be counted
+    /// in `metrics`. Boxed: it goes from the request to its response body,
+    /// and each move would otherwise copy it whole.
     pub fn start(
         method: &Method,
         path: &str,
         started: Instant,
         request_id: HeaderValue,
         metrics: Arc<RuntimeMetrics>,
-    ) -> RequestRecord {
-        RequestRecord {
+    ) -> Box<RequestRecord> {
+        Box::new(RequestRecord {
             started,
             method: method.clone(),
             path: loggable_path(path),
@@ -102,7 +104,7 @@ impl RequestRecord {
             bytes: 0,
             failure: None,
             done: false,
-        }
+        })
     }
 }
 

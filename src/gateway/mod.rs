@@ -541,7 +541,7 @@ impl From<Refusal> for Outcome {
     }
 }
 
-fn deny(runtime: &Runtime, mut record: RequestRecord) -> Response<ResponseBody> {
+fn deny(runtime: &Runtime, mut record: Box<RequestRecord>) -> Response<ResponseBody> {
     record.decision = Decision::Denied;
     record.status = StatusCode::FORBIDDEN.as_u16();
     let body = runtime.deny_page.clone();
@@ -551,7 +551,7 @@ fn deny(runtime: &Runtime, mut record: RequestRecord) -> Response<ResponseBody> 
     response
 }
 
-fn refuse(refusal: Refusal, mut record: RequestRecord) -> Response<ResponseBody> {
+fn refuse(refusal: Refusal, mut record: Box<RequestRecord>) -> Response<ResponseBody> {
     let status = refusal.status();
     record.decision = Decision::Error;
     record.status = status.as_u16();
