@@ -443,7 +443,7 @@ where
         }
     };
     if let Err(err) = ended {
-        tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
+        log_http1_error(&err, info);
         return None;
     }
     if !kept.disarm() || shutting_down {
@@ -453,6 +453,19 @@ where
     let parts = connection.into_parts()?;
     let (unread, io) = parts.io.into_inner().into_parts();
     Some((join(unread, parts.read_buf), io, parts.service))
+}
+
+/// Logs why an HTTP/1.1 connection failed: a request head that did not
+/// come whole in time (the only timeout hyper reports as an error: a quiet
+/// connection with no head begun just ends) is worth an operator's eye.
+fn log_http1_error(err: &hyper::Error, info: ConnectionInfo) {
+    let timed_out = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .filter(|io| io.kind() == io::ErrorKind::TimedOut);
+    match timed_out {
+        Some(reason) => tracing::info!(peer = %info.peer, "{reason}"),
+        None => tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error"),
+    }
 }
 
 fn join(first: Bytes, second: Bytes) -> Bytes {

@@ -288,6 +288,31 @@ async fn a_dead_upstream_is_logged_with_its_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_request_head_cut_off_at_the_header_limit_is_logged_with_its_client() {
+    use tokio::io::AsyncWriteExt;
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "header_timeout = \"400ms\"",
+    );
+    let config = write_config(dir.path(), &text);
+    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let addr = base.trim_start_matches("http://");
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /public/x HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let line = gateway.wait_for("no whole request head");
+    let client = slow.local_addr().unwrap().to_string();
+    assert!(line.contains("400ms"), "{line}");
+    assert!(line.contains(&client), "{client} in {line}");
+    gateway.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_response_delivered_whole_is_logged_complete() {
     let chunks = vec![
         bytes::Bytes::from_static(b"<p>one</p>"),
