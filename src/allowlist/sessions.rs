@@ -172,16 +172,13 @@ impl Sessions {
         session: &SessionKey<'_>,
         visit: &Visit<'_>,
     ) -> Result<Verdict, SourceError> {
-        let (verdict, asked) = match &self.cache {
-            Some(cache) if cache.was_forgotten(session.digest()) => {
-                (self.source.check(session, visit).await, true)
-            }
-            Some(cache) => {
-                cache
-                    .get_or_check(*session.digest(), self.source.check(session, visit))
-                    .await
-            }
-            None => (self.source.check(session, visit).await, true),
+        let (verdict, asked) = match (&self.source, &self.cache) {
+            // Answered at once, with nothing to wait for.
+            (Source::File(file), None) => (file.check(session, visit).await, true),
+            // Boxed: a remote source's and the cache's futures are
+            // kilobytes, which every gated request's future would
+            // otherwise carry (and be copied with), a 403 included.
+            _ => Box::pin(self.ask(session, visit)).await,
         };
         match &verdict {
             Err(err) => {
@@ -192,6 +189,25 @@ impl Sessions {
             Ok(_) => self.metrics.lookup(Lookup::Hit),
         }
         verdict
+    }
+
+    // The verdict from the cache or the source, and whether the source was asked.
+    async fn ask(
+        &self,
+        session: &SessionKey<'_>,
+        visit: &Visit<'_>,
+    ) -> (Result<Verdict, SourceError>, bool) {
+        match &self.cache {
+            Some(cache) if cache.was_forgotten(session.digest()) => {
+                (self.source.check(session, visit).await, true)
+            }
+            Some(cache) => {
+                cache
+                    .get_or_check(*session.digest(), self.source.check(session, visit))
+                    .await
+            }
+            None => (self.source.check(session, visit).await, true),
+        }
     }
 
     /// Whether the source answers at all within `timeout` (for readiness).

@@ -314,10 +314,9 @@ async fn forward(
             uri: request.uri(),
             headers: request.headers(),
         };
-        // Boxed, as are the calls to the CMS below: a session source's
-        // future is kilobytes, and each request's future would carry it
-        // (and be copied with it) on every path, a 403 included.
-        let admission = match Box::pin(runtime.gate.admit(&visit)).await {
+        // Not boxed: a source that must be waited for is boxed inside
+        // (`Sessions::check`), so a 403 or a listed session costs no box.
+        let admission = match runtime.gate.admit(&visit).await {
             Ok(admission) => admission,
             Err(err) => match runtime.gate.sessions().on_error() {
                 OnError::Unavailable => return Err(Refusal::from(err).into()),
