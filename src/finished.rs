@@ -106,6 +106,11 @@ impl RequestRecord {
             done: false,
         })
     }
+
+    /// The id the request is known by, in logs and to the CMS.
+    pub fn request_id(&self) -> &HeaderValue {
+        &self.request_id
+    }
 }
 
 /// The path as it may be logged: each segment's parameters (`;jsessionid=...`,

@@ -131,7 +131,7 @@ impl Gateway {
     /// Serves one request that came in on `conn`.
     pub async fn handle(
         &self,
-        mut request: Request<Incoming>,
+        request: Request<Incoming>,
         conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
@@ -141,9 +141,6 @@ impl Gateway {
             .trusted_proxies
             .trusts(conn.peer.ip());
         let request_id = headers::request_id(request.headers(), trusted_peer);
-        request
-            .headers_mut()
-            .insert(headers::X_REQUEST_ID, request_id.clone());
         let mut record = RequestRecord::start(
             request.method(),
             request.uri().path(),
@@ -391,6 +388,10 @@ async fn forward(
         server.trusted_proxies.trusts(conn.peer.ip()),
     )
     .map_err(Refusal::from)?;
+    // Only now, for the CMS: a refusal never needed it in the request.
+    parts
+        .headers
+        .insert(headers::X_REQUEST_ID, record.request_id().clone());
     if let Some(principal) = &principal {
         // Of several session cookies, the CMS gets the one the gate let in.
         headers::keep_admitted_session(

@@ -328,6 +328,19 @@ async fn a_request_id_is_kept_from_a_trusted_proxy_and_made_otherwise() {
     let id = replaced.headers["x-request-id"].to_str().unwrap();
     assert_ne!(id, "visitor-chosen");
     assert_eq!(cms.requests()[1].headers["x-request-id"], id);
+
+    // Named as hop-by-hop by the visitor: the CMS still gets the gateway's id.
+    let named = send(
+        &client(),
+        http::Request::get(edge.url("/public/a"))
+            .header("connection", "x-request-id")
+            .header("x-request-id", "visitor-chosen")
+            .body(empty_body())
+            .unwrap(),
+    )
+    .await;
+    let id = named.headers["x-request-id"].to_str().unwrap();
+    assert_eq!(cms.requests()[2].headers["x-request-id"], id);
 }
 
 #[tokio::test(flavor = "multi_thread")]
