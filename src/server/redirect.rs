@@ -1,6 +1,7 @@
 //! The plain-HTTP listener beside a TLS one: every request is answered with
 //! a 308 to the same URL over HTTPS, except paths under a prefix (ACME
-//! challenges), which are served as usual.
+//! challenges), which are served as usual. Its connections are held to the
+//! same header and idle limits as the main listener's ([`IdleIo`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+use super::connection::{Guarded, IdleIo, InFlight};
 use crate::body::ResponseBody;
 use crate::gateway::Gateway;
 use crate::proxy::ConnectionInfo;
@@ -34,17 +36,27 @@ pub async fn serve_redirect(listener: TcpListener, gateway: Arc<Gateway>, https_
         };
         let gateway = gateway.clone();
         let builder = builder.clone();
+        let limits = gateway.runtime().settings().server.connections;
         tokio::spawn(async move {
+            let in_flight = InFlight::default();
+            let io = IdleIo::new(
+                stream,
+                in_flight.clone(),
+                limits.header_timeout,
+                limits.idle_timeout,
+            );
             let service = service_fn(move |request: Request<Incoming>| {
                 let gateway = gateway.clone();
+                let guard = in_flight.enter();
                 async move {
                     let info = ConnectionInfo { peer, tls: false };
-                    Ok::<_, Infallible>(answer(&gateway, request, info, https_port).await)
+                    let response = answer(&gateway, request, info, https_port).await;
+                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, None)))
                 }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
+                tracing::debug!(%peer, error = %err, "redirect connection ended with an error");
+            }
         });
     }
 }

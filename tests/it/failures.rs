@@ -175,20 +175,6 @@ async fn an_upstream_that_never_completes_the_connection_is_a_504() {
     drop(stuck);
 }
 
-/// Reads until the server closes; true if it did within 5 s.
-async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
-    use tokio::io::AsyncReadExt;
-    let mut sink = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut sink)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_that_never_sends_a_byte_is_closed() {
     let cms = Cms::fixed(Reply::html("ok")).await;
