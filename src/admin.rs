@@ -22,6 +22,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
+use crate::server::connection::{Guarded, IdleIo, InFlight};
 
 /// `[admin]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,14 +90,23 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, readiness: Arc<
         let gateway = gateway.clone();
         let readiness = readiness.clone();
         let builder = builder.clone();
+        // The visitors' header and idle limits: a stray client cannot hold the port's descriptors.
+        let limits = gateway.runtime().settings().server.connections;
         tokio::spawn(async move {
+            let in_flight = InFlight::default();
+            let io = IdleIo::new(
+                stream,
+                in_flight.clone(),
+                limits.header_timeout,
+                limits.idle_timeout,
+            );
             let service = service_fn(move |request: Request<Incoming>| {
+                let guard = in_flight.enter();
                 let response = answer(&request, &gateway, &readiness);
+                let response = response.map(|body| Guarded::new(body, guard, None));
                 async move { Ok::<_, Infallible>(response) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(io), service).await;
         });
     }
 }

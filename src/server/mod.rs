@@ -5,7 +5,7 @@
 //! runtime in force when each connection is accepted, so a reload changes
 //! them for new connections.
 
-mod connection;
+pub(crate) mod connection;
 mod limit;
 mod redirect;
 mod resets;
