@@ -94,12 +94,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, readiness: Arc<
         let limits = gateway.runtime().settings().server.connections;
         tokio::spawn(async move {
             let in_flight = InFlight::default();
-            let io = IdleIo::new(
-                stream,
-                in_flight.clone(),
-                limits.header_timeout,
-                limits.idle_timeout,
-            );
+            let io = IdleIo::new(stream, in_flight.clone(), &limits);
             let service = service_fn(move |request: Request<Incoming>| {
                 let guard = in_flight.enter();
                 let response = answer(&request, &gateway, &readiness);

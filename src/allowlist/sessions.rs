@@ -178,7 +178,7 @@ impl Sessions {
             // Boxed: a remote source's and the cache's futures are
             // kilobytes, which every gated request's future would
             // otherwise carry (and be copied with), a 403 included.
-            _ => Box::pin(self.ask(session, visit)).await,
+            _ => Box::pin(self.cached_or_asked(session, visit)).await,
         };
         match &verdict {
             Err(err) => {
@@ -192,7 +192,7 @@ impl Sessions {
     }
 
     // The verdict from the cache or the source, and whether the source was asked.
-    async fn ask(
+    async fn cached_or_asked(
         &self,
         session: &SessionKey<'_>,
         visit: &Visit<'_>,

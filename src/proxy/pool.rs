@@ -243,7 +243,7 @@ where
 }
 
 impl Shared {
-    // Unused for the idle timeout: idle past it, if it is ready.
+    // Not used for the idle timeout or longer, busy or not.
     fn idled_out(&self, entry: &Http1Entry, now: Instant) -> bool {
         now.duration_since(entry.used) >= self.idle_timeout
     }

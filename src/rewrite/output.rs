@@ -124,9 +124,7 @@ impl OutputState {
                 break;
             };
             self.append(&chunk[..at]);
-            let before = self.tail.split().freeze();
-            self.queued_bytes += before.len();
-            self.queue.push_back(Piece::Bytes(before));
+            self.queue_tail();
             self.queue.push_back(Piece::Token(slot));
             self.awaited -= 1;
             chunk = &chunk[at + MARKER_LEN..];
@@ -140,12 +138,17 @@ impl OutputState {
     // of a page with many embeds) would otherwise be copied whole again.
     fn append(&mut self, bytes: &[u8]) {
         if self.tail.capacity() - self.tail.len() < bytes.len() && !self.tail.is_empty() {
-            let held = self.tail.split().freeze();
-            self.queued_bytes += held.len();
-            self.queue.push_back(Piece::Bytes(held));
+            self.queue_tail();
             self.tail.reserve(bytes.len().max(MIN_RESERVE));
         }
         self.tail.extend_from_slice(bytes);
+    }
+
+    // Moves what the tail holds, as it is, to the end of the queue.
+    fn queue_tail(&mut self) {
+        let held = self.tail.split().freeze();
+        self.queued_bytes += held.len();
+        self.queue.push_back(Piece::Bytes(held));
     }
 }
 

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::ConnectionLimits;
 use crate::idle::IdleTimer;
 
 /// Requests in flight on one connection.
@@ -124,29 +125,27 @@ pub struct IdleIo<T> {
     inner: T,
     in_flight: InFlight,
     idle: IdleTimer,
-    idle_limit: Duration,
-    // HTTP/1: how long a request head may take; `None` over HTTP/2.
+    // HTTP/1: how long a request head may take (never past the idle limit);
+    // `None` over HTTP/2.
     head_limit: Option<Duration>,
-    // A head is awaited: the deadline is fixed, bytes do not move it.
-    awaiting_head: bool,
+    // A request was seen in flight since the last look.
     busy: bool,
     // `InFlight::started` when last looked at.
     seen_started: usize,
 }
 
 impl<T> IdleIo<T> {
-    /// A connection whose first request head must be whole within
-    /// `head_limit`; later, `head_limit` counts from the end of each
-    /// response, and `idle_limit` bounds any quiet spell with no request in
-    /// flight.
-    pub fn new(inner: T, in_flight: InFlight, head_limit: Duration, idle_limit: Duration) -> Self {
+    /// A connection held to `limits`: its first request head must be whole
+    /// within the header limit, as must each later one, counted from the end
+    /// of the last response; the idle limit bounds any quiet spell with no
+    /// request in flight.
+    pub fn new(inner: T, in_flight: InFlight, limits: &ConnectionLimits) -> Self {
+        let head_limit = limits.header_timeout.min(limits.idle_timeout);
         IdleIo {
             inner,
             in_flight,
-            idle: IdleTimer::with_first(Some(idle_limit), head_limit.min(idle_limit)),
-            idle_limit,
+            idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
             head_limit: Some(head_limit),
-            awaiting_head: true,
             busy: false,
             seen_started: 0,
         }
@@ -156,8 +155,12 @@ impl<T> IdleIo<T> {
     /// HTTP/2 connection reads them), only quiet spells.
     pub fn serves_http2(&mut self) {
         self.head_limit = None;
-        self.awaiting_head = false;
         self.idle.progressed();
+    }
+
+    // A head is awaited: its deadline is fixed, bytes do not move it.
+    fn awaiting_head(&self) -> bool {
+        self.head_limit.is_some() && !self.busy
     }
 
     // No request is in flight: starts the wait for the next one if the
@@ -167,19 +170,15 @@ impl<T> IdleIo<T> {
         if std::mem::take(&mut self.busy) || started != self.seen_started {
             self.seen_started = started;
             match self.head_limit {
-                Some(head_limit) => {
-                    self.idle.next_within(head_limit.min(self.idle_limit));
-                    self.awaiting_head = true;
-                }
+                Some(head_limit) => self.idle.next_within(head_limit),
                 None => self.idle.progressed(),
             }
         }
         let timeout = self.idle.expired(cx)?;
-        let message = match self.head_limit.filter(|_| self.awaiting_head) {
-            Some(head_limit) => format!(
-                "connection closed: no whole request head within {:?}",
-                head_limit.min(self.idle_limit)
-            ),
+        let message = match self.head_limit {
+            Some(head_limit) => {
+                format!("connection closed: no whole request head within {head_limit:?}")
+            }
             None => format!("idle connection closed: {timeout}"),
         };
         Some(io::Error::new(io::ErrorKind::TimedOut, message))
@@ -196,7 +195,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before && !this.awaiting_head {
+                if buf.filled().len() > before && !this.awaiting_head() {
                     this.idle.progressed();
                 }
                 Poll::Ready(result)
@@ -208,7 +207,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 if this.in_flight.any() {
                     // A request is being served: its own timeouts apply.
                     this.busy = true;
-                    this.awaiting_head = false;
                     return Poll::Pending;
                 }
                 match this.waited_too_long(cx) {
@@ -227,7 +225,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head() {
             this.idle.progressed();
         }
         written
@@ -240,7 +238,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head() {
             this.idle.progressed();
         }
         written
@@ -256,5 +254,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn limits(header_timeout: Duration) -> ConnectionLimits {
+        ConnectionLimits {
+            header_timeout,
+            idle_timeout: Duration::from_secs(60),
+            max_header_bytes: 8192,
+            http2_max_concurrent_streams: 100,
+        }
+    }
+
+    fn read_once<T: AsyncRead + Unpin>(io: &mut IdleIo<T>) -> Poll<io::Result<()>> {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut buf = [0u8; 16];
+        Pin::new(io).poll_read(&mut cx, &mut ReadBuf::new(&mut buf))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_that_came_and_went_unseen_restarts_the_head_limit() {
+        let (_client, server) = tokio::io::duplex(64);
+        let in_flight = InFlight::default();
+        let mut io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
+        assert!(read_once(&mut io).is_pending());
+        tokio::time::advance(Duration::from_millis(900)).await;
+        // Served and answered between two reads: never seen in flight.
+        drop(in_flight.enter());
+        assert!(read_once(&mut io).is_pending());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert!(
+            read_once(&mut io).is_pending(),
+            "the limit counts from the answer, not from the start"
+        );
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(matches!(
+            read_once(&mut io),
+            Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::TimedOut
+        ));
     }
 }

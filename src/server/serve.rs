@@ -181,12 +181,7 @@ impl Connection {
         } = self;
         let in_flight = InFlight::default();
         let kept = Arc::new(Kept::default());
-        let mut io = IdleIo::new(
-            stream,
-            in_flight.clone(),
-            limits.header_timeout,
-            limits.idle_timeout,
-        );
+        let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
         let first = tokio::select! {
             first = read_preface_or_request(&mut io) => first,
             _ = closing.wait_for(|closing| *closing) => return,

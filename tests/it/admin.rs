@@ -130,7 +130,6 @@ async fn metrics_count_a_known_mix_of_requests_exactly() {
 
 #[tokio::test]
 async fn the_admin_listener_closes_silent_and_slow_connections() {
-    use tokio::io::AsyncWriteExt;
     let cms = Cms::fixed(Reply::html("page")).await;
     let config = with_setting(
         config_text(cms.addr, ""),
@@ -139,22 +138,12 @@ async fn the_admin_listener_closes_silent_and_slow_connections() {
     );
     let gate = Gate::start_with(&with_admin(config), &[]).await;
     let admin = gate.admin.expect("an admin listener");
-    let mut silent = tokio::net::TcpStream::connect(admin).await.unwrap();
-    assert!(closed_by_server(&mut silent).await, "a silent connection");
-    let mut slow = tokio::net::TcpStream::connect(admin).await.unwrap();
-    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    assert!(closed_by_server(&mut slow).await, "a head never finished");
-    let mut kept = tokio::net::TcpStream::connect(admin).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_answers(&mut kept, &["\r\n\r\nok"], "the health answer").await;
-    assert!(
-        closed_by_server(&mut kept).await,
-        "an idle kept-alive connection"
-    );
+    assert_waiting_connections_are_closed(
+        admin,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "\r\n\r\nok",
+    )
+    .await;
 }
 
 #[tokio::test]

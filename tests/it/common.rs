@@ -845,3 +845,23 @@ pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
         }
     }
 }
+
+/// Checks that the listener at `addr` closes, each within 5 s, a connection
+/// that sends nothing, one whose head never ends, and a kept-alive one left
+/// waiting once `request` (a whole head) has been answered with `answer`.
+pub async fn assert_waiting_connections_are_closed(addr: SocketAddr, request: &str, answer: &str) {
+    use tokio::io::AsyncWriteExt;
+    let unfinished = request.strip_suffix("\r\n").expect("a whole head");
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_by_server(&mut silent).await, "a silent connection");
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(unfinished.as_bytes()).await.unwrap();
+    assert!(closed_by_server(&mut slow).await, "a head never finished");
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(request.as_bytes()).await.unwrap();
+    read_answers(&mut kept, &[answer], "the answer").await;
+    assert!(
+        closed_by_server(&mut kept).await,
+        "an idle kept-alive connection"
+    );
+}

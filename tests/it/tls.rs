@@ -234,7 +234,6 @@ async fn plain_http_is_redirected_to_https_except_acme_challenges() {
 
 #[tokio::test]
 async fn the_redirect_listener_closes_silent_and_slow_connections() {
-    use tokio::io::AsyncWriteExt;
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
     certificates(dir.path());
@@ -244,23 +243,12 @@ async fn the_redirect_listener_closes_silent_and_slow_connections() {
     let config = tls_config(cms.addr, "redirect_listen = \"127.0.0.1:0\"");
     let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
     let plain = gate.redirect.expect("a redirect listener");
-    let mut silent = TcpStream::connect(plain).await.unwrap();
-    assert!(closed_by_server(&mut silent).await, "a silent connection");
-    let mut slow = TcpStream::connect(plain).await.unwrap();
-    slow.write_all(b"GET /videos/a HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    assert!(closed_by_server(&mut slow).await, "a head never finished");
-    // A kept-alive connection is answered, then closed once it waits too long.
-    let mut kept = TcpStream::connect(plain).await.unwrap();
-    kept.write_all(b"GET /videos/a HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    read_answers(&mut kept, &["308 Permanent Redirect"], "the redirect").await;
-    assert!(
-        closed_by_server(&mut kept).await,
-        "an idle kept-alive connection"
-    );
+    assert_waiting_connections_are_closed(
+        plain,
+        "GET /videos/a HTTP/1.1\r\nHost: x\r\n\r\n",
+        "308 Permanent Redirect",
+    )
+    .await;
 }
 
 #[test]
