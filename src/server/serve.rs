@@ -222,7 +222,11 @@ impl Connection {
                     kept.disarm();
                 }
                 let keep = (!http2 && may_keep(&request)).then(|| kept.clone());
-                Box::pin(async move {
+                // Not boxed: hyper keeps an HTTP/1.1 connection's request future
+                // in a slot boxed once per connection, and an HTTP/2 stream's in
+                // the stream's task, so a box here would be a second allocation
+                // (of 3 KB, too large for the allocator's thread cache) per request.
+                async move {
                     let response = gateway.handle(request, info).await;
                     if let Some(kept) = keep {
                         if !says_close(response.headers())
@@ -232,7 +236,7 @@ impl Connection {
                         }
                     }
                     Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, stream)))
-                })
+                }
             })
         };
         match resets {
