@@ -8,7 +8,8 @@
 # Usage: bench/profile.sh              embedgate and nginx, every case
 # Env:   EMBEDGATE_BIN (profile this binary instead of building one),
 #        PEER=0 (embedgate only), TOP=12 (functions listed per case),
-#        KEEP_LOGS=1 (keep the callgrind files for callgrind_annotate).
+#        KEEP_LOGS=1 (keep the callgrind files for callgrind_annotate),
+#        ONLY=REGEX (only the cases whose name matches, e.g. ONLY='denied|passthrough-8k').
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -78,6 +79,7 @@ profile() {
     local spec case path warm count member part=0
     for spec in "${CASES[@]}"; do
         read -r case path warm count member <<<"$spec"
+        [[ -n "${ONLY:-}" && ! "$case" =~ $ONLY ]] && continue
         local cookie=-
         [[ "$member" == yes ]] && cookie="$SESSION"
         python3 "$WORK/client.py" "$port" "$path" "$warm" "$cookie"

@@ -49,6 +49,35 @@ pub enum PathError {
     BadEscape,
 }
 
+/// Whether `path` is its own strict and folded reading: absolute, ASCII,
+/// lower case, with nothing to decode or drop (`%`, `;`, `\\`, NUL), no
+/// empty segment, none that starts with a dot or ends with a dot or space.
+/// One pass, so the path nearly every request has costs one look per byte;
+/// any other path is read by [`normalize`] and `folded_reading`.
+pub(super) fn is_plain(path: &[u8]) -> bool {
+    let Some((b'/', rest)) = path.split_first() else {
+        return false;
+    };
+    let mut after_slash = true;
+    let mut after_dot_or_space = false;
+    for &byte in rest {
+        match byte {
+            b'/' if after_slash || after_dot_or_space => return false,
+            b'/' => after_slash = true,
+            b'.' if after_slash => return false,
+            b'.' | b' ' => {
+                after_slash = false;
+                after_dot_or_space = true;
+                continue;
+            }
+            b'%' | b';' | b'\\' | 0 | b'A'..=b'Z' | 0x80.. => return false,
+            _ => after_slash = false,
+        }
+        after_dot_or_space = false;
+    }
+    !after_dot_or_space
+}
+
 /// The strict reading of a request path; borrows when nothing needs changing.
 ///
 /// Percent-escapes are decoded, `;` parameters dropped from each segment and
@@ -380,6 +409,55 @@ mod tests {
         ] {
             assert!(normalize(path).is_ok(), "{path}");
             assert_eq!(folded(path).unwrap_err(), PathError::DotSegment, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_plain_path_is_its_own_strict_and_folded_reading() {
+        // Every path of up to five characters from an alphabet of the bytes
+        // that matter: each one called plain must read as itself both ways.
+        let alphabet: &[&str] = &["/", ".", " ", "a", "B", "%", "2e", ";", "\\", "\0", "é"];
+        let mut paths = vec![String::new()];
+        let mut plain = 0;
+        for _ in 0..5 {
+            let mut longer = Vec::new();
+            for path in &paths {
+                for piece in alphabet {
+                    longer.push(format!("{path}{piece}"));
+                }
+            }
+            for path in longer.iter().flat_map(|p| [p.clone(), format!("/{p}")]) {
+                if !is_plain(path.as_bytes()) {
+                    continue;
+                }
+                plain += 1;
+                let strict = normalize(&path).unwrap();
+                assert_eq!(strict.as_ref(), path.as_bytes(), "{path:?}");
+                assert_eq!(folded_reading(&strict), Ok(None), "{path:?}");
+            }
+            paths = longer;
+        }
+        assert!(plain > 1000, "only {plain} plain paths");
+        for path in [
+            "/videos/page-8k.html",
+            "/",
+            "/a/b.mp4",
+            "/x/y/",
+            "/a-b_c~d/e.f.g",
+        ] {
+            assert!(is_plain(path.as_bytes()), "{path}");
+        }
+        for path in [
+            "",
+            "x",
+            "/.well-known/a",
+            "/a./b",
+            "/a /b",
+            "/a//b",
+            "/A",
+            "/%61",
+        ] {
+            assert!(!is_plain(path.as_bytes()), "{path}");
         }
     }
 

@@ -2,11 +2,12 @@
 //! and a request gets the strictest access level any reasonable reading of
 //! its path, and any of its query parameters, has.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::path::{canonical_param, folded_reading, normalize, param_names, PathError};
+use super::path::{canonical_param, folded_reading, is_plain, normalize, param_names, PathError};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
 #[derive(Debug, Clone)]
@@ -224,9 +225,15 @@ impl RouteTable {
     /// and of every query route one of its parameters names; on a tie, the
     /// strict reading's route.
     pub fn lookup(&self, path: &str, query: Option<&str>) -> Result<RouteMatch, PathError> {
-        let strict = normalize(path)?;
+        let (strict, folded) = if is_plain(path.as_bytes()) {
+            (Cow::Borrowed(path.as_bytes()), None)
+        } else {
+            let strict = normalize(path)?;
+            let folded = folded_reading(&strict)?;
+            (strict, folded)
+        };
         let mut found = self.find(&strict);
-        match folded_reading(&strict)? {
+        match folded {
             Some(folded) => self.raise(&mut found, self.find_folded(&folded)),
             // A folded prefix may still match a path already in folded form.
             None if !self.all_folded => self.raise(&mut found, self.find_folded(&strict)),
