@@ -38,11 +38,14 @@ read -r UP_PORT GW_PORT NG_PORT NG_H2_PORT < <(bench_free_ports 4)
 bench_spawn 3600 "$UPSTREAM_BIN" "127.0.0.1:$UP_PORT" "$WORK/pages" \
     >/dev/null 2>&1
 bench_gateway_config "$WORK/gateway.toml" "$GW_PORT" "http://127.0.0.1:$UP_PORT" 1
+bench_wait_ready "http://127.0.0.1:$UP_PORT/page-8k.html"
 
-# A keep-alive HTTP/1.1 client: sends one request N times, reading each answer whole.
+# A keep-alive HTTP/1.1 client: sends one request N times, reading each answer
+# whole; fails on a status other than the one expected, so an error page is
+# never profiled as the path it stands in for.
 cat >"$WORK/client.py" <<'PY'
 import socket, sys
-port, path, count, cookie = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+port, path, count, cookie, expected = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 head = "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: profile\r\nAccept: */*\r\n" % (path, port)
 if cookie != "-":
     head += "Cookie: sessionid=%s\r\n" % cookie
@@ -54,6 +57,9 @@ for _ in range(count):
     while b"\r\n\r\n" not in data:
         data += sock.recv(65536)
     head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1].decode()
+    if status != expected:
+        sys.exit("%s answered %s, not %s" % (path, status, expected))
     fields = dict(l.split(b":", 1) for l in head.split(b"\r\n")[1:])
     fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
     if b"content-length" in fields:
@@ -80,11 +86,12 @@ profile() {
     for spec in "${CASES[@]}"; do
         read -r case path warm count member <<<"$spec"
         [[ -n "${ONLY:-}" && ! "$case" =~ $ONLY ]] && continue
-        local cookie=-
+        local cookie=- expected=200
         [[ "$member" == yes ]] && cookie="$SESSION"
-        python3 "$WORK/client.py" "$port" "$path" "$warm" "$cookie"
+        [[ "$case" == denied-* ]] && expected=403
+        python3 "$WORK/client.py" "$port" "$path" "$warm" "$cookie" "$expected"
         callgrind_control -z "$vg" >/dev/null 2>&1
-        python3 "$WORK/client.py" "$port" "$path" "$count" "$cookie"
+        python3 "$WORK/client.py" "$port" "$path" "$count" "$cookie" "$expected"
         callgrind_control -d "$vg" >/dev/null 2>&1
         part=$((part + 1))
         local total

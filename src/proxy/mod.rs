@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderValue};
 use http::request::Parts;
-use http::uri::{Authority, Scheme};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
@@ -376,29 +376,53 @@ pub fn prepare_request(
         Some(host) if settings.preserve_host => host,
         _ => settings.host_header.clone(),
     };
-    // The URL names the host the CMS is to serve (HTTP/2 sends it as
-    // :authority; HTTP/1.1 sends only the path, and Host); the connection
-    // goes to the upstream whatever it says, on the one pool every host shares.
+    parts.uri = cms_target(&parts.uri, &host, settings)?;
+    parts.headers.insert(header::HOST, host);
+    parts.version = Version::HTTP_11;
+    Ok(())
+}
+
+/// The URL the CMS is asked for. HTTP/1.1 sends only the path (the host goes
+/// in Host), so for a CMS that speaks nothing else it is the origin form,
+/// taken as it is when there is no base path. Where HTTP/2 may be spoken the
+/// URL names the host the CMS is to serve, sent as :authority; the
+/// connection goes to the upstream whatever it says, on the one pool every
+/// host shares.
+fn cms_target(
+    visitor: &Uri,
+    host: &HeaderValue,
+    settings: &UpstreamSettings,
+) -> Result<Uri, ProxyError> {
+    let path_and_query = visitor.path_and_query();
+    if !settings.may_use_http2() && settings.base_path.is_empty() {
+        let origin = path_and_query
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        return Ok(Uri::from(origin));
+    }
+    let path_and_query = path_and_query.map_or("/", |pq| pq.as_str());
+    let mut target = String::with_capacity(settings.base_path.len() + path_and_query.len());
+    target.push_str(&settings.base_path);
+    target.push_str(path_and_query);
+    if !settings.may_use_http2() {
+        return Uri::try_from(target).map_err(unforwardable);
+    }
     let authority = host
         .to_str()
         .ok()
         .and_then(|h| h.parse::<Authority>().ok())
         .filter(|a| !a.as_str().contains('@'))
         .unwrap_or_else(|| settings.authority.clone());
-    parts.headers.insert(header::HOST, host);
-
-    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let mut target = String::with_capacity(settings.base_path.len() + path_and_query.len());
-    target.push_str(&settings.base_path);
-    target.push_str(path_and_query);
-    parts.uri = Uri::builder()
+    Uri::builder()
         .scheme(settings.scheme.clone())
         .authority(authority)
         .path_and_query(target)
         .build()
-        .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
-    parts.version = Version::HTTP_11;
-    Ok(())
+        .map_err(unforwardable)
+}
+
+fn unforwardable<E>(_: E) -> ProxyError {
+    ProxyError::BadRequest("request target cannot be forwarded")
 }
 
 #[cfg(test)]
@@ -503,6 +527,37 @@ mod tests {
         assert!(!headers.contains_key(header::IF_NONE_MATCH));
         assert!(!headers.contains_key(header::IF_MODIFIED_SINCE));
         assert_eq!(headers[header::ACCEPT_ENCODING], "identity");
+    }
+
+    #[test]
+    fn the_cms_is_asked_for_the_path_and_query_and_by_name_where_http2_may_be_spoken() {
+        let target = |settings: &UpstreamSettings, uri: &str, host: &str| {
+            let uri: Uri = uri.parse().unwrap();
+            let host = HeaderValue::from_str(host).unwrap();
+            cms_target(&uri, &host, settings).unwrap().to_string()
+        };
+        let plain = settings();
+        assert_eq!(target(&plain, "/a/b?c=1", "site"), "/a/b?c=1");
+        assert_eq!(target(&plain, "http://other/a?c", "site"), "/a?c");
+        let based = UpstreamSettings {
+            base_path: "/cms".into(),
+            ..settings()
+        };
+        assert_eq!(target(&based, "/a?c=1", "site"), "/cms/a?c=1");
+        let http2 = UpstreamSettings {
+            scheme: Scheme::HTTPS,
+            http2: true,
+            ..based
+        };
+        assert_eq!(
+            target(&http2, "/a?c=1", "site:8443"),
+            "https://site:8443/cms/a?c=1"
+        );
+        assert_eq!(
+            target(&http2, "/a", "user@site"),
+            "https://cms:8081/cms/a",
+            "a host that is no plain authority names the upstream"
+        );
     }
 
     #[test]

@@ -117,8 +117,9 @@ where
         }
     }
 
-    /// Sends `request` (with an absolute URL) on a pooled connection, or a
-    /// new one, and waits for the response head.
+    /// Sends `request` on a pooled connection, or a new one, and waits for
+    /// the response head. Its URL is absolute where the CMS may speak
+    /// HTTP/2, and may be the origin form where it speaks only HTTP/1.1.
     pub async fn send(
         &self,
         request: Request<RequestBody>,
@@ -298,6 +299,9 @@ async fn sweep(shared: Weak<Shared>, every: Duration) {
 
 // HTTP/1.1 sends the path and query; the host goes in Host.
 fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
+    if request.uri().authority().is_none() {
+        return request;
+    }
     let path = request
         .uri()
         .path_and_query()
