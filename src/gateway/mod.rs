@@ -153,16 +153,20 @@ impl Gateway {
         let unread_body =
             request.version() < http::Version::HTTP_2 && !request.body().is_end_stream();
         let mut own_answer = false;
-        let mut response = match forward(&runtime, request, conn, &mut record).await {
-            Ok(forwarded) => match response_body(&runtime, forwarded, &mut record).await {
-                Ok((parts, body)) => {
-                    Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
+        let mut response = match admit(&runtime, &request, conn, &mut record).await {
+            // Boxed: a request the gate turns away never carries the CMS
+            // exchange's state (3 KB) in its future.
+            Ok(admitted) => {
+                match Box::pin(from_cms(&runtime, request, conn, &mut record, admitted)).await {
+                    Ok((parts, body)) => {
+                        Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
+                    }
+                    Err(refusal) => {
+                        own_answer = true;
+                        refuse(refusal, record)
+                    }
                 }
-                Err(refusal) => {
-                    own_answer = true;
-                    refuse(refusal, record)
-                }
-            },
+            }
             Err(Outcome::Denied) => {
                 own_answer = true;
                 deny(&runtime, record)
@@ -272,13 +276,21 @@ struct Forwarded {
     rewrite: Option<(PagePlan, Principal, std::net::IpAddr)>,
 }
 
-/// Runs the request through route, gate, upstream request and response filter.
-async fn forward(
+/// What the gate let through: whether its route is gated, the visitor it
+/// admitted there, and the client's address.
+struct Admitted {
+    gated: bool,
+    principal: Option<Principal>,
+    client: std::net::IpAddr,
+}
+
+/// Runs the request through route and gate: whether it may reach the CMS.
+async fn admit(
     runtime: &Runtime,
-    mut request: Request<Incoming>,
+    request: &Request<Incoming>,
     conn: ConnectionInfo,
     record: &mut RequestRecord,
-) -> Result<Forwarded, Outcome> {
+) -> Result<Admitted, Outcome> {
     if request.method() == Method::CONNECT {
         return Err(Refusal::MethodNotAllowed.into());
     }
@@ -295,7 +307,7 @@ async fn forward(
         crate::client::client_addr(conn.peer.ip(), request.headers(), &server.trusted_proxies);
     let token_checked = route.access == Access::Token;
     if token_checked {
-        if let Err(rejection) = check_token(runtime, &route, &request, client) {
+        if let Err(rejection) = check_token(runtime, &route, request, client) {
             record.reason = Some(Cow::Owned(rejection.to_string()));
             return Err(Outcome::Denied);
         }
@@ -344,6 +356,40 @@ async fn forward(
     } else {
         Decision::Passthrough
     };
+    Ok(Admitted {
+        gated,
+        principal,
+        client,
+    })
+}
+
+/// The CMS's answer to an admitted request: its head filtered, its body
+/// layered (see [`response_body`]).
+async fn from_cms(
+    runtime: &Runtime,
+    request: Request<Incoming>,
+    conn: ConnectionInfo,
+    record: &mut RequestRecord,
+    admitted: Admitted,
+) -> Result<(http::response::Parts, BoxBody), Refusal> {
+    let forwarded = forward(runtime, request, conn, record, admitted).await?;
+    response_body(runtime, forwarded, record).await
+}
+
+/// Sends an admitted request to the CMS and filters the response head.
+async fn forward(
+    runtime: &Runtime,
+    mut request: Request<Incoming>,
+    conn: ConnectionInfo,
+    record: &mut RequestRecord,
+    admitted: Admitted,
+) -> Result<Forwarded, Refusal> {
+    let Admitted {
+        gated,
+        principal,
+        client,
+    } = admitted;
+    let server = &runtime.settings().server;
     let head_only = request.method() == Method::HEAD;
     if let Some(max) = server.max_body_bytes {
         // Known up front: refused before anything reaches the CMS.
@@ -353,7 +399,7 @@ async fn forward(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|length| length > max) {
-            return Err(Refusal::from(ProxyError::TooLarge(TooLarge(max))).into());
+            return Err(Refusal::from(ProxyError::TooLarge(TooLarge(max))));
         }
     }
     // Kept only while verdicts are cached: a logout in the answer must drop this visitor's.
@@ -410,7 +456,7 @@ async fn forward(
     let again =
         (ranged && matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream())
             .then(|| without_range(&parts));
-    let mut response = Box::pin(ask(runtime, Request::from_parts(parts, Some(body)))).await?;
+    let mut response = ask(runtime, Request::from_parts(parts, Some(body))).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
         let Some(whole) = again else {
@@ -418,15 +464,16 @@ async fn forward(
                 "a page in part, for a request with a body, which cannot be sent again"
             } else {
                 "a page in part, though no range was asked for"
-            })
-            .into());
+            }));
         };
         // The part is dropped unread; its connection is not reused.
         drop(response);
-        response = Box::pin(ask(runtime, Request::from_parts(whole, None))).await?;
+        response = ask(runtime, Request::from_parts(whole, None)).await?;
         if partial_page(response.status(), response.headers()) {
             record.upstream_status = Some(response.status().as_u16());
-            return Err(Refusal::BadUpstream("a page in part, though asked for it whole").into());
+            return Err(Refusal::BadUpstream(
+                "a page in part, though asked for it whole",
+            ));
         }
     }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -437,9 +484,9 @@ async fn forward(
         // The visitor asked for no such protocol: passing the 101 on would
         // leave the visitor's connection in a state nobody agreed to.
         record.upstream_status = Some(response.status().as_u16());
-        return Err(
-            Refusal::BadUpstream("a 101 for a protocol the visitor did not ask for").into(),
-        );
+        return Err(Refusal::BadUpstream(
+            "a 101 for a protocol the visitor did not ask for",
+        ));
     }
     if let (Some(visitor_upgrade), StatusCode::SWITCHING_PROTOCOLS) =
         (visitor_upgrade, response.status())

@@ -225,7 +225,7 @@ impl Connection {
                 // Not boxed: hyper keeps an HTTP/1.1 connection's request future
                 // in a slot boxed once per connection, and an HTTP/2 stream's in
                 // the stream's task, so a box here would be a second allocation
-                // (of 3 KB, too large for the allocator's thread cache) per request.
+                // per request.
                 async move {
                     let response = gateway.handle(request, info).await;
                     if let Some(kept) = keep {
