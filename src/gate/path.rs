@@ -50,7 +50,7 @@ pub enum PathError {
 }
 
 /// Whether `path` is its own strict and folded reading: absolute, ASCII,
-/// lower case, with nothing to decode or drop (`%`, `;`, `\\`, NUL), no
+/// lower case, with nothing to decode or drop (`%`, `;`, `\`, NUL), no
 /// empty segment, none that starts with a dot or ends with a dot or space.
 /// One pass, so the path nearly every request has costs one look per byte;
 /// any other path is read by [`normalize`] and `folded_reading`.

@@ -155,7 +155,7 @@ impl Gateway {
         let mut own_answer = false;
         let mut response = match admit(&runtime, &request, conn, &mut record).await {
             // Boxed: a request the gate turns away never carries the CMS
-            // exchange's state (3 KB) in its future.
+            // exchange's state (5 KB) in its future.
             Ok(admitted) => {
                 match Box::pin(from_cms(&runtime, request, conn, &mut record, admitted)).await {
                     Ok((parts, body)) => {
