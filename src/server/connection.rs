@@ -9,10 +9,11 @@
 //! every request; it also holds across the hand-back of a kept-alive
 //! connection (see `serve`), so a slow head gets one limit, not two.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,6 +37,34 @@ struct InFlightState {
     // The connection's task, woken when its last request is done so that the
     // idle limit starts counting then.
     connection: AtomicWaker,
+    // The connection's task is in a poll (`InFlight::poll_within`).
+    polling: AtomicBool,
+    // The last request ended during that poll and the IO has not looked
+    // since: the task looks once the poll is over.
+    unseen_end: AtomicBool,
+    // What the connection's IO waits for; its limits are set by `IdleIo::new`.
+    waiting: Mutex<Waiting>,
+}
+
+impl InFlightState {
+    // The last request in flight is done: the wait for the next one must
+    // start. Inside the task's own poll, the task looks once the poll is
+    // over (`InFlight::poll_within`), unless the IO looked after the end
+    // in that poll; a wake-up would only make hyper poll the whole
+    // connection again for the IO's look. Outside it (an HTTP/2 stream's
+    // task, an upgrade, a listener that does not poll within), the task is
+    // woken, and the IO looks when hyper reads.
+    fn ended(&self) {
+        if self.polling.load(Ordering::SeqCst) {
+            self.unseen_end.store(true, Ordering::SeqCst);
+            // Still polling, so the task will see the flag; otherwise its
+            // poll ended in between and may have missed it.
+            if self.polling.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        self.connection.wake();
+    }
 }
 
 impl InFlight {
@@ -53,6 +82,47 @@ impl InFlight {
     fn started(&self) -> usize {
         self.0.started.load(Ordering::Relaxed)
     }
+
+    /// Polls `future` as the connection's task. When the last request in
+    /// flight ends in this poll and the IO does not look at the connection
+    /// after it, the task looks itself once the poll is over: the wait for
+    /// the next request starts, its timer set with this task's waker. hyper
+    /// reads again only in its next poll, so a wake-up instead would cost a
+    /// second poll of the whole connection per request.
+    pub fn poll_within<F: Future>(
+        &self,
+        future: Pin<&mut F>,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        self.0.polling.store(true, Ordering::SeqCst);
+        let polled = future.poll(cx);
+        self.0.polling.store(false, Ordering::SeqCst);
+        if self.0.unseen_end.swap(false, Ordering::SeqCst)
+            && !self.any()
+            && self.waiting().look(self.started(), cx).is_some()
+        {
+            // Already over: the IO fails the read when hyper next reads.
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+
+    // What the connection waits for.
+    fn waiting(&self) -> MutexGuard<'_, Waiting> {
+        // Plain data, whole whatever panicked while it was held.
+        self.0
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // The IO looks at a connection with no request in flight: starts the
+    // wait for the next request if the last one ended since, and tells
+    // whether that wait is over.
+    fn look(&self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.0.unseen_end.store(false, Ordering::SeqCst);
+        self.waiting().look(self.started(), cx)
+    }
 }
 
 /// Held while a request is served, up to the end of its response body.
@@ -61,7 +131,7 @@ pub struct InFlightGuard(Arc<InFlightState>);
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.connection.wake();
+            self.0.ended();
         }
     }
 }
@@ -124,6 +194,10 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Guarded<B> {
 pub struct IdleIo<T> {
     inner: T,
     in_flight: InFlight,
+}
+
+/// What a connection with no request in flight waits for, and until when.
+struct Waiting {
     idle: IdleTimer,
     // HTTP/1: how long a request head may take (never past the idle limit);
     // `None` over HTTP/2.
@@ -134,39 +208,33 @@ pub struct IdleIo<T> {
     seen_started: usize,
 }
 
-impl<T> IdleIo<T> {
-    /// A connection held to `limits`: its first request head must be whole
-    /// within the header limit, as must each later one, counted from the end
-    /// of the last response; the idle limit bounds any quiet spell with no
-    /// request in flight.
-    pub fn new(inner: T, in_flight: InFlight, limits: &ConnectionLimits) -> Self {
-        let head_limit = limits.header_timeout.min(limits.idle_timeout);
-        IdleIo {
-            inner,
-            in_flight,
-            idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
-            head_limit: Some(head_limit),
+impl Default for Waiting {
+    // No limit: for an `InFlight` with no `IdleIo`.
+    fn default() -> Self {
+        Waiting {
+            idle: IdleTimer::new(None),
+            head_limit: None,
             busy: false,
             seen_started: 0,
         }
     }
+}
 
-    /// The connection speaks HTTP/2: no heads are timed here (hyper's
-    /// HTTP/2 connection reads them), only quiet spells.
-    pub fn serves_http2(&mut self) {
-        self.head_limit = None;
-        self.idle.progressed();
-    }
-
+impl Waiting {
     // A head is awaited: its deadline is fixed, bytes do not move it.
     fn awaiting_head(&self) -> bool {
         self.head_limit.is_some() && !self.busy
     }
 
-    // No request is in flight: starts the wait for the next one if the
-    // last ended since the previous look, and tells whether it is over.
-    fn waited_too_long(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        let started = self.in_flight.started();
+    // Bytes moved: a quiet spell starts again, unless a head is awaited.
+    fn moved(&mut self) {
+        if !self.awaiting_head() {
+            self.idle.progressed();
+        }
+    }
+
+    // See `InFlight::look`; `started` is `InFlight::started` now.
+    fn look(&mut self, started: usize, cx: &mut Context<'_>) -> Option<io::Error> {
         if std::mem::take(&mut self.busy) || started != self.seen_started {
             self.seen_started = started;
             match self.head_limit {
@@ -185,6 +253,31 @@ impl<T> IdleIo<T> {
     }
 }
 
+impl<T> IdleIo<T> {
+    /// A connection held to `limits`: its first request head must be whole
+    /// within the header limit, as must each later one, counted from the end
+    /// of the last response; the idle limit bounds any quiet spell with no
+    /// request in flight.
+    pub fn new(inner: T, in_flight: InFlight, limits: &ConnectionLimits) -> Self {
+        let head_limit = limits.header_timeout.min(limits.idle_timeout);
+        *in_flight.waiting() = Waiting {
+            idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
+            head_limit: Some(head_limit),
+            busy: false,
+            seen_started: 0,
+        };
+        IdleIo { inner, in_flight }
+    }
+
+    /// The connection speaks HTTP/2: no heads are timed here (hyper's
+    /// HTTP/2 connection reads them), only quiet spells.
+    pub fn serves_http2(&mut self) {
+        let mut waiting = self.in_flight.waiting();
+        waiting.head_limit = None;
+        waiting.idle.progressed();
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -195,8 +288,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
-                if buf.filled().len() > before && !this.awaiting_head() {
-                    this.idle.progressed();
+                if buf.filled().len() > before {
+                    this.in_flight.waiting().moved();
                 }
                 Poll::Ready(result)
             }
@@ -206,10 +299,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 this.in_flight.0.connection.register(cx.waker());
                 if this.in_flight.any() {
                     // A request is being served: its own timeouts apply.
-                    this.busy = true;
+                    this.in_flight.waiting().busy = true;
                     return Poll::Pending;
                 }
-                match this.waited_too_long(cx) {
+                match this.in_flight.look(cx) {
                     Some(err) => Poll::Ready(Err(err)),
                     None => Poll::Pending,
                 }
@@ -225,8 +318,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head() {
-            this.idle.progressed();
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.in_flight.waiting().moved();
         }
         written
     }
@@ -238,8 +331,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) && !this.awaiting_head() {
-            this.idle.progressed();
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            this.in_flight.waiting().moved();
         }
         written
     }
@@ -275,6 +368,73 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         let mut buf = [0u8; 16];
         Pin::new(io).poll_read(&mut cx, &mut ReadBuf::new(&mut buf))
+    }
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Counted(AtomicUsize);
+
+    impl std::task::Wake for Counted {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Counted {
+        fn wakes(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn read_with<T: AsyncRead + Unpin>(io: &mut IdleIo<T>, waker: &Waker) -> Poll<io::Result<()>> {
+        let mut buf = [0u8; 16];
+        Pin::new(io).poll_read(&mut Context::from_waker(waker), &mut ReadBuf::new(&mut buf))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_ending_in_the_task_s_poll_starts_the_wait_with_no_wake_up() {
+        let (_client, server) = tokio::io::duplex(64);
+        let in_flight = InFlight::default();
+        let mut io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
+        let task = Arc::new(Counted::default());
+        let waker = Waker::from(task.clone());
+        assert!(read_with(&mut io, &waker).is_pending());
+        tokio::time::advance(Duration::from_millis(900)).await;
+        // A request served whole in one poll, the IO not read after it (as
+        // hyper does not read again before its next poll).
+        let mut served = std::pin::pin!(std::future::poll_fn(|_| {
+            drop(in_flight.enter());
+            Poll::<()>::Pending
+        }));
+        let polled = in_flight.poll_within(served.as_mut(), &mut Context::from_waker(&waker));
+        assert!(polled.is_pending());
+        assert_eq!(task.wakes(), 0, "no wake-up: the task looked itself");
+        tokio::time::advance(Duration::from_millis(600)).await;
+        // The timer set before fires early once and is set again at the
+        // read (see `IdleTimer`): the head limit counts from the end.
+        assert!(read_with(&mut io, &waker).is_pending());
+        let before = task.wakes();
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert!(task.wakes() > before, "woken when the head limit is over");
+        assert!(matches!(
+            read_with(&mut io, &waker),
+            Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::TimedOut
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_ending_outside_the_task_s_poll_wakes_the_task() {
+        let (_client, server) = tokio::io::duplex(64);
+        let in_flight = InFlight::default();
+        let mut io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
+        let task = Arc::new(Counted::default());
+        let waker = Waker::from(task.clone());
+        let guard = in_flight.enter();
+        // Read while the request is in flight: the IO waits on it.
+        assert!(read_with(&mut io, &waker).is_pending());
+        // Ended elsewhere (an HTTP/2 stream's task, an upgrade).
+        drop(guard);
+        assert_eq!(task.wakes(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -172,6 +172,15 @@ impl Connection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        let in_flight = InFlight::default();
+        let mut serving = std::pin::pin!(self.serve_counted(stream, info, in_flight.clone()));
+        std::future::poll_fn(|cx| in_flight.poll_within(serving.as_mut(), cx)).await
+    }
+
+    async fn serve_counted<IO>(self, stream: IO, info: ConnectionInfo, in_flight: InFlight)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let Connection {
             slot,
             gateway,
@@ -179,7 +188,6 @@ impl Connection {
             limits,
             mut closing,
         } = self;
-        let in_flight = InFlight::default();
         let kept = Arc::new(Kept::default());
         let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
         let first = tokio::select! {
