@@ -279,6 +279,27 @@ async fn a_pipelined_head_left_unfinished_is_cut_off_at_the_header_limit() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_kept_alive_connection_left_silent_after_its_answer_is_closed_at_the_header_limit() {
+    use tokio::io::AsyncWriteExt;
+    let (_cms, gate) = gate_with_head_limit().await;
+    // A request with a body keeps its connection with hyper; one without is
+    // handed back after its answer. Either way the wait for the next head
+    // starts when the answer is out, with nothing else to wake the task.
+    for request in [
+        "POST /public/form HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+        "GET /public/page HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        read_answers(&mut stream, &["\r\n\r\nok"], "the answer").await;
+        assert!(
+            closed_by_server(&mut stream).await,
+            "still open 5 s after the answer, with a 400 ms header limit: {request}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_header_limit_counts_from_each_answer_not_from_the_connection_start() {
     use tokio::io::AsyncWriteExt;
     let (_cms, gate) = gate_with_head_limit().await;
