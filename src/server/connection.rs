@@ -34,8 +34,8 @@ struct InFlightState {
     count: AtomicUsize,
     // Requests begun so far: tells that one came and went between two looks.
     started: AtomicUsize,
-    // The connection's task, woken when its last request is done so that the
-    // idle limit starts counting then.
+    // The connection's task, woken when its last request ends outside the
+    // task's own poll, so that the wait for the next one starts then.
     connection: AtomicWaker,
     // The connection's task is in a poll (`InFlight::poll_within`).
     polling: AtomicBool,
@@ -105,6 +105,12 @@ impl InFlight {
             cx.waker().wake_by_ref();
         }
         polled
+    }
+
+    // Bytes moved on the connection.
+    fn moved(&self) {
+        let started = self.started();
+        self.waiting().moved(started);
     }
 
     // What the connection waits for.
@@ -202,9 +208,8 @@ struct Waiting {
     // HTTP/1: how long a request head may take (never past the idle limit);
     // `None` over HTTP/2.
     head_limit: Option<Duration>,
-    // A request was seen in flight since the last look.
-    busy: bool,
-    // `InFlight::started` when last looked at.
+    // `InFlight::started` when last looked at: a request has begun since
+    // when it differs (a look comes only with none in flight).
     seen_started: usize,
 }
 
@@ -214,28 +219,23 @@ impl Default for Waiting {
         Waiting {
             idle: IdleTimer::new(None),
             head_limit: None,
-            busy: false,
             seen_started: 0,
         }
     }
 }
 
 impl Waiting {
-    // A head is awaited: its deadline is fixed, bytes do not move it.
-    fn awaiting_head(&self) -> bool {
-        self.head_limit.is_some() && !self.busy
-    }
-
-    // Bytes moved: a quiet spell starts again, unless a head is awaited.
-    fn moved(&mut self) {
-        if !self.awaiting_head() {
+    // Bytes moved: a quiet spell starts again, unless a head is awaited
+    // (no request since the last look), whose deadline bytes do not move.
+    fn moved(&mut self, started: usize) {
+        if self.head_limit.is_none() || started != self.seen_started {
             self.idle.progressed();
         }
     }
 
     // See `InFlight::look`; `started` is `InFlight::started` now.
     fn look(&mut self, started: usize, cx: &mut Context<'_>) -> Option<io::Error> {
-        if std::mem::take(&mut self.busy) || started != self.seen_started {
+        if started != self.seen_started {
             self.seen_started = started;
             match self.head_limit {
                 Some(head_limit) => self.idle.next_within(head_limit),
@@ -263,7 +263,6 @@ impl<T> IdleIo<T> {
         *in_flight.waiting() = Waiting {
             idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
             head_limit: Some(head_limit),
-            busy: false,
             seen_started: 0,
         };
         IdleIo { inner, in_flight }
@@ -289,7 +288,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(result) => {
                 if buf.filled().len() > before {
-                    this.in_flight.waiting().moved();
+                    this.in_flight.moved();
                 }
                 Poll::Ready(result)
             }
@@ -299,7 +298,6 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
                 this.in_flight.0.connection.register(cx.waker());
                 if this.in_flight.any() {
                     // A request is being served: its own timeouts apply.
-                    this.in_flight.waiting().busy = true;
                     return Poll::Pending;
                 }
                 match this.in_flight.look(cx) {
@@ -319,7 +317,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.in_flight.waiting().moved();
+            this.in_flight.moved();
         }
         written
     }
@@ -332,7 +330,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.in_flight.waiting().moved();
+            this.in_flight.moved();
         }
         written
     }
@@ -365,9 +363,12 @@ mod tests {
     }
 
     fn read_once<T: AsyncRead + Unpin>(io: &mut IdleIo<T>) -> Poll<io::Result<()>> {
-        let mut cx = Context::from_waker(Waker::noop());
+        read_with(io, Waker::noop())
+    }
+
+    fn read_with<T: AsyncRead + Unpin>(io: &mut IdleIo<T>, waker: &Waker) -> Poll<io::Result<()>> {
         let mut buf = [0u8; 16];
-        Pin::new(io).poll_read(&mut cx, &mut ReadBuf::new(&mut buf))
+        Pin::new(io).poll_read(&mut Context::from_waker(waker), &mut ReadBuf::new(&mut buf))
     }
 
     /// A waker that counts its wake-ups.
@@ -386,18 +387,26 @@ mod tests {
         }
     }
 
-    fn read_with<T: AsyncRead + Unpin>(io: &mut IdleIo<T>, waker: &Waker) -> Poll<io::Result<()>> {
-        let mut buf = [0u8; 16];
-        Pin::new(io).poll_read(&mut Context::from_waker(waker), &mut ReadBuf::new(&mut buf))
+    /// A connection held to a 1 s head limit, its requests counted, and a
+    /// task's waker that counts its wake-ups (the client end is kept open).
+    fn counted_connection() -> (
+        tokio::io::DuplexStream,
+        IdleIo<tokio::io::DuplexStream>,
+        InFlight,
+        Arc<Counted>,
+        Waker,
+    ) {
+        let (client, server) = tokio::io::duplex(64);
+        let in_flight = InFlight::default();
+        let io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
+        let task = Arc::new(Counted::default());
+        let waker = Waker::from(task.clone());
+        (client, io, in_flight, task, waker)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_request_ending_in_the_task_s_poll_starts_the_wait_with_no_wake_up() {
-        let (_client, server) = tokio::io::duplex(64);
-        let in_flight = InFlight::default();
-        let mut io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
-        let task = Arc::new(Counted::default());
-        let waker = Waker::from(task.clone());
+        let (_client, mut io, in_flight, task, waker) = counted_connection();
         assert!(read_with(&mut io, &waker).is_pending());
         tokio::time::advance(Duration::from_millis(900)).await;
         // A request served whole in one poll, the IO not read after it (as
@@ -424,11 +433,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_request_ending_outside_the_task_s_poll_wakes_the_task() {
-        let (_client, server) = tokio::io::duplex(64);
-        let in_flight = InFlight::default();
-        let mut io = IdleIo::new(server, in_flight.clone(), &limits(Duration::from_secs(1)));
-        let task = Arc::new(Counted::default());
-        let waker = Waker::from(task.clone());
+        let (_client, mut io, in_flight, task, waker) = counted_connection();
         let guard = in_flight.enter();
         // Read while the request is in flight: the IO waits on it.
         assert!(read_with(&mut io, &waker).is_pending());
