@@ -419,6 +419,7 @@ async fn forward(
     } else {
         None
     };
+    let visitor_http2 = request.version() == http::Version::HTTP_2;
     let upgrade_to = upgrade::requested(request.version(), request.headers());
     let visitor_upgrade = upgrade_to
         .is_some()
@@ -524,6 +525,9 @@ async fn forward(
         .await;
     }
     headers::remove_hop_by_hop(&mut parts.headers);
+    if visitor_http2 {
+        headers::own_values(&mut parts.headers);
+    }
     let rewrite = match principal {
         Some(principal) => filter_gated_response(runtime, &mut parts, head_only, accepts)?
             .map(|plan| (plan, principal, client)),

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
 
@@ -50,6 +51,30 @@ pub fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
         for name in names {
             headers.remove(name);
         }
+    }
+}
+
+/// Gives the values in `headers` bytes of their own, all in one allocation.
+///
+/// Values parsed from the CMS's answer are views into the buffer its
+/// connection read them into, up to half a megabyte. An HTTP/2 connection
+/// keeps the fields it sends in its HPACK table for as long as it lives, so
+/// each idle HTTP/2 visitor would keep a whole read buffer.
+pub fn own_values(headers: &mut HeaderMap) {
+    let mut store = BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
+    for value in headers.values() {
+        store.extend_from_slice(value.as_bytes());
+    }
+    let store = store.freeze();
+    let mut start = 0;
+    for value in headers.values_mut() {
+        let end = start + value.len();
+        // The same bytes, so valid again; were they not, the view stays.
+        if let Ok(mut owned) = HeaderValue::from_maybe_shared(store.slice(start..end)) {
+            owned.set_sensitive(value.is_sensitive());
+            *value = owned;
+        }
+        start = end;
     }
 }
 
@@ -364,6 +389,33 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn owned_values_are_the_same_values_in_a_buffer_of_their_own() {
+        let read = bytes::Bytes::from_static(b"text/html; charset=utf-8a=1; Path=/b=2");
+        let mut headers = HeaderMap::new();
+        let view = |range: std::ops::Range<usize>| {
+            HeaderValue::from_maybe_shared(read.slice(range)).unwrap()
+        };
+        headers.insert(header::CONTENT_TYPE, view(0..24));
+        headers.append(header::SET_COOKIE, view(24..34));
+        headers.append(header::SET_COOKIE, view(34..37));
+        let mut secret = HeaderValue::from_static("secret");
+        secret.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, secret);
+        let before = headers.clone();
+
+        own_values(&mut headers);
+
+        assert_eq!(headers, before);
+        assert!(headers[header::AUTHORIZATION].is_sensitive());
+        let within = |value: &HeaderValue| read.as_ptr_range().contains(&value.as_bytes().as_ptr());
+        assert!(
+            !headers.values().any(within),
+            "no value is a view into the read buffer"
+        );
+        assert!(before.values().any(within));
     }
 
     #[test]
