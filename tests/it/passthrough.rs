@@ -367,3 +367,71 @@ async fn send_in_two(stream: &mut tokio::net::TcpStream, path: &str, pause_ms: u
     tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
     stream.write_all(b"st: x\r\n\r\n").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_larger_than_one_read_comes_back_whole_to_many_visitors_at_once() {
+    // Well over one read from the CMS (half a megabyte), with embeds
+    // throughout, fetched by visitors whose HTTP/2 streams hold on to what
+    // was read while the next read is made.
+    let mut page = String::from("<!doctype html>\n");
+    let mut embeds = 0;
+    for block in 0..1_300u32 {
+        let text: String = (0..1_000u32)
+            .map(|i| char::from(b'a' + (block.wrapping_mul(31).wrapping_add(i) % 26) as u8))
+            .collect();
+        page.push_str(&format!("<p>{text}</p>\n"));
+        if block % 100 == 50 {
+            page.push_str(&format!("<iframe src=\"{EMBED}\"></iframe>\n"));
+            embeds += 1;
+        }
+    }
+    assert!(page.len() > 1_300_000);
+    let cms = Cms::fixed(Reply::html(page.clone())).await;
+    let gate = Gate::start(&cms).await;
+    let (h1, h2) = (client(), h2_client());
+
+    let mut fetches = tokio::task::JoinSet::new();
+    for visitor in 0..16 {
+        let client = if visitor % 2 == 0 {
+            h1.clone()
+        } else {
+            h2.clone()
+        };
+        let (path, member) = if visitor % 4 < 2 {
+            ("/public/big", false)
+        } else {
+            ("/videos/big", true)
+        };
+        let request = if member {
+            member_request(&gate.url(path))
+        } else {
+            http::Request::get(gate.url(path))
+                .body(empty_body())
+                .unwrap()
+        };
+        fetches.spawn(async move { (member, send(&client, request).await) });
+    }
+    let mut versions = Vec::new();
+    while let Some(fetched) = fetches.join_next().await {
+        let (member, fetched) = fetched.unwrap();
+        assert_eq!(fetched.status, 200);
+        versions.push(fetched.version);
+        if !member {
+            assert!(fetched.body == page.as_bytes(), "passed on byte for byte");
+            continue;
+        }
+        let text = fetched.text();
+        let tokens = tokens_in(&text);
+        assert_eq!(tokens.len(), embeds, "a token in every embed");
+        for token in &tokens {
+            check_token(token, KEY_HEX);
+        }
+        let mut without = text.clone();
+        for token in &tokens {
+            without = without.replacen(&format!("?token={token}"), "", 1);
+        }
+        assert!(without == page, "nothing but the tokens added");
+    }
+    assert!(versions.contains(&http::Version::HTTP_11));
+    assert!(versions.contains(&http::Version::HTTP_2));
+}
