@@ -9,7 +9,9 @@
 # Env:   EMBEDGATE_BIN (profile this binary instead of building one),
 #        PEER=0 (embedgate only), TOP=12 (functions listed per case),
 #        KEEP_LOGS=1 (keep the callgrind files for callgrind_annotate),
-#        ONLY=REGEX (only the cases whose name matches, e.g. ONLY='denied|passthrough-8k').
+#        ONLY=REGEX (only the cases whose name matches, e.g. ONLY='denied|passthrough-8k'),
+#        H2=1 (each case sent by `h2load -c32 -m10` over cleartext HTTP/2, the load of
+#          compare.sh's HTTP/2 cases: 320 streams at once, instead of one HTTP/1.1 client).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,12 +25,14 @@ CASES=(
     "denied-8k /videos/page-8k.html 200 2000 no"
     "passthrough-8k /articles/page-8k.html 200 2000 no"
     "passthrough-40k /articles/page-40k.html 100 1000 no"
+    "passthrough-400k /articles/page-400k.html 20 200 no"
     "gated-8k /videos/page-8k.html 50 1000 yes"
     "gated-40k /videos/page-40k.html 50 500 yes"
     "gated-400k /videos/page-400k.html 10 50 yes"
 )
 
 bench_need valgrind callgrind_annotate callgrind_control python3 curl
+[[ "${H2:-0}" != 0 ]] && bench_need h2load
 cd "$ROOT"
 bench_build
 
@@ -70,17 +74,42 @@ for _ in range(count):
             body += sock.recv(65536)
 PY
 
-# Profiles the server started by "$@" on port $PORT as $NAME; prints a table.
+# Sends $3 requests for path $2 to port $1 with cookie $4 (or -), each to
+# be answered with status $5: by the HTTP/1.1 client, or with H2=1 by h2load.
+send_requests() {
+    local port="$1" path="$2" count="$3" cookie="$4" expected="$5"
+    if [[ "${H2:-0}" == 0 ]]; then
+        python3 "$WORK/client.py" "$port" "$path" "$count" "$cookie" "$expected"
+        return
+    fi
+    local header=()
+    [[ "$cookie" != - ]] && header=(-H "cookie: sessionid=$cookie")
+    # h2load wants no more clients than requests (a short warm-up).
+    local clients=$((count < 32 ? count : 32))
+    if ! h2load -n "$count" -c"$clients" -m10 "${header[@]}" "http://127.0.0.1:$port$path" |
+        grep -q " $count ${expected:0:1}xx"; then
+        echo "$SCRIPT: $path over HTTP/2 was not answered $expected $count times" >&2
+        return 1
+    fi
+}
+
+# Profiles the server started by "$@" as $NAME, listening for HTTP/1.1 on
+# port $2 and for cleartext HTTP/2 on port $3; prints a table.
 profile() {
-    local name="$1" port="$2"
-    shift 2
+    local name="$1" port="$2" h2_port="$3"
+    shift 3
+    local curl_h2=()
+    if [[ "${H2:-0}" != 0 ]]; then
+        port="$h2_port"
+        curl_h2=(--http2-prior-knowledge)
+    fi
     bench_spawn 3600 valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.out" "$@" \
         >"$WORK/$name.log" 2>&1
     local vg=""
     for _ in $(seq 100); do
         sleep 0.3
         vg="$(pgrep -f "callgrind-out-file=$WORK/$name.out" | tail -n1 || true)"
-        [[ -n "$vg" ]] && curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/" && break
+        [[ -n "$vg" ]] && curl -s -o /dev/null --max-time 2 "${curl_h2[@]}" "http://127.0.0.1:$port/" && break
     done
     local spec case path warm count member part=0
     for spec in "${CASES[@]}"; do
@@ -89,9 +118,9 @@ profile() {
         local cookie=- expected=200
         [[ "$member" == yes ]] && cookie="$SESSION"
         [[ "$case" == denied-* ]] && expected=403
-        python3 "$WORK/client.py" "$port" "$path" "$warm" "$cookie" "$expected"
+        send_requests "$port" "$path" "$warm" "$cookie" "$expected"
         callgrind_control -z "$vg" >/dev/null 2>&1
-        python3 "$WORK/client.py" "$port" "$path" "$count" "$cookie" "$expected"
+        send_requests "$port" "$path" "$count" "$cookie" "$expected"
         callgrind_control -d "$vg" >/dev/null 2>&1
         part=$((part + 1))
         local total
@@ -113,9 +142,9 @@ profile() {
     kill "$vg" 2>/dev/null || true
 }
 
-EMBEDGATE_LOG=info profile embedgate "$GW_PORT" "$EMBEDGATE_BIN" --config "$WORK/gateway.toml"
+EMBEDGATE_LOG=info profile embedgate "$GW_PORT" "$GW_PORT" "$EMBEDGATE_BIN" --config "$WORK/gateway.toml"
 if [[ "${PEER:-1}" != 0 ]] && command -v nginx >/dev/null; then
     echo denied >"$WORK/deny.html"
     bench_nginx_config "$WORK" 1 "$UP_PORT" "$NG_PORT" "$NG_H2_PORT" "$WORK/deny.html" single
-    profile nginx "$NG_PORT" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
+    profile nginx "$NG_PORT" "$NG_H2_PORT" nginx -p "$WORK" -e "$WORK/nginx-error.log" -c "$WORK/nginx.conf"
 fi
