@@ -5,7 +5,6 @@
 //! accepts a connection, and the session source answers, within
 //! `check_timeout`, every `check_interval`. A draining gateway is not ready.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -16,13 +15,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::gateway::Gateway;
-use crate::server::connection::{Guarded, IdleIo, InFlight};
 
 /// `[admin]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,29 +76,12 @@ pub async fn check_readiness(gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
 
 /// Serves the admin endpoints on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let gateway = gateway.clone();
-        let readiness = readiness.clone();
-        let builder = builder.clone();
-        // The visitors' header and idle limits: a stray client cannot hold the port's descriptors.
-        let limits = gateway.runtime().settings().server.connections;
-        tokio::spawn(async move {
-            let in_flight = InFlight::default();
-            let io = IdleIo::new(stream, in_flight.clone(), &limits);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let guard = in_flight.enter();
-                let response = answer(&request, &gateway, &readiness);
-                let response = response.map(|body| Guarded::new(body, guard, None));
-                async move { Ok::<_, Infallible>(response) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(io), service).await;
-        });
-    }
+    let answering = gateway.clone();
+    let answer = move |request: Request<Incoming>, _peer| {
+        let response = answer(&request, &answering, &readiness);
+        std::future::ready(response)
+    };
+    crate::server::serve_side(listener, gateway, "admin", answer).await;
 }
 
 fn answer(

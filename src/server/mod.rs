@@ -10,10 +10,12 @@ mod limit;
 mod redirect;
 mod resets;
 mod serve;
+mod side;
 pub mod tls;
 
 pub use limit::Admission;
 pub use redirect::serve_redirect;
+pub use side::serve_side;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

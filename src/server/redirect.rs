@@ -1,11 +1,9 @@
 //! The plain-HTTP listener beside a TLS one: every request is answered with
 //! a 308 to the same URL over HTTPS, except paths under a prefix (ACME
 //! challenges), which are served as usual. Its connections are held to the
-//! same header and idle limits as the main listener's ([`IdleIo`]).
+//! main listener's limits ([`super::side`]).
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, HOST, LOCATION};
@@ -13,12 +11,8 @@ use http::uri::Authority;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use super::connection::{Guarded, IdleIo, InFlight};
 use crate::body::ResponseBody;
 use crate::gateway::Gateway;
 use crate::proxy::ConnectionInfo;
@@ -28,32 +22,15 @@ type RedirectBody = Either<ResponseBody, Full<Bytes>>;
 /// Serves the redirect listener until the task is dropped; `https_port` is
 /// where the TLS listener is bound.
 pub async fn serve_redirect(listener: TcpListener, gateway: Arc<Gateway>, https_port: u16) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let gateway = gateway.clone();
-        let builder = builder.clone();
-        let limits = gateway.runtime().settings().server.connections;
-        tokio::spawn(async move {
-            let in_flight = InFlight::default();
-            let io = IdleIo::new(stream, in_flight.clone(), &limits);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let gateway = gateway.clone();
-                let guard = in_flight.enter();
-                async move {
-                    let info = ConnectionInfo { peer, tls: false };
-                    let response = answer(&gateway, request, info, https_port).await;
-                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, None)))
-                }
-            });
-            if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
-                tracing::debug!(%peer, error = %err, "redirect connection ended with an error");
-            }
-        });
-    }
+    let answering = gateway.clone();
+    let answer = move |request: Request<Incoming>, peer| {
+        let gateway = answering.clone();
+        async move {
+            let info = ConnectionInfo { peer, tls: false };
+            answer(&gateway, request, info, https_port).await
+        }
+    };
+    super::side::serve_side(listener, gateway, "redirect", answer).await;
 }
 
 async fn answer(

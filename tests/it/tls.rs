@@ -251,6 +251,72 @@ async fn the_redirect_listener_closes_silent_and_slow_connections() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redirect_listener_holds_to_the_connection_and_head_limits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let (cert, key) = (read("server.pem"), read("server.key"));
+    let text = with_setting(
+        with_setting(
+            config_text(cms.addr, ""),
+            "server",
+            "max_connections_per_ip = 2",
+        ),
+        "server",
+        "max_header_bytes = 8192",
+    );
+    let config = format!(
+        "{text}\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\nredirect_listen = \"127.0.0.1:0\"\n"
+    );
+    let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
+    let plain = gate.redirect.expect("a redirect listener");
+    let request = b"GET /videos/a HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Two held open from loopback: the third from the same address is closed unread.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(plain).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await.unwrap();
+        assert_eq!(&head, b"HTTP/1.1 308");
+        held.push(stream);
+    }
+    let refused = raw(plain, request).await;
+    assert!(
+        refused.is_empty(),
+        "closed without an answer: {:?}",
+        String::from_utf8_lossy(&refused)
+    );
+    // The TLS listener counts its own connections.
+    let stream = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    assert_eq!(get_h1(stream, "/public/a").await.0, 200);
+
+    // Places freed are taken again; a head over the limit is refused as on
+    // the TLS listener.
+    held.clear();
+    let padded = format!(
+        "GET /videos/a HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let mut answer = Vec::new();
+    for _ in 0..50 {
+        answer = raw(plain, padded.as_bytes()).await;
+        if !answer.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..answer.len().min(200)])
+    );
+}
+
 #[test]
 fn rsa_pkcs1_and_sec1_keys_load_and_a_bad_certificate_names_its_place() {
     let dir = tempfile::tempdir().unwrap();
