@@ -56,8 +56,11 @@ impl OutputState {
         self.awaited += 1;
         let mut marker = [0u8; MARKER_LEN];
         marker[..NONCE_LEN].copy_from_slice(&self.nonce);
-        let digits = format!("{:08x}", slot as u32);
-        marker[NONCE_LEN..].copy_from_slice(digits.as_bytes());
+        // The slot as eight lower-case hex digits, most significant first.
+        let slot = slot as u32;
+        for (place, digit) in marker[NONCE_LEN..].iter_mut().rev().enumerate() {
+            *digit = b"0123456789abcdef"[(slot >> (4 * place) & 0xf) as usize];
+        }
         marker
     }
 
@@ -222,6 +225,16 @@ mod tests {
         );
         assert_eq!(drain(&mut state), ["bbbbbbbb"]);
         assert!(state.is_empty());
+    }
+
+    #[test]
+    fn a_marker_ends_in_its_slot_as_eight_lower_case_hex_digits() {
+        let mut state = OutputState::new(*b"0123456789abcdef01234567");
+        for slot in [0, 3, 0xa, 0x1f, 0x1a2b_3c4d, 0xffff_ffff] {
+            let marker = state.marker(slot);
+            assert_eq!(&marker[..NONCE_LEN], b"0123456789abcdef01234567");
+            assert_eq!(&marker[NONCE_LEN..], format!("{slot:08x}").as_bytes());
+        }
     }
 
     #[test]
