@@ -323,3 +323,97 @@ fn origin_form(mut request: Request<RequestBody>) -> Request<RequestBody> {
     *request.uri_mut() = Uri::from(path);
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+    use crate::proxy::framing::Framed;
+
+    /// A CMS on a free loopback port answering "ok", counting its connections.
+    async fn counting_cms() -> (Uri, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url: Uri = format!("http://{}/", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    }),
+                ));
+            }
+        });
+        (url, accepted)
+    }
+
+    /// Sends a GET for `/` through `pool` and reads the answer to its end.
+    async fn get(pool: &Pool<Framed<HttpConnector>>, url: &Uri) {
+        let (body, _) =
+            RequestBody::new(None, Duration::from_secs(5), Duration::from_secs(5), None);
+        let request = Request::get(url.clone()).body(body).unwrap();
+        let response = pool.send(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    // Waits until the pooled connection has taken in the end of its answer.
+    async fn until_ready(pool: &Pool<Framed<HttpConnector>>) {
+        for _ in 0..100 {
+            if pool.shared.lock().http1.iter().any(|e| e.sender.is_ready()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the pooled connection never became ready");
+    }
+
+    #[tokio::test]
+    async fn a_checkout_takes_a_ready_connection_unless_it_idled_out() {
+        let (url, accepted) = counting_cms().await;
+        let idle_timeout = Duration::from_secs(60);
+        let pool = Pool::new(Framed(HttpConnector::new()), url.clone(), 4, idle_timeout);
+
+        get(&pool, &url).await;
+        until_ready(&pool).await;
+        get(&pool, &url).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "the idle connection is reused"
+        );
+
+        // Idle for longer than the timeout, though the sweeper has not run yet.
+        until_ready(&pool).await;
+        {
+            let mut state = pool.shared.lock();
+            let used = Instant::now().checked_sub(idle_timeout + Duration::from_secs(1));
+            state.http1[0].used = used.expect("a clock this far along");
+        }
+        get(&pool, &url).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "a new connection instead"
+        );
+        assert_eq!(
+            pool.shared.lock().http1.len(),
+            1,
+            "the idled-out one is gone"
+        );
+    }
+}
