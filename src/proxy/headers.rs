@@ -57,7 +57,7 @@ pub fn remove_all(headers: &mut HeaderMap, names: &[HeaderName]) {
 /// Gives the values in `headers` bytes of their own, all in one allocation.
 ///
 /// Values parsed from the CMS's answer are views into the buffer its
-/// connection read them into, up to half a megabyte. An HTTP/2 connection
+/// connection read them into, up to 400 KB. An HTTP/2 connection
 /// keeps the fields it sends in its HPACK table for as long as it lives, so
 /// each idle HTTP/2 visitor would keep a whole read buffer.
 pub fn own_values(headers: &mut HeaderMap) {

@@ -29,15 +29,6 @@ use super::request_body::RequestBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Room made for each read from an HTTP/1.1 CMS connection: a whole page of
-/// usual size arrives in one read, into a buffer that never grows. hyper's
-/// adaptive reads start at 8 KiB and double; while an HTTP/2 visitor's
-/// stream still holds the bytes read last, the buffer cannot be reused, and
-/// each doubling copied all it held (on a 400 KB page under load, a third
-/// of the gateway's instructions). Only the bytes read are touched, so a
-/// small page costs no more memory than before.
-const CMS_READ_SIZE: usize = 512 * 1024;
-
 /// Why the CMS got no request, or gave no response.
 #[derive(Debug, Error)]
 pub enum PoolError {
@@ -221,11 +212,7 @@ where
             self.shared.lock().http2 = Some(sender);
             return Ok(pending);
         }
-        let (mut sender, connection) = http1::Builder::new()
-            .read_buf_exact_size(Some(CMS_READ_SIZE))
-            .handshake(io)
-            .await
-            .map_err(PoolError::Handshake)?;
+        let (mut sender, connection) = http1::handshake(io).await.map_err(PoolError::Handshake)?;
         tokio::spawn(async move {
             if let Err(err) = connection.with_upgrades().await {
                 tracing::debug!(error = %err, "connection to the CMS ended");

@@ -370,7 +370,7 @@ async fn send_in_two(stream: &mut tokio::net::TcpStream, path: &str, pause_ms: u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_page_larger_than_one_read_comes_back_whole_to_many_visitors_at_once() {
-    // Well over one read from the CMS (half a megabyte), with embeds
+    // Well over one read from the CMS (hyper reads up to about 400 KB), with embeds
     // throughout, fetched by visitors whose HTTP/2 streams hold on to what
     // was read while the next read is made.
     let mut page = String::from("<!doctype html>\n");
