@@ -177,10 +177,6 @@ impl Gateway {
             }
         };
         let answer_headers = response.headers_mut();
-        let mut request_id = request_id;
-        // New in every answer: HPACK sends it as a literal never indexed
-        // instead of filling the connection's table with ids that never recur.
-        request_id.set_sensitive(true);
         answer_headers.insert(headers::X_REQUEST_ID, request_id);
         if own_answer && unread_body {
             // Said, so the client opens a new connection for its next request

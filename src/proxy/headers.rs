@@ -278,19 +278,25 @@ const MAX_REQUEST_ID: usize = 128;
 
 /// The request's id: the one a trusted proxy sent, if it is short, visible
 /// ASCII; otherwise a new one.
+///
+/// Marked sensitive: new for every request, it gains nothing from an HPACK
+/// table, so over HTTP/2 (to the visitor, or on the CMS's one shared
+/// connection) it goes out as a literal never indexed instead of pushing
+/// out fields that do recur.
 pub fn request_id(headers: &HeaderMap, trust: bool) -> HeaderValue {
-    if trust {
-        if let Some(sent) = headers.get(&X_REQUEST_ID) {
+    let mut id = trust
+        .then(|| headers.get(&X_REQUEST_ID))
+        .flatten()
+        .filter(|sent| {
             let bytes = sent.as_bytes();
-            if !bytes.is_empty()
+            !bytes.is_empty()
                 && bytes.len() <= MAX_REQUEST_ID
                 && bytes.iter().all(|b| b.is_ascii_graphic())
-            {
-                return sent.clone();
-            }
-        }
-    }
-    new_request_id()
+        })
+        .cloned()
+        .unwrap_or_else(new_request_id);
+    id.set_sensitive(true);
+    id
 }
 
 /// 32 hex digits: a process-wide counter hashed with keys the OS chose at start,
@@ -378,6 +384,9 @@ mod tests {
         assert_ne!(request_id(&spaced, true), "a b");
         let long = map(&[("x-request-id", &"x".repeat(200))]);
         assert_eq!(request_id(&long, true).len(), 32);
+        // Never indexed by HPACK, kept or made.
+        assert!(request_id(&sent, true).is_sensitive());
+        assert!(made.is_sensitive());
     }
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {

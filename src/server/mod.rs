@@ -46,6 +46,31 @@ impl ConnectionLimits {
     pub fn http2_max_resets(&self) -> u32 {
         self.http2_max_concurrent_streams.saturating_mul(2).max(100)
     }
+
+    /// The largest request head, as HTTP/2's header list size.
+    fn http2_max_header_list_size(&self) -> u32 {
+        u32::try_from(self.max_header_bytes).unwrap_or(u32::MAX)
+    }
+}
+
+/// A place for a connection from `peer` under the limits of `runtime`, or
+/// `None` (counted and logged) when there is none; `listener` names it.
+fn admit(
+    slots: &Arc<limit::Slots>,
+    runtime: &crate::runtime::Runtime,
+    peer: std::net::SocketAddr,
+    listener: &'static str,
+) -> Option<limit::Slot> {
+    let server = &runtime.settings().server;
+    let exempt = server.trusted_proxies.trusts(peer.ip());
+    match slots.admit(peer.ip(), server.admission, exempt) {
+        Ok(slot) => Some(slot),
+        Err(refused) => {
+            runtime.metrics.process().connection_refused();
+            tracing::debug!(listener, %peer, ?refused, "connection refused: too many open");
+            None
+        }
+    }
 }
 
 /// hyper's HTTP/1.1 and HTTP/2 connection settings, shared by connections.
@@ -65,7 +90,7 @@ fn connection_builders(limits: &ConnectionLimits) -> Arc<Builders> {
     let mut http2 = http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(limits.http2_max_header_list_size())
         .max_concurrent_streams(limits.http2_max_concurrent_streams);
     Arc::new(Builders { http1, http2 })
 }
@@ -125,15 +150,8 @@ pub async fn serve(
                 tls = Some(config.clone());
             }
         }
-        let server = &runtime.settings().server;
-        let exempt = server.trusted_proxies.trusts(peer.ip());
-        let slot = match slots.admit(peer.ip(), server.admission, exempt) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                runtime.metrics.process().connection_refused();
-                tracing::debug!(%peer, ?refused, "connection refused: too many open");
-                continue;
-            }
+        let Some(slot) = admit(&slots, &runtime, peer, "main") else {
+            continue;
         };
         drop(runtime);
         let _ = stream.set_nodelay(true);

@@ -53,17 +53,10 @@ pub async fn serve_side<A, F, B>(
             }
         };
         let runtime = gateway.runtime();
-        let server = &runtime.settings().server;
-        let exempt = server.trusted_proxies.trusts(peer.ip());
-        let slot = match slots.admit(peer.ip(), server.admission, exempt) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                runtime.metrics.process().connection_refused();
-                tracing::debug!(listener = name, %peer, ?refused, "connection refused: too many open");
-                continue;
-            }
+        let Some(slot) = super::admit(&slots, &runtime, peer, name) else {
+            continue;
         };
-        let limits = server.connections;
+        let limits = runtime.settings().server.connections;
         drop(runtime);
         let answer = answer.clone();
         tokio::spawn(async move {
@@ -94,7 +87,7 @@ fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     builder.http1().max_buf_size(limits.max_header_bytes);
     builder
         .http2()
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(limits.http2_max_header_list_size())
         .max_concurrent_streams(limits.http2_max_concurrent_streams);
     builder
 }

@@ -568,6 +568,20 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     out
 }
 
+/// As [`raw`], again every 20 ms (up to a second) while the connection is
+/// closed unanswered: until a place freed under the connection limits is
+/// free for the server too.
+pub async fn raw_once_admitted(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    for _ in 0..50 {
+        let answer = raw(addr, request).await;
+        if !answer.is_empty() {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Vec::new()
+}
+
 /// Every `token=` value in `html`, up to the closing quote or `&`.
 pub fn tokens_in(html: &str) -> Vec<String> {
     html.match_indices("token=st=")

@@ -459,18 +459,11 @@ async fn connections_over_the_limits_are_closed_at_once_and_counted() {
     );
     // A place freed is a place taken again.
     drop(held.pop());
-    let mut answered = Vec::new();
-    for _ in 0..50 {
-        answered = raw(
-            gate.addr,
-            b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
-        if !answered.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let answered = raw_once_admitted(
+        gate.addr,
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(
         answered.starts_with(b"HTTP/1.1 200"),
         "{:?}",

@@ -22,6 +22,13 @@ fn certificates(dir: &Path) {
     make_leaf(dir, "server", "rsa");
 }
 
+/// [`certificates`] in `dir`, and the server's certificate and key as text.
+fn certified(dir: &Path) -> (String, String) {
+    certificates(dir);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    (read("server.pem"), read("server.key"))
+}
+
 /// The standard config over TLS with `server.pem` and `server.key`; `lines` go into `[server.tls]`.
 fn tls_config(cms: SocketAddr, lines: &str) -> String {
     let text = with_setting(config_text(cms, ""), "server", "header_timeout = \"1s\"");
@@ -81,19 +88,12 @@ async fn get_h1(stream: TlsStream<TcpStream>, path: &str) -> (u16, String) {
 async fn https_serves_http1_and_http2_by_alpn_and_tells_the_cms_it_was_https() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let files = [
-        (
-            "server.pem",
-            std::fs::read_to_string(dir.path().join("server.pem")).unwrap(),
-        ),
-        (
-            "server.key",
-            std::fs::read_to_string(dir.path().join("server.key")).unwrap(),
-        ),
-    ];
-    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
-    let gate = Gate::start_with(&tls_config(cms.addr, ""), &files).await;
+    let (cert, key) = certified(dir.path());
+    let gate = Gate::start_with(
+        &tls_config(cms.addr, ""),
+        &[("server.pem", &cert), ("server.key", &key)],
+    )
+    .await;
 
     let h1 = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
     assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -123,10 +123,9 @@ async fn https_serves_http1_and_http2_by_alpn_and_tells_the_cms_it_was_https() {
 async fn a_renewed_certificate_serves_new_connections_and_a_bad_one_keeps_the_last() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
+    let (cert, key) = certified(dir.path());
     make_leaf(dir.path(), "renewed", "ec");
     let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
-    let (cert, key) = (read("server.pem"), read("server.key"));
     let gate = Gate::start_with(
         &format!(
             "{}\n[reload]\ninterval = \"50ms\"\n",
@@ -176,9 +175,7 @@ async fn a_renewed_certificate_serves_new_connections_and_a_bad_one_keeps_the_la
 async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
-    let (cert, key) = (read("server.pem"), read("server.key"));
+    let (cert, key) = certified(dir.path());
     let gate = Gate::start_with(
         &tls_config(cms.addr, ""),
         &[("server.pem", &cert), ("server.key", &key)],
@@ -200,9 +197,7 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
 async fn plain_http_is_redirected_to_https_except_acme_challenges() {
     let cms = Cms::fixed(Reply::html("challenge-token")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
-    let (cert, key) = (read("server.pem"), read("server.key"));
+    let (cert, key) = certified(dir.path());
     // The challenges are served like any request: through the route table.
     let config = tls_config(
         cms.addr,
@@ -236,9 +231,7 @@ async fn plain_http_is_redirected_to_https_except_acme_challenges() {
 async fn the_redirect_listener_closes_silent_and_slow_connections() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
-    let (cert, key) = (read("server.pem"), read("server.key"));
+    let (cert, key) = certified(dir.path());
     // header_timeout is 1 s here (`tls_config`); the idle limit is 60 s.
     let config = tls_config(cms.addr, "redirect_listen = \"127.0.0.1:0\"");
     let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
@@ -256,9 +249,7 @@ async fn the_redirect_listener_holds_to_the_connection_and_head_limits() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cms = Cms::fixed(Reply::html("page")).await;
     let dir = tempfile::tempdir().unwrap();
-    certificates(dir.path());
-    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
-    let (cert, key) = (read("server.pem"), read("server.key"));
+    let (cert, key) = certified(dir.path());
     let text = with_setting(
         with_setting(
             config_text(cms.addr, ""),
@@ -302,14 +293,7 @@ async fn the_redirect_listener_holds_to_the_connection_and_head_limits() {
         "GET /videos/a HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(20_000)
     );
-    let mut answer = Vec::new();
-    for _ in 0..50 {
-        answer = raw(plain, padded.as_bytes()).await;
-        if !answer.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let answer = raw_once_admitted(plain, padded.as_bytes()).await;
     assert!(
         answer.starts_with(b"HTTP/1.1 431"),
         "{:?}",
