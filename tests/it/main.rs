@@ -27,3 +27,4 @@ mod tls;
 mod upgrades;
 mod uploads;
 mod upstream_pool;
+mod wire;
