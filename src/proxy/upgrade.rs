@@ -1,6 +1,10 @@
-//! HTTP/1.1 upgrades (WebSocket and the like) passed through: the request's
-//! `Upgrade` goes to the CMS, and after its 101 the bytes are relayed both
-//! ways until either side closes or nothing moves for the upgrade idle limit.
+//! HTTP/1.1 upgrades to WebSocket passed through: the request's `Upgrade`
+//! goes to the CMS, and after its 101 the bytes are relayed both ways until
+//! either side closes or nothing moves for the upgrade idle limit.
+//!
+//! No other protocol is passed on. Inside an `h2c` upgrade (or any other that
+//! carries HTTP) a visitor admitted once, on a public route, could send the
+//! CMS requests for any path that the gate would never see.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +22,14 @@ use crate::idle::IdleTimer;
 #[derive(Clone)]
 pub struct HoldConnection(pub Arc<dyn Send + Sync>);
 
-/// The protocol a request asks to upgrade to, if it is an HTTP/1.1 upgrade
-/// request (`Connection: upgrade` and an `Upgrade` header).
+/// The one protocol the gateway relays: WebSocket frames are never read by
+/// a CMS as requests.
+const RELAYED: &str = "websocket";
+
+/// `websocket`, if the request is an HTTP/1.1 upgrade request
+/// (`Connection: upgrade`) whose `Upgrade` names it among its protocols.
+/// Any other upgrade goes to the CMS as an ordinary request: its `Upgrade`
+/// is hop-by-hop and removed.
 pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if version != Version::HTTP_11 {
         return None;
@@ -33,7 +43,13 @@ pub fn requested(version: Version, headers: &HeaderMap) -> Option<HeaderValue> {
     if !wants {
         return None;
     }
-    headers.get(header::UPGRADE).cloned()
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|protocol| protocol.trim().eq_ignore_ascii_case(RELAYED))
+        .then(|| HeaderValue::from_static(RELAYED))
 }
 
 /// Whether a 101 with `response` headers switches to a protocol the visitor
@@ -192,5 +208,34 @@ mod tests {
         assert_eq!(requested(Version::HTTP_2, &headers), None);
         headers.remove(header::UPGRADE);
         assert_eq!(requested(Version::HTTP_11, &headers), None);
+    }
+
+    #[test]
+    fn only_websocket_is_relayed_of_the_protocols_asked_for() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        for (asked, relayed) in [
+            ("WebSocket", true),
+            ("h2c, websocket", true),
+            ("h2c", false),
+            ("HTTP/2.0", false),
+            ("TLS/1.2", false),
+            ("websocketx", false),
+            ("", false),
+        ] {
+            headers.insert(header::UPGRADE, HeaderValue::from_static(asked));
+            assert_eq!(
+                requested(Version::HTTP_11, &headers),
+                relayed.then(|| HeaderValue::from_static("websocket")),
+                "{asked}"
+            );
+        }
+        // Named in a second field.
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        headers.append(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert_eq!(
+            requested(Version::HTTP_11, &headers),
+            Some(HeaderValue::from_static("websocket"))
+        );
     }
 }

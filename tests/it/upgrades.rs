@@ -1,5 +1,5 @@
-//! WebSocket (and any HTTP/1.1 upgrade) through the gateway: the gate runs
-//! first, then the bytes are relayed both ways.
+//! WebSocket through the gateway: the gate runs first, then the bytes are
+//! relayed both ways. No other upgrade reaches the CMS.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -114,4 +114,82 @@ async fn an_upgraded_connection_outlives_the_request_idle_limit_but_not_its_own(
         !matches!(closed, Some(Ok(Message::Text(_)))),
         "no echo after the upgrade idle limit: {closed:?}"
     );
+}
+
+/// A CMS that switches to any protocol asked for (as some h2c servers do on
+/// `Upgrade: h2c` alone) and then echoes the tunnel's bytes; answers "plain"
+/// otherwise. Each head it reads is recorded.
+async fn switching_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                seen.lock().unwrap().push(head.clone());
+                if let Some(protocol) = head.lines().find_map(|line| line.strip_prefix("upgrade:"))
+                {
+                    let switch = format!(
+                        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {}\r\n\r\n",
+                        protocol.trim()
+                    );
+                    let _ = stream.write_all(switch.as_bytes()).await;
+                    let (mut read, mut write) = stream.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                } else {
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nplain")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn no_upgrade_but_websocket_reaches_the_cms() {
+    let (cms, heads) = switching_server().await;
+    let gate = Gate::start_with(&config_text(cms, ""), &[]).await;
+    for protocol in ["h2c", "HTTP/2.0", "TLS/1.2", "x-tunnel"] {
+        // Switched, the tunnel would carry requests the gate never reads.
+        let request = format!(
+            "GET /public/x HTTP/1.1\r\nHost: site.example\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: {protocol}\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n\
+             GET /videos/secret HTTP/1.1\r\nHost: site.example\r\n\r\n"
+        );
+        let answer =
+            String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{protocol}: {answer}");
+        assert!(!answer.contains(" 101 "), "{protocol}: {answer}");
+        // The request after it is read by the gateway as one of its own: gated.
+        assert!(answer.contains("HTTP/1.1 403"), "{protocol}: {answer}");
+        let head = heads.lock().unwrap().pop().unwrap();
+        assert!(head.starts_with("get /public/x "), "{head}");
+        assert!(
+            !head.contains("upgrade") && !head.contains("http2-settings"),
+            "{protocol} reached the CMS: {head}"
+        );
+    }
+
+    // WebSocket is still relayed, also when named beside another protocol.
+    let request = "GET /public/live HTTP/1.1\r\nHost: site.example\r\nConnection: Upgrade\r\n\
+                   Upgrade: h2c, websocket\r\nSec-WebSocket-Version: 13\r\n\
+                   Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    let answer = String::from_utf8_lossy(&raw(gate.addr, request.as_bytes()).await).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    let head = heads.lock().unwrap().pop().unwrap();
+    assert!(head.contains("upgrade: websocket\r\n"), "{head}");
 }
