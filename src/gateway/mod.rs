@@ -516,6 +516,12 @@ async fn forward(
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());
     record.status = parts.status.as_u16();
+    // The visitor is answered in HTTP/1.1 whatever the CMS spoke (hyper
+    // brings it down to 1.0 for an HTTP/1.0 visitor). An HTTP/1.0 answer
+    // to an HTTP/1.1 visitor would be ended by closing the connection
+    // whenever its length is not known, as a rewritten page's never is,
+    // while the connection is kept for the visitor's next request.
+    parts.version = http::Version::HTTP_11;
     if !logout_cookies.is_empty() {
         Box::pin(
             runtime

@@ -421,3 +421,74 @@ acl = "/{channel}/{video}/*"
     let (st, exp, acl) = check_token(auth, second_key);
     assert_eq!((exp - st, acl.as_str()), (3600, "/news/v42/*"));
 }
+
+/// A CMS that speaks HTTP/1.0: it answers `page` with no length and closes.
+async fn http10_cms(page: &'static str) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let answer = format!("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n{page}");
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http10_cms_page_reaches_an_http11_visitor_in_http11_on_a_kept_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PAGE: &str =
+        "<p><iframe src=\"https://api.vod2.infomaniak.com/res/embed/1jhvl2uqa5rdf.html\"></iframe>";
+    let cms = http10_cms(PAGE).await;
+    let gate = Gate::start_with(&config_text(cms, ""), &[]).await;
+    let mut visitor = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    for path in ["/videos/a", "/public/a", "/videos/b"] {
+        let cookie = format!("Cookie: sessionid={MEMBER}\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: site.example\r\n{cookie}\r\n");
+        visitor.write_all(request.as_bytes()).await.unwrap();
+        // The answer's end is in its framing, not in the connection closing.
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !answer.ends_with(b"0\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(3), visitor.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "{path}: no end within 3 s: {}",
+                        String::from_utf8_lossy(&answer)
+                    )
+                })
+                .unwrap();
+            assert!(
+                n > 0,
+                "{path}: closed: {}",
+                String::from_utf8_lossy(&answer)
+            );
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let answer = String::from_utf8(answer).unwrap().to_ascii_lowercase();
+        assert!(
+            answer.starts_with("http/1.1 200 ok\r\n"),
+            "{path}: {answer}"
+        );
+        if path.starts_with("/videos") {
+            assert!(
+                answer.contains("transfer-encoding: chunked\r\n"),
+                "{answer}"
+            );
+            assert_eq!(tokens_in(&answer).len(), 1, "{answer}");
+        }
+    }
+}
