@@ -312,7 +312,7 @@ acl = "/hls/{share}/*"
         assert_eq!(settings(BASE), settings(&reformatted));
         let explicit_defaults = BASE.replace(
             "[upstream]\n",
-            "[upstream]\nconnect_timeout = \"5s\"\npreserve_host = true\n",
+            "[upstream]\nconnect_timeout = \"5s\"\npreserve_host = true\nunderscores_in_headers = false\n",
         );
         assert_eq!(settings(BASE), settings(&explicit_defaults));
     }

@@ -126,6 +126,7 @@ pub struct RawUpstream {
     pub response_timeout: Option<Spanned<HumanDuration>>,
     pub read_timeout: Option<Spanned<HumanDuration>>,
     pub preserve_host: Option<bool>,
+    pub underscores_in_headers: Option<bool>,
     pub pool_idle_timeout: Option<HumanDuration>,
     pub pool_max_idle: Option<usize>,
     pub ca_file: Option<Spanned<PathBuf>>,

@@ -490,6 +490,7 @@ impl<'a> Validator<'a> {
                 Duration::from_secs(60),
             )?,
             preserve_host: raw.preserve_host.unwrap_or(true),
+            underscores_in_headers: raw.underscores_in_headers.unwrap_or(false),
             pool_idle_timeout: raw
                 .pool_idle_timeout
                 .map_or(Duration::from_secs(90), |d| d.0),

@@ -269,6 +269,25 @@ pub fn remove_route_overrides(headers: &mut HeaderMap) {
     remove_all(headers, &ROUTE_OVERRIDES);
 }
 
+/// Removes the headers whose names hold an underscore, as nginx does by
+/// default. A CGI-style server (PHP, IIS) reads `X_Forwarded_For` and
+/// `X-Forwarded-For` as one variable, `HTTP_X_FORWARDED_FOR`, so such a
+/// header could stand in for one the gateway sets or removes (the client's
+/// address, `X-Original-URL`), whichever of the two the server keeps.
+pub fn remove_underscored(headers: &mut HeaderMap) {
+    fn underscored(name: &HeaderName) -> bool {
+        name.as_str().as_bytes().contains(&b'_')
+    }
+    // Looked for first: almost no request has one, and removing needs the names owned.
+    if !headers.keys().any(underscored) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| underscored(n)).cloned().collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
 /// The request id header: kept from a trusted proxy, otherwise made here;
 /// sent to the CMS and back to the visitor.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -624,5 +643,28 @@ mod tests {
         ]);
         remove_route_overrides(&mut h);
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn only_headers_named_with_an_underscore_are_removed() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x_forwarded_for",
+            "x-forwarded-for",
+            "accept",
+            "x-original_url",
+            "_",
+        ] {
+            headers.append(HeaderName::from_static(name), HeaderValue::from_static("v"));
+        }
+        headers.append(
+            HeaderName::from_static("x_forwarded_for"),
+            HeaderValue::from_static("w"),
+        );
+        remove_underscored(&mut headers);
+        let mut left: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-forwarded-for"]);
+        assert_eq!(headers.len(), 2);
     }
 }

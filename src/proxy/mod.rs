@@ -43,6 +43,8 @@ pub struct UpstreamSettings {
     pub read_timeout: Duration,
     /// Send the visitor's Host header to the CMS rather than the upstream's.
     pub preserve_host: bool,
+    /// Pass on request headers whose names hold an underscore.
+    pub underscores_in_headers: bool,
     /// How long an idle pooled connection is kept.
     pub pool_idle_timeout: Duration,
     /// How many idle connections are kept.
@@ -353,6 +355,9 @@ pub fn prepare_request(
         .or_else(|| parts.headers.get(header::HOST).cloned());
     headers::remove_hop_by_hop(&mut parts.headers);
     headers::remove_route_overrides(&mut parts.headers);
+    if !settings.underscores_in_headers {
+        headers::remove_underscored(&mut parts.headers);
+    }
     headers::join_cookies(&mut parts.headers);
     headers::add_forwarded(
         &mut parts.headers,
@@ -439,6 +444,7 @@ mod tests {
             response_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             preserve_host: true,
+            underscores_in_headers: false,
             pool_idle_timeout: Duration::from_secs(1),
             pool_max_idle: 1,
             tls: tls::UpstreamTls::default(),

@@ -303,6 +303,50 @@ async fn forwarding_headers_from_the_visitor_are_overwritten_or_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn headers_named_with_underscores_are_dropped_unless_asked_for() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    // Read by a CGI-style CMS as HTTP_X_FORWARDED_FOR and HTTP_X_ORIGINAL_URL.
+    let spoofs = [
+        ("x_forwarded_for", "203.0.113.9"),
+        ("x-original_url", "/videos/secret"),
+        ("x_rewrite_url", "/videos/secret"),
+    ];
+    let request = |gate: &Gate| {
+        let mut request = http::Request::get(gate.url("/public/u"))
+            .header("x-kept", "1")
+            .body(empty_body())
+            .unwrap();
+        for (name, value) in spoofs {
+            request.headers_mut().insert(
+                http::HeaderName::from_static(name),
+                http::HeaderValue::from_static(value),
+            );
+        }
+        request
+    };
+    let gate = Gate::start(&cms).await;
+    assert_eq!(send(&client(), request(&gate)).await.status, 200);
+    let seen = &cms.requests()[0];
+    assert_eq!(seen.headers["x-kept"], "1");
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    for (name, _) in spoofs {
+        assert!(!seen.headers.contains_key(name), "{name} reached the CMS");
+    }
+
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "upstream",
+        "underscores_in_headers = true",
+    );
+    let passing = Gate::start_with(&config, &[]).await;
+    send(&client(), request(&passing)).await;
+    let seen = &cms.requests()[1];
+    for (name, value) in spoofs {
+        assert_eq!(seen.headers[name], value, "{name} passed on when asked for");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_absolute_form_target_names_the_host() {
     let cms = Cms::fixed(Reply::html("ok")).await;
     let gate = Gate::start(&cms).await;
