@@ -189,6 +189,8 @@ impl Connection {
             mut closing,
         } = self;
         let kept = Arc::new(Kept::default());
+        // Shared with an upgraded connection's relay, which outlives this task.
+        let slot = Arc::new(slot);
         let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
         let first = tokio::select! {
             first = read_preface_or_request(&mut io) => first,
@@ -206,13 +208,17 @@ impl Connection {
             let kept = kept.clone();
             let budget = resets.clone();
             let in_flight = in_flight.clone();
+            let slot = slot.clone();
             // Counted as open, by protocol, from its first request until it closes.
             let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-                // An upgraded connection lives on after its response: it holds a
-                // request count of its own so the idle limit leaves it alone.
+                // An upgraded connection lives on after its response, and after
+                // this task: it holds a request count of its own so the idle
+                // limit leaves it alone, its place under the connection limits,
+                // and its count among the open connections.
                 if request.headers().contains_key(http::header::UPGRADE) {
-                    let held: Arc<dyn Send + Sync> = Arc::new(in_flight.enter());
+                    let held: Arc<dyn Send + Sync> =
+                        Arc::new((in_flight.enter(), slot.clone(), counted.clone()));
                     request.extensions_mut().insert(HoldConnection(held));
                 }
                 let http2 = request.version() == http::Version::HTTP_2;

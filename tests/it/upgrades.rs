@@ -193,3 +193,52 @@ async fn no_upgrade_but_websocket_reaches_the_cms() {
     let head = heads.lock().unwrap().pop().unwrap();
     assert!(head.contains("upgrade: websocket\r\n"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upgraded_connection_keeps_its_place_under_the_connection_limits() {
+    let cms = echo_server().await;
+    let config = with_setting(
+        config_text(cms, "\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+        "server",
+        "max_connections_per_ip = 2",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let url = format!("ws://{}/public/live", gate.addr);
+    let mut first = connect(&url, None).await.expect("upgraded");
+    let second = connect(&url, None).await.expect("upgraded");
+    // Both still relayed, and both still held against the limit.
+    first.send(Message::text("still here")).await.unwrap();
+    let back = tokio::time::timeout(Duration::from_secs(5), first.next())
+        .await
+        .expect("an echo")
+        .unwrap()
+        .unwrap();
+    assert_eq!(back.into_text().unwrap().as_str(), "still here");
+    let refused = raw(gate.addr, b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(
+        refused.is_empty(),
+        "a third connection from the address is refused: {:?}",
+        String::from_utf8_lossy(&refused)
+    );
+    let metrics = get(&format!("http://{}/metrics", gate.admin.unwrap()), None)
+        .await
+        .text();
+    assert!(
+        metrics.contains("embedgate_open_connections{protocol=\"http1\"} 2"),
+        "{metrics}"
+    );
+
+    // Closed, an upgraded connection gives its place back.
+    drop(second);
+    let answered = raw_once_admitted(
+        gate.addr,
+        b"GET /public/a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        !answered.is_empty(),
+        "admitted once a place is free: {:?}",
+        String::from_utf8_lossy(&answered)
+    );
+    drop(first);
+}
