@@ -6,6 +6,7 @@
 //! mapped to its status in [`Refusal::status`], and nothing from the CMS
 //! reaches a visitor the gate turned away.
 
+mod form;
 mod page_type;
 mod response;
 
@@ -29,7 +30,7 @@ use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Access, Admission, DenyReason, PathError, RouteMatch};
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
-use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge};
+use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge, VisitorBody};
 use crate::rewrite::{self, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
@@ -131,7 +132,7 @@ impl Gateway {
     /// Serves one request that came in on `conn`.
     pub async fn handle(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         conn: ConnectionInfo,
     ) -> Response<ResponseBody> {
         let runtime = self.runtime.load_full();
@@ -153,7 +154,7 @@ impl Gateway {
         let unread_body =
             request.version() < http::Version::HTTP_2 && !request.body().is_end_stream();
         let mut own_answer = false;
-        let mut response = match admit(&runtime, &request, conn, &mut record).await {
+        let mut response = match admit(&runtime, &mut request, conn, &mut record).await {
             // Boxed: a request the gate turns away never carries the CMS
             // exchange's state (5 KB) in its future.
             Ok(admitted) => {
@@ -277,17 +278,18 @@ struct Forwarded {
 }
 
 /// What the gate let through: whether its route is gated, the visitor it
-/// admitted there, and the client's address.
+/// admitted there, the client's address, and what was read of the body.
 struct Admitted {
     gated: bool,
     principal: Option<Principal>,
     client: std::net::IpAddr,
+    read: Bytes,
 }
 
 /// Runs the request through route and gate: whether it may reach the CMS.
 async fn admit(
     runtime: &Runtime,
-    request: &Request<Incoming>,
+    request: &mut Request<Incoming>,
     conn: ConnectionInfo,
     record: &mut RequestRecord,
 ) -> Result<Admitted, Outcome> {
@@ -296,10 +298,11 @@ async fn admit(
     }
     headers::check_host(request.version(), request.uri(), request.headers())
         .map_err(Refusal::BadRequest)?;
-    let route = runtime
+    let mut route = runtime
         .routes
         .lookup(request.uri().path(), request.uri().query())
         .map_err(Refusal::from)?;
+    let read = read_form(runtime, request, &mut route).await?;
     record.route = route.prefix.clone();
     record.route_index = route.index;
     let server = &runtime.settings().server;
@@ -360,7 +363,46 @@ async fn admit(
         gated,
         principal,
         client,
+        read,
     })
+}
+
+/// Reads a form body the query routes may be named in (see [`form`]) and
+/// raises `route` by it; what was read goes to the CMS ahead of the rest.
+async fn read_form(
+    runtime: &Runtime,
+    request: &mut Request<Incoming>,
+    route: &mut RouteMatch,
+) -> Result<Bytes, Refusal> {
+    if !runtime.routes.query_may_raise(route) || request.body().is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let Some(kind) = form::kind(request.headers()) else {
+        return Ok(Bytes::new());
+    };
+    let server = &runtime.settings().server;
+    let limit = server
+        .max_body_bytes
+        .map_or(form::READ_LIMIT, |max| form::READ_LIMIT.min(max as usize));
+    let read = form::read(
+        request.body_mut(),
+        server.body_timeout,
+        server.body_deadline,
+        limit,
+    )
+    .await
+    .map_err(|err| {
+        Refusal::from(match err {
+            form::FormError::Slow(_) => ProxyError::VisitorTimeout(err.to_string()),
+            form::FormError::Bad(_) => {
+                ProxyError::BadRequest("the request body is malformed or cut off")
+            }
+        })
+    })?;
+    runtime
+        .routes
+        .raise_by_form(route, read.names(kind).as_deref());
+    Ok(read.bytes)
 }
 
 /// The CMS's answer to an admitted request: its head filtered, its body
@@ -388,6 +430,7 @@ async fn forward(
         gated,
         principal,
         client,
+        read,
     } = admitted;
     let server = &runtime.settings().server;
     let head_only = request.method() == Method::HEAD;
@@ -454,10 +497,16 @@ async fn forward(
     // it answers in part is asked for again whole, which only a request
     // without a body can be.
     let ranged = gated && parts.headers.contains_key(header::RANGE);
-    let again =
-        (ranged && matches!(parts.method, Method::GET | Method::HEAD) && body.is_end_stream())
-            .then(|| without_range(&parts));
-    let mut response = ask(runtime, Request::from_parts(parts, Some(body))).await?;
+    let again = (ranged
+        && matches!(parts.method, Method::GET | Method::HEAD)
+        && read.is_empty()
+        && body.is_end_stream())
+    .then(|| without_range(&parts));
+    let body = VisitorBody {
+        read,
+        rest: Some(body),
+    };
+    let mut response = ask(runtime, Request::from_parts(parts, body)).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
         let Some(whole) = again else {
@@ -469,7 +518,7 @@ async fn forward(
         };
         // The part is dropped unread; its connection is not reused.
         drop(response);
-        response = ask(runtime, Request::from_parts(whole, None)).await?;
+        response = ask(runtime, Request::from_parts(whole, VisitorBody::none())).await?;
         if partial_page(response.status(), response.headers()) {
             record.upstream_status = Some(response.status().as_u16());
             return Err(Refusal::BadUpstream(
@@ -549,7 +598,7 @@ async fn forward(
 /// Sends `request` to the CMS and counts its answer, or why there was none.
 async fn ask(
     runtime: &Runtime,
-    request: Request<Option<Incoming>>,
+    request: Request<VisitorBody>,
 ) -> Result<Response<Incoming>, Refusal> {
     let server = &runtime.settings().server;
     let asked = Instant::now();

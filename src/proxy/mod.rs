@@ -21,8 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use thiserror::Error;
 
 use pool::{Pool, PoolError};
-pub use request_body::TooLarge;
 use request_body::{BadBody, RequestBody, VisitorQuiet, VisitorSlow};
+pub use request_body::{TooLarge, VisitorBody};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl Upstream {
         body_timeout: Duration,
         body_deadline: Duration,
         max_body: Option<u64>,
-        request: Request<Option<Incoming>>,
+        request: Request<VisitorBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
         // Held until the CMS's answer head is in: the CMS does the work meanwhile.
         let _permit = match &self.in_flight {

@@ -323,6 +323,7 @@ mod tests {
 
     use super::*;
     use crate::proxy::framing::Framed;
+    use crate::proxy::request_body::VisitorBody;
 
     /// A CMS on a free loopback port answering "ok", counting its connections.
     async fn counting_cms() -> (Uri, Arc<AtomicUsize>) {
@@ -350,8 +351,12 @@ mod tests {
 
     /// Sends a GET for `/` through `pool` and reads the answer to its end.
     async fn get(pool: &Pool<Framed<HttpConnector>>, url: &Uri) {
-        let (body, _) =
-            RequestBody::new(None, Duration::from_secs(5), Duration::from_secs(5), None);
+        let (body, _) = RequestBody::new(
+            VisitorBody::none(),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            None,
+        );
         let request = Request::get(url.clone()).body(body).unwrap();
         let response = pool.send(request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -40,9 +40,37 @@ pub struct BadBody(hyper::Error);
 #[error("request body larger than {0} bytes")]
 pub struct TooLarge(pub u64);
 
+/// The body of a request to the CMS: what the gateway already read of the
+/// visitor's body (to look into a form), then the rest as it comes.
+pub struct VisitorBody {
+    /// Read ahead, sent first.
+    pub read: Bytes,
+    /// The rest; `None` for a request the gateway makes with no body (a page asked again whole).
+    pub rest: Option<Incoming>,
+}
+
+impl VisitorBody {
+    /// The visitor's body as it comes, none of it read yet.
+    pub fn unread(body: Incoming) -> VisitorBody {
+        VisitorBody {
+            read: Bytes::new(),
+            rest: Some(body),
+        }
+    }
+
+    /// No body.
+    pub fn none() -> VisitorBody {
+        VisitorBody {
+            read: Bytes::new(),
+            rest: None,
+        }
+    }
+}
+
 /// A request body that reports its end and enforces an idle limit and a size limit.
 pub struct RequestBody {
-    // `None` for a request the gateway makes with no body (a page asked again whole).
+    // Read ahead by the gateway; sent before `inner`.
+    read: Option<Bytes>,
     inner: Option<Incoming>,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
@@ -60,18 +88,21 @@ impl RequestBody {
     /// never a shorter one that looks complete.
     /// The whole body must have come within `deadline` of the request.
     pub fn new(
-        body: Option<Incoming>,
+        body: VisitorBody,
         idle_limit: Duration,
         deadline: Duration,
         max: Option<u64>,
     ) -> (RequestBody, Option<oneshot::Receiver<()>>) {
-        let (sent, done) = if body.as_ref().is_none_or(Body::is_end_stream) {
+        let read = Some(body.read).filter(|read| !read.is_empty());
+        let body = body.rest;
+        let (sent, done) = if read.is_none() && body.as_ref().is_none_or(Body::is_end_stream) {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))
         };
         let body = RequestBody {
+            read,
             inner: body,
             sent,
             idle: IdleTimer::new(Some(idle_limit)),
@@ -101,6 +132,17 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if let Some(read) = this.read.take() {
+            this.received += read.len() as u64;
+            if let Some(max) = this.max.filter(|max| this.received > *max) {
+                this.max = None;
+                return Poll::Ready(Some(Err(TooLarge(max).into())));
+            }
+            if this.inner.as_ref().is_none_or(Body::is_end_stream) {
+                this.finished();
+            }
+            return Poll::Ready(Some(Ok(Frame::data(read))));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -147,12 +189,20 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.read.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        let rest = self
+            .inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
+        let read = self.read.as_ref().map_or(0, |read| read.len() as u64);
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + read);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + read);
+        }
+        hint
     }
 }

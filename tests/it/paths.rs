@@ -249,6 +249,95 @@ async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
     assert!(status.starts_with("HTTP/1.1 403"), "{status}");
 }
 
+/// POSTs `body` as `content_type` to `path` and returns the status line.
+async fn raw_post(
+    gate: &Gate,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    cookie: Option<&str>,
+) -> String {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if let Some(cookie) = cookie {
+        request.extend_from_slice(format!("Cookie: {cookie}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    let answer = raw(gate.addr, &request).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_routes_gate_a_form_body_that_names_them_as_php_reads_it() {
+    const FORM: &str = "application/x-www-form-urlencoded";
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&wordpress(&cms), &[]).await;
+    // WordPress reads its query names from a POSTed form first.
+    let long = format!("comment={}&p=42", "a".repeat(70_000));
+    let gated: [(&str, &[u8]); 6] = [
+        (FORM, b"p=42"),
+        (FORM, b"author=x&P%5B%5D=42"),
+        (
+            "Application/X-WWW-Form-URLEncoded; charset=UTF-8",
+            b"x=1%26page_id%3D7",
+        ),
+        // Names not read here: every query name is taken as sent.
+        (
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n",
+        ),
+        // Too large to read before the gate decides.
+        (FORM, long.as_bytes()),
+        (FORM, &long.as_bytes()[..65_600]),
+    ];
+    for (content_type, body) in gated {
+        let status = raw_post(&gate, "/", content_type, body, None).await;
+        assert!(
+            status.starts_with("HTTP/1.1 403"),
+            "{content_type}: {status}"
+        );
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+
+    // A form that names none, or a body PHP does not read as a form, passes,
+    // and reaches the CMS whole.
+    let open: [(&str, &[u8]); 3] = [
+        (FORM, b"author=x&comment=hello&pp=1"),
+        ("application/json", b"{\"p\": 42}"),
+        (FORM, b""),
+    ];
+    for (content_type, body) in open {
+        let status = raw_post(&gate, "/wp-comments-post.php", content_type, body, None).await;
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{content_type}: {status}"
+        );
+    }
+    let seen = cms.requests();
+    assert_eq!(seen.len(), 3);
+    for (seen, (_, body)) in seen.iter().zip(open) {
+        assert_eq!(seen.body, body);
+        assert!(seen.body_complete);
+    }
+
+    // A member's forms reach the CMS whole, however large: the part read to
+    // look into it, then the rest.
+    let member = member();
+    for body in [&b"p=42"[..], long.as_bytes()] {
+        let status = raw_post(&gate, "/", FORM, body, Some(&member)).await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let seen = cms.requests().pop().unwrap();
+        assert_eq!(seen.body.len(), body.len());
+        assert!(seen.body == body, "the CMS got the member's form unchanged");
+        assert_eq!(seen.headers["content-length"], body.len().to_string());
+    }
+}
+
 #[test]
 fn query_routes_are_checked_with_file_line_and_key() {
     let base = wordpress_text();

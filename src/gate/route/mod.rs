@@ -257,6 +257,35 @@ impl RouteTable {
         }
     }
 
+    /// Whether a query route could make `found` stricter, so that what else
+    /// a request names (its form body) is worth reading.
+    pub fn query_may_raise(&self, found: &RouteMatch) -> bool {
+        self.query_max.is_some_and(|max| max > found.access)
+    }
+
+    /// Raises `found` by the names a form body carries (`form`, read as a
+    /// query string is), or, for a body that could not be read whole or
+    /// whose names are not read here (`None`), to the strictest query route,
+    /// as if it named them all.
+    pub fn raise_by_form(&self, found: &mut RouteMatch, form: Option<&str>) {
+        if !self.query_may_raise(found) {
+            return;
+        }
+        match form {
+            Some(form) => self.raise_by_query(found, form),
+            None => {
+                let strictest = self
+                    .queries
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(at, route)| (route.access, std::cmp::Reverse(*at)));
+                if let Some((at, route)) = strictest {
+                    *found = self.query_match(at, route);
+                }
+            }
+        }
+    }
+
     fn raise_by_query(&self, found: &mut RouteMatch, query: &str) {
         param_names(query, |name| {
             for (at, route) in self.queries.iter().enumerate() {
@@ -267,16 +296,20 @@ impl RouteTable {
                         .any(|known| canonical_param(name).eq(known.iter().copied()))
                 };
                 if route.access > found.access && named() {
-                    *found = RouteMatch {
-                        prefix: Some(route.label.clone()),
-                        index: Some(self.routes.len() + at),
-                        access: route.access,
-                        spec: Some(route.spec),
-                        normal: None,
-                    };
+                    *found = self.query_match(at, route);
                 }
             }
         });
+    }
+
+    fn query_match(&self, at: usize, route: &QueryRoute) -> RouteMatch {
+        RouteMatch {
+            prefix: Some(route.label.clone()),
+            index: Some(self.routes.len() + at),
+            access: route.access,
+            spec: Some(route.spec),
+            normal: None,
+        }
     }
 
     fn find(&self, path: &[u8]) -> RouteMatch {

@@ -1,0 +1,175 @@
+//! A form body read before the gate decides, on a site with query routes.
+//!
+//! PHP, and so WordPress, takes a page's query names from a POSTed form as
+//! well as from the query string (`p=42` in the body serves post 42). So a
+//! form body is read as a query string would be; one too large to read here,
+//! or a multipart one (whose names are not read here), counts as naming every
+//! query route's names. Only form bodies are read: PHP reads no other.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+/// Most of a form body read to look into it; a larger one counts as naming every query name.
+pub const READ_LIMIT: usize = 64 * 1024;
+
+/// How a form body is encoded, as PHP tells it from the Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormKind {
+    /// `application/x-www-form-urlencoded`: a query string.
+    UrlEncoded,
+    /// `multipart/form-data`.
+    Multipart,
+}
+
+/// The form a request's Content-Type declares, if any (the strictest, if
+/// several are sent: a server may read any of them).
+pub fn kind(headers: &HeaderMap) -> Option<FormKind> {
+    let mut found = None;
+    for value in headers.get_all(header::CONTENT_TYPE) {
+        let media = value.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
+        let media = media.trim_ascii();
+        if media.eq_ignore_ascii_case(b"multipart/form-data") {
+            return Some(FormKind::Multipart);
+        }
+        if media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+            found = Some(FormKind::UrlEncoded);
+        }
+    }
+    found
+}
+
+/// What was read of a form body.
+pub struct FormRead {
+    /// The bytes read, to be sent to the CMS ahead of the rest.
+    pub bytes: Bytes,
+    /// Whether that is the whole body.
+    whole: bool,
+}
+
+impl FormRead {
+    /// The body as a query string whose names can be read, or `None` when
+    /// they cannot be (multipart, or not read whole).
+    pub fn names(&self, kind: FormKind) -> Option<Cow<'_, str>> {
+        (self.whole && kind == FormKind::UrlEncoded).then(|| String::from_utf8_lossy(&self.bytes))
+    }
+}
+
+/// Why a form body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FormError {
+    /// The visitor sent nothing for the idle limit, or not enough by the deadline.
+    #[error("visitor's form body not sent within {0:?}")]
+    Slow(Duration),
+    /// The body was malformed or cut off.
+    #[error("visitor's form body unreadable: {0}")]
+    Bad(hyper::Error),
+}
+
+/// Reads `body` up to its end or just past `limit` bytes, waiting at most
+/// `idle` for each piece and `deadline` in all.
+pub async fn read(
+    body: &mut Incoming,
+    idle: Duration,
+    deadline: Duration,
+    limit: usize,
+) -> Result<FormRead, FormError> {
+    let reading = async {
+        let mut bytes = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout(idle, body.frame()).await {
+                Err(_) => return Err(FormError::Slow(idle)),
+                Ok(None) => break,
+                Ok(Some(Err(err))) => return Err(FormError::Bad(err)),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            if let Some(data) = frame.data_ref() {
+                bytes.extend_from_slice(data);
+                if bytes.len() > limit {
+                    return Ok(FormRead {
+                        bytes: bytes.freeze(),
+                        whole: false,
+                    });
+                }
+            }
+        }
+        Ok(FormRead {
+            bytes: bytes.freeze(),
+            whole: true,
+        })
+    };
+    tokio::time::timeout(deadline, reading)
+        .await
+        .unwrap_or(Err(FormError::Slow(deadline)))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn types(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn a_form_is_told_by_its_media_type_as_php_tells_it() {
+        for (sent, expected) in [
+            (
+                &["application/x-www-form-urlencoded"][..],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &["Application/X-WWW-Form-URLEncoded; charset=UTF-8"],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &[" multipart/form-data ; boundary=x"],
+                Some(FormKind::Multipart),
+            ),
+            (&["application/json"], None),
+            (
+                &["text/plain", "multipart/form-data; boundary=x"],
+                Some(FormKind::Multipart),
+            ),
+            (
+                &[
+                    "application/x-www-form-urlencoded",
+                    "multipart/form-data; boundary=x",
+                ],
+                Some(FormKind::Multipart),
+            ),
+            (&["application/x-www-form-urlencodedx"], None),
+            (&[], None),
+        ] {
+            assert_eq!(kind(&types(sent)), expected, "{sent:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_whole_urlencoded_body_has_names_read() {
+        let whole = FormRead {
+            bytes: Bytes::from_static(b"p=42&x=1"),
+            whole: true,
+        };
+        assert_eq!(
+            whole.names(FormKind::UrlEncoded).as_deref(),
+            Some("p=42&x=1")
+        );
+        assert_eq!(whole.names(FormKind::Multipart), None);
+        let cut = FormRead {
+            bytes: Bytes::from_static(b"x=1&p"),
+            whole: false,
+        };
+        assert_eq!(cut.names(FormKind::UrlEncoded), None);
+    }
+}
