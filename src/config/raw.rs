@@ -57,6 +57,7 @@ pub struct RawServer {
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub body_deadline: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,
+    pub send_timeout: Option<Spanned<HumanDuration>>,
     pub drain_delay: Option<HumanDuration>,
     pub max_body_bytes: Option<u64>,
     pub upgrade_idle_timeout: Option<Spanned<HumanDuration>>,

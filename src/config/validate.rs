@@ -176,6 +176,11 @@ impl<'a> Validator<'a> {
                     "server.idle_timeout",
                     Duration::from_secs(60),
                 )?,
+                send_timeout: self.positive(
+                    raw.send_timeout,
+                    "server.send_timeout",
+                    Duration::from_secs(60),
+                )?,
                 max_header_bytes,
                 http2_max_concurrent_streams: match raw.http2_max_concurrent_streams {
                     None => 100,

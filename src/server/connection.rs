@@ -1,10 +1,12 @@
 //! One visitor connection: closed when it sits idle, kept while it is busy.
 //!
-//! [`IdleIo`] closes a connection that has no request in flight
-//! ([`InFlight`]) once it waited too long: over HTTP/1.1, for a request head
-//! that is not whole within the header limit of the connection's start or
-//! of the last response's end (however slowly its bytes trickle in); over
-//! HTTP/2, once nothing has moved for the idle limit. The head's limit is
+//! [`IdleIo`] closes a connection that waited too long. With no request in
+//! flight ([`InFlight`]): over HTTP/1.1, for a request head that is not
+//! whole within the header limit of the connection's start or of the last
+//! response's end (however slowly its bytes trickle in); over HTTP/2, once
+//! nothing has moved for the idle limit. At any time: once a write has
+//! waited for the send limit with the client taking no bytes (a client that
+//! stopped reading). The head's limit is
 //! kept here rather than by hyper, which would make and drop a timer for
 //! every request; it also holds across the hand-back of a kept-alive
 //! connection (see `serve`), so a slow head gets one limit, not two.
@@ -113,6 +115,14 @@ impl InFlight {
         self.waiting().moved(started);
     }
 
+    // Bytes went to the client.
+    fn wrote(&self) {
+        let started = self.started();
+        let mut waiting = self.waiting();
+        waiting.moved(started);
+        waiting.writes = waiting.writes.wrapping_add(1);
+    }
+
     // What the connection waits for.
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
         // Plain data, whole whatever panicked while it was held.
@@ -211,6 +221,13 @@ struct Waiting {
     // `InFlight::started` when last looked at: a request has begun since
     // when it differs (a look comes only with none in flight).
     seen_started: usize,
+    // Writes that took bytes so far.
+    writes: usize,
+    // How long a write may wait for the client to take bytes.
+    send_timeout: Option<Duration>,
+    // Made when a write first has to wait: its timer, and `writes` when it
+    // was last set (a write that took bytes since moves it on).
+    send_wait: Option<Box<(IdleTimer, usize)>>,
 }
 
 impl Default for Waiting {
@@ -220,6 +237,9 @@ impl Default for Waiting {
             idle: IdleTimer::new(None),
             head_limit: None,
             seen_started: 0,
+            writes: 0,
+            send_timeout: None,
+            send_wait: None,
         }
     }
 }
@@ -231,6 +251,25 @@ impl Waiting {
         if self.head_limit.is_none() || started != self.seen_started {
             self.idle.progressed();
         }
+    }
+
+    // A write has to wait: `Some` once the client has taken no bytes for
+    // the send limit; otherwise arranges for `cx` to be woken when it would.
+    fn send_stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        let limit = self.send_timeout?;
+        let writes = self.writes;
+        let (timer, seen) = &mut **self
+            .send_wait
+            .get_or_insert_with(|| Box::new((IdleTimer::new(Some(limit)), writes)));
+        if *seen != writes {
+            *seen = writes;
+            timer.progressed();
+        }
+        timer.expired(cx)?;
+        Some(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connection closed: the client took no bytes for {limit:?}"),
+        ))
     }
 
     // See `InFlight::look`; `started` is `InFlight::started` now.
@@ -264,8 +303,29 @@ impl<T> IdleIo<T> {
             idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
             head_limit: Some(head_limit),
             seen_started: 0,
+            writes: 0,
+            send_timeout: Some(limits.send_timeout),
+            send_wait: None,
         };
         IdleIo { inner, in_flight }
+    }
+
+    // Counts a write that took bytes; times one that has to wait.
+    fn after_write(
+        &self,
+        written: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) if n > 0 => self.in_flight.wrote(),
+            Poll::Pending => {
+                if let Some(err) = self.in_flight.waiting().send_stalled(cx) {
+                    return Poll::Ready(Err(err));
+                }
+            }
+            _ => {}
+        }
+        written
     }
 
     /// The connection speaks HTTP/2: no heads are timed here (hyper's
@@ -316,10 +376,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write(cx, data);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.in_flight.moved();
-        }
-        written
+        this.after_write(written, cx)
     }
 
     fn poll_write_vectored(
@@ -329,10 +386,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            this.in_flight.moved();
-        }
-        written
+        this.after_write(written, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -357,6 +411,7 @@ mod tests {
         ConnectionLimits {
             header_timeout,
             idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_header_bytes: 8192,
             http2_max_concurrent_streams: 100,
         }
@@ -462,5 +517,41 @@ mod tests {
             read_once(&mut io),
             Poll::Ready(Err(err)) if err.kind() == io::ErrorKind::TimedOut
         ));
+    }
+
+    fn write_with<T: AsyncWrite + Unpin>(
+        io: &mut IdleIo<T>,
+        waker: &Waker,
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(io).poll_write(&mut Context::from_waker(waker), &[b'x'; 64])
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_the_client_takes_nothing_of_fails_after_the_send_limit() {
+        use tokio::io::AsyncReadExt;
+        let (mut client, mut io, in_flight, task, waker) = counted_connection();
+        let _request = in_flight.enter();
+        // The pipe holds 64 bytes: full after one write, which the client never reads.
+        assert!(matches!(write_with(&mut io, &waker), Poll::Ready(Ok(64))));
+        assert!(write_with(&mut io, &waker).is_pending());
+        tokio::time::advance(Duration::from_secs(50)).await;
+        assert!(write_with(&mut io, &waker).is_pending());
+        // The client takes the bytes at 50 s: the limit counts from there.
+        let mut taken = [0u8; 64];
+        client.read_exact(&mut taken).await.unwrap();
+        assert!(matches!(write_with(&mut io, &waker), Poll::Ready(Ok(64))));
+        assert!(write_with(&mut io, &waker).is_pending());
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert!(
+            write_with(&mut io, &waker).is_pending(),
+            "59 s since the client took bytes"
+        );
+        let woken = task.wakes();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(task.wakes() > woken, "the task is woken at the limit");
+        match write_with(&mut io, &waker) {
+            Poll::Ready(Err(err)) => assert_eq!(err.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
     }
 }

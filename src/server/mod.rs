@@ -35,6 +35,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// How long a connection may sit with no request in flight and no bytes moving.
     pub idle_timeout: Duration,
+    /// How long a write to the client may wait for the client to take bytes.
+    pub send_timeout: Duration,
     /// Largest request head accepted, in bytes.
     pub max_header_bytes: usize,
     /// Most HTTP/2 streams a client may have open on one connection.

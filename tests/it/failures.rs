@@ -729,3 +729,43 @@ async fn an_answer_given_before_the_body_is_read_says_the_connection_closes() {
     let kept = String::from_utf8_lossy(&kept).to_ascii_lowercase();
     assert_eq!(kept.matches("http/1.1 403").count(), 2, "{kept}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_that_stops_reading_is_cut_off_after_the_send_limit() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const MEDIA: usize = 16 << 20;
+    let cms = Cms::fixed(Reply::with_type("video/mp2t", vec![b'v'; MEDIA])).await;
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "send_timeout = \"500ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(gate.addr).await.unwrap();
+    stream
+        .write_all(b"GET /public/media.ts HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Takes nothing for well past the limit, then reads what is left.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut got = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            got += n;
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the gateway closed the connection");
+    assert!(got < MEDIA, "cut off, not sent whole: {got} bytes");
+    // The CMS connection that fed it is closed, not kept busy.
+    let mut waited = 0;
+    while cms.open.load(Ordering::SeqCst) > 0 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!(cms.open.load(Ordering::SeqCst), 0);
+}
