@@ -135,6 +135,7 @@ pub struct RawUpstream {
     pub insecure_skip_verify: Option<bool>,
     pub http2: Option<RawHttp2>,
     pub max_in_flight: Option<usize>,
+    pub max_uploads_in_flight: Option<usize>,
     pub queue_timeout: Option<Spanned<HumanDuration>>,
 }
 

@@ -473,6 +473,7 @@ impl<'a> Validator<'a> {
             &scheme,
         )?;
         let http2 = !matches!(raw.http2, Some(raw::RawHttp2::Never));
+        let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
         Ok(UpstreamSettings {
             http2,
             scheme,
@@ -501,7 +502,8 @@ impl<'a> Validator<'a> {
                 .map_or(Duration::from_secs(90), |d| d.0),
             pool_max_idle: raw.pool_max_idle.unwrap_or(256),
             tls,
-            max_in_flight: raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT),
+            max_in_flight,
+            max_uploads_in_flight: raw.max_uploads_in_flight.unwrap_or(max_in_flight / 2),
             queue_timeout: self.positive(
                 raw.queue_timeout,
                 "upstream.queue_timeout",

@@ -74,7 +74,8 @@ impl Refusal {
             | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::SessionSource(_) | Refusal::Upstream(ProxyError::Busy(_)) => {
+            Refusal::SessionSource(_)
+            | Refusal::Upstream(ProxyError::Busy(_) | ProxyError::UploadsBusy(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -623,6 +624,7 @@ async fn ask(
                 ProxyError::Timeout(_) => process.upstream_error(UpstreamError::Timeout),
                 ProxyError::VisitorTimeout(_)
                 | ProxyError::Busy(_)
+                | ProxyError::UploadsBusy(_)
                 | ProxyError::BadRequest(_)
                 | ProxyError::TooLarge(_) => {}
             }

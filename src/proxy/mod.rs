@@ -55,6 +55,8 @@ pub struct UpstreamSettings {
     pub http2: bool,
     /// Most requests waiting for the CMS's answer at once; 0 for no limit.
     pub max_in_flight: usize,
+    /// Most of those requests whose bodies are still coming in (0: no limit of their own).
+    pub max_uploads_in_flight: usize,
     /// How long a request waits for a place under `max_in_flight` before a 503.
     pub queue_timeout: Duration,
 }
@@ -88,6 +90,9 @@ pub enum ProxyError {
     /// `max_in_flight` requests were at the CMS for all of `queue_timeout` (503).
     #[error("upstream busy: {0} requests in flight, none finished within the queue timeout")]
     Busy(usize),
+    /// `max_uploads_in_flight` uploads were coming in for all of `queue_timeout` (503).
+    #[error("upstream busy: {0} uploads in flight, none sent whole within the queue timeout")]
+    UploadsBusy(usize),
 }
 
 /// A pooled HTTP/1.1 client to the CMS, over TLS for an `https://` one.
@@ -99,6 +104,9 @@ pub struct Upstream {
     settings: UpstreamSettings,
     // One permit per request waiting for the CMS's answer; `None` for no limit.
     in_flight: Option<Arc<tokio::sync::Semaphore>>,
+    // One more per request whose body is still coming in, so that slow
+    // uploads cannot take every place of `in_flight` from page views.
+    uploads: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Upstream {
@@ -163,6 +171,8 @@ impl Upstream {
             settings: settings.clone(),
             in_flight: (settings.max_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight))),
+            uploads: (settings.max_uploads_in_flight > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_uploads_in_flight))),
         })
     }
 
@@ -198,18 +208,30 @@ impl Upstream {
         max_body: Option<u64>,
         request: Request<VisitorBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let queued_until = tokio::time::Instant::now() + self.settings.queue_timeout;
+        let uploading = request
+            .body()
+            .rest
+            .as_ref()
+            .is_some_and(|rest| !http_body::Body::is_end_stream(rest));
+        // Held until the body has gone whole: a place among the uploads first,
+        // so uploads waiting for theirs hold none of `in_flight`.
+        let mut upload = match &self.uploads {
+            Some(uploads) if uploading => Some(
+                acquire(uploads, queued_until)
+                    .await
+                    .ok_or(ProxyError::UploadsBusy(self.settings.max_uploads_in_flight))?,
+            ),
+            _ => None,
+        };
         // Held until the CMS's answer head is in: the CMS does the work meanwhile.
         let _permit = match &self.in_flight {
             None => None,
-            Some(in_flight) => {
-                let wait = in_flight.clone().acquire_owned();
-                match tokio::time::timeout(self.settings.queue_timeout, wait).await {
-                    Ok(Ok(permit)) => Some(permit),
-                    Ok(Err(_)) | Err(_) => {
-                        return Err(ProxyError::Busy(self.settings.max_in_flight));
-                    }
-                }
-            }
+            Some(in_flight) => Some(
+                acquire(in_flight, queued_until)
+                    .await
+                    .ok_or(ProxyError::Busy(self.settings.max_in_flight))?,
+            ),
         };
         let (parts, body) = request.into_parts();
         let (body, sent) = RequestBody::new(body, body_timeout, body_deadline, max_body);
@@ -221,11 +243,23 @@ impl Upstream {
                 _ = sent => {}
             }
         }
+        upload.take();
         match tokio::time::timeout(self.settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
             Ok(result) => classify(result),
         }
     }
+}
+
+/// A place under `limit`, waited for until `deadline`; `None` past it.
+async fn acquire(
+    limit: &Arc<tokio::sync::Semaphore>,
+    deadline: tokio::time::Instant,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::time::timeout_at(deadline, limit.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 fn classify(
@@ -450,6 +484,7 @@ mod tests {
             tls: tls::UpstreamTls::default(),
             http2: false,
             max_in_flight: 0,
+            max_uploads_in_flight: 0,
             queue_timeout: Duration::from_secs(1),
         }
     }

@@ -621,6 +621,76 @@ async fn requests_over_max_in_flight_wait_then_get_a_503_with_retry_after() {
     assert_eq!(get(&gate.url("/public/d"), None).await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_uploads_cannot_take_every_place_from_page_views() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    // Half of the four places may go to uploads still coming in.
+    let config = with_setting(
+        with_setting(config_text(cms.addr, ""), "upstream", "max_in_flight = 4"),
+        "upstream",
+        "queue_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut uploads = Vec::new();
+    for _ in 0..4 {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        stream
+            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
+            .await
+            .unwrap();
+        uploads.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Page views still find places while the uploads trickle.
+    for path in ["/public/a", "/public/b", "/public/c"] {
+        assert_eq!(get(&gate.url(path), None).await.status, 200, "{path}");
+    }
+    // Two uploads were turned away; the other two are sent whole and answered.
+    let mut statuses = Vec::new();
+    for stream in &mut uploads {
+        let mut answer = vec![0u8; 1024];
+        let status = match tokio::time::timeout(
+            Duration::from_millis(300),
+            stream.read(&mut answer),
+        )
+        .await
+        {
+            Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Ok(Err(_)) | Err(_) => {
+                stream.write_all(b"123456789").await.unwrap();
+                let n = stream.read(&mut answer).await.unwrap();
+                String::from_utf8_lossy(&answer[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }
+        };
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 200 OK",
+            "HTTP/1.1 503 Service Unavailable",
+            "HTTP/1.1 503 Service Unavailable"
+        ]
+    );
+    let uploaded = cms
+        .requests()
+        .iter()
+        .filter(|seen| seen.uri.path() == "/public/upload")
+        .count();
+    assert_eq!(uploaded, 2);
+}
+
 async fn get_as_member_owned(url: String) -> u16 {
     get_as_member(&url).await.status
 }
