@@ -3,13 +3,15 @@
 //! [`IdleIo`] closes a connection that waited too long. With no request in
 //! flight ([`InFlight`]): over HTTP/1.1, for a request head that is not
 //! whole within the header limit of the connection's start or of the last
-//! response's end (however slowly its bytes trickle in); over HTTP/2, once
-//! nothing has moved for the idle limit. At any time: once a write has
-//! waited for the send limit with the client taking no bytes (a client that
-//! stopped reading). The head's limit is
-//! kept here rather than by hyper, which would make and drop a timer for
-//! every request; it also holds across the hand-back of a kept-alive
-//! connection (see `serve`), so a slow head gets one limit, not two.
+//! response's end (however slowly its bytes trickle in); over HTTP/2, for a
+//! first request not begun within the header limit, or once its last
+//! request ended the idle limit ago (whatever frames moved meanwhile: a PING
+//! is no request). At any time: once a write has waited for the send limit
+//! with the client taking no bytes (a client that stopped reading). The
+//! head's limit is kept here rather than by hyper, which would make and drop
+//! a timer for every request; it also holds across the hand-back of a
+//! kept-alive connection (see `serve`), so a slow head gets one limit, not
+//! two.
 
 use std::future::Future;
 use std::io;
@@ -245,10 +247,13 @@ impl Default for Waiting {
 }
 
 impl Waiting {
-    // Bytes moved: a quiet spell starts again, unless a head is awaited
-    // (no request since the last look), whose deadline bytes do not move.
+    // Bytes moved. Over HTTP/1.1 a quiet spell starts again, unless a head
+    // is awaited (no request since the last look), whose deadline bytes do
+    // not move. Over HTTP/2 bytes move nothing: frames that are no request
+    // (PINGs, a HEADERS frame a byte at a time) must not hold a connection
+    // open; its quiet spells count from its last request's end (`look`).
     fn moved(&mut self, started: usize) {
-        if self.head_limit.is_none() || started != self.seen_started {
+        if self.head_limit.is_some() && started != self.seen_started {
             self.idle.progressed();
         }
     }
@@ -328,12 +333,11 @@ impl<T> IdleIo<T> {
         written
     }
 
-    /// The connection speaks HTTP/2: no heads are timed here (hyper's
-    /// HTTP/2 connection reads them), only quiet spells.
+    /// The connection speaks HTTP/2: its first request must still begin
+    /// within the header limit of the connection's start; after that only
+    /// spells with no request in flight are timed, from the last one's end.
     pub fn serves_http2(&mut self) {
-        let mut waiting = self.in_flight.waiting();
-        waiting.head_limit = None;
-        waiting.idle.progressed();
+        self.in_flight.waiting().head_limit = None;
     }
 }
 

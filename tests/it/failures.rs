@@ -359,6 +359,65 @@ async fn an_idle_http2_connection_is_closed_but_a_slow_answer_is_waited_for() {
         .ok();
 }
 
+/// Sends PINGs on `connection` every 100 ms until the gateway ends it;
+/// how long that took, or `None` if it was still open after `within`.
+async fn pinged_until_closed(
+    ping_pong: &mut h2::PingPong,
+    connection: tokio::task::JoinHandle<Result<(), h2::Error>>,
+    within: Duration,
+) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if connection.is_finished() {
+            return Some(started.elapsed());
+        }
+        let ping = tokio::time::timeout(Duration::from_secs(1), ping_pong.ping(h2::Ping::opaque()));
+        if !matches!(ping.await, Ok(Ok(_))) {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pings_do_not_hold_an_http2_connection_open() {
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = with_setting(
+        with_setting(
+            config_text(cms.addr, ""),
+            "server",
+            "idle_timeout = \"800ms\"",
+        ),
+        "server",
+        "header_timeout = \"500ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+
+    // No request at all: closed at the header limit, PINGs or not.
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (_client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
+    let connection = tokio::spawn(connection);
+    let closed = pinged_until_closed(&mut ping_pong, connection, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "a connection that only pings is closed");
+
+    // After a request: closed at the idle limit from its end, PINGs or not.
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (client, mut connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut ping_pong = connection.ping_pong().unwrap();
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get(gate.url("/public/a")).body(()).unwrap();
+    let (answer, _) = client.send_request(request, true).unwrap();
+    let mut body = answer.await.unwrap().into_body();
+    while let Some(chunk) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.unwrap().len());
+    }
+    let closed = pinged_until_closed(&mut ping_pong, connection, Duration::from_secs(5)).await;
+    assert!(closed.is_some(), "an idle connection that pings is closed");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_upload_is_not_cut_off_by_the_response_timeout() {
     use tokio::io::AsyncWriteExt;
