@@ -303,7 +303,11 @@ async fn admit(
         .routes
         .lookup(request.uri().path(), request.uri().query())
         .map_err(Refusal::from)?;
-    let read = read_form(runtime, request, &mut route).await?;
+    let read = match form_to_read(runtime, request, &route) {
+        // Boxed: rare, and its timers would otherwise make every request's future larger.
+        Some(kind) => Box::pin(read_form(runtime, request, &mut route, kind)).await?,
+        None => Bytes::new(),
+    };
     record.route = route.prefix.clone();
     record.route_index = route.index;
     let server = &runtime.settings().server;
@@ -368,19 +372,27 @@ async fn admit(
     })
 }
 
-/// Reads a form body the query routes may be named in (see [`form`]) and
-/// raises `route` by it; what was read goes to the CMS ahead of the rest.
+/// The kind of form body `request` carries, if it is one a query route
+/// could be named in that would make `route` stricter (see [`form`]).
+fn form_to_read(
+    runtime: &Runtime,
+    request: &Request<Incoming>,
+    route: &RouteMatch,
+) -> Option<form::FormKind> {
+    if !runtime.routes.query_may_raise(route) || request.body().is_end_stream() {
+        return None;
+    }
+    form::kind(request.headers())
+}
+
+/// Reads a form body of `kind` and raises `route` by the names in it; what
+/// was read goes to the CMS ahead of the rest.
 async fn read_form(
     runtime: &Runtime,
     request: &mut Request<Incoming>,
     route: &mut RouteMatch,
+    kind: form::FormKind,
 ) -> Result<Bytes, Refusal> {
-    if !runtime.routes.query_may_raise(route) || request.body().is_end_stream() {
-        return Ok(Bytes::new());
-    }
-    let Some(kind) = form::kind(request.headers()) else {
-        return Ok(Bytes::new());
-    };
     let server = &runtime.settings().server;
     let limit = server
         .max_body_bytes
