@@ -225,6 +225,11 @@ async fn response_body(
     .ok_or(Refusal::Unrewritable(
         "its encoding is not ASCII-compatible (or not known)",
     ))?;
+    let encoding = if plan.xml {
+        encoding.as_xml()
+    } else {
+        encoding
+    };
     let stats = Arc::new(RewriteStats::default());
     record.rewrite = Some(stats.clone());
     let tokens = PageTokens {

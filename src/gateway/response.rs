@@ -4,7 +4,7 @@
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 
-use super::page_type::declared_type;
+use super::page_type::{declared_type, MediaType};
 use super::{Refusal, NOSNIFF, X_CONTENT_TYPE_OPTIONS};
 use crate::compression::{self, Coding};
 use crate::proxy::headers;
@@ -101,6 +101,7 @@ pub(super) fn filter_gated_response(
     }
     Ok(Some(PagePlan {
         encoding: declared.encoding,
+        xml: declared.media == MediaType::Xhtml,
         decode,
         encode,
     }))
@@ -111,6 +112,8 @@ pub(super) struct PagePlan {
     /// By its Content-Type; `None` if the rewriter cannot read that (a
     /// byte-order mark may still say UTF-8).
     pub(super) encoding: Option<PageEncoding>,
+    /// XHTML, which browsers read with their XML parser.
+    pub(super) xml: bool,
     pub(super) decode: Option<Coding>,
     pub(super) encode: Option<Coding>,
 }

@@ -121,9 +121,16 @@ pub struct PageEncoding {
     encoding: AsciiCompatible,
     // A charset in Content-Type wins over a <meta charset> in the page.
     declared: bool,
+    // XHTML, read by browsers as XML.
+    xml: bool,
 }
 
 impl PageEncoding {
+    /// The same, for a page browsers read with their XML parser (XHTML).
+    pub fn as_xml(self) -> PageEncoding {
+        PageEncoding { xml: true, ..self }
+    }
+
     /// The encoding the page is read with (until a `<meta>` says otherwise,
     /// when the response declared none).
     pub fn encoding(&self) -> AsciiCompatible {
@@ -141,6 +148,7 @@ pub fn encoding_for(charset: Option<&str>) -> Option<PageEncoding> {
     Some(PageEncoding {
         encoding: AsciiCompatible::new(encoding)?,
         declared: charset.is_some(),
+        xml: false,
     })
 }
 
@@ -185,6 +193,7 @@ impl<B> RewriteBody<B> {
             encoding: encoding.encoding,
             adjust_charset: !encoding.declared,
             max_memory: limits.max_memory,
+            xml: encoding.xml,
         });
         RewriteBody {
             upstream,

@@ -316,6 +316,29 @@ async fn xhtml_is_rewritten_and_every_gated_answer_carries_nosniff() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn xhtml_is_read_as_xml_where_a_self_closing_tag_is_whole() {
+    // As XML, `<script/>` and `<iframe/>` hold nothing: the embed after them is
+    // an element the browser loads. As HTML, both open raw text to the end.
+    let page = format!(
+        "<?xml version=\"1.0\"?>\n<html xmlns=\"http://www.w3.org/1999/xhtml\"><head>\
+         <script src=\"/a.js\"/><title/><style/></head><body>\
+         <iframe src=\"https://maps.example/m\"/><textarea/><noscript/>\
+         <iframe src=\"{EMBED}\"></iframe></body></html>"
+    );
+    let xhtml = member_gets(Reply::with_type("application/xhtml+xml", page.clone())).await;
+    assert_eq!(xhtml.status, 200);
+    let text = xhtml.text();
+    assert_eq!(tokens_in(&text).len(), 1, "{text}");
+    assert_tokened(&xhtml);
+    let html = member_gets(Reply::html(page.clone())).await;
+    assert_eq!(
+        html.text(),
+        page,
+        "as HTML the embed is script text, left as it is"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_utf8_byte_order_mark_decides_the_encoding_even_when_split() {
     let mut body = b"\xEF\xBB\xBF".to_vec();
     body.extend_from_slice(page_with_embed().as_bytes());

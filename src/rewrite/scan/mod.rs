@@ -92,6 +92,9 @@ pub struct ScanSettings {
     pub adjust_charset: bool,
     /// Most bytes of one tag held across chunks.
     pub max_memory: usize,
+    /// The page is XHTML, which browsers read with their XML parser: no
+    /// element's content is raw text (`<script src="a.js"/>` is whole).
+    pub xml: bool,
 }
 
 /// Where the scanner parts from lol_html, counted so that the oracle tests
@@ -163,6 +166,8 @@ pub struct Scanner {
     // A `<meta>` may still switch the encoding.
     charset_watch: bool,
     max_memory: usize,
+    // XHTML: start tags never switch to a text state.
+    xml: bool,
     fidelity: Fidelity,
     // Reused between captured tags.
     spans: Vec<AttrSpan>,
@@ -188,6 +193,7 @@ impl Scanner {
             encoding: settings.encoding.get(),
             charset_watch: settings.adjust_charset,
             max_memory: settings.max_memory,
+            xml: settings.xml,
             fidelity: Fidelity::default(),
             spans: Vec::new(),
             scratch: Vec::new(),
@@ -364,6 +370,7 @@ impl Scanner {
         let Some(text) = self
             .foreign
             .start_tag(kind, self_closing, attrs, &mut self.fidelity)
+            .filter(|_| !self.xml)
         else {
             return;
         };

@@ -123,6 +123,7 @@ pub(crate) fn scanner(
         encoding: super::AsciiCompatible::new(setup.encoding).expect("ascii-compatible"),
         adjust_charset: !setup.declared,
         max_memory: setup.max_memory,
+        xml: false,
     };
     let mut scanner = if quirks {
         Scanner::with_lol_html_quirks(settings)

@@ -442,6 +442,7 @@ fn a_marker_like_decision_reaches_the_sink_in_one_piece() {
             encoding: super::AsciiCompatible::new(UTF_8).unwrap(),
             adjust_charset: false,
             max_memory: 1 << 20,
+            xml: false,
         });
         let mut sink = Pieces(Vec::new());
         for chunk in [&page[..at], &page[at..]] {

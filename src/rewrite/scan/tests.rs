@@ -28,6 +28,7 @@ fn scanner() -> Scanner {
         encoding: AsciiCompatible::new(UTF_8).unwrap(),
         adjust_charset: false,
         max_memory: 1 << 20,
+        xml: false,
     })
 }
 
