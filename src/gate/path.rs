@@ -44,6 +44,11 @@ pub enum PathError {
     /// A backslash, NUL or encoded slash: servers disagree on what they mean.
     #[error("path holds a backslash, NUL or encoded slash")]
     Ambiguous,
+    /// A %-escape left once the path is decoded (`%2565`), or an overlong
+    /// UTF-8 form (`%C0%AE`): a server that decodes twice, or an old
+    /// decoder, reads another path than the one judged.
+    #[error("path holds a double %-escape or an overlong UTF-8 form")]
+    DoubleEncoded,
     /// A `%` not followed by two hex digits.
     #[error("path has a bad percent-escape")]
     BadEscape,
@@ -97,6 +102,9 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let decoded = percent_decode(bytes)?;
     if decoded.iter().any(|&b| b == b'\\' || b == 0) {
         return Err(PathError::Ambiguous);
+    }
+    if has_escape(&decoded) || has_overlong(&decoded) {
+        return Err(PathError::DoubleEncoded);
     }
     let mut out = Vec::with_capacity(decoded.len());
     let mut trailing = false;
@@ -241,6 +249,26 @@ fn is_default_ignorable(c: char) -> bool {
             | 0x1D173..=0x1D17A
             | 0xE0000..=0xE0FFF
     )
+}
+
+/// Whether `bytes` holds a `%` and two hex digits.
+fn has_escape(bytes: &[u8]) -> bool {
+    bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+/// Whether `bytes` holds an overlong UTF-8 form: a two-byte one (`C0` or
+/// `C1` and a continuation byte), or a three- or four-byte one too short for
+/// its length (`E0 80..9F`, `F0 80..8F`). Old decoders read `C0 AE` as `.`.
+/// A Windows-1252 path keeps its `À` and `Á` (`C0`, `C1`) before a letter.
+fn has_overlong(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|pair| match pair[0] {
+        0xC0 | 0xC1 => (0x80..=0xBF).contains(&pair[1]),
+        0xE0 => (0x80..=0x9F).contains(&pair[1]),
+        0xF0 => (0x80..=0x8F).contains(&pair[1]),
+        _ => false,
+    })
 }
 
 fn percent_decode(bytes: &[u8]) -> Result<Vec<u8>, PathError> {

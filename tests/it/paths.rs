@@ -188,6 +188,77 @@ async fn a_dot_segment_in_any_spelling_is_answered_400_even_on_public_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn double_escapes_and_overlong_utf8_are_answered_400() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    // What a server that decodes twice, or an old UTF-8 decoder, reads as a gated path.
+    for path in [
+        "/vid%2565os/intro",
+        "/public/%252e%252e/videos/intro",
+        "/public/%252Fvideos",
+        "/public/%25%32%65",
+        "/public/%C0%AE%C0%AE/videos/intro",
+        "/vid%C1%A5os/intro",
+        "/public/%E0%80%AE%E0%80%AE/videos/intro",
+        "/public/%F0%80%80%AE/x",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), Some(&member())).await,
+            "HTTP/1.1 400 Bad Request",
+            "{path}"
+        );
+    }
+    assert!(cms.requests().is_empty());
+    // A % that escapes nothing once decoded, and real UTF-8, are fine.
+    for path in [
+        "/public/50%25off",
+        "/public/100%25",
+        "/public/caf%C3%A9",
+        "/public/%E0%A4%85",
+        // Windows-1252: "Álamo".
+        "/public/%C1lamo",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 200 OK",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_covers_its_directory_page_in_any_format() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    // Rails and Spring serve "/videos.json" as "/videos" in that format.
+    for path in [
+        "/videos",
+        "/videos.json",
+        "/videos.html",
+        "/Videos.JSON",
+        "/secret.xml",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 403 Forbidden",
+            "{path}"
+        );
+    }
+    for path in [
+        "/videosx",
+        "/videos.old/x",
+        "/videos-archive",
+        "/public/videos.json",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 200 OK",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
     let cms = Cms::fixed(Reply::html(PAGE)).await;
     let gate = Gate::start_with(&wordpress(&cms), &[]).await;

@@ -83,12 +83,16 @@ struct Route {
 }
 
 impl Route {
-    // A "/videos/" route also owns "/videos", which servers redirect or serve alike.
+    // A "/videos/" route also owns "/videos", which servers redirect or serve
+    // alike, and "/videos.json" or "/videos.html", which servers that take a
+    // format from the extension (Rails, Spring) serve as "/videos".
     fn owns(path: &[u8], prefix: &[u8]) -> bool {
         path.starts_with(prefix)
             || prefix
                 .strip_suffix(b"/")
-                .is_some_and(|dir| !dir.is_empty() && path == dir)
+                .filter(|dir| !dir.is_empty())
+                .and_then(|dir| path.strip_prefix(dir))
+                .is_some_and(|rest| rest.is_empty() || (rest[0] == b'.' && !rest.contains(&b'/')))
     }
 }
 
