@@ -1,5 +1,6 @@
 //! How an iframe's URL attribute reads as a URL: whitespace, character
-//! references, and the split into path, query and fragment.
+//! references, what a browser's URL parser makes of the rest, and the split
+//! into path, query and fragment.
 
 use std::borrow::Cow;
 
@@ -30,6 +31,119 @@ pub(super) fn split_url(url: &str) -> (&str, &str, &str) {
 /// no reference is kept as it is; borrows when there are none.
 pub(super) fn decode_references(value: &str) -> Cow<'_, str> {
     htmlize::unescape_attribute(value)
+}
+
+/// `url` as a browser's URL parser reads it: tabs and newlines dropped
+/// anywhere, and before the query `\\` read as `/`, an `http(s)` URL's
+/// default port (or an empty one) dropped, and `.` and `..` segments (also
+/// as `%2e`) resolved. So every spelling of an embed that a browser loads
+/// from the video host matches its pattern, and is rewritten as the URL the
+/// browser would load. Borrows when there is nothing to change.
+pub(super) fn as_browsers_read(url: &str) -> Cow<'_, str> {
+    if !needs_reading(url) {
+        return Cow::Borrowed(url);
+    }
+    let url: String = url
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let (base, rest) = url.split_at(url.find(['?', '#']).unwrap_or(url.len()));
+    let base = base.replace('\\', "/");
+    let Some((default_port, authority_start)) = url_start(&base) else {
+        return Cow::Owned(base + rest);
+    };
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |at| authority_start + at);
+    let (head, path) = base.split_at(authority_end);
+    let head = match (default_port, port_at(&head[authority_start..])) {
+        (Some(default), Some(colon)) if port_is(&head[authority_start + colon + 1..], default) => {
+            &head[..authority_start + colon]
+        }
+        _ => head,
+    };
+    Cow::Owned(format!("{head}{}{rest}", resolve_dots(path)))
+}
+
+/// Whether [`as_browsers_read`] has anything to change in `url`.
+fn needs_reading(url: &str) -> bool {
+    let bytes = url.as_bytes();
+    let base = &bytes[..memchr::memchr2(b'?', b'#', bytes).unwrap_or(bytes.len())];
+    memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_some()
+        || memchr::memchr2(b'\\', b'%', base).is_some()
+        || memchr::memmem::find(base, b"/.").is_some()
+        || url_start(url).is_some_and(|(_, start)| {
+            let authority = &base[start.min(base.len())..];
+            let end = memchr::memchr(b'/', authority).unwrap_or(authority.len());
+            memchr::memchr(b':', &authority[..end]).is_some()
+        })
+}
+
+/// The default port of an `http(s)://` URL (`None` for a scheme-relative
+/// `//` one, whose scheme is the page's) and where its authority starts;
+/// `None` for any other URL.
+fn url_start(url: &str) -> Option<(Option<u32>, usize)> {
+    let starts = |prefix: &str| {
+        url.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    if starts("https://") {
+        Some((Some(443), 8))
+    } else if starts("http://") {
+        Some((Some(80), 7))
+    } else if url.starts_with("//") {
+        Some((None, 2))
+    } else {
+        None
+    }
+}
+
+/// Where the `:` before the port is in `authority`, if it names one (after
+/// any user info and an IPv6 address's brackets).
+fn port_at(authority: &str) -> Option<usize> {
+    let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+    let host = &authority[host_start..];
+    let after_brackets = host.rfind(']').map_or(0, |at| at + 1);
+    host[after_brackets..]
+        .rfind(':')
+        .map(|at| host_start + after_brackets + at)
+}
+
+/// Whether `port` is empty or names `default` (leading zeros allowed).
+fn port_is(port: &str, default: u32) -> bool {
+    port.is_empty()
+        || (port.bytes().all(|b| b.is_ascii_digit())
+            && port.trim_start_matches('0').parse::<u32>().ok() == Some(default))
+}
+
+/// A URL path with its `.` and `..` segments resolved, as browsers do.
+fn resolve_dots(path: &str) -> String {
+    let is = |segment: &str, dots: &[&str]| dots.iter().any(|d| segment.eq_ignore_ascii_case(d));
+    let mut kept: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let mut out_trailing = false;
+    for (at, segment) in segments.iter().enumerate() {
+        let last = at + 1 == segments.len();
+        if is(segment, &[".", "%2e"]) {
+            out_trailing = last;
+        } else if is(segment, &["..", ".%2e", "%2e.", "%2e%2e"]) {
+            kept.pop();
+            out_trailing = last;
+        } else {
+            kept.push(segment);
+            out_trailing = false;
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for segment in &kept {
+        out.push('/');
+        out.push_str(segment);
+    }
+    if out_trailing || (out.is_empty() && !path.is_empty()) {
+        out.push('/');
+    }
+    out
 }
 
 /// `text` as a double-quoted attribute value that HTML and XHTML read
@@ -156,5 +270,56 @@ mod tests {
             let decoded = decode_references(&plain);
             proptest::prop_assert_eq!(decoded.as_ref(), plain.as_str());
         }
+    }
+
+    #[test]
+    fn a_url_reads_as_browsers_read_it() {
+        for (written, read) in [
+            (
+                "https:\\\\e.test\\res\\embed\\a.html",
+                "https://e.test/res/embed/a.html",
+            ),
+            (
+                "https://e.test:443/res/embed/a.html?x=1",
+                "https://e.test/res/embed/a.html?x=1",
+            ),
+            ("https://e.test:0443/a", "https://e.test/a"),
+            ("https://e.test:/a", "https://e.test/a"),
+            ("http://e.test:80/a", "http://e.test/a"),
+            (
+                "https://e.test/res/em\tbed/a\n.html",
+                "https://e.test/res/embed/a.html",
+            ),
+            (
+                "https://e.test/res/./embed/x/../a.html",
+                "https://e.test/res/embed/a.html",
+            ),
+            (
+                "https://e.test/res/%2E/embed/%2e%2E/embed/a.html",
+                "https://e.test/res/embed/a.html",
+            ),
+            ("https://e.test/res/embed/.", "https://e.test/res/embed/"),
+            ("https://e.test/..", "https://e.test/"),
+            ("//e.test/res/./a.html", "//e.test/res/a.html"),
+            ("HTTPS://e.test:443/a", "HTTPS://e.test/a"),
+        ] {
+            assert_eq!(as_browsers_read(written), read, "{written:?}");
+        }
+        for kept in [
+            "https://e.test/res/embed/a.html?x=1&y=./..",
+            "https://e.test:8443/a",
+            "https://e.test:443x/a",
+            "//e.test:443/a",
+            "https://[::1]:8443/a",
+            "https://user:pw@e.test/a",
+            "https://e.test/a.b/.c/..d",
+        ] {
+            assert_eq!(as_browsers_read(kept), kept, "{kept:?}");
+        }
+        assert!(matches!(
+            as_browsers_read("https://e.test/res/embed/a.html?t=1"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(as_browsers_read("https://[::1]:443/a"), "https://[::1]/a");
     }
 }

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use attribute::{decode_references, escape_attribute, is_html_space, split_url};
+use attribute::{as_browsers_read, decode_references, escape_attribute, is_html_space, split_url};
 use template::{fill_into, is_query_value_safe, parse_body_template, parse_template, Piece};
 
 use crate::allowlist::Principal;
@@ -322,7 +322,8 @@ impl Embed {
 
     /// Whether the iframe attribute value `attribute` is this embed.
     pub fn is_match(&self, attribute: &str) -> bool {
-        let url = decode_references(attribute.trim_matches(is_html_space));
+        let decoded = decode_references(attribute.trim_matches(is_html_space));
+        let url = as_browsers_read(&decoded);
         let mut captures = [""; MAX_CAPTURES];
         self.pattern.matches(split_url(&url).0, &mut captures)
     }
@@ -340,7 +341,8 @@ impl Embed {
     pub fn rewrite(&self, attribute: &str, visitor: &Visitor<'_>) -> Option<EmbedRewrite> {
         let pattern = &self.pattern;
         let principal: &Principal = visitor.principal;
-        let url = decode_references(attribute.trim_matches(is_html_space));
+        let decoded = decode_references(attribute.trim_matches(is_html_space));
+        let url = as_browsers_read(&decoded);
         let (base, query, fragment) = split_url(&url);
         let mut captures = [""; MAX_CAPTURES];
         if !pattern.matches(base, &mut captures) {

@@ -492,3 +492,23 @@ async fn an_http10_cms_page_reaches_an_http11_visitor_in_http11_on_a_kept_connec
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embed_spelled_as_a_browser_still_reads_it_gets_its_token() {
+    // Each loads the embed from the video host in a browser.
+    let spellings = [
+        "https:\\\\api.vod2.infomaniak.com\\res\\embed\\1jhvl2uqa5rdf.html",
+        "https://api.vod2.infomaniak.com:443/res/embed/1jhvl2uqa5rdf.html",
+        "https://api.vod2.infomaniak.com/res/embed/1jhvl2&#9;uqa5rdf.html",
+        "https://api.vod2.infomaniak.com/res/./embed/x/../1jhvl2uqa5rdf.html",
+    ];
+    let embeds: Vec<String> = spellings.iter().map(|src| iframe("src", src)).collect();
+    let page = article(&embeds.iter().map(String::as_str).collect::<Vec<_>>());
+    let cms = Cms::fixed(Reply::html(page)).await;
+    let gate = Gate::start(&cms).await;
+    let body = get_as_member(&gate.url("/videos/intro")).await.text();
+    assert_eq!(tokens_in(&body).len(), spellings.len(), "{body}");
+    // Written back as the URL the browser loads.
+    let written = format!("src=\"{EMBED}?token=");
+    assert_eq!(body.matches(&written).count(), spellings.len(), "{body}");
+}
