@@ -85,7 +85,9 @@ struct State {
 
 struct Http1Entry {
     sender: http1::SendRequest<RequestBody>,
-    // When its last request went out; it has been idle at most this long.
+    // When it was last seen busy (its last request going out, or a walk or
+    // sweep finding it busy): it has been idle at most this long, give or
+    // take a sweep.
     used: Instant,
 }
 
@@ -166,11 +168,13 @@ where
         let mut index = state.http1.len();
         while index > 0 {
             index -= 1;
-            let entry = &state.http1[index];
+            let entry = &mut state.http1[index];
             // Busy ones first, in a word each: under load most are busy.
             if !entry.sender.is_ready() {
                 if entry.sender.is_closed() {
                     state.http1.swap_remove(index);
+                } else {
+                    entry.used = now;
                 }
                 continue;
             }
@@ -265,9 +269,16 @@ impl Shared {
     // idle ones beyond `max_idle`. Dropping a sender closes its connection.
     fn trim(&self, state: &mut State) {
         let now = Instant::now();
-        state
-            .http1
-            .retain(|entry| !entry.sender.is_closed() && !self.expired(entry, now));
+        state.http1.retain_mut(|entry| {
+            if entry.sender.is_closed() {
+                return false;
+            }
+            if !entry.sender.is_ready() {
+                // Busy: idle time counts from the end of its answer, not its start.
+                entry.used = now;
+            }
+            !self.expired(entry, now)
+        });
         let mut idle = state.http1.iter().filter(|e| e.sender.is_ready()).count();
         if idle > self.max_idle {
             state.http1.sort_by_key(|entry| entry.used);
@@ -316,7 +327,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use bytes::Bytes;
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::BodyExt;
     use hyper::service::service_fn;
     use hyper_util::client::legacy::connect::HttpConnector;
     use hyper_util::rt::TokioIo;
@@ -325,8 +336,36 @@ mod tests {
     use crate::proxy::framing::Framed;
     use crate::proxy::request_body::VisitorBody;
 
+    /// An "ok" that comes `after` its head.
+    struct Late {
+        after: std::pin::Pin<Box<tokio::time::Sleep>>,
+        sent: bool,
+    }
+
+    impl http_body::Body for Late {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if self.sent {
+                return std::task::Poll::Ready(None);
+            }
+            std::task::ready!(self.after.as_mut().poll(cx));
+            self.sent = true;
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b"ok")))))
+        }
+    }
+
     /// A CMS on a free loopback port answering "ok", counting its connections.
     async fn counting_cms() -> (Uri, Arc<AtomicUsize>) {
+        slow_counting_cms(Duration::ZERO).await
+    }
+
+    /// As [`counting_cms`], the body's "ok" coming `after` the head.
+    async fn slow_counting_cms(after: Duration) -> (Uri, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url: Uri = format!("http://{}/", listener.local_addr().unwrap())
             .parse()
@@ -338,10 +377,11 @@ mod tests {
                 counted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
                     TokioIo::new(stream),
-                    service_fn(|_| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
+                    service_fn(move |_| async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(Late {
+                            after: Box::pin(tokio::time::sleep(after)),
+                            sent: false,
+                        }))
                     }),
                 ));
             }
@@ -406,6 +446,22 @@ mod tests {
             pool.shared.lock().http1.len(),
             1,
             "the idled-out one is gone"
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_time_counts_from_the_end_of_an_answer_not_its_start() {
+        let (url, accepted) = slow_counting_cms(Duration::from_millis(2500)).await;
+        let idle_timeout = Duration::from_secs(1);
+        let pool = Pool::new(Framed(HttpConnector::new()), url.clone(), 4, idle_timeout);
+        // An answer that takes longer than the idle timeout, swept meanwhile.
+        get(&pool, &url).await;
+        until_ready(&pool).await;
+        get(&pool, &url).await;
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "reused: it was busy, not idle, for most of that time"
         );
     }
 }
