@@ -187,16 +187,20 @@ fn tables() -> &'static [RouteTable; 3] {
 }
 
 /// The route of `path` by longest prefix alone, as the docs define it (a
-/// "/dir/" prefix owns "/dir" too); a path no route matches is gated.
+/// "/dir/" prefix owns "/dir" and "/dir.json" too); a path no route matches
+/// is gated.
 fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
     routes
         .iter()
         .filter(|(prefix, _)| {
             let prefix = prefix.as_bytes();
-            path.starts_with(prefix)
-                || prefix
-                    .strip_suffix(b"/")
-                    .is_some_and(|dir| !dir.is_empty() && path == dir)
+            // A "/videos/" prefix also covers "/videos" and "/videos.json".
+            let directory_page = prefix
+                .strip_suffix(b"/")
+                .filter(|dir| !dir.is_empty())
+                .and_then(|dir| path.strip_prefix(dir))
+                .is_some_and(|rest| rest.is_empty() || (rest[0] == b'.' && !rest.contains(&b'/')));
+            path.starts_with(prefix) || directory_page
         })
         .max_by_key(|(prefix, _)| prefix.len())
         .map_or(S, |&(_, access)| access)
