@@ -18,9 +18,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use crate::idle::IdleTimer;
 
 /// Something to hold while an upgraded connection is relayed, so the
-/// visitor's connection is not counted idle meanwhile.
+/// visitor's connection is not counted idle (nor its place freed)
+/// meanwhile, and the signal that the gateway is shutting down.
 #[derive(Clone)]
-pub struct HoldConnection(pub Arc<dyn Send + Sync>);
+pub struct HoldConnection {
+    /// Held to the relay's end.
+    pub held: Arc<dyn Send + Sync>,
+    /// Becomes true when shutdown begins: the relay then ends.
+    pub closing: tokio::sync::watch::Receiver<bool>,
+}
 
 /// The one protocol the gateway relays: WebSocket frames are never read by
 /// a CMS as requests.
@@ -88,6 +94,7 @@ pub async fn relay(
     hold: Option<HoldConnection>,
 ) {
     {
+        let mut closing = hold.as_ref().map(|hold| hold.closing.clone());
         let _hold = hold;
         let (visitor, upstream) = match tokio::join!(visitor, upstream) {
             (Ok(visitor), Ok(upstream)) => (visitor, upstream),
@@ -98,9 +105,22 @@ pub async fn relay(
         };
         let mut visitor = Watched::new(TokioIo::new(visitor), idle_limit);
         let mut upstream = TokioIo::new(upstream);
-        match tokio::io::copy_bidirectional(&mut visitor, &mut upstream).await {
-            Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
-            Err(err) => tracing::debug!(error = %err, "upgraded connection ended"),
+        // A WebSocket lives as long as its page: shutdown would otherwise
+        // wait out its whole timeout for every one still open.
+        let shutdown = async {
+            match closing.as_mut() {
+                Some(closing) => {
+                    let _ = closing.wait_for(|closing| *closing).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            relayed = tokio::io::copy_bidirectional(&mut visitor, &mut upstream) => match relayed {
+                Ok((up, down)) => tracing::debug!(up, down, "upgraded connection closed"),
+                Err(err) => tracing::debug!(error = %err, "upgraded connection ended"),
+            },
+            () = shutdown => tracing::debug!("upgraded connection closed: shutting down"),
         }
     }
 }

@@ -209,6 +209,7 @@ impl Connection {
             let budget = resets.clone();
             let in_flight = in_flight.clone();
             let slot = slot.clone();
+            let closing = closing.clone();
             // Counted as open, by protocol, from its first request until it closes.
             let counted: Arc<OnceLock<ConnectionGuard>> = Arc::default();
             service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
@@ -219,7 +220,10 @@ impl Connection {
                 if request.headers().contains_key(http::header::UPGRADE) {
                     let held: Arc<dyn Send + Sync> =
                         Arc::new((in_flight.enter(), slot.clone(), counted.clone()));
-                    request.extensions_mut().insert(HoldConnection(held));
+                    request.extensions_mut().insert(HoldConnection {
+                        held,
+                        closing: closing.clone(),
+                    });
                 }
                 let http2 = request.version() == http::Version::HTTP_2;
                 counted

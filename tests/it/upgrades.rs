@@ -242,3 +242,37 @@ async fn an_upgraded_connection_keeps_its_place_under_the_connection_limits() {
     );
     drop(first);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_open_websockets_instead_of_waiting_for_them() {
+    let cms = echo_server().await;
+    // Shutdown waits up to 30 s for what is open.
+    let config =
+        config_text(cms, "").replace("shutdown_timeout = \"5s\"", "shutdown_timeout = \"30s\"");
+    let mut gate = Gate::start_with(&config, &[]).await;
+    let mut socket = connect(&format!("ws://{}/public/live", gate.addr), None)
+        .await
+        .expect("upgraded");
+    socket.send(Message::text("hello")).await.unwrap();
+    assert!(socket.next().await.is_some());
+    let started = std::time::Instant::now();
+    gate.shutdown();
+    let task = gate.task.take().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the gateway stops without waiting out the shutdown timeout")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The WebSocket was closed, not left behind.
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) => return,
+                Some(Ok(message)) if message.is_close() => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the WebSocket is closed");
+}
