@@ -26,21 +26,34 @@ pub enum FormKind {
     Multipart,
 }
 
-/// The form a request's Content-Type declares, if any (the strictest, if
-/// several are sent: a server may read any of them).
+/// The form a request's Content-Type declares, if any. Read as leniently
+/// as any server might: every header line and every comma-separated value
+/// counts (the strictest wins), and a media type ends at the first byte
+/// that cannot be in one, as PHP ends it at `;`, `,` or a space.
 pub fn kind(headers: &HeaderMap) -> Option<FormKind> {
     let mut found = None;
     for value in headers.get_all(header::CONTENT_TYPE) {
-        let media = value.as_bytes().split(|&b| b == b';').next().unwrap_or(&[]);
-        let media = media.trim_ascii();
-        if media.eq_ignore_ascii_case(b"multipart/form-data") {
-            return Some(FormKind::Multipart);
-        }
-        if media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
-            found = Some(FormKind::UrlEncoded);
+        for element in value.as_bytes().split(|&b| b == b',') {
+            let element = element.trim_ascii_start();
+            let end = element
+                .iter()
+                .position(|&b| !(is_token(b) || b == b'/'))
+                .unwrap_or(element.len());
+            let media = &element[..end];
+            if media.eq_ignore_ascii_case(b"multipart/form-data") {
+                return Some(FormKind::Multipart);
+            }
+            if media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded") {
+                found = Some(FormKind::UrlEncoded);
+            }
         }
     }
     found
+}
+
+/// A byte of an HTTP token (RFC 9110, `tchar`).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// What was read of a form body.
@@ -48,7 +61,9 @@ pub struct FormRead {
     /// The bytes read, to be sent to the CMS ahead of the rest.
     pub bytes: Bytes,
     /// Whether that is the whole body.
-    whole: bool,
+    pub whole: bool,
+    /// How long the reading took, out of the body's deadline.
+    pub spent: Duration,
 }
 
 impl FormRead {
@@ -78,6 +93,7 @@ pub async fn read(
     deadline: Duration,
     limit: usize,
 ) -> Result<FormRead, FormError> {
+    let started = tokio::time::Instant::now();
     let reading = async {
         let mut bytes = BytesMut::new();
         loop {
@@ -93,6 +109,7 @@ pub async fn read(
                     return Ok(FormRead {
                         bytes: bytes.freeze(),
                         whole: false,
+                        spent: started.elapsed(),
                     });
                 }
             }
@@ -100,6 +117,7 @@ pub async fn read(
         Ok(FormRead {
             bytes: bytes.freeze(),
             whole: true,
+            spent: started.elapsed(),
         })
     };
     tokio::time::timeout(deadline, reading)
@@ -149,6 +167,31 @@ mod tests {
                 Some(FormKind::Multipart),
             ),
             (&["application/x-www-form-urlencodedx"], None),
+            // Where PHP ends the type: at a comma or a space too.
+            (
+                &["application/x-www-form-urlencoded, x"],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &["application/x-www-form-urlencoded x"],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &["application/x-www-form-urlencoded\tx"],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &["multipart/form-data, boundary=b"],
+                Some(FormKind::Multipart),
+            ),
+            (
+                &["text/plain, application/x-www-form-urlencoded"],
+                Some(FormKind::UrlEncoded),
+            ),
+            (
+                &["text/plain; x=\"a,multipart/form-data\""],
+                Some(FormKind::Multipart),
+            ),
             (&[], None),
         ] {
             assert_eq!(kind(&types(sent)), expected, "{sent:?}");
@@ -160,6 +203,7 @@ mod tests {
         let whole = FormRead {
             bytes: Bytes::from_static(b"p=42&x=1"),
             whole: true,
+            spent: Duration::ZERO,
         };
         assert_eq!(
             whole.names(FormKind::UrlEncoded).as_deref(),
@@ -169,6 +213,7 @@ mod tests {
         let cut = FormRead {
             bytes: Bytes::from_static(b"x=1&p"),
             whole: false,
+            spent: Duration::ZERO,
         };
         assert_eq!(cut.names(FormKind::UrlEncoded), None);
     }

@@ -289,7 +289,7 @@ struct Admitted {
     gated: bool,
     principal: Option<Principal>,
     client: std::net::IpAddr,
-    read: Bytes,
+    read: Option<form::FormRead>,
 }
 
 /// Runs the request through route and gate: whether it may reach the CMS.
@@ -310,8 +310,8 @@ async fn admit(
         .map_err(Refusal::from)?;
     let read = match form_to_read(runtime, request, &route) {
         // Boxed: rare, and its timers would otherwise make every request's future larger.
-        Some(kind) => Box::pin(read_form(runtime, request, &mut route, kind)).await?,
-        None => Bytes::new(),
+        Some(kind) => Some(Box::pin(read_form(runtime, request, &mut route, kind)).await?),
+        None => None,
     };
     record.route = route.prefix.clone();
     record.route_index = route.index;
@@ -397,7 +397,7 @@ async fn read_form(
     request: &mut Request<Incoming>,
     route: &mut RouteMatch,
     kind: form::FormKind,
-) -> Result<Bytes, Refusal> {
+) -> Result<form::FormRead, Refusal> {
     let server = &runtime.settings().server;
     let limit = server
         .max_body_bytes
@@ -420,7 +420,7 @@ async fn read_form(
     runtime
         .routes
         .raise_by_form(route, read.names(kind).as_deref());
-    Ok(read.bytes)
+    Ok(read)
 }
 
 /// The CMS's answer to an admitted request: its head filtered, its body
@@ -517,12 +517,18 @@ async fn forward(
     let ranged = gated && parts.headers.contains_key(header::RANGE);
     let again = (ranged
         && matches!(parts.method, Method::GET | Method::HEAD)
-        && read.is_empty()
+        && read.is_none()
         && body.is_end_stream())
     .then(|| without_range(&parts));
-    let body = VisitorBody {
-        read,
-        rest: Some(body),
+    let body = match read {
+        None => VisitorBody::unread(body),
+        // Read whole: hyper may not call a chunked body ended once it has
+        // given its last piece, so it is not handed on as still coming.
+        Some(read) => VisitorBody {
+            rest: (!read.whole).then_some(body),
+            read: read.bytes,
+            spent: read.spent,
+        },
     };
     let mut response = ask(runtime, Request::from_parts(parts, body)).await?;
     if gated && partial_page(response.status(), response.headers()) {

@@ -45,8 +45,11 @@ pub struct TooLarge(pub u64);
 pub struct VisitorBody {
     /// Read ahead, sent first.
     pub read: Bytes,
-    /// The rest; `None` for a request the gateway makes with no body (a page asked again whole).
+    /// The rest; `None` when there is no more (a page asked again whole, a
+    /// form read whole).
     pub rest: Option<Incoming>,
+    /// How long the reading ahead took, out of the body's deadline.
+    pub spent: Duration,
 }
 
 impl VisitorBody {
@@ -55,6 +58,7 @@ impl VisitorBody {
         VisitorBody {
             read: Bytes::new(),
             rest: Some(body),
+            spent: Duration::ZERO,
         }
     }
 
@@ -63,6 +67,7 @@ impl VisitorBody {
         VisitorBody {
             read: Bytes::new(),
             rest: None,
+            spent: Duration::ZERO,
         }
     }
 }
@@ -94,6 +99,8 @@ impl RequestBody {
         max: Option<u64>,
     ) -> (RequestBody, Option<oneshot::Receiver<()>>) {
         let read = Some(body.read).filter(|read| !read.is_empty());
+        // What reading ahead took is gone from the deadline.
+        let left = deadline.saturating_sub(body.spent);
         let body = body.rest;
         let (sent, done) = if read.is_none() && body.as_ref().is_none_or(Body::is_end_stream) {
             (None, None)
@@ -108,9 +115,7 @@ impl RequestBody {
             idle: IdleTimer::new(Some(idle_limit)),
             received: 0,
             max,
-            deadline: done
-                .is_some()
-                .then(|| (Instant::now() + deadline, deadline)),
+            deadline: done.is_some().then(|| (Instant::now() + left, deadline)),
             alarm: None,
         };
         (body, done)

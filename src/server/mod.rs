@@ -33,7 +33,8 @@ use serve::Connection;
 pub struct ConnectionLimits {
     /// How long a request head may take, from the connection's start or the last response's end.
     pub header_timeout: Duration,
-    /// How long a connection may sit with no request in flight and no bytes moving.
+    /// How long a connection may sit with no request in flight (and, over
+    /// HTTP/1.1, no bytes moving; over HTTP/2, from its last request's end).
     pub idle_timeout: Duration,
     /// How long a write to the client may wait for the client to take bytes.
     pub send_timeout: Duration,

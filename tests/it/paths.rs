@@ -3,6 +3,7 @@
 //! refused, and query routes gate the URLs a CMS serves a page under.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::common::*;
 use embedgate::config::Settings;
@@ -350,9 +351,11 @@ async fn query_routes_gate_a_form_body_that_names_them_as_php_reads_it() {
     let gate = Gate::start_with(&wordpress(&cms), &[]).await;
     // WordPress reads its query names from a POSTed form first.
     let long = format!("comment={}&p=42", "a".repeat(70_000));
-    let gated: [(&str, &[u8]); 6] = [
+    let gated: [(&str, &[u8]); 7] = [
         (FORM, b"p=42"),
         (FORM, b"author=x&P%5B%5D=42"),
+        // PHP ends the type at a comma or a space too.
+        ("application/x-www-form-urlencoded, x", b"p=42"),
         (
             "Application/X-WWW-Form-URLEncoded; charset=UTF-8",
             b"x=1%26page_id%3D7",
@@ -407,6 +410,66 @@ async fn query_routes_gate_a_form_body_that_names_them_as_php_reads_it() {
         assert!(seen.body == body, "the CMS got the member's form unchanged");
         assert_eq!(seen.headers["content-length"], body.len().to_string());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_form_read_ahead_counts_against_the_body_deadline_and_a_whole_one_is_no_upload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let config = with_setting(
+        with_setting(
+            with_setting(wordpress(&cms), "server", "body_deadline = \"2s\""),
+            "upstream",
+            "max_in_flight = 2",
+        ),
+        "upstream",
+        "queue_timeout = \"300ms\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let status = |answer: &[u8]| {
+        String::from_utf8_lossy(answer)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    // 64 KiB read ahead over 1.6 s, the rest over 1.2 s more: 2.8 s in all.
+    let mut slow = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\n",
+        member()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut sent_ok = true;
+    for (pieces, size, every) in [(10, 7000, 160), (6, 5000, 200)] {
+        for _ in 0..pieces {
+            tokio::time::sleep(Duration::from_millis(every)).await;
+            sent_ok &= slow.write_all(&vec![b'a'; size]).await.is_ok();
+        }
+    }
+    let mut answer = vec![0u8; 1024];
+    let n = slow.read(&mut answer).await.unwrap_or(0);
+    assert!(
+        status(&answer[..n]).starts_with("HTTP/1.1 408"),
+        "past the deadline in all ({sent_ok}): {}",
+        status(&answer[..n])
+    );
+
+    // An upload holds the one place uploads may take (half of two)...
+    let mut upload = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    upload
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // ...and a chunked form read whole ahead of the gate is no upload.
+    let form = b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ncomment=x\r\n0\r\n\r\n";
+    let answer = raw(gate.addr, form).await;
+    assert_eq!(status(&answer), "HTTP/1.1 200 OK");
+    let seen = cms.requests().pop().unwrap();
+    assert_eq!(seen.body.as_ref(), b"comment=x");
+    drop(upload);
 }
 
 #[test]
