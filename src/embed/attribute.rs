@@ -65,18 +65,27 @@ pub(super) fn as_browsers_read(url: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{head}{}{rest}", resolve_dots(path)))
 }
 
-/// Whether [`as_browsers_read`] has anything to change in `url`.
+/// Whether [`as_browsers_read`] has anything to change in `url`: one pass
+/// over its bytes, which are few (this runs for every iframe's URL).
 fn needs_reading(url: &str) -> bool {
-    let bytes = url.as_bytes();
-    let base = &bytes[..memchr::memchr2(b'?', b'#', bytes).unwrap_or(bytes.len())];
-    memchr::memchr3(b'\t', b'\n', b'\r', bytes).is_some()
-        || memchr::memchr2(b'\\', b'%', base).is_some()
-        || memchr::memmem::find(base, b"/.").is_some()
-        || url_start(url).is_some_and(|(_, start)| {
-            let authority = &base[start.min(base.len())..];
-            let end = memchr::memchr(b'/', authority).unwrap_or(authority.len());
-            memchr::memchr(b':', &authority[..end]).is_some()
-        })
+    let mut in_base = true;
+    let mut slashes = 0;
+    let mut previous = 0;
+    for &b in url.as_bytes() {
+        match b {
+            b'\t' | b'\n' | b'\r' => return true,
+            _ if !in_base => {}
+            b'?' | b'#' => in_base = false,
+            b'\\' | b'%' => return true,
+            b'.' if previous == b'/' => return true,
+            b'/' => slashes += 1,
+            // A port (or user info) in "scheme://authority" or "//authority".
+            b':' if slashes == 2 => return true,
+            _ => {}
+        }
+        previous = b;
+    }
+    false
 }
 
 /// The default port of an `http(s)://` URL (`None` for a scheme-relative

@@ -323,9 +323,12 @@ impl Embed {
     /// Whether the iframe attribute value `attribute` is this embed.
     pub fn is_match(&self, attribute: &str) -> bool {
         let decoded = decode_references(attribute.trim_matches(is_html_space));
-        let url = as_browsers_read(&decoded);
         let mut captures = [""; MAX_CAPTURES];
-        self.pattern.matches(split_url(&url).0, &mut captures)
+        if self.pattern.matches(split_url(&decoded).0, &mut captures) {
+            return true;
+        }
+        let read = as_browsers_read(&decoded);
+        matches!(read, Cow::Owned(_)) && self.pattern.matches(split_url(&read).0, &mut captures)
     }
 
     /// If the iframe attribute value `attribute` is this embed, returns what
@@ -342,10 +345,28 @@ impl Embed {
         let pattern = &self.pattern;
         let principal: &Principal = visitor.principal;
         let decoded = decode_references(attribute.trim_matches(is_html_space));
-        let url = as_browsers_read(&decoded);
-        let (base, query, fragment) = split_url(&url);
+        // Read as browsers read it only when the URL as written is not this
+        // embed with safe captures: most embeds are written plainly, and
+        // are matched once.
+        let read: Cow<'_, str>;
+        let mut url: &str = &decoded;
+        let (mut base, mut query, mut fragment) = split_url(url);
         let mut captures = [""; MAX_CAPTURES];
-        if !pattern.matches(base, &mut captures) {
+        let mut matched = pattern.matches(base, &mut captures);
+        if !matched
+            || !captures[..pattern.captures]
+                .iter()
+                .all(|c| is_safe_capture(c))
+        {
+            read = as_browsers_read(&decoded);
+            if let Cow::Owned(read) = &read {
+                url = read;
+                (base, query, fragment) = split_url(url);
+                captures = [""; MAX_CAPTURES];
+                matched = pattern.matches(base, &mut captures);
+            }
+        }
+        if !matched {
             return None;
         }
         let captures = &captures[..pattern.captures];
