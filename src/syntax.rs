@@ -1,12 +1,19 @@
-//! Byte rules of HTTP syntax shared by the config and the gate.
+//! Byte rules of HTTP syntax shared by the config, the gate and the readers
+//! of headers and pages.
 //!
 //! They live here, apart from both, so that validating a cookie name in the
 //! config and reading a cookie on a request agree without either module
 //! depending on the other.
 
+/// True for bytes of an HTTP token (RFC 9110 `tchar`): header names, media
+/// types and their parameters.
+pub fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// True for bytes allowed in a cookie name (an RFC 9110 token).
 pub fn is_cookie_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    is_token(b)
 }
 
 /// True for bytes allowed in a cookie value (RFC 6265 cookie-octet).

@@ -92,20 +92,23 @@ fn needs_reading(url: &str) -> bool {
 /// `//` one, whose scheme is the page's) and where its authority starts;
 /// `None` for any other URL.
 fn url_start(url: &str) -> Option<(Option<u32>, usize)> {
-    let starts = |prefix: &str| {
-        url.as_bytes()
-            .get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-    };
-    if starts("https://") {
+    if starts_ignoring_case(url, "https://") {
         Some((Some(443), 8))
-    } else if starts("http://") {
+    } else if starts_ignoring_case(url, "http://") {
         Some((Some(80), 7))
     } else if url.starts_with("//") {
         Some((None, 2))
     } else {
         None
     }
+}
+
+/// Whether `text` starts with `prefix`, ignoring ASCII case. A match ends on
+/// a char boundary when `prefix` is ASCII.
+pub(super) fn starts_ignoring_case(text: &str, prefix: &str) -> bool {
+    text.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Where the `:` before the port is in `authority`, if it names one (after

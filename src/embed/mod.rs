@@ -12,7 +12,10 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use attribute::{as_browsers_read, decode_references, escape_attribute, is_html_space, split_url};
+use attribute::{
+    as_browsers_read, decode_references, escape_attribute, is_html_space, split_url,
+    starts_ignoring_case,
+};
 use template::{fill_into, is_query_value_safe, parse_body_template, parse_template, Piece};
 
 use crate::allowlist::Principal;
@@ -273,11 +276,7 @@ impl EmbedPattern {
     }
 
     fn matches<'u>(&self, base: &'u str, captures: &mut [&'u str; MAX_CAPTURES]) -> bool {
-        let starts = |prefix: &str| {
-            base.as_bytes()
-                .get(..prefix.len())
-                .is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-        };
+        let starts = |prefix: &str| starts_ignoring_case(base, prefix);
         let schemeless = &self.origin[self.scheme_len..];
         // An ASCII-insensitive match of these prefixes ends on a char boundary.
         let path = if starts(&self.origin) {

@@ -14,6 +14,8 @@ use http::{header, HeaderMap};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use crate::syntax::is_token;
+
 /// Most of a form body read to look into it; a larger one counts as naming every query name.
 pub const READ_LIMIT: usize = 64 * 1024;
 
@@ -49,11 +51,6 @@ pub fn kind(headers: &HeaderMap) -> Option<FormKind> {
         }
     }
     found
-}
-
-/// A byte of an HTTP token (RFC 9110, `tchar`).
-fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// What was read of a form body.

@@ -399,9 +399,9 @@ async fn read_form(
     kind: form::FormKind,
 ) -> Result<form::FormRead, Refusal> {
     let server = &runtime.settings().server;
-    let limit = server
-        .max_body_bytes
-        .map_or(form::READ_LIMIT, |max| form::READ_LIMIT.min(max as usize));
+    let limit = server.max_body_bytes.map_or(form::READ_LIMIT, |max| {
+        form::READ_LIMIT.min(usize::try_from(max).unwrap_or(usize::MAX))
+    });
     let read = form::read(
         request.body_mut(),
         server.body_timeout,

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use http::{header, HeaderMap, HeaderValue};
 
 use crate::rewrite::{self, PageEncoding};
+use crate::syntax::is_token;
 
 /// What a browser takes a response's type to be, as far as rewriting cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,10 +146,6 @@ pub(super) fn trim_http_space(mut bytes: &[u8]) -> &[u8] {
         bytes = rest;
     }
     bytes
-}
-
-pub(super) fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// Calls `each` with every value of a header, split at commas outside

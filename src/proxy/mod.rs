@@ -216,7 +216,7 @@ impl Upstream {
             .is_some_and(|rest| !http_body::Body::is_end_stream(rest));
         // Held until the body has gone whole: a place among the uploads first,
         // so uploads waiting for theirs hold none of `in_flight`.
-        let mut upload = match &self.uploads {
+        let upload = match &self.uploads {
             Some(uploads) if uploading => Some(
                 acquire(uploads, queued_until)
                     .await
@@ -243,7 +243,7 @@ impl Upstream {
                 _ = sent => {}
             }
         }
-        upload.take();
+        drop(upload);
         match tokio::time::timeout(self.settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
             Ok(result) => classify(result),

@@ -302,15 +302,7 @@ async fn json_logs_are_one_object_per_line_with_the_access_fields_and_no_secrets
 #[tokio::test]
 async fn a_request_id_is_kept_from_a_trusted_proxy_and_made_otherwise() {
     let cms = Cms::fixed(Reply::html("page")).await;
-    let trusting = Gate::start_with(
-        &with_setting(
-            config_text(cms.addr, ""),
-            "server",
-            "trusted_proxies = [\"127.0.0.0/8\"]",
-        ),
-        &[],
-    )
-    .await;
+    let trusting = Gate::start_with(&trusting_loopback(config_text(cms.addr, "")), &[]).await;
     let sent = send(
         &client(),
         http::Request::get(trusting.url("/public/a"))

@@ -316,6 +316,12 @@ acl = "/hls/{{share}}/*"
     )
 }
 
+/// `config` with loopback peers trusted as proxies: their X-Forwarded-* and
+/// X-Request-Id are kept.
+pub fn trusting_loopback(config: String) -> String {
+    with_setting(config, "server", "trusted_proxies = [\"127.0.0.0/8\"]")
+}
+
 /// Adds `line` (a new key) at the top of the `[table]` of a config text.
 pub fn with_setting(config: String, table: &str, line: &str) -> String {
     let header = format!("[{table}]\n");
@@ -559,6 +565,21 @@ impl Streaming {
 }
 
 /// Sends raw bytes on a fresh connection and reads until the server closes or `limit` bytes.
+/// Reads a request head from `stream` a byte at a time, so that nothing
+/// after it is taken; `None` if the peer closed first.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(head)
+}
+
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -119,15 +119,7 @@ Upgrade: websocket\r\nX-Kept: yes\r\n\r\n";
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cms_gets_the_visitors_cookies_host_and_forwarded_headers() {
     let cms = Cms::fixed(Reply::html("ok")).await;
-    let gate = Gate::start_with(
-        &with_setting(
-            config_text(cms.addr, ""),
-            "server",
-            "trusted_proxies = [\"127.0.0.0/8\"]",
-        ),
-        &[],
-    )
-    .await;
+    let gate = Gate::start_with(&trusting_loopback(config_text(cms.addr, "")), &[]).await;
     let request = http::Request::post(gate.url("/public/form?x=1"))
         .header("host", "site.example")
         .header("cookie", "sessionid=abc; theme=dark")

@@ -424,20 +424,15 @@ acl = "/{channel}/{video}/*"
 
 /// A CMS that speaks HTTP/1.0: it answers `page` with no length and closes.
 async fn http10_cms(page: &'static str) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(_head) = read_head(&mut stream).await else {
+                    return;
+                };
                 let answer = format!("HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n{page}");
                 let _ = stream.write_all(answer.as_bytes()).await;
             });

@@ -120,7 +120,7 @@ async fn an_upgraded_connection_outlives_the_request_idle_limit_but_not_its_own(
 /// `Upgrade: h2c` alone) and then echoes the tunnel's bytes; answers "plain"
 /// otherwise. Each head it reads is recorded.
 async fn switching_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -129,14 +129,9 @@ async fn switching_server() -> (SocketAddr, std::sync::Arc<std::sync::Mutex<Vec<
         while let Ok((mut stream, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
+                let Some(head) = read_head(&mut stream).await else {
+                    return;
+                };
                 let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 seen.lock().unwrap().push(head.clone());
                 if let Some(protocol) = head.lines().find_map(|line| line.strip_prefix("upgrade:"))

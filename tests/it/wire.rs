@@ -167,15 +167,7 @@ fn representations(block: &[u8]) -> Vec<(Representation, &[u8])> {
 async fn the_request_id_goes_out_as_a_field_hpack_never_indexes() {
     let cms = Cms::fixed(Reply::html("page")).await;
     // Trusting the client keeps its id, so the answer's field is known.
-    let gate = Gate::start_with(
-        &with_setting(
-            config_text(cms.addr, ""),
-            "server",
-            "trusted_proxies = [\"127.0.0.0/8\"]",
-        ),
-        &[],
-    )
-    .await;
+    let gate = Gate::start_with(&trusting_loopback(config_text(cms.addr, "")), &[]).await;
     let read = Arc::new(Mutex::new(Vec::new()));
     let written = Arc::new(Mutex::new(Vec::new()));
     let tcp = Recorded {

@@ -10,6 +10,7 @@
 use encoding_rs::Encoding;
 
 use super::attributes::{decode, Parsed};
+use crate::syntax::is_token;
 
 /// The encoding a meta tag switches to, if any. Its attributes are read in
 /// the encoding in force before it.
@@ -126,11 +127,6 @@ pub(super) fn content_charset(text: &str) -> Option<&str> {
         }
     }
     charset
-}
-
-// RFC 7230's tchar, as the mime crate's table has it.
-fn is_token(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
 #[cfg(test)]
