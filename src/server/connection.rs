@@ -22,8 +22,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::ConnectionLimits;
@@ -123,6 +121,12 @@ impl InFlight {
         let mut waiting = self.waiting();
         waiting.moved(started);
         waiting.writes = waiting.writes.wrapping_add(1);
+        waiting.write_waits = false;
+    }
+
+    /// Whether the connection's last write is still waiting for the client to take bytes.
+    pub fn writes_wait(&self) -> bool {
+        self.waiting().write_waits
     }
 
     // What the connection waits for.
@@ -154,59 +158,6 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body that keeps its request counted until it is done.
-pub struct Guarded<B> {
-    body: B,
-    _guard: InFlightGuard,
-    // An HTTP/2 stream's watch: completed once the body ends or fails.
-    stream: Option<super::resets::StreamWatch>,
-}
-
-impl<B> Guarded<B> {
-    /// Ties `guard` (and an HTTP/2 stream's watch) to `body`.
-    pub fn new(body: B, guard: InFlightGuard, stream: Option<super::resets::StreamWatch>) -> Self {
-        Guarded {
-            body,
-            _guard: guard,
-            stream,
-        }
-    }
-
-    fn completed(&self) {
-        if let Some(stream) = &self.stream {
-            stream.complete();
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes> + Unpin> Body for Guarded<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.completed();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        let ended = self.body.is_end_stream();
-        if ended {
-            self.completed();
-        }
-        ended
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
 /// A connection's IO that fails reads once it has waited too long with no
 /// request in flight.
 pub struct IdleIo<T> {
@@ -225,6 +176,8 @@ struct Waiting {
     seen_started: usize,
     // Writes that took bytes so far.
     writes: usize,
+    // The last write had to wait, and none has taken bytes since.
+    write_waits: bool,
     // How long a write may wait for the client to take bytes.
     send_timeout: Option<Duration>,
     // Made when a write first has to wait: its timer, and `writes` when it
@@ -240,6 +193,7 @@ impl Default for Waiting {
             head_limit: None,
             seen_started: 0,
             writes: 0,
+            write_waits: false,
             send_timeout: None,
             send_wait: None,
         }
@@ -261,6 +215,7 @@ impl Waiting {
     // A write has to wait: `Some` once the client has taken no bytes for
     // the send limit; otherwise arranges for `cx` to be woken when it would.
     fn send_stalled(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        self.write_waits = true;
         let limit = self.send_timeout?;
         let writes = self.writes;
         let (timer, seen) = &mut **self
@@ -309,6 +264,7 @@ impl<T> IdleIo<T> {
             head_limit: Some(head_limit),
             seen_started: 0,
             writes: 0,
+            write_waits: false,
             send_timeout: Some(limits.send_timeout),
             send_wait: None,
         };

@@ -6,11 +6,14 @@
 //! them for new connections.
 
 pub(crate) mod connection;
+mod guarded;
+mod http2_connection;
 mod limit;
 mod redirect;
 mod resets;
 mod serve;
 mod side;
+mod stalls;
 pub mod tls;
 
 pub use limit::Admission;

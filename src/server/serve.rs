@@ -29,13 +29,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::connection::{Guarded, IdleIo, InFlight};
-use super::{limit, resets, ConnectionLimits};
+use super::connection::{IdleIo, InFlight};
+use super::guarded::{Guarded, Http2Stream};
+use super::stalls::SendWatch;
+use super::{http2_connection, limit, resets, ConnectionLimits};
 use crate::gateway::Gateway;
 use crate::metrics::ConnectionGuard;
 use crate::proxy::upgrade::HoldConnection;
@@ -201,12 +203,16 @@ impl Connection {
             // Closed or timed out before a request: nothing to serve.
             _ => return,
         };
-        let resets = prefix
-            .starts_with(PREFACE)
-            .then(|| resets::ResetBudget::new(limits.http2_max_resets()));
+        // A stream's reset and its waits on the client are watched over HTTP/2.
+        let http2_watches = prefix.starts_with(PREFACE).then(|| {
+            (
+                resets::ResetBudget::new(limits.http2_max_resets()),
+                SendWatch::new(limits.send_timeout),
+            )
+        });
         let service = {
             let kept = kept.clone();
-            let budget = resets.clone();
+            let watches = http2_watches.clone();
             let in_flight = in_flight.clone();
             let slot = slot.clone();
             let closing = closing.clone();
@@ -230,8 +236,10 @@ impl Connection {
                     .get_or_init(|| gateway.runtime().metrics.process().connection_opened(http2));
                 let gateway = gateway.clone();
                 let guard = in_flight.enter();
-                // Dropped before the response ends: the client reset the stream.
-                let stream = budget.as_ref().filter(|_| http2).map(|b| b.stream());
+                let stream = watches
+                    .as_ref()
+                    .filter(|_| http2)
+                    .map(|(resets, sends)| Http2Stream::new(resets.stream(), sends.stream()));
                 if !http2 {
                     // A pipelined request hyper has begun before the task
                     // acted on the last response's arming: closing now
@@ -257,17 +265,22 @@ impl Connection {
                 }
             })
         };
-        match resets {
-            Some(resets) => {
+        match http2_watches {
+            Some((resets, sends)) => {
                 io.serves_http2();
                 let io = KeptIo::new(prefix, io, kept);
+                let watches = http2_connection::Watches {
+                    resets,
+                    sends,
+                    in_flight,
+                };
                 // Boxed: an HTTP/1.1 connection's task does not carry its size.
-                Box::pin(serve_http2(
+                Box::pin(http2_connection::serve(
                     &builders.http2,
                     io,
                     service,
                     closing,
-                    resets,
+                    watches,
                     &limits,
                     info,
                 ))
@@ -319,49 +332,6 @@ async fn read_some<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Bytes> {
         }
     })
     .await
-}
-
-async fn serve_http2<IO, S>(
-    builder: &http2::Builder<TokioExecutor>,
-    io: KeptIo<IO>,
-    service: S,
-    mut closing: tokio::sync::watch::Receiver<bool>,
-    resets: Arc<resets::ResetBudget>,
-    limits: &ConnectionLimits,
-    info: ConnectionInfo,
-) where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
-    S::Future: Send + 'static,
-    S::ResBody: Send + 'static,
-    <S::ResBody as http_body::Body>::Data: Send,
-    <S::ResBody as http_body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let mut goaway_sent = false;
-    let ended = loop {
-        tokio::select! {
-            ended = connection.as_mut() => break ended,
-            _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
-                connection.as_mut().graceful_shutdown();
-                goaway_sent = true;
-            }
-            () = resets.tripped(), if !goaway_sent => {
-                tracing::warn!(
-                    peer = %info.peer,
-                    limit = limits.http2_max_resets(),
-                    "HTTP/2 client reset too many streams it had opened: GOAWAY"
-                );
-                connection.as_mut().graceful_shutdown();
-                goaway_sent = true;
-            }
-        }
-    };
-    if let Err(err) = ended {
-        tracing::debug!(peer = %info.peer, error = %err, "connection ended with an error");
-    }
 }
 
 /// What every request of one HTTP/1.1 connection is served with.

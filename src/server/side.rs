@@ -22,7 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use super::connection::{Guarded, IdleIo, InFlight};
+use super::connection::{IdleIo, InFlight};
+use super::guarded::Guarded;
 use super::{limit, ConnectionLimits};
 use crate::gateway::Gateway;
 

@@ -23,6 +23,7 @@ mod reload;
 mod remote_tokens;
 mod rewrite;
 mod sessions;
+mod slow_readers;
 mod tls;
 mod upgrades;
 mod uploads;
