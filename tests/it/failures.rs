@@ -750,6 +750,42 @@ async fn slow_uploads_cannot_take_every_place_from_page_views() {
     assert_eq!(uploaded, 2);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn with_max_uploads_in_flight_0_uploads_may_take_every_place() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let config = with_setting(
+        with_setting(
+            with_setting(config_text(cms.addr, ""), "upstream", "max_in_flight = 2"),
+            "upstream",
+            "queue_timeout = \"300ms\"",
+        ),
+        "upstream",
+        "max_uploads_in_flight = 0",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let mut uploads = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+        stream
+            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
+            .await
+            .unwrap();
+        uploads.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // No places of their own: both uploads hold theirs, and a page view waits
+    // out the queue.
+    assert_eq!(get(&gate.url("/public/a"), None).await.status, 503);
+    for stream in &mut uploads {
+        stream.write_all(b"123456789").await.unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = stream.read(&mut answer).await.unwrap();
+        assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK"));
+    }
+    assert_eq!(get(&gate.url("/public/b"), None).await.status, 200);
+}
+
 async fn get_as_member_owned(url: String) -> u16 {
     get_as_member(&url).await.status
 }
