@@ -58,6 +58,11 @@ pub struct Guarded<B> {
 impl<B> Guarded<B> {
     /// Ties `guard` (and an HTTP/2 stream's watches) to `body`.
     pub fn new(body: B, guard: InFlightGuard, stream: Option<Http2Stream>) -> Self {
+        if let Some(stream) = &stream {
+            // The head is ready: the stream waits on the client until hyper
+            // asks for the body, or drops it (a body already over).
+            stream.sends.handed();
+        }
         Guarded {
             body,
             _guard: guard,
@@ -65,10 +70,12 @@ impl<B> Guarded<B> {
         }
     }
 
+    // The body is over; its last piece may still wait on the client: hyper
+    // keeps it, and this body, until the stream's window has room for it,
+    // so the wait ends when hyper drops the body.
     fn completed(&self) {
         if let Some(stream) = &self.stream {
             stream.reset.complete();
-            stream.sends.asked();
         }
     }
 }

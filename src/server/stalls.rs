@@ -4,7 +4,9 @@
 //! limit never fires, and the stream's response (with the CMS connection
 //! behind it) would be held for as long as the client likes. A stream waits
 //! on the client from the moment its body hands hyper a piece until hyper
-//! asks for the next. Once one has waited `send_timeout` while the
+//! asks for the next, or drops the body once its last piece has gone (hyper
+//! holds each piece until the stream's window has room for it). Once one
+//! has waited `send_timeout` while the
 //! connection's own writes were not waiting (those are `IdleIo`'s to time),
 //! the connection is closed, as a stalled HTTP/1.1 connection is.
 
@@ -140,7 +142,7 @@ impl StreamClock {
         }
     }
 
-    /// hyper asks for the next piece, or the body has ended: no wait on the client.
+    /// hyper asks for the next piece: the last one has gone, no wait on the client.
     pub fn asked(&self) {
         self.handed_at.store(0, Ordering::Relaxed);
     }

@@ -900,3 +900,15 @@ pub async fn assert_waiting_connections_are_closed(addr: SocketAddr, request: &s
         "an idle kept-alive connection"
     );
 }
+
+/// Sends a GET for `path` on an HTTP/2 connection and waits for its response head.
+pub async fn h2_get(
+    client: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+) -> Result<http::Response<h2::RecvStream>, h2::Error> {
+    let request = http::Request::get(format!("http://x{path}"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.clone().ready().await?.send_request(request, true)?;
+    response.await
+}

@@ -91,17 +91,6 @@ async fn h2_connection(
     (client, tokio::spawn(connection))
 }
 
-async fn h2_get(
-    client: &mut h2::client::SendRequest<Bytes>,
-    path: &str,
-) -> Result<http::Response<h2::RecvStream>, h2::Error> {
-    let request = http::Request::get(format!("http://x{path}"))
-        .body(())
-        .unwrap();
-    let (response, _) = client.clone().ready().await?.send_request(request, true)?;
-    response.await
-}
-
 /// Reads `body` to its end, giving each piece's window back after a pause
 /// of `pause_per_16k` for every 16 KiB of it.
 async fn read_all(body: &mut h2::RecvStream, pause_per_16k: Duration) -> Result<usize, h2::Error> {
@@ -141,6 +130,28 @@ async fn an_http2_stream_whose_window_stays_shut_is_cut_off_while_others_flow() 
     assert!(answered >= 3, "other streams flowed meanwhile: {answered}");
     drop(stuck);
     no_cms_connection_open(&cms).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_stream_whose_window_is_never_opened_is_cut_off_though_its_body_is_over() {
+    let cms = media_cms().await;
+    let gate = gate_with_send_limit(&cms, "500ms").await;
+    let tcp = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    // The page's only piece has been read from the CMS; hyper holds it for
+    // a window that never opens.
+    let page = h2_get(&mut client, "/public/small").await.unwrap();
+    assert_eq!(page.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the gateway closed the connection")
+        .unwrap()
+        .ok();
 }
 
 #[tokio::test(flavor = "multi_thread")]
