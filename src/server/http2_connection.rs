@@ -9,19 +9,37 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::connection::InFlight;
+use super::guarded::Http2Stream;
 use super::resets::ResetBudget;
 use super::stalls::SendWatch;
 use super::ConnectionLimits;
 use crate::proxy::ConnectionInfo;
 
 /// What an HTTP/2 connection is watched with, beside its idle limits.
+#[derive(Clone)]
 pub(super) struct Watches {
-    /// Counts the streams the client resets.
-    pub resets: Arc<ResetBudget>,
-    /// Times each stream's waits on the client.
-    pub sends: Arc<SendWatch>,
-    /// The connection's requests and writes.
-    pub in_flight: InFlight,
+    // Counts the streams the client resets.
+    resets: Arc<ResetBudget>,
+    // Times each stream's waits on the client.
+    sends: Arc<SendWatch>,
+    // The connection's requests and writes.
+    in_flight: InFlight,
+}
+
+impl Watches {
+    /// The watches of a connection held to `limits`, whose requests and writes `in_flight` counts.
+    pub fn new(limits: &ConnectionLimits, in_flight: InFlight) -> Watches {
+        Watches {
+            resets: ResetBudget::new(limits.http2_max_resets()),
+            sends: SendWatch::new(limits.send_timeout),
+            in_flight,
+        }
+    }
+
+    /// The watches of a new stream, for its response body.
+    pub fn stream(&self) -> Http2Stream {
+        Http2Stream::new(self.resets.stream(), self.sends.stream())
+    }
 }
 
 /// Serves an HTTP/2 connection until it closes: told GOAWAY at shutdown or

@@ -35,16 +35,15 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::connection::{IdleIo, InFlight};
-use super::guarded::{Guarded, Http2Stream};
-use super::stalls::SendWatch;
-use super::{http2_connection, limit, resets, ConnectionLimits};
+use super::guarded::Guarded;
+use super::{http2_connection, limit, ConnectionLimits};
 use crate::gateway::Gateway;
 use crate::metrics::ConnectionGuard;
 use crate::proxy::upgrade::HoldConnection;
 use crate::proxy::ConnectionInfo;
 
 /// What every HTTP/2 connection opens with.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+pub(super) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Most bytes read at once while a connection waits for its next request.
 const FIRST_READ: usize = 4096;
 /// How long a kept-alive HTTP/1.1 connection with no request stays with
@@ -204,12 +203,9 @@ impl Connection {
             _ => return,
         };
         // A stream's reset and its waits on the client are watched over HTTP/2.
-        let http2_watches = prefix.starts_with(PREFACE).then(|| {
-            (
-                resets::ResetBudget::new(limits.http2_max_resets()),
-                SendWatch::new(limits.send_timeout),
-            )
-        });
+        let http2_watches = prefix
+            .starts_with(PREFACE)
+            .then(|| http2_connection::Watches::new(&limits, in_flight.clone()));
         let service = {
             let kept = kept.clone();
             let watches = http2_watches.clone();
@@ -239,7 +235,7 @@ impl Connection {
                 let stream = watches
                     .as_ref()
                     .filter(|_| http2)
-                    .map(|(resets, sends)| Http2Stream::new(resets.stream(), sends.stream()));
+                    .map(http2_connection::Watches::stream);
                 if !http2 {
                     // A pipelined request hyper has begun before the task
                     // acted on the last response's arming: closing now
@@ -266,14 +262,9 @@ impl Connection {
             })
         };
         match http2_watches {
-            Some((resets, sends)) => {
+            Some(watches) => {
                 io.serves_http2();
                 let io = KeptIo::new(prefix, io, kept);
-                let watches = http2_connection::Watches {
-                    resets,
-                    sends,
-                    in_flight,
-                };
                 // Boxed: an HTTP/1.1 connection's task does not carry its size.
                 Box::pin(http2_connection::serve(
                     &builders.http2,
@@ -302,7 +293,9 @@ impl Connection {
 
 /// Reads the first bytes of a connection: the whole HTTP/2 preface, or as
 /// much of an HTTP/1 request as one read brings. Empty when the peer closed.
-async fn read_preface_or_request<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Bytes> {
+pub(super) async fn read_preface_or_request<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+) -> io::Result<Bytes> {
     let mut first = BytesMut::new();
     loop {
         let read = read_some(io).await?;
@@ -471,13 +464,18 @@ fn join(first: Bytes, second: Bytes) -> Bytes {
 /// A connection's IO as hyper sees it: bytes read ahead of hyper come
 /// first, and a shutdown asked while the connection is kept leaves the
 /// socket open.
-struct KeptIo<T> {
+pub(super) struct KeptIo<T> {
     unread: Bytes,
     inner: T,
     kept: Arc<Kept>,
 }
 
 impl<T> KeptIo<T> {
+    /// `inner` with `unread` put back in front, on a connection never taken back from hyper.
+    pub(super) fn never_kept(unread: Bytes, inner: T) -> Self {
+        KeptIo::new(unread, inner, Arc::default())
+    }
+
     fn new(unread: Bytes, inner: T, kept: Arc<Kept>) -> Self {
         KeptIo {
             unread,

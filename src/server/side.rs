@@ -3,9 +3,13 @@
 //!
 //! Each connection is admitted under the connection limits, its open
 //! connections counted apart from the main listener's; it is held to the
-//! header and idle times ([`IdleIo`]), and hyper to the largest head and the
-//! most HTTP/2 streams. A stray or hostile client so cannot hold more of the
-//! port's descriptors or memory than it could of the visitors' port.
+//! header, idle and send times ([`IdleIo`]), and hyper to the largest head
+//! and the most HTTP/2 streams. HTTP/2 is served as on the main listener
+//! ([`super::http2_connection`]): its idle time counted from its last
+//! request, GOAWAY for a client that resets too many streams, and the
+//! connection closed when a stream's client takes nothing for the send
+//! limit. A stray or hostile client so cannot hold more of the port's
+//! descriptors or memory than it could of the visitors' port.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,14 +22,15 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::connection::{IdleIo, InFlight};
 use super::guarded::Guarded;
-use super::{limit, ConnectionLimits};
+use super::serve::{read_preface_or_request, KeptIo, PREFACE};
+use super::{http2_connection, limit};
 use crate::gateway::Gateway;
+use crate::proxy::ConnectionInfo;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,6 +48,8 @@ pub async fn serve_side<A, F, B>(
     B::Error: Into<BoxError>,
 {
     let slots = Arc::new(limit::Slots::default());
+    // These listeners are not drained at shutdown: nothing ever says closing.
+    let (_never_closing, closing) = tokio::sync::watch::channel(false);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -60,35 +67,57 @@ pub async fn serve_side<A, F, B>(
         let limits = runtime.settings().server.connections;
         drop(runtime);
         let answer = answer.clone();
+        let closing = closing.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let in_flight = InFlight::default();
-            let io = IdleIo::new(stream, in_flight.clone(), &limits);
-            let service = service_fn(move |request: Request<Incoming>| {
-                let guard = in_flight.enter();
-                let response = answer(request, peer);
-                async move {
-                    let response = response.await;
-                    Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, None)))
+            let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
+            let first = match read_preface_or_request(&mut io).await {
+                Ok(first) if !first.is_empty() => first,
+                // Closed or timed out before a request.
+                _ => return,
+            };
+            let http2_watches = first
+                .starts_with(PREFACE)
+                .then(|| http2_connection::Watches::new(&limits, in_flight.clone()));
+            let service = {
+                let watches = http2_watches.clone();
+                let in_flight = in_flight.clone();
+                service_fn(move |request: Request<Incoming>| {
+                    let guard = in_flight.enter();
+                    let stream = watches.as_ref().map(http2_connection::Watches::stream);
+                    let response = answer(request, peer);
+                    async move {
+                        let response = response.await;
+                        Ok::<_, Infallible>(response.map(|body| Guarded::new(body, guard, stream)))
+                    }
+                })
+            };
+            let builders = super::connection_builders(&limits);
+            match http2_watches {
+                Some(watches) => {
+                    io.serves_http2();
+                    let info = ConnectionInfo { peer, tls: false };
+                    let io = KeptIo::never_kept(first, io);
+                    http2_connection::serve(
+                        &builders.http2,
+                        io,
+                        service,
+                        closing,
+                        watches,
+                        &limits,
+                        info,
+                    )
+                    .await;
                 }
-            });
-            let served = builder(&limits)
-                .serve_connection(TokioIo::new(io), service)
-                .await;
-            if let Err(err) = served {
-                tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+                None => {
+                    let io = TokioIo::new(KeptIo::never_kept(first, io));
+                    let served = builders.http1.serve_connection(io, service).await;
+                    if let Err(err) = served {
+                        tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+                    }
+                }
             }
         });
     }
-}
-
-/// hyper's settings for a connection under `limits`.
-fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .max_header_list_size(limits.http2_max_header_list_size())
-        .max_concurrent_streams(limits.http2_max_concurrent_streams);
-    builder
 }

@@ -146,6 +146,47 @@ async fn the_admin_listener_closes_silent_and_slow_connections() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_holds_http2_clients_to_the_idle_and_send_limits() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let config = with_setting(
+        with_setting(
+            with_setting(
+                config_text(cms.addr, ""),
+                "server",
+                "header_timeout = \"300ms\"",
+            ),
+            "server",
+            "idle_timeout = \"2s\"",
+        ),
+        "server",
+        "send_timeout = \"500ms\"",
+    );
+    let gate = Gate::start_with(&with_admin(config), &[]).await;
+    let admin = gate.admin.expect("an admin listener");
+
+    // Quiet between requests for longer than the head limit but within the
+    // idle limit: the connection is still there for the next request.
+    let tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    for _ in 0..2 {
+        let response = h2_get(&mut client, "/healthz").await.unwrap();
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+    }
+    assert!(!connection.is_finished(), "kept between requests");
+    // Past the idle limit it is closed.
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("closed after the idle limit")
+        .unwrap()
+        .ok();
+
+    // A scrape whose stream window the client never opens: closed at the send limit.
+    assert_a_shut_window_is_cut_off(admin, "/metrics").await;
+}
+
 #[tokio::test]
 async fn readyz_follows_the_upstream_and_healthz_only_says_alive() {
     let cms = Cms::fixed(Reply::html("page")).await;

@@ -912,3 +912,23 @@ pub async fn h2_get(
     let (response, _) = client.clone().ready().await?.send_request(request, true)?;
     response.await
 }
+
+/// Asks `addr` for `path` over HTTP/2 with every stream's window shut, and
+/// asserts that the server closes the connection within 5 s of the answer's
+/// head (its send limit), though nothing of the body can be sent.
+pub async fn assert_a_shut_window_is_cut_off(addr: SocketAddr, path: &str) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let answer = h2_get(&mut client, path).await.unwrap();
+    assert_eq!(answer.status(), 200);
+    tokio::time::timeout(Duration::from_secs(5), connection)
+        .await
+        .expect("the server closed the connection")
+        .unwrap()
+        .ok();
+}
