@@ -50,6 +50,9 @@ pub async fn serve_side<A, F, B>(
     let slots = Arc::new(limit::Slots::default());
     // These listeners are not drained at shutdown: nothing ever says closing.
     let (_never_closing, closing) = tokio::sync::watch::channel(false);
+    // Made again only when a reload changes the limits, as on the main listener.
+    let mut limits = gateway.runtime().settings().server.connections;
+    let mut builders = super::connection_builders(&limits);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -64,8 +67,13 @@ pub async fn serve_side<A, F, B>(
         let Some(slot) = super::admit(&slots, &runtime, peer, name) else {
             continue;
         };
-        let limits = runtime.settings().server.connections;
+        let current = runtime.settings().server.connections;
         drop(runtime);
+        if current != limits {
+            limits = current;
+            builders = super::connection_builders(&limits);
+        }
+        let builders = builders.clone();
         let answer = answer.clone();
         let closing = closing.clone();
         tokio::spawn(async move {
@@ -93,7 +101,6 @@ pub async fn serve_side<A, F, B>(
                     }
                 })
             };
-            let builders = super::connection_builders(&limits);
             match http2_watches {
                 Some(watches) => {
                     io.serves_http2();

@@ -680,6 +680,21 @@ async fn requests_over_max_in_flight_wait_then_get_a_503_with_retry_after() {
     assert_eq!(get(&gate.url("/public/d"), None).await.status, 200);
 }
 
+/// Opens `count` uploads of 10 bytes to `addr`, each sending its head and its first byte only.
+async fn trickling_uploads(addr: std::net::SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut uploads = Vec::new();
+    for _ in 0..count {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
+            .await
+            .unwrap();
+        uploads.push(stream);
+    }
+    uploads
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_uploads_cannot_take_every_place_from_page_views() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -691,15 +706,7 @@ async fn slow_uploads_cannot_take_every_place_from_page_views() {
         "queue_timeout = \"300ms\"",
     );
     let gate = Gate::start_with(&config, &[]).await;
-    let mut uploads = Vec::new();
-    for _ in 0..4 {
-        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-        stream
-            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
-            .await
-            .unwrap();
-        uploads.push(stream);
-    }
+    let mut uploads = trickling_uploads(gate.addr, 4).await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Page views still find places while the uploads trickle.
     for path in ["/public/a", "/public/b", "/public/c"] {
@@ -764,15 +771,7 @@ async fn with_max_uploads_in_flight_0_uploads_may_take_every_place() {
         "max_uploads_in_flight = 0",
     );
     let gate = Gate::start_with(&config, &[]).await;
-    let mut uploads = Vec::new();
-    for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(gate.addr).await.unwrap();
-        stream
-            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
-            .await
-            .unwrap();
-        uploads.push(stream);
-    }
+    let mut uploads = trickling_uploads(gate.addr, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No places of their own: both uploads hold theirs, and a page view waits
     // out the queue.
