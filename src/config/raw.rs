@@ -35,17 +35,33 @@ pub struct RawConfig {
     pub embeds: Vec<Spanned<RawEmbed>>,
 }
 
-/// A duration written the human way ("5m", "250ms").
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(transparent)]
-pub struct HumanDuration(#[serde(with = "humantime_serde")] pub Duration);
+/// A duration written the human way ("5m", "250ms"), at most `MOST_DURATION`.
+#[derive(Debug, Clone, Copy)]
+pub struct HumanDuration(pub Duration);
+
+/// The longest duration any key takes: ten years. Far beyond any timeout or
+/// token lifetime, and far enough below what a clock can add that no
+/// deadline reckoned from it overflows (humantime reads up to 2^64 seconds).
+pub const MOST_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let duration: Duration = humantime_serde::deserialize(deserializer)?;
+        if duration > MOST_DURATION {
+            return Err(serde::de::Error::custom(
+                "a duration must be at most 10 years (\"3650d\")",
+            ));
+        }
+        Ok(HumanDuration(duration))
+    }
+}
 
 /// `[server]`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Spanned<String>,
-    pub workers: Option<usize>,
+    pub workers: Option<Spanned<usize>>,
     pub header_timeout: Option<Spanned<HumanDuration>>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub shutdown_timeout: Option<HumanDuration>,
@@ -134,8 +150,8 @@ pub struct RawUpstream {
     pub server_name: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
     pub http2: Option<RawHttp2>,
-    pub max_in_flight: Option<usize>,
-    pub max_uploads_in_flight: Option<usize>,
+    pub max_in_flight: Option<Spanned<usize>>,
+    pub max_uploads_in_flight: Option<Spanned<usize>>,
     pub queue_timeout: Option<Spanned<HumanDuration>>,
 }
 

@@ -28,6 +28,12 @@ use crate::syntax::is_cookie_name_byte;
 
 /// Default `upstream.max_in_flight`: well above what one CMS answers at once.
 const DEFAULT_MAX_IN_FLIGHT: usize = 512;
+/// The most `server.workers`: each is a thread started at once, so a slip of
+/// the keyboard must not ask the system for millions.
+const MOST_WORKERS: usize = 1024;
+/// The most places `upstream.max_in_flight` and `max_uploads_in_flight` may
+/// set: far beyond any CMS, and far below what a semaphore can count.
+const MOST_PLACES: usize = 1_000_000;
 /// Default `server.max_connections`: about 250 MB of idle connections.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `server.max_connections_per_ip`: far above a browser's six, well
@@ -168,7 +174,16 @@ impl<'a> Validator<'a> {
         };
         Ok(ServerSettings {
             listen,
-            workers: raw.workers.unwrap_or(0),
+            workers: match raw.workers {
+                Some(n) if *n.get_ref() > MOST_WORKERS => {
+                    return Err(self.invalid(
+                        n.span(),
+                        "server.workers",
+                        format_args!("must be at most {MOST_WORKERS} (0: one per core)"),
+                    ));
+                }
+                n => n.map_or(0, Spanned::into_inner),
+            },
             connections: ConnectionLimits {
                 header_timeout,
                 idle_timeout: self.positive(
@@ -473,7 +488,12 @@ impl<'a> Validator<'a> {
             &scheme,
         )?;
         let http2 = !matches!(raw.http2, Some(raw::RawHttp2::Never));
-        let max_in_flight = raw.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let max_in_flight = self
+            .places_at_most(raw.max_in_flight, "upstream.max_in_flight")?
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+        let max_uploads_in_flight = self
+            .places_at_most(raw.max_uploads_in_flight, "upstream.max_uploads_in_flight")?
+            .unwrap_or(max_in_flight / 2);
         Ok(UpstreamSettings {
             http2,
             scheme,
@@ -503,13 +523,29 @@ impl<'a> Validator<'a> {
             pool_max_idle: raw.pool_max_idle.unwrap_or(256),
             tls,
             max_in_flight,
-            max_uploads_in_flight: raw.max_uploads_in_flight.unwrap_or(max_in_flight / 2),
+            max_uploads_in_flight,
             queue_timeout: self.positive(
                 raw.queue_timeout,
                 "upstream.queue_timeout",
                 Duration::from_secs(5),
             )?,
         })
+    }
+
+    /// A count of places, refused above `MOST_PLACES`.
+    fn places_at_most(
+        &self,
+        value: Option<Spanned<usize>>,
+        key: &str,
+    ) -> Result<Option<usize>, ConfigError> {
+        match value {
+            Some(n) if *n.get_ref() > MOST_PLACES => Err(self.invalid(
+                n.span(),
+                key,
+                format_args!("must be at most {MOST_PLACES} (0 turns the limit off)"),
+            )),
+            value => Ok(value.map(Spanned::into_inner)),
+        }
     }
 
     fn upstream_tls(

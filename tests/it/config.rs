@@ -132,6 +132,57 @@ fn bad_values_name_the_key_and_position() {
     }
 }
 
+/// Counts past their bounds: more places than a semaphore can count was a
+/// panic while the runtime was built, and millions of workers would be as
+/// many threads. Each is refused where it was written; the bound is taken.
+#[test]
+fn counts_beyond_their_bounds_are_refused_where_written() {
+    let url = "url = \"http://127.0.0.1:9\"";
+    let listen = "listen = \"127.0.0.1:0\"";
+    for (after, key, most) in [
+        (url, "upstream.max_in_flight", "1000000"),
+        (url, "upstream.max_uploads_in_flight", "1000000"),
+        (listen, "server.workers", "1024"),
+    ] {
+        let name = key.split_once('.').unwrap().1;
+        let set = |value: &str| base().replacen(after, &format!("{after}\n{name} = {value}"), 1);
+        let one_more = (most.parse::<u64>().unwrap() + 1).to_string();
+        for too_many in [one_more.as_str(), "9223372036854775807"] {
+            let text = set(too_many);
+            let err = error_of(&text);
+            let line = line_of(&text, &format!("{name} = {too_many}"));
+            assert!(err.contains(&format!("gateway.toml:{line}:")), "{err}");
+            assert!(
+                err.contains(&format!("{key}: must be at most {most}")),
+                "{err}"
+            );
+        }
+        load(&set(most)).expect("the bound itself is accepted");
+    }
+}
+
+/// A duration past what a clock can add to was a panic on the first request
+/// (idle_timeout = "18446744073709551615s"); past ten years, every
+/// duration key is refused where it was written.
+#[test]
+fn durations_past_ten_years_are_refused_where_written() {
+    for (from, key) in [
+        ("shutdown_timeout = \"5s\"", "shutdown_timeout"),
+        ("connect_timeout = \"1s\"", "connect_timeout"),
+        ("ttl = \"5m\"", "ttl"),
+    ] {
+        for too_long in ["3651d", "18446744073709551615s"] {
+            let text = base().replacen(from, &format!("{key} = \"{too_long}\""), 1);
+            let err = error_of(&text);
+            let line = line_of(&base(), from);
+            assert!(err.contains(&format!("gateway.toml:{line}:")), "{err}");
+            assert!(err.contains("a duration must be at most 10 years"), "{err}");
+        }
+        let longest = base().replacen(from, &format!("{key} = \"3650d\""), 1);
+        load(&longest).expect("ten years itself is accepted");
+    }
+}
+
 #[test]
 fn exactly_one_key_source_is_required() {
     let two = base().replace(

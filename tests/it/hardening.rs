@@ -565,3 +565,35 @@ async fn a_malformed_chunked_upload_is_a_400() {
         "the CMS never saw the upload as whole"
     );
 }
+
+/// Every duration at the longest a config takes (ten years) serves pages,
+/// uploads and HTTP/2: deadlines reckoned from them stay within the clock.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_longest_durations_serve_pages_uploads_and_http2() {
+    let cms = Cms::fixed(Reply::html(page_with_embed())).await;
+    let mut config = config_text(cms.addr, "");
+    for key in [
+        "header_timeout",
+        "idle_timeout",
+        "send_timeout",
+        "body_timeout",
+        "body_deadline",
+        "upgrade_idle_timeout",
+    ] {
+        config = with_setting(config, "server", &format!("{key} = \"3650d\""));
+    }
+    for key in ["read_timeout", "queue_timeout", "pool_idle_timeout"] {
+        config = with_setting(config, "upstream", &format!("{key} = \"3650d\""));
+    }
+    let gate = Gate::start_with(&config, &[]).await;
+    assert_tokened(&get_as_member(&gate.url("/videos/page")).await);
+    let upload = http::Request::post(gate.url("/public/form"))
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"field=value",
+        )))
+        .unwrap();
+    assert_eq!(send(&client(), upload).await.status, 200);
+    let over_http2 = send(&h2_client(), member_request(&gate.url("/videos/page"))).await;
+    assert_eq!(over_http2.version, http::Version::HTTP_2);
+    assert_tokened(&over_http2);
+}
