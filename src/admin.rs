@@ -74,14 +74,19 @@ pub async fn check_readiness(gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
     }
 }
 
-/// Serves the admin endpoints on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
+/// Serves the admin endpoints on `listener` until `closing`, then drains them.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    readiness: Arc<Readiness>,
+    closing: crate::server::Closing,
+) {
     let answering = gateway.clone();
     let answer = move |request: Request<Incoming>, _peer| {
         let response = answer(&request, &answering, &readiness);
         std::future::ready(response)
     };
-    crate::server::serve_side(listener, gateway, "admin", answer).await;
+    crate::server::serve_side(listener, gateway, "admin", answer, closing).await;
 }
 
 fn answer(

@@ -25,6 +25,7 @@ pub mod gate;
 pub mod gateway;
 pub mod idle;
 pub mod ip_text;
+pub mod listeners;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

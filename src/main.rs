@@ -9,10 +9,11 @@ use embedgate::allowlist::{Principal, SessionKey};
 use embedgate::config::{Loaded, Settings};
 use embedgate::embed::EmbedRewrite;
 use embedgate::gateway::Gateway;
+use embedgate::listeners::{self, Listeners};
 use embedgate::reload::{self, Reloader};
 use embedgate::runtime::Runtime;
 use embedgate::token::{Minter, Visitor};
-use embedgate::{admin, demo, logging, server};
+use embedgate::{demo, logging, server};
 
 /// Edge gateway that admits only allowlisted sessions to pages with protected
 /// video embeds, and mints a token for each page view into every embed.
@@ -317,6 +318,11 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let mut tasks = vec![tokio::spawn(reloader.run())];
+    let mut listeners = Listeners {
+        main: listener,
+        redirect: None,
+        admin: None,
+    };
     if let Some(redirect) = settings
         .server
         .tls
@@ -330,12 +336,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
             "redirecting http://{} to https",
             redirect_listener.local_addr().unwrap_or(redirect.listen)
         );
-        let https_port = listener.local_addr().map_or(addr.port(), |a| a.port());
-        tasks.push(tokio::spawn(server::serve_redirect(
-            redirect_listener,
-            gateway.clone(),
-            https_port,
-        )));
+        listeners.redirect = Some(redirect_listener);
     }
     if let Some(admin_settings) = &settings.admin {
         let admin_addr = admin_settings.listen;
@@ -346,16 +347,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
             "admin endpoints on http://{}",
             admin_listener.local_addr().unwrap_or(admin_addr)
         );
-        let readiness = Arc::new(admin::Readiness::default());
-        tasks.push(tokio::spawn(admin::check_readiness(
-            gateway.clone(),
-            readiness.clone(),
-        )));
-        tasks.push(tokio::spawn(admin::serve(
-            admin_listener,
-            gateway.clone(),
-            readiness,
-        )));
+        listeners.admin = Some(admin_listener);
     }
     #[cfg(unix)]
     if settings.log.access_file.is_some() {
@@ -364,7 +356,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
             .context("cannot listen for SIGUSR1")?;
         tasks.push(tokio::spawn(reopen_access_log_on_sigusr1(usr1)));
     }
-    server::serve(listener, gateway, server::shutdown_signal()).await;
+    listeners::serve(listeners, gateway, server::shutdown_signal()).await;
     for task in tasks {
         task.abort();
     }

@@ -101,6 +101,11 @@ fn connection_builders(limits: &ConnectionLimits) -> Arc<Builders> {
     Arc::new(Builders { http1, http2 })
 }
 
+/// Becomes `true` when the main listener stops accepting: every listener
+/// then stops too, and its connections finish their requests in flight and
+/// close.
+pub type Closing = tokio::sync::watch::Receiver<bool>;
+
 /// Serves `gateway` on `listener` until `shutdown` completes; then reports
 /// not ready, keeps accepting for `drain_delay` (so that a load balancer
 /// stops sending first), stops accepting, and drains requests in flight for
@@ -110,13 +115,25 @@ pub async fn serve(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let (closing, _) = tokio::sync::watch::channel(false);
+    serve_then_close(listener, gateway, shutdown, &closing).await;
+}
+
+/// [`serve`], saying on `closing` when it stops accepting, so that the
+/// listeners beside it ([`serve_side`]) drain at the same time.
+pub async fn serve_then_close(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    closing: &tokio::sync::watch::Sender<bool>,
+) {
     log_listening(&gateway, &listener);
     let mut tls = gateway.runtime().tls.clone();
     let tls_at_start = tls.is_some();
     let mut limits = gateway.runtime().settings().server.connections;
     let mut builders = connection_builders(&limits);
     // Tells every connection to finish its requests in flight and close.
-    let (closing, closing_watch) = tokio::sync::watch::channel(false);
+    let closing_watch = closing.subscribe();
     let slots = Arc::new(limit::Slots::default());
     tokio::pin!(shutdown);
     let mut stop_accepting: Option<tokio::time::Instant> = None;
@@ -195,7 +212,7 @@ pub async fn serve(
     drop(listener);
     let shutdown_timeout = gateway.shutdown_timeout();
     tracing::info!("shutting down: draining requests in flight");
-    let _ = closing.send(true);
+    closing.send_replace(true);
     match tokio::time::timeout(shutdown_timeout, slots.all_closed()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {

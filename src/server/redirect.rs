@@ -19,9 +19,14 @@ use crate::proxy::ConnectionInfo;
 
 type RedirectBody = Either<ResponseBody, Full<Bytes>>;
 
-/// Serves the redirect listener until the task is dropped; `https_port` is
-/// where the TLS listener is bound.
-pub async fn serve_redirect(listener: TcpListener, gateway: Arc<Gateway>, https_port: u16) {
+/// Serves the redirect listener until `closing`, then drains it;
+/// `https_port` is where the TLS listener is bound.
+pub async fn serve_redirect(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    https_port: u16,
+    closing: super::Closing,
+) {
     let answering = gateway.clone();
     let answer = move |request: Request<Incoming>, peer| {
         let gateway = answering.clone();
@@ -30,7 +35,7 @@ pub async fn serve_redirect(listener: TcpListener, gateway: Arc<Gateway>, https_
             answer(&gateway, request, info, https_port).await
         }
     };
-    super::side::serve_side(listener, gateway, "redirect", answer).await;
+    super::side::serve_side(listener, gateway, "redirect", answer, closing).await;
 }
 
 async fn answer(

@@ -10,6 +10,11 @@
 //! connection closed when a stream's client takes nothing for the send
 //! limit. A stray or hostile client so cannot hold more of the port's
 //! descriptors or memory than it could of the visitors' port.
+//!
+//! It stops with the main listener ([`super::Closing`]): it accepts no
+//! more, and its connections finish their requests in flight (an ACME
+//! challenge on its way to the CMS, a metrics scrape) within
+//! `shutdown_timeout` and close.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,19 +33,21 @@ use tokio::net::TcpListener;
 use super::connection::{IdleIo, InFlight};
 use super::guarded::Guarded;
 use super::serve::{read_preface_or_request, KeptIo, PREFACE};
-use super::{http2_connection, limit};
+use super::{http2_connection, limit, Closing};
 use crate::gateway::Gateway;
 use crate::proxy::ConnectionInfo;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Serves `listener` (named `name` in logs) until the task is dropped, each
-/// request answered by `answer` with the request and the peer's address.
+/// Serves `listener` (named `name` in logs) until `closing`, then drains
+/// its connections; each request answered by `answer` with the request and
+/// the peer's address.
 pub async fn serve_side<A, F, B>(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     name: &'static str,
     answer: A,
+    mut closing: Closing,
 ) where
     A: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<B>> + Send + 'static,
@@ -48,13 +55,15 @@ pub async fn serve_side<A, F, B>(
     B::Error: Into<BoxError>,
 {
     let slots = Arc::new(limit::Slots::default());
-    // These listeners are not drained at shutdown: nothing ever says closing.
-    let (_never_closing, closing) = tokio::sync::watch::channel(false);
     // Made again only when a reload changes the limits, as on the main listener.
     let mut limits = gateway.runtime().settings().server.connections;
     let mut builders = super::connection_builders(&limits);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = closing.wait_for(|closing| *closing) => break,
+        };
+        let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(err) => {
                 // Usually out of file descriptors: back off rather than spin.
@@ -75,12 +84,16 @@ pub async fn serve_side<A, F, B>(
         }
         let builders = builders.clone();
         let answer = answer.clone();
-        let closing = closing.clone();
+        let mut closing = closing.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let in_flight = InFlight::default();
             let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
-            let first = match read_preface_or_request(&mut io).await {
+            let first = tokio::select! {
+                first = read_preface_or_request(&mut io) => first,
+                _ = closing.wait_for(|closing| *closing) => return,
+            };
+            let first = match first {
                 Ok(first) if !first.is_empty() => first,
                 // Closed or timed out before a request.
                 _ => return,
@@ -119,12 +132,33 @@ pub async fn serve_side<A, F, B>(
                 }
                 None => {
                     let io = TokioIo::new(KeptIo::never_kept(first, io));
-                    let served = builders.http1.serve_connection(io, service).await;
+                    let connection = builders.http1.serve_connection(io, service);
+                    tokio::pin!(connection);
+                    let served = tokio::select! {
+                        served = &mut connection => Some(served),
+                        _ = closing.wait_for(|closing| *closing) => None,
+                    };
+                    let served = match served {
+                        Some(served) => served,
+                        None => {
+                            // Its request in flight is answered; then it closes.
+                            connection.as_mut().graceful_shutdown();
+                            connection.await
+                        }
+                    };
                     if let Err(err) = served {
                         tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
                     }
                 }
             }
         });
+    }
+    drop(listener);
+    let shutdown_timeout = gateway.shutdown_timeout();
+    if tokio::time::timeout(shutdown_timeout, slots.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(listener = name, timeout = ?shutdown_timeout, "shutdown timeout: closing remaining connections");
     }
 }

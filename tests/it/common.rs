@@ -212,6 +212,28 @@ impl Cms {
         self.seen.lock().unwrap().clone()
     }
 
+    /// A CMS whose one reply, `before` then `after`, waits at [`GATE`]
+    /// between the two until [`Cms::release_rest`].
+    pub async fn held(content_type: &str, before: &'static [u8], after: &'static [u8]) -> Cms {
+        let chunks = vec![
+            Bytes::from_static(before),
+            Bytes::from_static(GATE),
+            Bytes::from_static(after),
+        ];
+        Cms::fixed(Reply::chunked(content_type, chunks)).await
+    }
+
+    /// Waits up to 2 s for the CMS to have seen one request, and asserts it has.
+    pub async fn wait_for_a_request(&self) {
+        for _ in 0..200 {
+            if !self.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(self.requests().len(), 1);
+    }
+
     /// Lets a reply waiting at [`GATE`] send the rest.
     pub fn release_rest(&self) {
         self.release.notify_one();
@@ -372,36 +394,18 @@ impl Gate {
         // As `embedgate run` does: reload on SIGHUP and on file changes, and
         // serve the admin endpoints when configured.
         let reloader = Reloader::new(gateway.clone()).unwrap();
+        let listeners = embedgate::listeners::Listeners {
+            main: listener,
+            redirect: redirect_listener,
+            admin: admin_listener,
+        };
         let task = tokio::spawn(async move {
-            let admin = async {
-                match admin_listener {
-                    Some(listener) => {
-                        let readiness = Arc::new(embedgate::admin::Readiness::default());
-                        let checks =
-                            embedgate::admin::check_readiness(gateway.clone(), readiness.clone());
-                        let serving = embedgate::admin::serve(listener, gateway.clone(), readiness);
-                        tokio::join!(checks, serving);
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            let redirecting = async {
-                match redirect_listener {
-                    Some(listener) => {
-                        embedgate::server::serve_redirect(listener, gateway.clone(), addr.port())
-                            .await
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            let serving = embedgate::server::serve(listener, gateway.clone(), async {
+            let serving = embedgate::listeners::serve(listeners, gateway, async {
                 let _ = rx.await;
             });
             tokio::select! {
                 () = serving => {}
                 () = reloader.run() => {}
-                _ = admin => {}
-                () = redirecting => {}
             }
         });
         Gate {

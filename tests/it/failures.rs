@@ -62,26 +62,11 @@ async fn garbage_instead_of_http_gets_a_400_and_the_gateway_carries_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_drains_requests_in_flight_and_refuses_new_connections() {
     // The CMS answers only when released, so the request is in flight when shutdown begins.
-    let cms = Cms::fixed(Reply::chunked(
-        "text/html",
-        vec![
-            Bytes::from_static(b"<p>start"),
-            Bytes::from_static(GATE),
-            Bytes::from_static(b" end</p>"),
-        ],
-    ))
-    .await;
+    let cms = Cms::held("text/html", b"<p>start", b" end</p>").await;
     let mut gate = Gate::start(&cms).await;
     let url = gate.url("/videos/long");
     let in_flight = tokio::spawn(async move { get_as_member(&url).await });
-    // Wait until the CMS has the request.
-    for _ in 0..200 {
-        if !cms.requests().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(cms.requests().len(), 1);
+    cms.wait_for_a_request().await;
     gate.shutdown();
     // New connections are refused once the listener is closed.
     let mut refused = false;

@@ -193,21 +193,26 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     );
 }
 
-#[tokio::test]
-async fn plain_http_is_redirected_to_https_except_acme_challenges() {
-    let cms = Cms::fixed(Reply::html("challenge-token")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certified(dir.path());
-    // The challenges are served like any request: through the route table.
-    let config = tls_config(
-        cms.addr,
+/// A TLS config with a redirect listener that lets ACME challenges through;
+/// they are served like any request: through the route table.
+fn acme_config(cms: SocketAddr) -> String {
+    tls_config(
+        cms,
         "redirect_listen = \"127.0.0.1:0\"\nredirect_except = \"/.well-known/acme-challenge/\"",
     )
     .replacen(
         "[[route]]",
         "[[route]]\nprefix = \"/.well-known/acme-challenge/\"\naccess = \"public\"\n\n[[route]]",
         1,
-    );
+    )
+}
+
+#[tokio::test]
+async fn plain_http_is_redirected_to_https_except_acme_challenges() {
+    let cms = Cms::fixed(Reply::html("challenge-token")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    let config = acme_config(cms.addr);
     let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
     let plain = gate.redirect.expect("a redirect listener");
     let moved = get(&format!("http://{plain}/videos/a?x=1"), None).await;
@@ -372,4 +377,56 @@ async fn sni_picks_between_certificates_and_the_first_is_the_default() {
         assert_eq!(get_h1(shop, "/public/a").await.0, 200);
     }
     assert_eq!(get_h1(default, "/public/a").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_the_redirect_listener_with_the_main_one() {
+    use tokio::io::AsyncWriteExt;
+    // The CMS answers the challenge only when released: in flight at shutdown.
+    let cms = Cms::held("text/plain", b"challenge-", b"token").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    // Longer than `closed_by_server` waits: only shutdown closes them.
+    let config =
+        acme_config(cms.addr).replacen("header_timeout = \"1s\"", "header_timeout = \"30s\"", 1);
+    let mut gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
+    let plain = gate.redirect.expect("a redirect listener");
+    let url = format!("http://{plain}/.well-known/acme-challenge/abc");
+    let in_flight = tokio::spawn(async move { get(&url, None).await });
+    cms.wait_for_a_request().await;
+    // One connection kept alive after its redirect, one that never spoke.
+    let mut kept = TcpStream::connect(plain).await.unwrap();
+    kept.write_all(b"GET /videos/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut kept).await.expect("a redirect");
+    assert!(head.starts_with(b"HTTP/1.1 308"), "{head:?}");
+    let mut silent = TcpStream::connect(plain).await.unwrap();
+
+    gate.shutdown();
+    let mut refused = false;
+    for _ in 0..200 {
+        if TcpStream::connect(plain).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the redirect listener stops accepting");
+    assert!(
+        closed_by_server(&mut kept).await,
+        "the kept-alive connection"
+    );
+    assert!(closed_by_server(&mut silent).await, "the silent connection");
+    let task = gate.task.take().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!task.is_finished(), "the gateway waits for the challenge");
+    cms.release_rest();
+    let answered = in_flight.await.unwrap();
+    assert_eq!(answered.status, 200);
+    assert_eq!(answered.text(), "challenge-token");
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the gateway stops once every listener is drained")
+        .unwrap();
 }
