@@ -1,0 +1,729 @@
+//! Path reader: every spelling of a path decodes to its bytes, and none is more open than the plain one.
+
+use super::*;
+
+const S: Access = Access::Session;
+const P: Access = Access::Public;
+const T: Access = Access::Token;
+
+/// Tables whose prefixes are in folded form (ASCII lower case), the usual
+/// config: one with "/" public, one where an unrouted path is gated.
+const FOLDED_TABLES: [&[(&str, Access)]; 2] = [
+    &[
+        ("/videos/", S),
+        ("/videos/free/", P),
+        ("/public/", P),
+        ("/hls/", T),
+        ("/members", S),
+        ("/kids/cafe/", S),
+        ("/", P),
+    ],
+    &[
+        ("/public/", P),
+        ("/videos/free/", P),
+        ("/hls/", T),
+        ("/x/", P),
+        ("/cafe", P),
+    ],
+];
+
+/// Prefixes that are not their own folded reading, and a query route.
+const MIXED_TABLE: &[(&str, Access)] = &[
+    ("/Videos/", S),
+    ("/vid\u{e9}os/free/", P),
+    ("/public/", P),
+    ("/Public/", S),
+    ("/hls/", T),
+    ("/", P),
+];
+
+fn table(routes: &[(&str, Access)], query: &[&str]) -> RouteTable {
+    let mut specs: Vec<RouteSpec> = routes
+        .iter()
+        .map(|&(prefix, access)| RouteSpec {
+            prefix: Some(prefix.into()),
+            query: Vec::new(),
+            access,
+            token: None,
+        })
+        .collect();
+    if !query.is_empty() {
+        specs.push(RouteSpec {
+            prefix: None,
+            query: query.iter().map(|q| q.to_string()).collect(),
+            access: S,
+            token: None,
+        });
+    }
+    RouteTable::new(&specs).expect("test table compiles")
+}
+
+fn tables() -> &'static [RouteTable; 3] {
+    static TABLES: OnceLock<[RouteTable; 3]> = OnceLock::new();
+    TABLES.get_or_init(|| {
+        [
+            table(FOLDED_TABLES[0], &[]),
+            table(FOLDED_TABLES[1], &[]),
+            table(MIXED_TABLE, &["p", "page_id"]),
+        ]
+    })
+}
+
+/// The route of `path` by longest prefix alone, as the docs define it (a
+/// "/dir/" prefix owns "/dir" and "/dir.json" too); a path no route matches
+/// is gated.
+fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
+    routes
+        .iter()
+        .filter(|(prefix, _)| {
+            let prefix = prefix.as_bytes();
+            // A "/videos/" prefix also covers "/videos" and "/videos.json".
+            let directory_page = prefix
+                .strip_suffix(b"/")
+                .filter(|dir| !dir.is_empty())
+                .and_then(|dir| path.strip_prefix(dir))
+                .is_some_and(|rest| rest.is_empty() || (rest[0] == b'.' && !rest.contains(&b'/')));
+            path.starts_with(prefix) || directory_page
+        })
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or(S, |&(_, access)| access)
+}
+
+/// The folded reading of an ASCII strict path, as the module doc describes
+/// it: per segment, `;` parameters dropped, trailing dots and spaces
+/// dropped, lower case; a segment of only dots and spaces (with a dot) is a
+/// dot segment; empty segments collapse.
+fn ascii_folded(strict: &[u8]) -> Result<Vec<u8>, PathError> {
+    let mut out = Vec::new();
+    let mut trailing = false;
+    for segment in strict.split(|&b| b == b'/').skip(1) {
+        let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        let mut kept = bare;
+        while let Some((last, rest)) = kept.split_last() {
+            if *last != b'.' && *last != b' ' {
+                break;
+            }
+            kept = rest;
+        }
+        if kept.is_empty() {
+            if bare.contains(&b'.') {
+                return Err(PathError::DotSegment);
+            }
+            trailing = true;
+            continue;
+        }
+        out.push(b'/');
+        out.extend(kept.iter().map(u8::to_ascii_lowercase));
+        trailing = false;
+    }
+    if trailing || out.is_empty() {
+        out.push(b'/');
+    }
+    Ok(out)
+}
+
+/// Words of the plain (canonical) paths: lower-case ASCII, no dot segment.
+const WORDS: &[&str] = &[
+    "videos",
+    "free",
+    "public",
+    "hls",
+    "members",
+    "secret",
+    "a.mp4",
+    "x",
+    "index.php",
+    "kids",
+    "cafe",
+    "v1.m3u8",
+    "seg-01_b.ts",
+];
+
+/// Spellings of `c` that the folded reading reads as `c`: case, full-width
+/// and other compatibility forms, accents (precomposed or combining).
+fn unicode_spellings(c: char) -> Vec<String> {
+    let mut out = vec![c.to_string()];
+    if c.is_ascii_lowercase() {
+        let upper = c.to_ascii_uppercase();
+        out.push(upper.to_string());
+        let offset = c as u32 - 'a' as u32;
+        out.push(char::from_u32(0xFF41 + offset).unwrap().to_string());
+        out.push(char::from_u32(0xFF21 + offset).unwrap().to_string());
+        out.push(format!("{c}\u{301}"));
+        out.push(format!("{upper}\u{308}"));
+        out.push(format!("{c}\u{327}\u{300}"));
+        let special: &[char] = match c {
+            'a' => &['á', 'à', 'â', 'ä', 'ã', 'å', 'Á', 'Å'],
+            'e' => &['é', 'è', 'ê', 'ë', 'É', 'Ê'],
+            'i' => &['í', 'ì', 'î', 'ï', 'Í', '\u{130}', '\u{131}'],
+            'o' => &['ó', 'ò', 'ô', 'ö', 'õ', 'ø', 'Ø', 'Ó'],
+            'u' => &['ú', 'ù', 'û', 'ü', 'Ú'],
+            'c' => &['ç', 'Ç'],
+            'n' => &['ñ', 'Ñ'],
+            's' => &['\u{17F}'],
+            'k' => &['\u{212A}'],
+            'y' => &['ý', 'ÿ'],
+            'd' => &['đ', 'Đ'],
+            'l' => &['ł', 'Ł'],
+            'h' => &['ħ'],
+            't' => &['ŧ'],
+            _ => &[],
+        };
+        out.extend(special.iter().map(char::to_string));
+    } else if c.is_ascii_digit() {
+        let offset = c as u32 - '0' as u32;
+        out.push(char::from_u32(0xFF10 + offset).unwrap().to_string());
+        // Circled digits: ⓪, then ① to ⑨.
+        let circled = if offset == 0 {
+            0x24EA
+        } else {
+            0x2460 + offset - 1
+        };
+        out.push(char::from_u32(circled).unwrap().to_string());
+        out.push(char::from_u32(0x1D7CE + offset).unwrap().to_string());
+    } else {
+        let more: &[char] = match c {
+            '.' => &['\u{FF0E}', '\u{2024}'],
+            '-' => &['\u{FF0D}', '\u{FE63}'],
+            '_' => &['\u{FF3F}'],
+            _ => &[],
+        };
+        out.extend(more.iter().map(char::to_string));
+    }
+    out
+}
+
+/// Windows-1252 single bytes that read as `c` once folded (accents, case).
+fn latin1_spellings(c: char) -> Vec<Vec<u8>> {
+    let mut out = vec![vec![c as u8]];
+    if c.is_ascii_lowercase() {
+        out.push(vec![c.to_ascii_uppercase() as u8]);
+    }
+    let bytes: &[u8] = match c {
+        'a' => &[0xE1, 0xE0, 0xE2, 0xE4, 0xE3, 0xE5, 0xC1],
+        'e' => &[0xE9, 0xE8, 0xEA, 0xEB, 0xC9],
+        'i' => &[0xED, 0xEC, 0xEE, 0xEF, 0xCD],
+        'o' => &[0xF3, 0xF2, 0xF4, 0xF6, 0xF5, 0xF8, 0xD8, 0xD3],
+        'u' => &[0xFA, 0xF9, 0xFB, 0xFC, 0xDA],
+        'c' => &[0xE7, 0xC7],
+        'n' => &[0xF1, 0xD1],
+        'y' => &[0xFD, 0xFF],
+        _ => &[],
+    };
+    out.extend(bytes.iter().map(|&b| vec![b]));
+    out
+}
+
+/// Characters with no visible form that the folded reading drops.
+const INVISIBLES: &[char] = &[
+    '\u{200B}', '\u{00AD}', '\u{FEFF}', '\u{2060}', '\u{200D}', '\u{034F}',
+];
+
+/// Trailing dots and spaces of a segment, which the folded reading drops.
+const SUFFIXES: &[&str] = &["", ".", "..", " ", ". ", " .", "\u{FF0E}", "\u{3000}"];
+
+/// `;` parameters, which the strict reading drops.
+const PARAMS: &[&str] = &["", ";", ";x=1", ";jsessionid=0AB9", ";a;b=c"];
+
+/// How one path is spelled: the plain words, and the random choices that
+/// turn them into a spelling.
+#[derive(Debug, Clone)]
+struct Spelling {
+    words: Vec<&'static str>,
+    trailing_slash: bool,
+    /// Case, compatibility, accent, invisible and trailing-dot spellings.
+    fold: bool,
+    /// Accents as single Windows-1252 bytes (%XX) instead of UTF-8.
+    latin1: bool,
+    /// Whether non-ASCII characters are sent raw or percent-encoded.
+    raw_unicode: bool,
+    /// Random choices, consumed in order (wrapping).
+    choices: Vec<u32>,
+}
+
+/// A spelled path: the text sent, and the bytes its strict reading must be.
+struct Spelled {
+    text: String,
+    strict: Vec<u8>,
+}
+
+impl Spelling {
+    fn canonical(&self) -> String {
+        let mut path = String::from("/");
+        path.push_str(&self.words.join("/"));
+        if self.trailing_slash && !self.words.is_empty() {
+            path.push('/');
+        }
+        path
+    }
+
+    fn spell(&self) -> Spelled {
+        let mut next = {
+            let mut at = 0usize;
+            let choices = &self.choices;
+            move || {
+                let c = choices[at % choices.len()];
+                at += 1;
+                c
+            }
+        };
+        let mut text = String::new();
+        let mut strict: Vec<u8> = Vec::new();
+        let mut last_empty = true;
+        // Percent-encodes `bytes` with random hex case, or writes `raw` as it is.
+        let escape = |text: &mut String, bytes: &[u8], upper: bool| {
+            for b in bytes {
+                if upper {
+                    text.push_str(&format!("%{b:02X}"));
+                } else {
+                    text.push_str(&format!("%{b:02x}"));
+                }
+            }
+        };
+        // A full-width solidus, which the folded reading reads as a `/`,
+        // joins two segments for the strict reading; only after a word
+        // without `;` parameters (which would swallow the rest).
+        let full_width = self.fold && !self.latin1;
+        let mut after_plain_word = false;
+        let solidus = |text: &mut String, strict: &mut Vec<u8>, r: u32| {
+            let bytes = "\u{FF0F}".as_bytes();
+            if self.raw_unicode && r % 2 == 0 {
+                text.push('\u{FF0F}');
+            } else {
+                escape(text, bytes, r % 4 < 2);
+            }
+            strict.extend_from_slice(bytes);
+        };
+        for word in &self.words {
+            let r = next();
+            if full_width && after_plain_word && r % 5 == 0 {
+                solidus(&mut text, &mut strict, r >> 3);
+            } else {
+                // Empty segments before it: "//", "/;x/".
+                for _ in 0..(r >> 3) % 4 / 2 {
+                    text.push('/');
+                    text.push_str(PARAMS[next() as usize % PARAMS.len()]);
+                }
+                text.push('/');
+                strict.push(b'/');
+            }
+            for c in word.chars() {
+                let r = next();
+                // The character's bytes as the strict reading decodes them.
+                let (bytes, ascii): (Vec<u8>, bool) = if !self.fold {
+                    (vec![c as u8], true)
+                } else if self.latin1 {
+                    let options = latin1_spellings(c);
+                    let pick = options[r as usize % options.len()].clone();
+                    let ascii = pick.is_ascii();
+                    (pick, ascii)
+                } else {
+                    let options = unicode_spellings(c);
+                    let pick = &options[r as usize % options.len()];
+                    (pick.as_bytes().to_vec(), pick.is_ascii())
+                };
+                let encode = (r >> 8) % 4 == 0 || (!ascii && (self.latin1 || !self.raw_unicode));
+                if encode {
+                    escape(&mut text, &bytes, (r >> 12) % 2 == 0);
+                } else {
+                    text.push_str(std::str::from_utf8(&bytes).expect("raw text is UTF-8"));
+                }
+                strict.extend_from_slice(&bytes);
+                if self.fold && !self.latin1 && (r >> 16) % 6 == 0 {
+                    let invisible = INVISIBLES[(r >> 20) as usize % INVISIBLES.len()];
+                    let mut buf = [0; 4];
+                    let invisible = invisible.encode_utf8(&mut buf);
+                    if self.raw_unicode && (r >> 24) % 2 == 0 {
+                        text.push_str(invisible);
+                    } else {
+                        escape(&mut text, invisible.as_bytes(), true);
+                    }
+                    strict.extend_from_slice(invisible.as_bytes());
+                }
+            }
+            let r = next();
+            if self.fold {
+                let options = if self.latin1 {
+                    &SUFFIXES[..6]
+                } else {
+                    SUFFIXES
+                };
+                let suffix = options[r as usize % options.len()];
+                for c in suffix.chars() {
+                    let mut buf = [0; 4];
+                    let c = c.encode_utf8(&mut buf);
+                    if c == "." && (r >> 4) % 2 == 0 {
+                        text.push('.');
+                    } else {
+                        escape(&mut text, c.as_bytes(), (r >> 5) % 2 == 0);
+                    }
+                    strict.extend_from_slice(c.as_bytes());
+                }
+            }
+            let params = PARAMS[(r >> 8) as usize % PARAMS.len()];
+            text.push_str(params);
+            after_plain_word = params.is_empty();
+            last_empty = false;
+        }
+        if self.trailing_slash && !self.words.is_empty() {
+            let r = next();
+            if full_width && after_plain_word && r % 5 == 0 {
+                solidus(&mut text, &mut strict, r >> 3);
+            } else {
+                text.push('/');
+                text.push_str(PARAMS[(r >> 3) as usize % PARAMS.len()]);
+                last_empty = true;
+            }
+        }
+        if text.is_empty() {
+            text.push('/');
+        }
+        if last_empty {
+            strict.push(b'/');
+        }
+        Spelled { text, strict }
+    }
+}
+
+fn spelling(fold: bool) -> impl Strategy<Value = Spelling> {
+    (
+        prop::collection::vec(select(WORDS), 0..5),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        prop::collection::vec(any::<u32>(), 1..48),
+    )
+        .prop_map(
+            move |(words, trailing_slash, latin1, raw_unicode, choices)| Spelling {
+                words,
+                trailing_slash,
+                fold,
+                latin1: fold && latin1,
+                raw_unicode,
+                choices,
+            },
+        )
+}
+
+fn access_name(result: &Result<embedgate::gate::RouteMatch, PathError>) -> String {
+    match result {
+        Ok(m) => format!("{:?} via {:?}", m.access, m.prefix),
+        Err(err) => format!("error {err:?}"),
+    }
+}
+
+/// Spellings that differ only in escapes, `;params` and `//` decode to the
+/// plain path's bytes and get the very route of the plain path.
+#[test]
+fn path_spellings_with_the_same_strict_reading_get_the_same_route() {
+    let strategy = (spelling(false), any::<u64>()).prop_map(|(mut s, seed)| {
+        let other = Spelling {
+            choices: s.choices.iter().map(|c| c ^ seed as u32).collect(),
+            ..s.clone()
+        };
+        let len = s.choices.len();
+        s.choices.rotate_left((seed as usize) % len);
+        (s, other)
+    });
+    check(
+        "path_spellings_with_the_same_strict_reading_get_the_same_route",
+        DEFAULT_PATH_CASES,
+        strategy,
+        |(one, two)| {
+            let plain = one.canonical();
+            for spelling in [&one, &two] {
+                let spelled = spelling.spell();
+                let strict = normalize(&spelled.text);
+                prop_assert_eq!(
+                    strict.as_deref().ok(),
+                    Some(plain.as_bytes()),
+                    "strict reading of {:?}",
+                    spelled.text
+                );
+                prop_assert_eq!(&spelled.strict, plain.as_bytes());
+                for (at, table) in tables().iter().enumerate() {
+                    let expected = table.lookup(&plain, None);
+                    let got = table.lookup(&spelled.text, None);
+                    prop_assert_eq!(
+                        &got,
+                        &expected,
+                        "table {}: {:?} ({}) vs plain {:?} ({})",
+                        at,
+                        spelled.text,
+                        access_name(&got),
+                        plain,
+                        access_name(&expected)
+                    );
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+static STRICTER_THAN_PLAIN: AtomicU64 = AtomicU64::new(0);
+
+/// Spellings a lenient server reads as the plain path (case, trailing dots,
+/// full-width, accents, invisibles, Windows-1252) are read without error, to
+/// the bytes they spell, and are never more open than the plain path.
+#[test]
+fn path_spellings_are_never_more_open_than_the_plain_path() {
+    STRICTER_THAN_PLAIN.store(0, Ordering::Relaxed);
+    check(
+        "path_spellings_are_never_more_open_than_the_plain_path",
+        DEFAULT_PATH_CASES,
+        spelling(true),
+        |spelling| {
+            let plain = spelling.canonical();
+            let spelled = spelling.spell();
+            if std::env::var_os("PROPERTIES_SHOW").is_some() {
+                eprintln!("{plain:?} spelled {:?}", spelled.text);
+            }
+            let strict = normalize(&spelled.text);
+            prop_assert_eq!(
+                strict.as_deref().ok(),
+                Some(&spelled.strict[..]),
+                "strict reading of {:?}",
+                spelled.text
+            );
+            for (at, routes) in FOLDED_TABLES.iter().enumerate() {
+                let table = &tables()[at];
+                let expected = table.lookup(&plain, None).expect("a plain path is read");
+                prop_assert_eq!(
+                    expected.access,
+                    longest_prefix(routes, plain.as_bytes()),
+                    "plain {:?}",
+                    plain
+                );
+                let got = table.lookup(&spelled.text, None);
+                let Ok(got) = got else {
+                    return Err(TestCaseError::fail(format!(
+                        "table {at}: {:?} refused ({got:?}), plain {plain:?} is {:?}",
+                        spelled.text, expected.access
+                    )));
+                };
+                prop_assert!(
+                    got.access >= expected.access,
+                    "table {}: {:?} is {:?} via {:?}, more open than plain {:?}: {:?} via {:?}",
+                    at,
+                    spelled.text,
+                    got.access,
+                    got.prefix,
+                    plain,
+                    expected.access,
+                    expected.prefix
+                );
+                if got.access > expected.access {
+                    STRICTER_THAN_PLAIN.fetch_add(1, Ordering::Relaxed);
+                }
+                let strict_route = longest_prefix(routes, &spelled.strict);
+                prop_assert!(
+                    strict_route != S || got.access == S,
+                    "{:?}: strict reading under a session route, got {:?}",
+                    spelled.text,
+                    got.access
+                );
+            }
+            Ok(())
+        },
+    );
+    eprintln!(
+        "properties::path_spellings_are_never_more_open_than_the_plain_path: \
+         {} lookups stricter than the plain path (fail closed)",
+        STRICTER_THAN_PLAIN.load(Ordering::Relaxed)
+    );
+}
+
+/// Pieces of paths that exercise every branch of both readings.
+const PATH_PIECES: &[&str] = &[
+    "videos",
+    "VIDEOS",
+    "Videos.",
+    "free",
+    "Free",
+    "public",
+    "PUBLIC",
+    "hls",
+    "x",
+    "members",
+    "Members.",
+    "cafe",
+    ".",
+    "..",
+    "...",
+    ". ",
+    "%2e",
+    "%2E%2e",
+    ".%2e",
+    "%20",
+    "%20.",
+    ";",
+    ";x",
+    "; ",
+    "%3b",
+    "%3B..",
+    "%",
+    "%4",
+    "%zz",
+    "%2f",
+    "%2F",
+    "%5c",
+    "\\",
+    "%00",
+    "/",
+    "//",
+    "A.",
+    "a ",
+    "%41",
+    "%7e",
+    "~",
+    "%C3%A9",
+    "%E9",
+    "\u{e9}",
+    "\u{FF0E}",
+    "\u{FF0F}",
+    "\u{FF3C}",
+    "%EF%BC%8E",
+    "\u{200B}",
+    "\u{130}",
+    "\u{17F}",
+    "\u{2025}",
+    "\u{FB01}",
+];
+
+fn path_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => (any::<bool>(), prop::collection::vec((select(PATH_PIECES), any::<bool>()), 0..10))
+            .prop_map(|(rooted, pieces)| {
+                let mut path = String::new();
+                if rooted {
+                    path.push('/');
+                }
+                for (piece, slash) in pieces {
+                    path.push_str(piece);
+                    if slash {
+                        path.push('/');
+                    }
+                }
+                path
+            }),
+        1 => any::<String>().prop_map(|s| format!("/{s}")),
+        1 => any::<String>(),
+        1 => prop::collection::vec(any::<u8>(), 0..24).prop_map(|bytes| {
+            let mut path = String::from("/");
+            for b in bytes {
+                path.push_str(&format!("%{b:02X}"));
+                if b % 7 == 0 {
+                    path.push('/');
+                }
+            }
+            path
+        }),
+    ]
+}
+
+fn query_text() -> impl Strategy<Value = Option<String>> {
+    prop::option::of(prop_oneof![
+        "[pP_a-z.\\[\\] =&;%+0-9A-F]{0,24}",
+        any::<String>(),
+    ])
+}
+
+/// `lookup` and `normalize` never panic, whatever the text; a path refused
+/// by the strict reading is refused by `lookup` with the same error; a path
+/// whose strict reading is under a session route is never let through.
+#[test]
+fn path_lookup_never_panics_and_never_opens_a_strictly_gated_path() {
+    check(
+        "path_lookup_never_panics_and_never_opens_a_strictly_gated_path",
+        DEFAULT_PATH_CASES,
+        (path_text(), query_text()),
+        |(path, query)| {
+            let strict = normalize(&path);
+            let all_routes = [FOLDED_TABLES[0], FOLDED_TABLES[1], MIXED_TABLE];
+            for (table, routes) in tables().iter().zip(all_routes) {
+                let got = table.lookup(&path, query.as_deref());
+                match (&strict, &got) {
+                    (Err(want), got) => {
+                        prop_assert_eq!(got.as_ref().err(), Some(want), "{:?}", path)
+                    }
+                    (Ok(strict), Ok(got)) => {
+                        if longest_prefix(routes, strict) == S {
+                            prop_assert_eq!(got.access, S, "{:?}", path);
+                        }
+                        if got.access == T {
+                            prop_assert_eq!(got.normal.as_deref(), Some(&strict[..]));
+                        }
+                    }
+                    (Ok(_), Err(err)) => prop_assert!(
+                        matches!(err, PathError::DotSegment | PathError::Ambiguous),
+                        "{:?}: only the folded reading may refuse a path the strict one reads: {:?}",
+                        path,
+                        err
+                    ),
+                }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// An ASCII path gets exactly the stricter access of its two documented
+/// readings (against tables whose prefixes are in folded form), and a dot
+/// segment in either reading is refused.
+#[test]
+fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
+    let ascii = (
+        any::<bool>(),
+        prop::collection::vec((select(&PATH_PIECES[..41]), any::<bool>()), 0..10),
+    )
+        .prop_map(|(rooted, pieces)| {
+            let mut path = String::new();
+            if rooted {
+                path.push('/');
+            }
+            for (piece, slash) in pieces {
+                path.push_str(piece);
+                if slash {
+                    path.push('/');
+                }
+            }
+            path
+        });
+    check(
+        "path_lookup_of_ascii_paths_follows_both_documented_readings",
+        DEFAULT_PATH_CASES,
+        ascii,
+        |path| {
+            for (at, routes) in FOLDED_TABLES.iter().enumerate() {
+                let got = tables()[at].lookup(&path, None);
+                let want = normalize(&path).and_then(|strict| {
+                    if !strict.is_ascii() {
+                        // A decoded escape made it non-ASCII: not this model's case.
+                        return Ok(None);
+                    }
+                    let folded = ascii_folded(&strict)?;
+                    Ok(Some(
+                        longest_prefix(routes, &strict).max(longest_prefix(routes, &folded)),
+                    ))
+                });
+                match (&want, &got) {
+                    (Ok(None), _) => {}
+                    (Ok(Some(access)), Ok(m)) => {
+                        prop_assert_eq!(m.access, *access, "table {}: {:?}", at, path)
+                    }
+                    (Err(want), Err(got)) => {
+                        prop_assert_eq!(got, want, "table {}: {:?}", at, path)
+                    }
+                    _ => {
+                        return Err(TestCaseError::fail(format!(
+                            "table {at}: {path:?}: expected {want:?}, got {}",
+                            access_name(&got)
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        },
+    );
+}
