@@ -354,6 +354,16 @@ pub fn with_setting(config: String, table: &str, line: &str) -> String {
 impl Gate {
     /// Starts the gateway with `config_text` (relative paths resolve in a fresh temp dir holding the allowlist).
     pub async fn start_with(config_text: &str, files: &[(&str, &str)]) -> Gate {
+        Gate::try_start_with(config_text, files)
+            .await
+            .unwrap_or_else(|e| panic!("test config invalid: {e}"))
+    }
+
+    /// As [`Gate::start_with`], or why the config was refused.
+    pub async fn try_start_with(
+        config_text: &str,
+        files: &[(&str, &str)],
+    ) -> Result<Gate, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("allowlist.txt"),
@@ -367,10 +377,8 @@ impl Gate {
         }
         let path = dir.path().join("gateway.toml");
         std::fs::write(&path, config_text).unwrap();
-        let loaded = Settings::load(&path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-        let runtime = Runtime::from_loaded(loaded, None)
-            .await
-            .unwrap_or_else(|e| panic!("test config invalid: {e}"));
+        let loaded = Settings::load(&path)?;
+        let runtime = Runtime::from_loaded(loaded, None).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -408,14 +416,14 @@ impl Gate {
                 () = reloader.run() => {}
             }
         });
-        Gate {
+        Ok(Gate {
             addr,
             admin,
             redirect,
             dir,
             shutdown: Some(tx),
             task: Some(task),
-        }
+        })
     }
 
     /// The standard config in front of `cms`.

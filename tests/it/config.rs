@@ -1,6 +1,9 @@
 //! gateway.toml: what is accepted, and how every mistake is reported.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::common::*;
 use embedgate::config::{ConfigError, Settings};
@@ -497,4 +500,134 @@ fn every_token_option_is_accepted_together() {
     let runtime = load(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(runtime.embeds.len(), 1);
     assert!(runtime.route_tokens.iter().flatten().count() == 1);
+}
+
+/// What a key may be set to at either end: counts, and durations (the
+/// longest is ten years; humantime reads up to 2^64 seconds).
+const EXTREMES: &[&str] = &[
+    "0",
+    "1",
+    "4294967296",
+    "9223372036854775807",
+    "\"1ns\"",
+    "\"3650d\"",
+    "\"18446744073709551615s\"",
+];
+
+/// The name worker threads of the sweep's runtime carry: panics on them are
+/// the gateway's.
+const SWEEP_THREADS: &str = "extremes-gateway";
+
+/// Counts, from now on, the panics on threads named [`SWEEP_THREADS`],
+/// still reporting them as usual.
+fn panics_of_the_sweep() -> Arc<AtomicUsize> {
+    let count = Arc::new(AtomicUsize::new(0));
+    // proptest puts its own hook in once, the first time a property runs in
+    // this process; one that lands between our take and set drops ours. So a
+    // probe panic on a sweep thread must be counted before the sweep trusts it.
+    for _ in 0..10 {
+        let counted = count.clone();
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() == Some(SWEEP_THREADS) {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            previous(info);
+        }));
+        let probe = std::thread::Builder::new()
+            .name(SWEEP_THREADS.to_string())
+            .spawn(|| panic!("the sweep's probe: panics on its threads are counted"))
+            .unwrap();
+        assert!(probe.join().is_err());
+        if count.swap(0, Ordering::SeqCst) == 1 {
+            return count;
+        }
+    }
+    panic!("the sweep's panic hook did not stay in place");
+}
+
+/// Asks the gateway for a gated page as the member over HTTP/1.1 and
+/// HTTP/2, a public page, and an upload; whatever the answers, or none.
+async fn ask_everything(gate: &Gate) {
+    let asks = [
+        (client(), member_request(&gate.url("/videos/page"))),
+        (h2_client(), member_request(&gate.url("/videos/page"))),
+        (
+            client(),
+            http::Request::get(gate.url("/page"))
+                .body(empty_body())
+                .unwrap(),
+        ),
+        (
+            client(),
+            http::Request::post(gate.url("/form"))
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(b"a=b")))
+                .unwrap(),
+        ),
+    ];
+    for (client, request) in asks {
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            if let Ok(response) = client.request(request).await {
+                let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Every key of the shipped gateway.toml set to each extreme, one at a time:
+/// refused when loaded, or served (a gated page over both protocols, a public
+/// page, an upload) with no panic in the gateway. A duration past what a
+/// clock holds once panicked on the first request.
+#[test]
+fn every_key_at_either_extreme_is_refused_or_served_without_a_panic() {
+    let panics = panics_of_the_sweep();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(SWEEP_THREADS)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cms = tokio.block_on(Cms::fixed(Reply::html(format!(
+        "<p>members</p><iframe src=\"{EMBED}\"></iframe>"
+    ))));
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.toml"))
+            .unwrap()
+            .replace("http://127.0.0.1:8081", &format!("http://{}", cms.addr));
+    // The keys in force, without the comments around them.
+    let lines: Vec<&str> = shipped
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.trim().is_empty())
+        .collect();
+    let (mut refused, mut served) = (0, 0);
+    for (at, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        for value in EXTREMES {
+            let mut text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            text[at] = format!("{key} = {value}");
+            let text = text.join("\n");
+            tokio.block_on(async {
+                match Gate::try_start_with(&text, &[]).await {
+                    Err(_) => refused += 1,
+                    Ok(gate) => {
+                        ask_everything(&gate).await;
+                        served += 1;
+                    }
+                }
+            });
+            // A panic after an answer went out comes a moment later.
+            std::thread::sleep(Duration::from_millis(5));
+            assert_eq!(
+                panics.load(Ordering::SeqCst),
+                0,
+                "the gateway panicked with {key} = {value}"
+            );
+        }
+    }
+    eprintln!("config extremes: {refused} refused, {served} served");
+    assert!(served > 50, "{served} served");
+    assert!(refused > 50, "{refused} refused");
 }
