@@ -341,3 +341,177 @@ fn a_head_with_more_lines_than_hyper_reads_is_left_to_the_byte_reader() {
         read_byte_by_byte(&head, Role::Response)
     );
 }
+
+// Any exchange, split anywhere: never a panic, and the same verdict.
+
+mod any_split {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const REQUESTS: &[&str] = &[
+        "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        "HEAD / HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        "CONNECT a:1 HTTP/1.1\r\n\r\n",
+    ];
+    const STATUS_LINES: &[&str] = &[
+        "HTTP/1.1 200 OK\r\n",
+        "HTTP/1.1 100 Continue\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\n",
+        "HTTP/1.1 204 No Content\r\n",
+        "HTTP/1.1 304 Not Modified\r\n",
+        "HTTP/1.0 200 OK\n",
+        "HTTP/1.1 1000 X\r\n",
+        "\r\nHTTP/1.1 200\n",
+    ];
+    const HEADER_LINES: &[&str] = &[
+        "Content-Length: 5\r\n",
+        "content-length: 5, 5\r\n",
+        "Content-Length: +5\r\n",
+        "Content-Length: 99999999999999999999999\r\n",
+        "Content-Length: 0\r\n",
+        "Transfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "transfer-encoding: chunked, gzip\r\n",
+        "Transfer-Encoding: CHUNKED\r\n",
+        "X: y\r\n",
+        " folded\r\n",
+        "Bad Header: x\r\n",
+        "X: y\n",
+    ];
+    const BODY_PIECES: &[&str] = &[
+        "hello",
+        "5\r\nhello\r\n",
+        "2;x=y\r\nhi\r\n",
+        "ffffffffffffffffff\r\n",
+        "0\r\n\r\n",
+        "0\r\nX-T: 1\r\n\r\n",
+        "zz\r\n",
+        "\r\n",
+    ];
+
+    fn any_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..24)
+    }
+
+    fn request() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            3 => select(REQUESTS).prop_map(|r| r.as_bytes().to_vec()),
+            1 => any_bytes(),
+        ]
+    }
+
+    /// One response: a status line, header lines, a blank line, body pieces.
+    fn one_response() -> impl Strategy<Value = Vec<u8>> {
+        (
+            select(STATUS_LINES),
+            prop::collection::vec(select(HEADER_LINES), 0..4),
+            prop::collection::vec(select(BODY_PIECES), 0..4),
+        )
+            .prop_map(|(status, headers, body)| {
+                [
+                    status.to_string(),
+                    headers.concat(),
+                    "\r\n".to_string(),
+                    body.concat(),
+                ]
+                .concat()
+                .into_bytes()
+            })
+    }
+
+    /// One well-framed 200: a body of any bytes, by length or in chunks.
+    fn framed_response() -> impl Strategy<Value = Vec<u8>> {
+        (
+            any::<bool>(),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20), 0..4),
+        )
+            .prop_map(|(chunked, parts)| {
+                let mut out = Vec::new();
+                if chunked {
+                    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                    for part in &parts {
+                        out.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                        out.extend_from_slice(part);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    out.extend_from_slice(b"0\r\n\r\n");
+                } else {
+                    let body = parts.concat();
+                    let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    out.extend_from_slice(head.as_bytes());
+                    out.extend_from_slice(&body);
+                }
+                out
+            })
+    }
+
+    /// What the CMS sends: responses, some of them past the one due, or noise.
+    fn responses() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop_oneof![3 => framed_response(), 3 => one_response(), 1 => any_bytes()],
+            1..4,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    /// Cuts `bytes` at `cuts` (positions taken modulo its length).
+    fn split(bytes: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut at: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        at.push(0);
+        at.push(bytes.len());
+        at.sort_unstable();
+        at.windows(2).map(|w| bytes[w[0]..w[1]].to_vec()).collect()
+    }
+
+    /// Where the first stray byte is, counted from the start of `pieces`.
+    fn first_stray(tracker: &mut Tracker, pieces: &[Vec<u8>]) -> Option<usize> {
+        let mut offset = 0;
+        for piece in pieces {
+            if let Read::Stray { due } = tracker.read(piece) {
+                return Some(offset + due);
+            }
+            offset += piece.len();
+        }
+        None
+    }
+
+    #[test]
+    fn any_exchange_split_anywhere_gets_the_verdict_of_one_read() {
+        let cases = std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2048);
+        let strategy = (
+            request(),
+            responses(),
+            prop::collection::vec(any::<usize>(), 0..8),
+            prop::collection::vec(any::<usize>(), 0..8),
+        );
+        let config = Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        };
+        TestRunner::new(config)
+            .run(
+                &strategy,
+                |(request, response, request_cuts, response_cuts)| {
+                    let mut whole = Tracker::new(true);
+                    whole.wrote(&request);
+                    let expected = first_stray(&mut whole, std::slice::from_ref(&response));
+                    let mut pieces = Tracker::new(true);
+                    for piece in split(&request, &request_cuts) {
+                        pieces.wrote(&piece);
+                    }
+                    let got = first_stray(&mut pieces, &split(&response, &response_cuts));
+                    prop_assert_eq!(got, expected);
+                    Ok(())
+                },
+            )
+            .unwrap();
+    }
+}
