@@ -944,3 +944,56 @@ pub async fn assert_a_shut_window_is_cut_off(addr: SocketAddr, path: &str) {
         .unwrap()
         .ok();
 }
+
+/// Panics on the threads of one name: a runtime of their own runs the
+/// gateway, so that a panic there is the gateway's, whatever else runs in
+/// the test process.
+pub struct ThreadPanics {
+    name: &'static str,
+    count: Arc<AtomicUsize>,
+}
+
+impl ThreadPanics {
+    /// Counts, from now on, the panics on threads named `name`, still
+    /// reporting them as usual.
+    pub fn watch(name: &'static str) -> ThreadPanics {
+        let count = Arc::new(AtomicUsize::new(0));
+        // proptest puts its own hook in once, the first time a property runs
+        // in this process; one that lands between our take and set drops
+        // ours. So a probe panic must be counted before the hook is trusted.
+        for _ in 0..10 {
+            let counted = count.clone();
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if std::thread::current().name() == Some(name) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                previous(info);
+            }));
+            let probe = std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(|| panic!("a probe: panics on these threads are counted"))
+                .unwrap();
+            assert!(probe.join().is_err());
+            if count.swap(0, Ordering::SeqCst) == 1 {
+                return ThreadPanics { name, count };
+            }
+        }
+        panic!("the panic hook did not stay in place");
+    }
+
+    /// How many panics there were on the watched threads.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// A runtime of two worker threads with the watched name.
+    pub fn runtime(&self) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(self.name)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}

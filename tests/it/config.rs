@@ -1,8 +1,6 @@
 //! gateway.toml: what is accepted, and how every mistake is reported.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -514,38 +512,6 @@ const EXTREMES: &[&str] = &[
     "\"18446744073709551615s\"",
 ];
 
-/// The name worker threads of the sweep's runtime carry: panics on them are
-/// the gateway's.
-const SWEEP_THREADS: &str = "extremes-gateway";
-
-/// Counts, from now on, the panics on threads named [`SWEEP_THREADS`],
-/// still reporting them as usual.
-fn panics_of_the_sweep() -> Arc<AtomicUsize> {
-    let count = Arc::new(AtomicUsize::new(0));
-    // proptest puts its own hook in once, the first time a property runs in
-    // this process; one that lands between our take and set drops ours. So a
-    // probe panic on a sweep thread must be counted before the sweep trusts it.
-    for _ in 0..10 {
-        let counted = count.clone();
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() == Some(SWEEP_THREADS) {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-            previous(info);
-        }));
-        let probe = std::thread::Builder::new()
-            .name(SWEEP_THREADS.to_string())
-            .spawn(|| panic!("the sweep's probe: panics on its threads are counted"))
-            .unwrap();
-        assert!(probe.join().is_err());
-        if count.swap(0, Ordering::SeqCst) == 1 {
-            return count;
-        }
-    }
-    panic!("the sweep's panic hook did not stay in place");
-}
-
 /// Asks the gateway for a gated page as the member over HTTP/1.1 and
 /// HTTP/2, a public page, and an upload; whatever the answers, or none.
 async fn ask_everything(gate: &Gate) {
@@ -581,13 +547,8 @@ async fn ask_everything(gate: &Gate) {
 /// clock holds once panicked on the first request.
 #[test]
 fn every_key_at_either_extreme_is_refused_or_served_without_a_panic() {
-    let panics = panics_of_the_sweep();
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name(SWEEP_THREADS)
-        .enable_all()
-        .build()
-        .unwrap();
+    let panics = ThreadPanics::watch("extremes-gateway");
+    let tokio = panics.runtime();
     let cms = tokio.block_on(Cms::fixed(Reply::html(format!(
         "<p>members</p><iframe src=\"{EMBED}\"></iframe>"
     ))));
@@ -621,7 +582,7 @@ fn every_key_at_either_extreme_is_refused_or_served_without_a_panic() {
             // A panic after an answer went out comes a moment later.
             std::thread::sleep(Duration::from_millis(5));
             assert_eq!(
-                panics.load(Ordering::SeqCst),
+                panics.count(),
                 0,
                 "the gateway panicked with {key} = {value}"
             );

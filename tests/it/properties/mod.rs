@@ -16,6 +16,9 @@
 //!   duplicates, several header lines) are the ones the module's rule gives.
 //! - `config_*`: `Settings::from_toml` (and, when it accepts, building the
 //!   runtime) never panics on random text or on mutations of gateway.toml.
+//! - `raw_requests_*`: any bytes sent to a running gateway (request lines,
+//!   headers and bodies near what it decides on, pipelined) are answered or
+//!   the connection closed; no panic on its threads, never a 500.
 //! - `rewrite_*`: for generated pages and any split into chunks (empty ones
 //!   too), `RewriteBody` gives the bytes of the one-chunk run; those are the
 //!   page with exactly one verifiable token in each matching iframe URL
@@ -129,4 +132,5 @@ fn config_dir() -> tempfile::TempDir {
 mod config;
 mod cookies;
 mod paths;
+mod requests;
 mod rewrite;
