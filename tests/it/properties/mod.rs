@@ -19,6 +19,10 @@
 //! - `raw_requests_*`: any bytes sent to a running gateway (request lines,
 //!   headers and bodies near what it decides on, pipelined) are answered or
 //!   the connection closed; no panic on its threads, never a 500.
+//! - `whatever_the_cms_answers_*`: any answer a CMS gives for a gated page
+//!   (status, type, coding, framing, headers, pages with embeds) reaches the
+//!   member with no 500 of the gateway's own, no panic, and no HTML whose
+//!   embed went out without its token.
 //! - `rewrite_*`: for generated pages and any split into chunks (empty ones
 //!   too), `RewriteBody` gives the bytes of the one-chunk run; those are the
 //!   page with exactly one verifiable token in each matching iframe URL
@@ -129,6 +133,7 @@ fn config_dir() -> tempfile::TempDir {
     dir
 }
 
+mod answers;
 mod config;
 mod cookies;
 mod paths;
