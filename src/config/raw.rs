@@ -152,6 +152,7 @@ pub struct RawUpstream {
     pub http2: Option<RawHttp2>,
     pub max_in_flight: Option<Spanned<usize>>,
     pub max_uploads_in_flight: Option<Spanned<usize>>,
+    pub max_uploads_per_client: Option<Spanned<usize>>,
     pub queue_timeout: Option<Spanned<HumanDuration>>,
 }
 

@@ -31,6 +31,9 @@ const DEFAULT_MAX_IN_FLIGHT: usize = 512;
 /// The most `server.workers`: each is a thread started at once, so a slip of
 /// the keyboard must not ask the system for millions.
 const MOST_WORKERS: usize = 1024;
+/// Default `upstream.max_uploads_per_client`: an eighth of the default
+/// upload places, more than a browser sends at once.
+const DEFAULT_MAX_UPLOADS_PER_CLIENT: usize = 32;
 /// The most places `upstream.max_in_flight` and `max_uploads_in_flight` may
 /// set: far beyond any CMS, and far below what a semaphore can count.
 const MOST_PLACES: usize = 1_000_000;
@@ -494,6 +497,12 @@ impl<'a> Validator<'a> {
         let max_uploads_in_flight = self
             .places_at_most(raw.max_uploads_in_flight, "upstream.max_uploads_in_flight")?
             .unwrap_or(max_in_flight / 2);
+        let max_uploads_per_client = self
+            .places_at_most(
+                raw.max_uploads_per_client,
+                "upstream.max_uploads_per_client",
+            )?
+            .unwrap_or(DEFAULT_MAX_UPLOADS_PER_CLIENT);
         Ok(UpstreamSettings {
             http2,
             scheme,
@@ -524,6 +533,7 @@ impl<'a> Validator<'a> {
             tls,
             max_in_flight,
             max_uploads_in_flight,
+            max_uploads_per_client,
             queue_timeout: self.positive(
                 raw.queue_timeout,
                 "upstream.queue_timeout",

@@ -73,7 +73,9 @@ impl Refusal {
             | Refusal::BadRequest(_)
             | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::TooManyRequests(_) | Refusal::Upstream(ProxyError::ClientUploadsBusy(_)) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Refusal::SessionSource(_)
             | Refusal::Upstream(ProxyError::Busy(_) | ProxyError::UploadsBusy(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -530,7 +532,7 @@ async fn forward(
             spent: read.spent,
         },
     };
-    let mut response = ask(runtime, Request::from_parts(parts, body)).await?;
+    let mut response = ask(runtime, client, Request::from_parts(parts, body)).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
         let Some(whole) = again else {
@@ -542,7 +544,12 @@ async fn forward(
         };
         // The part is dropped unread; its connection is not reused.
         drop(response);
-        response = ask(runtime, Request::from_parts(whole, VisitorBody::none())).await?;
+        response = ask(
+            runtime,
+            client,
+            Request::from_parts(whole, VisitorBody::none()),
+        )
+        .await?;
         if partial_page(response.status(), response.headers()) {
             record.upstream_status = Some(response.status().as_u16());
             return Err(Refusal::BadUpstream(
@@ -619,9 +626,11 @@ async fn forward(
     })
 }
 
-/// Sends `request` to the CMS and counts its answer, or why there was none.
+/// Sends `request` from `client` to the CMS and counts its answer, or why
+/// there was none.
 async fn ask(
     runtime: &Runtime,
+    client: std::net::IpAddr,
     request: Request<VisitorBody>,
 ) -> Result<Response<Incoming>, Refusal> {
     let server = &runtime.settings().server;
@@ -629,6 +638,7 @@ async fn ask(
     let response = runtime
         .upstream
         .send(
+            client,
             server.body_timeout,
             server.body_deadline,
             server.max_body_bytes,
@@ -648,6 +658,7 @@ async fn ask(
                 ProxyError::VisitorTimeout(_)
                 | ProxyError::Busy(_)
                 | ProxyError::UploadsBusy(_)
+                | ProxyError::ClientUploadsBusy(_)
                 | ProxyError::BadRequest(_)
                 | ProxyError::TooLarge(_) => {}
             }
@@ -700,7 +711,9 @@ fn refuse(refusal: Refusal, mut record: Box<RequestRecord>) -> Response<Response
             .headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
     }
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if status == StatusCode::SERVICE_UNAVAILABLE
+        || matches!(refusal, Refusal::Upstream(ProxyError::ClientUploadsBusy(_)))
+    {
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from_static(RETRY_AFTER_SECS),

@@ -1,5 +1,6 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
+mod client_uploads;
 mod framing;
 pub mod headers;
 mod pool;
@@ -7,7 +8,7 @@ mod request_body;
 pub mod tls;
 pub mod upgrade;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use thiserror::Error;
 
+use client_uploads::ClientUploads;
 use pool::{Pool, PoolError};
 use request_body::{BadBody, RequestBody, VisitorQuiet, VisitorSlow};
 pub use request_body::{TooLarge, VisitorBody};
@@ -57,6 +59,8 @@ pub struct UpstreamSettings {
     pub max_in_flight: usize,
     /// Most of those requests whose bodies are still coming in (0: no limit of their own).
     pub max_uploads_in_flight: usize,
+    /// Most uploads in flight from one client address (0: no limit).
+    pub max_uploads_per_client: usize,
     /// How long a request waits for a place under `max_in_flight` before a 503.
     pub queue_timeout: Duration,
 }
@@ -93,6 +97,9 @@ pub enum ProxyError {
     /// `max_uploads_in_flight` uploads were coming in for all of `queue_timeout` (503).
     #[error("upstream busy: {0} uploads in flight, none sent whole within the queue timeout")]
     UploadsBusy(usize),
+    /// The client already had `max_uploads_per_client` uploads coming in (429).
+    #[error("the client has {0} uploads in flight already, its most")]
+    ClientUploadsBusy(usize),
 }
 
 /// A pooled HTTP/1.1 client to the CMS, over TLS for an `https://` one.
@@ -107,6 +114,8 @@ pub struct Upstream {
     // One more per request whose body is still coming in, so that slow
     // uploads cannot take every place of `in_flight` from page views.
     uploads: Option<Arc<tokio::sync::Semaphore>>,
+    // Each client's uploads in flight, so that one cannot take all of `uploads`.
+    per_client: Option<ClientUploads>,
 }
 
 impl Upstream {
@@ -173,6 +182,8 @@ impl Upstream {
                 .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight))),
             uploads: (settings.max_uploads_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_uploads_in_flight))),
+            per_client: (settings.max_uploads_per_client > 0)
+                .then(|| ClientUploads::new(settings.max_uploads_per_client)),
         })
     }
 
@@ -198,11 +209,12 @@ impl Upstream {
         }
     }
 
-    /// Sends `request` and waits for the response headers: at most
-    /// `response_timeout` once the request body has been sent whole, and at
-    /// most `body_timeout` between two pieces of that body.
+    /// Sends `request` from `client` and waits for the response headers: at
+    /// most `response_timeout` once the request body has been sent whole,
+    /// and at most `body_timeout` between two pieces of that body.
     pub async fn send(
         &self,
+        client: IpAddr,
         body_timeout: Duration,
         body_deadline: Duration,
         max_body: Option<u64>,
@@ -214,8 +226,16 @@ impl Upstream {
             .rest
             .as_ref()
             .is_some_and(|rest| !http_body::Body::is_end_stream(rest));
-        // Held until the body has gone whole: a place among the uploads first,
-        // so uploads waiting for theirs hold none of `in_flight`.
+        // Held until the body has gone whole: the client's own place first,
+        // refused at once past its share (its own uploads are what it waits
+        // for), then a place among all uploads, so that uploads waiting for
+        // theirs hold none of `in_flight`.
+        let client_upload = match &self.per_client {
+            Some(per_client) if uploading => Some(per_client.take(client).ok_or(
+                ProxyError::ClientUploadsBusy(self.settings.max_uploads_per_client),
+            )?),
+            _ => None,
+        };
         let upload = match &self.uploads {
             Some(uploads) if uploading => Some(
                 acquire(uploads, queued_until)
@@ -243,7 +263,7 @@ impl Upstream {
                 _ = sent => {}
             }
         }
-        drop(upload);
+        drop((upload, client_upload));
         match tokio::time::timeout(self.settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
             Ok(result) => classify(result),
@@ -485,6 +505,7 @@ mod tests {
             http2: false,
             max_in_flight: 0,
             max_uploads_in_flight: 0,
+            max_uploads_per_client: 0,
             queue_timeout: Duration::from_secs(1),
         }
     }

@@ -665,24 +665,87 @@ async fn requests_over_max_in_flight_wait_then_get_a_503_with_retry_after() {
     assert_eq!(get(&gate.url("/public/d"), None).await.status, 200);
 }
 
-/// Opens `count` uploads of 10 bytes to `addr`, each sending its head and its first byte only.
-async fn trickling_uploads(addr: std::net::SocketAddr, count: usize) -> Vec<tokio::net::TcpStream> {
+/// Opens `count` uploads of 10 bytes to `addr`, each sending its head (with
+/// `lines`, each ending in CRLF) and its first byte only.
+async fn trickling_uploads(
+    addr: std::net::SocketAddr,
+    count: usize,
+    lines: &str,
+) -> Vec<tokio::net::TcpStream> {
     use tokio::io::AsyncWriteExt;
+    let head =
+        format!("POST /public/upload HTTP/1.1\r\nHost: x\r\n{lines}Content-Length: 10\r\n\r\nx");
     let mut uploads = Vec::new();
     for _ in 0..count {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"POST /public/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nx")
-            .await
-            .unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
         uploads.push(stream);
     }
     uploads
 }
 
+/// Sends the rest of an upload from [`trickling_uploads`] and reads the
+/// status line of its answer.
+async fn finish_upload(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(b"123456789").await.unwrap();
+    let mut answer = vec![0u8; 1024];
+    let n = stream.read(&mut answer).await.unwrap();
+    status_line(&answer[..n])
+}
+
+/// The first line of an answer.
+fn status_line(answer: &[u8]) -> String {
+    String::from_utf8_lossy(answer)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_client_holds_at_most_its_share_of_the_upload_places() {
+    use tokio::io::AsyncReadExt;
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    // Clients told apart by X-Forwarded-For from loopback.
+    let config = with_setting(
+        trusting_loopback(config_text(cms.addr, "")),
+        "upstream",
+        "max_uploads_per_client = 2",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let one = "X-Forwarded-For: 192.0.2.1\r\n";
+    let mut holding = trickling_uploads(gate.addr, 2, one).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A third from the same client is turned away at once, with when to retry.
+    let mut third = trickling_uploads(gate.addr, 1, one).await.remove(0);
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(2), third.read(&mut answer))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]).to_lowercase();
+    assert!(answer.starts_with("http/1.1 429"), "{answer}");
+    assert!(answer.contains("retry-after: 5"), "{answer}");
+    // Another client uploads meanwhile.
+    let other = "X-Forwarded-For: 192.0.2.2\r\n";
+    let mut others = trickling_uploads(gate.addr, 1, other).await;
+    assert!(finish_upload(&mut others[0])
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // The first client's uploads go through; its places come back.
+    for stream in &mut holding {
+        assert!(finish_upload(stream).await.starts_with("HTTP/1.1 200"));
+    }
+    let mut again = trickling_uploads(gate.addr, 2, one).await;
+    for stream in &mut again {
+        assert!(finish_upload(stream).await.starts_with("HTTP/1.1 200"));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_uploads_cannot_take_every_place_from_page_views() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let cms = Cms::fixed(Reply::html("ok")).await;
     // Half of the four places may go to uploads still coming in.
     let config = with_setting(
@@ -691,7 +754,7 @@ async fn slow_uploads_cannot_take_every_place_from_page_views() {
         "queue_timeout = \"300ms\"",
     );
     let gate = Gate::start_with(&config, &[]).await;
-    let mut uploads = trickling_uploads(gate.addr, 4).await;
+    let mut uploads = trickling_uploads(gate.addr, 4, "").await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     // Page views still find places while the uploads trickle.
     for path in ["/public/a", "/public/b", "/public/c"] {
@@ -707,20 +770,8 @@ async fn slow_uploads_cannot_take_every_place_from_page_views() {
         )
         .await
         {
-            Ok(Ok(n)) => String::from_utf8_lossy(&answer[..n])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            Ok(Err(_)) | Err(_) => {
-                stream.write_all(b"123456789").await.unwrap();
-                let n = stream.read(&mut answer).await.unwrap();
-                String::from_utf8_lossy(&answer[..n])
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_string()
-            }
+            Ok(Ok(n)) => status_line(&answer[..n]),
+            Ok(Err(_)) | Err(_) => finish_upload(stream).await,
         };
         statuses.push(status);
     }
@@ -744,7 +795,6 @@ async fn slow_uploads_cannot_take_every_place_from_page_views() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_max_uploads_in_flight_0_uploads_may_take_every_place() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cms = Cms::fixed(Reply::html("ok")).await;
     let config = with_setting(
         with_setting(
@@ -756,16 +806,13 @@ async fn with_max_uploads_in_flight_0_uploads_may_take_every_place() {
         "max_uploads_in_flight = 0",
     );
     let gate = Gate::start_with(&config, &[]).await;
-    let mut uploads = trickling_uploads(gate.addr, 2).await;
+    let mut uploads = trickling_uploads(gate.addr, 2, "").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // No places of their own: both uploads hold theirs, and a page view waits
     // out the queue.
     assert_eq!(get(&gate.url("/public/a"), None).await.status, 503);
     for stream in &mut uploads {
-        stream.write_all(b"123456789").await.unwrap();
-        let mut answer = vec![0u8; 1024];
-        let n = stream.read(&mut answer).await.unwrap();
-        assert!(answer[..n].starts_with(b"HTTP/1.1 200 OK"));
+        assert!(finish_upload(stream).await.starts_with("HTTP/1.1 200 OK"));
     }
     assert_eq!(get(&gate.url("/public/b"), None).await.status, 200);
 }
