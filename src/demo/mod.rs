@@ -150,11 +150,6 @@ pub async fn run(
         cache: None,
         on_error: OnError::Unavailable,
     };
-    let deny_path =
-        std::env::temp_dir().join(format!("embedgate-demo-deny-{}.html", std::process::id()));
-    std::fs::write(&deny_path, deny_page())
-        .with_context(|| format!("cannot write {}", deny_path.display()))?;
-    settings.session.deny_page = Some(deny_path.clone());
 
     // The sample host's players get tokens made with the first embed's key.
     let Some(TokenSettings::Local(first)) = settings.embeds.first().map(|e| e.token.clone()) else {
@@ -192,9 +187,12 @@ pub async fn run(
         &password,
         &video_host,
     ));
-    let runtime = Runtime::build(settings, None)
+    let mut runtime = Runtime::build(settings, None)
         .await
         .map_err(|err| places.error(&err.key, err.message))?;
+    // Its own 403 page, with a link to sign in; never written to disk, so a
+    // demo that is killed leaves nothing behind.
+    runtime.deny_page = deny_page().into();
     println!("embedgate demo");
     println!("  sample CMS  http://{cms_addr}");
     println!("  video host  {video_host}");
@@ -224,6 +222,5 @@ pub async fn run(
     .await;
     cms_task.abort();
     video_task.abort();
-    let _ = std::fs::remove_file(deny_path);
     Ok(())
 }
