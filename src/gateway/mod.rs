@@ -6,89 +6,36 @@
 //! mapped to its status in [`Refusal::status`], and nothing from the CMS
 //! reaches a visitor the gate turned away.
 
+mod admit;
 mod form;
 mod page_type;
+mod refusal;
 mod response;
 
-use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either};
 use hyper::body::{Body as _, Incoming};
-use thiserror::Error;
 
-use crate::allowlist::{OnError, Principal, SourceError, Visit};
+use crate::allowlist::Principal;
 use crate::body::{sniff_bom, Bom, BoxBody, ReadLimit, ResponseBody};
 use crate::compression::{self, Decoded, Encoded};
-use crate::finished::{Decision, RequestRecord};
-use crate::gate::{Access, Admission, DenyReason, PathError, RouteMatch};
+use crate::finished::RequestRecord;
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
 use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge, VisitorBody};
 use crate::rewrite::{self, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
+use admit::{admit, Admitted};
+pub use refusal::Refusal;
+use refusal::{deny, refuse, Outcome};
 use response::{filter_gated_response, partial_page, without_range, PagePlan};
-
-/// Why the gateway answered a request itself instead of with the CMS response.
-#[derive(Debug, Error)]
-pub enum Refusal {
-    /// The path cannot be judged safely.
-    #[error("bad request path: {0}")]
-    BadPath(#[from] PathError),
-    /// The session source could not answer: fail closed.
-    #[error("{0}")]
-    SessionSource(#[from] SourceError),
-    /// The CMS could not be reached or was too slow.
-    #[error(transparent)]
-    Upstream(#[from] ProxyError),
-    /// A gated HTML page the rewriter cannot read; sending it would leave embeds without tokens.
-    #[error("cannot rewrite gated page: {0}")]
-    Unrewritable(&'static str),
-    /// A request the gateway does not serve as it is (a bad or missing Host).
-    #[error("bad request: {0}")]
-    BadRequest(&'static str),
-    /// A method the gateway never forwards (CONNECT: it is no forward proxy).
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// The CMS answered in a way that cannot be passed on (a 101 nobody asked for).
-    #[error("cannot pass on the CMS's answer: {0}")]
-    BadUpstream(&'static str),
-    /// The client asked for more gated pages than `[session.rate_limit]` allows (429).
-    #[error("rate limit: next request allowed in {0:?}")]
-    TooManyRequests(Duration),
-}
-
-impl Refusal {
-    /// The one place where failures become statuses.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Refusal::BadPath(_)
-            | Refusal::BadRequest(_)
-            | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
-            Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Refusal::TooManyRequests(_) | Refusal::Upstream(ProxyError::ClientUploadsBusy(_)) => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            Refusal::SessionSource(_)
-            | Refusal::Upstream(ProxyError::Busy(_) | ProxyError::UploadsBusy(_)) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Refusal::Upstream(ProxyError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-            Refusal::Upstream(ProxyError::VisitorTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
-            Refusal::Upstream(ProxyError::TooLarge(_)) => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Upstream(ProxyError::Unavailable(_))
-            | Refusal::Unrewritable(_)
-            | Refusal::BadUpstream(_) => StatusCode::BAD_GATEWAY,
-        }
-    }
-}
 
 /// The gateway: the runtime in force, behind one swap.
 pub struct Gateway {
@@ -249,180 +196,11 @@ async fn response_body(
     Ok((parts, body))
 }
 
-/// Checks the EdgeAuth token a request to a `access = "token"` route carries.
-fn check_token(
-    runtime: &Runtime,
-    route: &RouteMatch,
-    request: &Request<Incoming>,
-    client: std::net::IpAddr,
-) -> Result<(), token::verify::Rejection> {
-    use token::verify::Rejection;
-    let verifier = route
-        .spec
-        .and_then(|index| runtime.route_tokens.get(index))
-        .and_then(Option::as_ref)
-        .ok_or(Rejection::Failed(
-            "route",
-            "no token check configured".into(),
-        ))?;
-    let token = verifier
-        .token_in(request.uri(), request.headers())
-        .ok_or(Rejection::Missing)?;
-    let path = route
-        .normal
-        .as_deref()
-        .and_then(|path| std::str::from_utf8(path).ok())
-        .ok_or(Rejection::Failed("acl", "path is not UTF-8".into()))?;
-    verifier
-        .check(&token, path, Some(client), token::unix_now())
-        .verdict()
-}
-
 /// The CMS response head and body, and how the body is to be rewritten, if it is.
 struct Forwarded {
     parts: http::response::Parts,
     body: Incoming,
     rewrite: Option<(PagePlan, Principal, std::net::IpAddr)>,
-}
-
-/// What the gate let through: whether its route is gated, the visitor it
-/// admitted there, the client's address, and what was read of the body.
-struct Admitted {
-    gated: bool,
-    principal: Option<Principal>,
-    client: std::net::IpAddr,
-    read: Option<form::FormRead>,
-}
-
-/// Runs the request through route and gate: whether it may reach the CMS.
-async fn admit(
-    runtime: &Runtime,
-    request: &mut Request<Incoming>,
-    conn: ConnectionInfo,
-    record: &mut RequestRecord,
-) -> Result<Admitted, Outcome> {
-    if request.method() == Method::CONNECT {
-        return Err(Refusal::MethodNotAllowed.into());
-    }
-    headers::check_host(request.version(), request.uri(), request.headers())
-        .map_err(Refusal::BadRequest)?;
-    let mut route = runtime
-        .routes
-        .lookup(request.uri().path(), request.uri().query())
-        .map_err(Refusal::from)?;
-    let read = match form_to_read(runtime, request, &route) {
-        // Boxed: rare, and its timers would otherwise make every request's future larger.
-        Some(kind) => Some(Box::pin(read_form(runtime, request, &mut route, kind)).await?),
-        None => None,
-    };
-    record.route = route.prefix.clone();
-    record.route_index = route.index;
-    let server = &runtime.settings().server;
-    let client =
-        crate::client::client_addr(conn.peer.ip(), request.headers(), &server.trusted_proxies);
-    let token_checked = route.access == Access::Token;
-    if token_checked {
-        if let Err(rejection) = check_token(runtime, &route, request, client) {
-            record.reason = Some(Cow::Owned(rejection.to_string()));
-            return Err(Outcome::Denied);
-        }
-    }
-    let gated = route.access.is_gated();
-    if let (true, Some(limit)) = (gated, &runtime.rate_limit) {
-        // Before the session source is asked: a flood costs it nothing.
-        limit.check(client).map_err(Refusal::TooManyRequests)?;
-    }
-    let principal = if gated {
-        let visit = Visit {
-            method: request.method(),
-            uri: request.uri(),
-            headers: request.headers(),
-        };
-        // Not boxed: a source that must be waited for is boxed inside
-        // (`Sessions::check`), so a 403 or a listed session costs no box.
-        let admission = match runtime.gate.admit(&visit).await {
-            Ok(admission) => admission,
-            Err(err) => match runtime.gate.sessions().on_error() {
-                OnError::Unavailable => return Err(Refusal::from(err).into()),
-                OnError::Forbidden => {
-                    record.reason = Some(Cow::Owned(err.to_string()));
-                    return Err(Outcome::Denied);
-                }
-            },
-        };
-        match admission {
-            Admission::Allowed(principal) => {
-                record.session = Some(principal.tag());
-                Some(principal)
-            }
-            Admission::Denied(reason) => {
-                if let DenyReason::UnknownSession(tag) = reason {
-                    record.session = Some(tag);
-                }
-                record.reason = Some(Cow::Borrowed(reason.as_str()));
-                return Err(Outcome::Denied);
-            }
-        }
-    } else {
-        None
-    };
-    record.decision = if principal.is_some() || token_checked {
-        Decision::Allowed
-    } else {
-        Decision::Passthrough
-    };
-    Ok(Admitted {
-        gated,
-        principal,
-        client,
-        read,
-    })
-}
-
-/// The kind of form body `request` carries, if it is one a query route
-/// could be named in that would make `route` stricter (see [`form`]).
-fn form_to_read(
-    runtime: &Runtime,
-    request: &Request<Incoming>,
-    route: &RouteMatch,
-) -> Option<form::FormKind> {
-    if !runtime.routes.query_may_raise(route) || request.body().is_end_stream() {
-        return None;
-    }
-    form::kind(request.headers())
-}
-
-/// Reads a form body of `kind` and raises `route` by the names in it; what
-/// was read goes to the CMS ahead of the rest.
-async fn read_form(
-    runtime: &Runtime,
-    request: &mut Request<Incoming>,
-    route: &mut RouteMatch,
-    kind: form::FormKind,
-) -> Result<form::FormRead, Refusal> {
-    let server = &runtime.settings().server;
-    let limit = server.max_body_bytes.map_or(form::READ_LIMIT, |max| {
-        form::READ_LIMIT.min(usize::try_from(max).unwrap_or(usize::MAX))
-    });
-    let read = form::read(
-        request.body_mut(),
-        server.body_timeout,
-        server.body_deadline,
-        limit,
-    )
-    .await
-    .map_err(|err| {
-        Refusal::from(match err {
-            form::FormError::Slow(_) => ProxyError::VisitorTimeout(err.to_string()),
-            form::FormError::Bad(_) => {
-                ProxyError::BadRequest("the request body is malformed or cut off")
-            }
-        })
-    })?;
-    runtime
-        .routes
-        .raise_by_form(route, read.names(kind).as_deref());
-    Ok(read)
 }
 
 /// The CMS's answer to an admitted request: its head filtered, its body
@@ -665,80 +443,6 @@ async fn ask(
             Err(Refusal::from(err))
         }
     }
-}
-
-/// What a 503 tells a visitor to wait before trying again: long enough for
-/// a restarted session store, short enough not to lose the visitor.
-const RETRY_AFTER_SECS: &str = "5";
-
-/// How `forward` ended when it did not produce a CMS response.
-enum Outcome {
-    Denied,
-    Refused(Refusal),
-}
-
-impl From<Refusal> for Outcome {
-    fn from(refusal: Refusal) -> Self {
-        Outcome::Refused(refusal)
-    }
-}
-
-fn deny(runtime: &Runtime, mut record: Box<RequestRecord>) -> Response<ResponseBody> {
-    record.decision = Decision::Denied;
-    record.status = StatusCode::FORBIDDEN.as_u16();
-    let body = runtime.deny_page.clone();
-    let mut response = Response::new(ResponseBody::own(body, record));
-    *response.status_mut() = StatusCode::FORBIDDEN;
-    set_own_headers(response.headers_mut(), "text/html; charset=utf-8");
-    response
-}
-
-fn refuse(refusal: Refusal, mut record: Box<RequestRecord>) -> Response<ResponseBody> {
-    let status = refusal.status();
-    record.decision = Decision::Error;
-    record.status = status.as_u16();
-    record.reason = Some(Cow::Owned(refusal.to_string()));
-    let text = format!(
-        "{} {}\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let mut response = Response::new(ResponseBody::own(Bytes::from(text), record));
-    *response.status_mut() = status;
-    set_own_headers(response.headers_mut(), "text/plain; charset=utf-8");
-    if status == StatusCode::METHOD_NOT_ALLOWED {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS));
-    }
-    if status == StatusCode::SERVICE_UNAVAILABLE
-        || matches!(refusal, Refusal::Upstream(ProxyError::ClientUploadsBusy(_)))
-    {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from_static(RETRY_AFTER_SECS),
-        );
-    }
-    if let Refusal::TooManyRequests(wait) = refusal {
-        // Whole seconds, rounded up: never sooner than allowed.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
-    }
-    response
-}
-
-/// What a 405 says the gateway forwards (every method but CONNECT, in fact).
-const ALLOWED_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-
-const X_CONTENT_TYPE_OPTIONS: header::HeaderName = header::X_CONTENT_TYPE_OPTIONS;
-const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-
-fn set_own_headers(headers: &mut HeaderMap, content_type: &'static str) {
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
 }
 
 #[cfg(test)]

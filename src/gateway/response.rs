@@ -5,7 +5,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 
 use super::page_type::{declared_type, MediaType};
-use super::{Refusal, NOSNIFF, X_CONTENT_TYPE_OPTIONS};
+use super::refusal::{Refusal, NOSNIFF, X_CONTENT_TYPE_OPTIONS};
 use crate::compression::{self, Coding};
 use crate::proxy::headers;
 use crate::rewrite::PageEncoding;

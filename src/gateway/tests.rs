@@ -3,6 +3,9 @@
 
 use super::page_type::*;
 use super::*;
+use crate::allowlist::SourceError;
+use crate::gate::PathError;
+use http::HeaderMap;
 
 fn content_type(value: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
