@@ -12,6 +12,7 @@ mod embed;
 pub mod raw;
 mod routes;
 mod token;
+mod upstream;
 mod validate;
 
 use std::collections::HashMap;
