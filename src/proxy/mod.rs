@@ -227,22 +227,31 @@ impl Upstream {
             .as_ref()
             .is_some_and(|rest| !http_body::Body::is_end_stream(rest));
         // Held until the body has gone whole: the client's own place first,
-        // refused at once past its share (its own uploads are what it waits
-        // for), then a place among all uploads, so that uploads waiting for
-        // theirs hold none of `in_flight`.
-        let client_upload = match &self.per_client {
-            Some(per_client) if uploading => Some(per_client.take(client).ok_or(
-                ProxyError::ClientUploadsBusy(self.settings.max_uploads_per_client),
-            )?),
-            _ => None,
-        };
-        let upload = match &self.uploads {
-            Some(uploads) if uploading => Some(
-                acquire(uploads, queued_until)
-                    .await
-                    .ok_or(ProxyError::UploadsBusy(self.settings.max_uploads_in_flight))?,
-            ),
-            _ => None,
+        // refused at once past its share (only its own uploads could free
+        // one), then a place among all uploads, so that uploads waiting for
+        // theirs hold none of `in_flight`. Boxed once taken: the states that
+        // wait on the CMS carry one word for them.
+        let upload = if uploading {
+            let own = match &self.per_client {
+                Some(per_client) => Some(per_client.take(client).ok_or(
+                    ProxyError::ClientUploadsBusy(self.settings.max_uploads_per_client),
+                )?),
+                None => None,
+            };
+            let among_all = match &self.uploads {
+                Some(uploads) => Some(
+                    acquire(uploads, queued_until)
+                        .await
+                        .ok_or(ProxyError::UploadsBusy(self.settings.max_uploads_in_flight))?,
+                ),
+                None => None,
+            };
+            Some(Box::new(UploadPlaces {
+                _own: own,
+                _among_all: among_all,
+            }))
+        } else {
+            None
         };
         // Held until the CMS's answer head is in: the CMS does the work meanwhile.
         let _permit = match &self.in_flight {
@@ -263,12 +272,19 @@ impl Upstream {
                 _ = sent => {}
             }
         }
-        drop((upload, client_upload));
+        drop(upload);
         match tokio::time::timeout(self.settings.response_timeout, response).await {
             Err(_) => Err(ProxyError::Timeout("waiting for response headers")),
             Ok(result) => classify(result),
         }
     }
+}
+
+/// The places an upload holds until its body has gone whole (held for
+/// their drop, never read).
+struct UploadPlaces {
+    _own: Option<client_uploads::ClientUpload>,
+    _among_all: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A place under `limit`, waited for until `deadline`; `None` past it.
