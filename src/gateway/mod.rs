@@ -310,7 +310,7 @@ async fn forward(
             spent: read.spent,
         },
     };
-    let mut response = ask(runtime, client, Request::from_parts(parts, body)).await?;
+    let mut response = ask(runtime, &client, Request::from_parts(parts, body)).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
         let Some(whole) = again else {
@@ -324,7 +324,7 @@ async fn forward(
         drop(response);
         response = ask(
             runtime,
-            client,
+            &client,
             Request::from_parts(whole, VisitorBody::none()),
         )
         .await?;
@@ -408,7 +408,7 @@ async fn forward(
 /// there was none.
 async fn ask(
     runtime: &Runtime,
-    client: std::net::IpAddr,
+    client: &std::net::IpAddr,
     request: Request<VisitorBody>,
 ) -> Result<Response<Incoming>, Refusal> {
     let server = &runtime.settings().server;
