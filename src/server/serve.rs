@@ -193,14 +193,8 @@ impl Connection {
         // Shared with an upgraded connection's relay, which outlives this task.
         let slot = Arc::new(slot);
         let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
-        let first = tokio::select! {
-            first = read_preface_or_request(&mut io) => first,
-            _ = closing.wait_for(|closing| *closing) => return,
-        };
-        let prefix = match first {
-            Ok(prefix) if !prefix.is_empty() => prefix,
-            // Closed or timed out before a request: nothing to serve.
-            _ => return,
+        let Some(prefix) = first_bytes_unless_closing(&mut io, &mut closing).await else {
+            return;
         };
         // A stream's reset and its waits on the client are watched over HTTP/2.
         let http2_watches = prefix
@@ -291,11 +285,21 @@ impl Connection {
     }
 }
 
+/// The first bytes of a connection ([`read_preface_or_request`]); `None`
+/// when it closed or timed out before a request, or the listener is closing.
+pub(super) async fn first_bytes_unless_closing<IO: AsyncRead + Unpin>(
+    io: &mut IO,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<Bytes> {
+    tokio::select! {
+        first = read_preface_or_request(io) => first.ok().filter(|first| !first.is_empty()),
+        _ = closing.wait_for(|closing| *closing) => None,
+    }
+}
+
 /// Reads the first bytes of a connection: the whole HTTP/2 preface, or as
 /// much of an HTTP/1 request as one read brings. Empty when the peer closed.
-pub(super) async fn read_preface_or_request<IO: AsyncRead + Unpin>(
-    io: &mut IO,
-) -> io::Result<Bytes> {
+async fn read_preface_or_request<IO: AsyncRead + Unpin>(io: &mut IO) -> io::Result<Bytes> {
     let mut first = BytesMut::new();
     loop {
         let read = read_some(io).await?;

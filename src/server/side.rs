@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 
 use super::connection::{IdleIo, InFlight};
 use super::guarded::Guarded;
-use super::serve::{read_preface_or_request, KeptIo, PREFACE};
+use super::serve::{first_bytes_unless_closing, KeptIo, PREFACE};
 use super::{http2_connection, limit, Closing};
 use crate::gateway::Gateway;
 use crate::proxy::ConnectionInfo;
@@ -89,14 +89,8 @@ pub async fn serve_side<A, F, B>(
             let _slot = slot;
             let in_flight = InFlight::default();
             let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
-            let first = tokio::select! {
-                first = read_preface_or_request(&mut io) => first,
-                _ = closing.wait_for(|closing| *closing) => return,
-            };
-            let first = match first {
-                Ok(first) if !first.is_empty() => first,
-                // Closed or timed out before a request.
-                _ => return,
+            let Some(first) = first_bytes_unless_closing(&mut io, &mut closing).await else {
+                return;
             };
             let http2_watches = first
                 .starts_with(PREFACE)
