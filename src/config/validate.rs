@@ -26,6 +26,8 @@ use crate::syntax::is_cookie_name_byte;
 /// The most `server.workers`: each is a thread started at once, so a slip of
 /// the keyboard must not ask the system for millions.
 const MOST_WORKERS: usize = 1024;
+/// The shortest `reload.interval` and `admin.check_interval`.
+const SHORTEST_POLL: Duration = Duration::from_millis(10);
 /// Default `server.max_connections`: about 250 MB of idle connections.
 const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `server.max_connections_per_ip`: far above a browser's six, well
@@ -360,7 +362,7 @@ impl<'a> Validator<'a> {
     fn reload(&self, raw: raw::RawReload) -> Result<ReloadSettings, ConfigError> {
         Ok(ReloadSettings {
             watch: raw.watch.unwrap_or(true),
-            interval: self.positive(raw.interval, "reload.interval", Duration::from_secs(1))?,
+            interval: self.polling(raw.interval, "reload.interval", Duration::from_secs(1))?,
         })
     }
 
@@ -389,7 +391,7 @@ impl<'a> Validator<'a> {
         }
         Ok(AdminSettings {
             listen,
-            check_interval: self.positive(
+            check_interval: self.polling(
                 raw.check_interval,
                 "admin.check_interval",
                 Duration::from_secs(2),
@@ -438,6 +440,25 @@ impl<'a> Validator<'a> {
                 Err(self.invalid(v.span(), key, "must be longer than zero"))
             }
             Some(v) => Ok(v.into_inner().0),
+        }
+    }
+
+    /// A period at which something is done over and over (files looked at,
+    /// the CMS checked): at least `SHORTEST_POLL`, as shorter ones would
+    /// keep a core busy to no use.
+    fn polling(
+        &self,
+        value: Option<Spanned<raw::HumanDuration>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match value {
+            Some(v) if v.get_ref().0 < SHORTEST_POLL => Err(self.invalid(
+                v.span(),
+                key,
+                format_args!("must be at least {}ms", SHORTEST_POLL.as_millis()),
+            )),
+            value => self.positive(value, key, default),
         }
     }
 

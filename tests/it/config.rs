@@ -185,6 +185,29 @@ fn durations_past_ten_years_are_refused_where_written() {
 }
 
 #[test]
+fn polling_intervals_under_ten_milliseconds_are_refused_where_written() {
+    for (section, key) in [("reload", "interval"), ("admin", "check_interval")] {
+        let with = |value: &str| {
+            let extra = if section == "admin" {
+                "listen = \"127.0.0.1:0\"\n"
+            } else {
+                ""
+            };
+            format!("{}\n[{section}]\n{extra}{key} = \"{value}\"\n", base())
+        };
+        for too_short in ["1ns", "9ms", "9999us"] {
+            let text = with(too_short);
+            let err = error_of(&text);
+            let line = line_of(&text, &format!("{key} = "));
+            assert!(err.contains(&format!("gateway.toml:{line}:")), "{err}");
+            assert!(err.contains(&format!("{section}.{key}")), "{err}");
+            assert!(err.contains("must be at least 10ms"), "{err}");
+        }
+        load(&with("10ms")).expect("ten milliseconds itself is accepted");
+    }
+}
+
+#[test]
 fn exactly_one_key_source_is_required() {
     let two = base().replace(
         "kind = \"edgeauth\"",
