@@ -75,15 +75,12 @@ bench_spawn() {
     PIDS+=($!)
 }
 
-# Prints $1 free loopback ports, all different.
+# Prints $1 free loopback ports, all different, all below the kernel's range
+# for outgoing connections: a port the kernel hands out (bind to port 0) can
+# be taken by an outgoing connection before the server that is to listen on
+# it starts, or while it restarts, and the server then fails to bind.
 bench_free_ports() {
-    python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-' "$1"
+    python3 "$ROOT/bench/free_ports.py" "$1"
 }
 
 # Waits until something answers HTTP on $1 (extra curl args after it).

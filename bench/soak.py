@@ -38,6 +38,8 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from free_ports import free_ports  # bench/ is the script's folder, so on sys.path
+
 # ---------------------------------------------------------------------------
 # Pages: shared by the CMS (which serves them) and the clients (which check them)
 # ---------------------------------------------------------------------------
@@ -789,16 +791,6 @@ class Traffic:
 # ---------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def bounded(cmd):
