@@ -139,6 +139,49 @@ impl TrustedProxies {
     }
 }
 
+/// How many IPv6 addresses the per-client limits count as one client
+/// (`server.ipv6_client_prefix`): those that share their first bits.
+///
+/// An ISP hands a home or a server a /64 or more, so one visitor can send
+/// from any of 2^64 addresses; counted by the whole address, each would get
+/// limits of its own. An IPv4 address is one client, as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientPrefix {
+    ipv6_bits: u8,
+}
+
+impl ClientPrefix {
+    /// The narrowest prefix accepted: a /32 is a whole ISP's allocation.
+    pub const SHORTEST: u8 = 32;
+
+    /// IPv6 clients counted by their first `ipv6_bits` bits;
+    /// `None` outside `SHORTEST..=128`.
+    pub fn new(ipv6_bits: u8) -> Option<ClientPrefix> {
+        (Self::SHORTEST..=128)
+            .contains(&ipv6_bits)
+            .then_some(ClientPrefix { ipv6_bits })
+    }
+
+    /// The key `addr` is counted under: IPv4 (IPv4-mapped IPv6 included) as
+    /// it is, IPv6 with the bits past the prefix cleared.
+    pub fn client_of(self, addr: IpAddr) -> IpAddr {
+        match addr.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mask = u128::MAX << (128 - u32::from(self.ipv6_bits));
+                IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+            }
+            v4 => v4,
+        }
+    }
+}
+
+impl Default for ClientPrefix {
+    /// /64: one household's or one server's network.
+    fn default() -> ClientPrefix {
+        ClientPrefix { ipv6_bits: 64 }
+    }
+}
+
 fn parse_net(index: usize, entry: &str) -> Result<IpNet, ClientError> {
     let malformed = |problem| ClientError::Malformed {
         index,

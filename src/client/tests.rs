@@ -702,3 +702,35 @@ proptest::proptest! {
         proptest::prop_assert_eq!(client_addr(ip("10.0.0.1"), &h, &t), want);
     }
 }
+
+#[test]
+fn ipv6_clients_are_counted_by_their_prefix_and_ipv4_ones_by_address() {
+    let per_64 = ClientPrefix::default();
+    assert_eq!(
+        per_64.client_of(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+        ip("2001:db8:1:2::")
+    );
+    assert_eq!(
+        per_64.client_of(ip("2001:db8:1:2::1")),
+        per_64.client_of(ip("2001:db8:1:2:ffff::9"))
+    );
+    assert_ne!(
+        per_64.client_of(ip("2001:db8:1:2::1")),
+        per_64.client_of(ip("2001:db8:1:3::1"))
+    );
+    // IPv4, written either way, is one client per address.
+    assert_eq!(per_64.client_of(ip("192.0.2.7")), ip("192.0.2.7"));
+    assert_eq!(per_64.client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+
+    let whole = ClientPrefix::new(128).unwrap();
+    assert_eq!(whole.client_of(ip("2001:db8::1")), ip("2001:db8::1"));
+    let per_48 = ClientPrefix::new(48).unwrap();
+    assert_eq!(
+        per_48.client_of(ip("2001:db8:1:ffff::1")),
+        ip("2001:db8:1::")
+    );
+    let per_32 = ClientPrefix::new(ClientPrefix::SHORTEST).unwrap();
+    assert_eq!(per_32.client_of(ip("2001:db8:ffff::1")), ip("2001:db8::"));
+    assert_eq!(ClientPrefix::new(31), None);
+    assert_eq!(ClientPrefix::new(129), None);
+}

@@ -70,6 +70,7 @@ pub struct RawServer {
     pub max_connections: Option<usize>,
     pub http2_max_concurrent_streams: Option<Spanned<u32>>,
     pub max_connections_per_ip: Option<usize>,
+    pub ipv6_client_prefix: Option<Spanned<i64>>,
     pub body_timeout: Option<Spanned<HumanDuration>>,
     pub body_deadline: Option<Spanned<HumanDuration>>,
     pub idle_timeout: Option<Spanned<HumanDuration>>,

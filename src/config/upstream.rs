@@ -11,6 +11,7 @@ use toml::Spanned;
 use super::raw;
 use super::validate::Validator;
 use super::ConfigError;
+use crate::client::ClientPrefix;
 use crate::proxy::tls::UpstreamTls;
 use crate::proxy::UpstreamSettings;
 
@@ -27,6 +28,7 @@ impl Validator<'_> {
     pub(super) fn upstream(
         &mut self,
         raw: Spanned<raw::RawUpstream>,
+        client_prefix: ClientPrefix,
     ) -> Result<UpstreamSettings, ConfigError> {
         let raw = raw.into_inner();
         let url_span = raw.url.span();
@@ -106,6 +108,7 @@ impl Validator<'_> {
             max_in_flight,
             max_uploads_in_flight,
             max_uploads_per_client,
+            client_prefix,
             queue_timeout: self.positive(
                 raw.queue_timeout,
                 "upstream.queue_timeout",

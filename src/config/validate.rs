@@ -15,7 +15,7 @@ use super::{
     ConfigError, Places, Position, ReloadSettings, ServerSettings, SessionSettings, Settings,
 };
 use crate::admin::AdminSettings;
-use crate::client::TrustedProxies;
+use crate::client::{ClientPrefix, TrustedProxies};
 use crate::compression::CompressionSettings;
 use crate::logging::{LogFormat, LogSettings};
 use crate::rewrite::RewriteLimits;
@@ -105,8 +105,10 @@ impl<'a> Validator<'a> {
             .map(|admin| self.admin(admin, server.listen))
             .transpose()?;
         let log = self.log(raw.log)?;
-        let upstream = self.upstream(raw.upstream)?;
-        let session = self.session(raw.session)?;
+        // The per-client limits of [upstream] and [session] count clients as [server] says.
+        let client_prefix = server.admission.client_prefix;
+        let upstream = self.upstream(raw.upstream, client_prefix)?;
+        let session = self.session(raw.session, client_prefix)?;
         let max_memory = match raw.rewrite.max_memory {
             Some(v) if *v.get_ref() < 16 * 1024 => {
                 return Err(self.invalid(
@@ -166,6 +168,22 @@ impl<'a> Validator<'a> {
             Some(v) => v.into_inner(),
             None => 64 * 1024,
         };
+        let client_prefix = match raw.ipv6_client_prefix {
+            None => ClientPrefix::default(),
+            Some(bits) => u8::try_from(*bits.get_ref())
+                .ok()
+                .and_then(ClientPrefix::new)
+                .ok_or_else(|| {
+                    self.invalid(
+                        bits.span(),
+                        "server.ipv6_client_prefix",
+                        format_args!(
+                            "must be a prefix length from {} to 128 (bits of an IPv6 address)",
+                            ClientPrefix::SHORTEST
+                        ),
+                    )
+                })?,
+        };
         Ok(ServerSettings {
             listen,
             workers: match raw.workers {
@@ -224,6 +242,7 @@ impl<'a> Validator<'a> {
                 max_per_ip: raw
                     .max_connections_per_ip
                     .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_IP),
+                client_prefix,
             },
             trusted_proxies: match (raw.trust_forwarded, raw.trusted_proxies) {
                 (Some(_), Some(list)) => {
@@ -462,7 +481,11 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn session(&mut self, raw: Spanned<raw::RawSession>) -> Result<SessionSettings, ConfigError> {
+    fn session(
+        &mut self,
+        raw: Spanned<raw::RawSession>,
+        client_prefix: ClientPrefix,
+    ) -> Result<SessionSettings, ConfigError> {
         let raw = raw.into_inner();
         let cookie = raw.cookie.get_ref();
         if cookie.is_empty() || !cookie.bytes().all(is_cookie_name_byte) {
@@ -510,6 +533,7 @@ impl<'a> Validator<'a> {
                         limit.burst.unwrap_or(limit.per_minute),
                         "session.rate_limit.burst",
                     )?,
+                    client_prefix,
                 })
             }
         };

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 
+use crate::client::ClientPrefix;
+
 /// `[session.rate_limit]`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitSettings {
@@ -16,6 +18,8 @@ pub struct RateLimitSettings {
     pub per_minute: NonZeroU32,
     /// How many it may make at once before the average applies.
     pub burst: NonZeroU32,
+    /// Which addresses count as one client (an IPv6 one by its prefix).
+    pub client_prefix: ClientPrefix,
 }
 
 /// The limiter: a token bucket per client address.
@@ -61,7 +65,7 @@ impl ClientRateLimit {
             self.limiter.shrink_to_fit();
         }
         self.limiter
-            .check_key(&client.to_canonical())
+            .check_key(&self.settings.client_prefix.client_of(client))
             .map_err(|not_until| {
                 not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
@@ -79,6 +83,7 @@ mod tests {
         let limit = ClientRateLimit::new(RateLimitSettings {
             per_minute: NonZeroU32::new(60).unwrap(),
             burst: NonZeroU32::new(3).unwrap(),
+            client_prefix: ClientPrefix::default(),
         });
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
@@ -92,5 +97,22 @@ mod tests {
         let wait = limit.check(a).unwrap_err();
         assert!(wait <= Duration::from_secs(1), "{wait:?}");
         assert!(limit.check(b).is_ok());
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_a_bucket() {
+        let limit = ClientRateLimit::new(RateLimitSettings {
+            per_minute: NonZeroU32::new(60).unwrap(),
+            burst: NonZeroU32::new(2).unwrap(),
+            client_prefix: ClientPrefix::default(),
+        });
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert!(limit.check(ip("2001:db8:0:1::1")).is_ok());
+        assert!(limit.check(ip("2001:db8:0:1::2")).is_ok());
+        assert!(
+            limit.check(ip("2001:db8:0:1:abcd::3")).is_err(),
+            "a new address in the same /64 is the same client"
+        );
+        assert!(limit.check(ip("2001:db8:0:2::1")).is_ok());
     }
 }

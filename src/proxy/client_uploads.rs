@@ -3,17 +3,20 @@
 //! trickling in from one address cannot take every place from the others.
 //!
 //! The client is the address read through the trusted proxies, as for the
-//! rate limit. Only requests whose bodies are still coming in count, so a
+//! rate limit, an IPv6 one counted by its prefix (`server.ipv6_client_prefix`). Only requests whose bodies are still coming in count, so a
 //! page view never touches the map.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::client::ClientPrefix;
+
 /// The uploads each client has in flight; clones share the counts.
 #[derive(Debug, Clone)]
 pub struct ClientUploads {
     most: usize,
+    prefix: ClientPrefix,
     held: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
@@ -25,10 +28,12 @@ pub struct ClientUpload {
 }
 
 impl ClientUploads {
-    /// At most `most` uploads in flight per client (at least 1).
-    pub fn new(most: usize) -> ClientUploads {
+    /// At most `most` uploads in flight per client (at least 1), clients
+    /// told apart by `prefix`.
+    pub fn new(most: usize, prefix: ClientPrefix) -> ClientUploads {
         ClientUploads {
             most,
+            prefix,
             held: Arc::default(),
         }
     }
@@ -36,7 +41,7 @@ impl ClientUploads {
     /// A place for one more upload from `client`; `None` when it holds all
     /// of its own already.
     pub fn take(&self, client: IpAddr) -> Option<ClientUpload> {
-        let client = client.to_canonical();
+        let client = self.prefix.client_of(client);
         // Plain counts: whole whatever panicked while the lock was held.
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
         let count = held.entry(client).or_insert(0);
@@ -76,7 +81,7 @@ mod tests {
 
     #[test]
     fn a_client_holds_at_most_its_share_and_gets_it_back() {
-        let uploads = ClientUploads::new(2);
+        let uploads = ClientUploads::new(2, ClientPrefix::default());
         let one: IpAddr = "192.0.2.1".parse().unwrap();
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         let first = uploads.take(one).unwrap();
@@ -89,5 +94,14 @@ mod tests {
         let third = uploads.take(one).unwrap();
         drop((second, third, others));
         assert_eq!(uploads.clients(), 0, "nobody uploading, nobody kept");
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_are_one_client() {
+        let uploads = ClientUploads::new(1, ClientPrefix::default());
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let _held = uploads.take(ip("2001:db8:0:1::1")).unwrap();
+        assert!(uploads.take(ip("2001:db8:0:1:ffff::2")).is_none());
+        assert!(uploads.take(ip("2001:db8:0:2::1")).is_some());
     }
 }

@@ -61,6 +61,8 @@ pub struct UpstreamSettings {
     pub max_uploads_in_flight: usize,
     /// Most uploads in flight from one client address (0: no limit).
     pub max_uploads_per_client: usize,
+    /// Which addresses count as one client for `max_uploads_per_client`.
+    pub client_prefix: crate::client::ClientPrefix,
     /// How long a request waits for a place under `max_in_flight` before a 503.
     pub queue_timeout: Duration,
 }
@@ -182,8 +184,9 @@ impl Upstream {
                 .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_in_flight))),
             uploads: (settings.max_uploads_in_flight > 0)
                 .then(|| Arc::new(tokio::sync::Semaphore::new(settings.max_uploads_in_flight))),
-            per_client: (settings.max_uploads_per_client > 0)
-                .then(|| ClientUploads::new(settings.max_uploads_per_client)),
+            per_client: (settings.max_uploads_per_client > 0).then(|| {
+                ClientUploads::new(settings.max_uploads_per_client, settings.client_prefix)
+            }),
         })
     }
 

@@ -20,6 +20,7 @@ fn settings() -> UpstreamSettings {
         max_in_flight: 0,
         max_uploads_in_flight: 0,
         max_uploads_per_client: 0,
+        client_prefix: crate::client::ClientPrefix::default(),
         queue_timeout: Duration::from_secs(1),
     }
 }

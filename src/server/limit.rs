@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::client::ClientPrefix;
+
 /// The limits in force for new connections (0 turns one off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admission {
@@ -16,6 +18,8 @@ pub struct Admission {
     pub max_connections: usize,
     /// Most connections served at once from one address.
     pub max_per_ip: usize,
+    /// Which addresses count as one (an IPv6 peer by its prefix).
+    pub client_prefix: ClientPrefix,
 }
 
 /// Why a connection was turned away.
@@ -60,7 +64,7 @@ impl Slots {
             return Err(Refused::Full);
         }
         if limits.max_per_ip > 0 && !exempt {
-            let peer = peer.to_canonical();
+            let peer = limits.client_prefix.client_of(peer);
             let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
             let count = per_ip.entry(peer).or_insert(0);
             if *count >= limits.max_per_ip {
@@ -117,6 +121,7 @@ mod tests {
         let limits = Admission {
             max_connections: 3,
             max_per_ip: 2,
+            client_prefix: ClientPrefix::default(),
         };
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
@@ -136,6 +141,7 @@ mod tests {
         let none = Admission {
             max_connections: 0,
             max_per_ip: 0,
+            client_prefix: ClientPrefix::default(),
         };
         let many: Vec<Slot> = (0..100)
             .map(|_| slots.admit(a, none, false).unwrap())
@@ -143,5 +149,28 @@ mod tests {
         assert_eq!(slots.open.load(Ordering::Acquire), 102);
         drop(many);
         assert!(slots.per_ip.lock().unwrap().len() <= 2);
+    }
+
+    #[test]
+    fn ipv6_peers_in_one_prefix_share_the_per_address_count() {
+        let slots = Arc::new(Slots::default());
+        let mut limits = Admission {
+            max_connections: 0,
+            max_per_ip: 2,
+            client_prefix: ClientPrefix::default(),
+        };
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let _one = slots.admit(ip("2001:db8:0:1::1"), limits, false).unwrap();
+        let _two = slots.admit(ip("2001:db8:0:1::2"), limits, false).unwrap();
+        assert_eq!(
+            slots
+                .admit(ip("2001:db8:0:1:ffff::3"), limits, false)
+                .unwrap_err(),
+            Refused::PerIp,
+            "a third address of the same /64"
+        );
+        assert!(slots.admit(ip("2001:db8:0:2::1"), limits, false).is_ok());
+        limits.client_prefix = ClientPrefix::new(128).unwrap();
+        assert!(slots.admit(ip("2001:db8:0:1::3"), limits, false).is_ok());
     }
 }

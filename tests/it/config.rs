@@ -208,6 +208,22 @@ fn polling_intervals_under_ten_milliseconds_are_refused_where_written() {
 }
 
 #[test]
+fn an_ipv6_client_prefix_outside_32_to_128_is_refused_where_written() {
+    let with = |bits: &str| with_setting(base(), "server", &format!("ipv6_client_prefix = {bits}"));
+    for bits in ["31", "129", "0", "-1", "300"] {
+        let text = with(bits);
+        let err = error_of(&text);
+        let line = line_of(&text, "ipv6_client_prefix");
+        assert!(err.contains(&format!("gateway.toml:{line}:")), "{err}");
+        assert!(err.contains("server.ipv6_client_prefix"), "{err}");
+        assert!(err.contains("from 32 to 128"), "{err}");
+    }
+    for bits in ["32", "64", "128"] {
+        load(&with(bits)).expect("a prefix from 32 to 128 is accepted");
+    }
+}
+
+#[test]
 fn exactly_one_key_source_is_required() {
     let two = base().replace(
         "kind = \"edgeauth\"",

@@ -201,6 +201,44 @@ async fn the_deny_page_can_be_configured_relative_to_the_config_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn ipv6_visitors_of_one_prefix_share_one_rate_limit() {
+    let cms = Cms::fixed(Reply::html("<p>page</p>")).await;
+    let limited = |prefix: &str| {
+        let config = config_text(cms.addr, "").replacen(
+            "[session.allowlist]\n",
+            "[session.rate_limit]\nper_minute = 60\nburst = 2\n\n[session.allowlist]\n",
+            1,
+        );
+        with_setting(trusting_loopback(config), "server", prefix)
+    };
+    // Behind a trusted proxy, the visitor is the address it forwards for.
+    async fn as_visitor(gate: &Gate, visitor: &str) -> Fetched {
+        let mut request = member_request(&gate.url("/videos/a"));
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", visitor.parse().unwrap());
+        send(&client(), request).await
+    }
+
+    // Default: a /64 is one client, whichever of its addresses it sends from.
+    let gate = Gate::start_with(&limited(""), &[]).await;
+    assert_eq!(as_visitor(&gate, "2001:db8:0:1::1").await.status, 200);
+    assert_eq!(as_visitor(&gate, "2001:db8:0:1::2").await.status, 200);
+    assert_eq!(
+        as_visitor(&gate, "2001:db8:0:1:a:b:c:d").await.status,
+        429,
+        "a third address of the same /64 is the same client"
+    );
+    assert_eq!(as_visitor(&gate, "2001:db8:0:2::1").await.status, 200);
+
+    // Each address its own client when the prefix is the whole address.
+    let gate = Gate::start_with(&limited("ipv6_client_prefix = 128"), &[]).await;
+    for visitor in ["2001:db8:0:1::1", "2001:db8:0:1::2", "2001:db8:0:1::3"] {
+        assert_eq!(as_visitor(&gate, visitor).await.status, 200, "{visitor}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_over_the_rate_limit_gets_429_before_the_session_source_is_asked() {
     let cms = Cms::fixed(Reply::html("<p>page</p>")).await;
     let config = config_text(cms.addr, "").replacen(
