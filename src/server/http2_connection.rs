@@ -9,6 +9,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::connection::InFlight;
+use super::gathered;
 use super::guarded::Http2Stream;
 use super::resets::ResetBudget;
 use super::stalls::SendWatch;
@@ -66,16 +67,17 @@ pub(super) async fn serve<IO, S>(
         sends,
         in_flight,
     } = watches;
-    let connection = builder.serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
+    let (io, sender) = gathered::gather(io);
+    let mut connection =
+        sender.after_each_poll(builder.serve_connection(TokioIo::new(io), service));
     let stalled = sends.stalled(|| in_flight.writes_wait());
     tokio::pin!(stalled);
     let mut goaway_sent = false;
     let ended = loop {
         tokio::select! {
-            ended = connection.as_mut() => break ended,
+            ended = &mut connection => break ended,
             _ = closing.wait_for(|closing| *closing), if !goaway_sent => {
-                connection.as_mut().graceful_shutdown();
+                connection.connection().graceful_shutdown();
                 goaway_sent = true;
             }
             () = resets.tripped(), if !goaway_sent => {
@@ -84,7 +86,7 @@ pub(super) async fn serve<IO, S>(
                     limit = limits.http2_max_resets(),
                     "HTTP/2 client reset too many streams it had opened: GOAWAY"
                 );
-                connection.as_mut().graceful_shutdown();
+                connection.connection().graceful_shutdown();
                 goaway_sent = true;
             }
             limit = stalled.as_mut() => {

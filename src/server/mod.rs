@@ -6,6 +6,7 @@
 //! them for new connections.
 
 pub(crate) mod connection;
+mod gathered;
 mod guarded;
 mod http2_connection;
 mod limit;
