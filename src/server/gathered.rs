@@ -64,6 +64,9 @@ struct Gather<IO> {
     // Why sending failed: every later read and write fails with it, so that
     // hyper, whose writes only reach `held`, ends the connection.
     broken: Option<io::ErrorKind>,
+    // Some of this connection's bytes are in the thread's buffer: a poll
+    // that wrote nothing does not look there.
+    in_scratch: bool,
 }
 
 /// The side of a [`Gathered`] IO that sends what it holds.
@@ -80,6 +83,7 @@ pub(super) fn gather<IO>(io: IO) -> (Gathered<IO>, Sender<IO>) {
         sent: 0,
         unflushed: false,
         broken: None,
+        in_scratch: false,
     }));
     (
         Gathered {
@@ -114,7 +118,10 @@ impl<IO> Gather<IO> {
 
     // Bytes of a connection that failed or is gone are not sent, and must
     // not keep the thread's buffer from others.
-    fn drop_scratch(&self) {
+    fn drop_scratch(&mut self) {
+        if !std::mem::take(&mut self.in_scratch) {
+            return;
+        }
         let me = self.address();
         let _ = SCRATCH.try_with(|cell| {
             if let Ok(mut scratch) = cell.try_borrow_mut() {
@@ -159,6 +166,9 @@ impl<IO: AsyncWrite + Unpin> Gather<IO> {
     /// socket takes at once; it keeps the rest itself, and the buffer is
     /// left empty. A failure shows on the next send.
     fn send_scratch(&mut self, cx: &mut Context<'_>) {
+        if !std::mem::take(&mut self.in_scratch) {
+            return;
+        }
         let me = self.address();
         SCRATCH.with_borrow_mut(|(owner, scratch)| {
             if *owner != me {
@@ -199,50 +209,65 @@ impl<IO: AsyncWrite + Unpin> Gather<IO> {
     ) -> Poll<io::Result<usize>> {
         self.check()?;
         let len: usize = bufs.iter().map(|buf| buf.len()).sum();
-        if self.gathered() + len > GATHER_LIMIT {
-            ready!(self.poll_send(cx))?;
-            if len > GATHER_LIMIT {
-                // Too large to be worth a copy: straight to the socket.
-                let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs));
-                self.unflushed = true;
-                return Poll::Ready(written.map_err(|err| self.fail(err)));
-            }
+        if self.gather(bufs, len) {
+            return Poll::Ready(Ok(len));
         }
-        let me = self.address();
-        let into_scratch = self.held.is_empty()
-            && SCRATCH.with_borrow_mut(|(owner, scratch)| {
-                // Another connection's bytes, never sent (its poll ended
-                // without it): left alone, and this one keeps its own.
-                if *owner != me && !scratch.is_empty() {
-                    return false;
-                }
-                *owner = me;
-                for buf in bufs {
-                    scratch.extend_from_slice(buf);
-                }
-                true
-            });
-        if !into_scratch {
-            for buf in bufs {
-                self.held.extend_from_slice(buf);
-            }
+        // Past the limit: what is held goes first.
+        ready!(self.poll_send(cx))?;
+        if len > GATHER_LIMIT {
+            // Too large to be worth a copy: straight to the socket.
+            let written = ready!(Pin::new(&mut self.io).poll_write_vectored(cx, bufs));
+            self.unflushed = true;
+            return Poll::Ready(written.map_err(|err| self.fail(err)));
         }
+        // Nothing is held now, so it fits.
+        let gathered = self.gather(bufs, len);
+        debug_assert!(gathered, "{len} bytes did not fit in an empty buffer");
         Poll::Ready(Ok(len))
     }
 }
 
 impl<IO> Gather<IO> {
+    /// Appends `bufs` (`len` bytes) to what is held, unless that would pass
+    /// [`GATHER_LIMIT`]: to the thread's buffer, with one look at it, while
+    /// this connection keeps nothing of its own.
+    fn gather(&mut self, bufs: &[IoSlice<'_>], len: usize) -> bool {
+        if self.held.is_empty() {
+            let me = self.address();
+            let into_scratch = SCRATCH.with_borrow_mut(|(owner, scratch)| {
+                if *owner != me && !scratch.is_empty() {
+                    // Another connection's bytes, never sent (its poll ended
+                    // without it): left alone, and this one keeps its own.
+                    return None;
+                }
+                let mine = if *owner == me { scratch.len() } else { 0 };
+                if mine + len > GATHER_LIMIT {
+                    return Some(false);
+                }
+                *owner = me;
+                for buf in bufs {
+                    scratch.extend_from_slice(buf);
+                }
+                Some(true)
+            });
+            if let Some(gathered) = into_scratch {
+                self.in_scratch |= gathered;
+                return gathered;
+            }
+        }
+        // Kept here, the thread's buffer then holds none of this connection's bytes.
+        if self.held.len() - self.sent + len > GATHER_LIMIT {
+            return false;
+        }
+        for buf in bufs {
+            self.held.extend_from_slice(buf);
+        }
+        true
+    }
+
     // Tells this connection's bytes in the thread's buffer from others'.
     fn address(&self) -> usize {
         std::ptr::from_ref(self) as usize
-    }
-
-    // Bytes written and not yet sent.
-    fn gathered(&self) -> usize {
-        let me = self.address();
-        let in_scratch =
-            SCRATCH.with_borrow(|(owner, scratch)| if *owner == me { scratch.len() } else { 0 });
-        self.held.len() - self.sent + in_scratch
     }
 }
 
@@ -344,6 +369,9 @@ mod tests {
     #[derive(Default)]
     struct Socket {
         received: Vec<u8>,
+        // How much was received when it was last flushed (as a TLS stream
+        // must be, to send its records).
+        flushed: usize,
         writes: usize,
         per_write: usize,
         blocked: bool,
@@ -394,6 +422,8 @@ mod tests {
             Poll::Ready(Ok(n))
         }
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            let mut socket = self.socket();
+            socket.flushed = socket.received.len();
             Poll::Ready(Ok(()))
         }
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -431,6 +461,11 @@ mod tests {
         assert!(poll_once(&mut served).is_pending());
         assert_eq!(socket.socket().writes, 1, "three frames, one write");
         assert_eq!(socket.socket().received, sent.concat());
+        assert_eq!(
+            socket.socket().flushed,
+            sent.concat().len(),
+            "flushed once sent"
+        );
         let gather = lock(&served.shared);
         assert_eq!(gather.held.capacity(), 0, "nothing kept once sent");
     }
@@ -460,6 +495,11 @@ mod tests {
             assert!(poll_once(&mut served).is_pending());
         }
         assert_eq!(socket.socket().received, sent.concat());
+        assert_eq!(
+            socket.socket().flushed,
+            sent.concat().len(),
+            "flushed once sent"
+        );
     }
 
     #[test]
@@ -477,6 +517,26 @@ mod tests {
             &mut io, &mut buf,
         )));
         assert!(matches!(read, Poll::Ready(Err(_))), "{read:?}");
+    }
+
+    #[test]
+    fn two_connections_on_one_thread_each_send_only_their_own_bytes() {
+        let (first_socket, second_socket) =
+            (TestIo::taking(usize::MAX), TestIo::taking(usize::MAX));
+        let (mut first, first_sender) = gather(first_socket.clone());
+        let (mut second, second_sender) = gather(second_socket.clone());
+        // The first's bytes wait in the thread's buffer when the second writes.
+        assert!(poll_once(&mut Box::pin(first.write(b"first"))).is_ready());
+        assert!(poll_once(&mut Box::pin(second.write(b"second"))).is_ready());
+        assert!(poll_once(&mut Box::pin(first.write(b" again"))).is_ready());
+        let mut second_served = second_sender.after_each_poll(std::future::pending::<()>());
+        assert!(poll_once(&mut second_served).is_pending());
+        assert_eq!(second_socket.socket().received, b"second");
+        assert!(first_socket.socket().received.is_empty());
+        let mut first_served = first_sender.after_each_poll(std::future::pending::<()>());
+        assert!(poll_once(&mut first_served).is_pending());
+        assert_eq!(first_socket.socket().received, b"first again");
+        assert_eq!(second_socket.socket().received, b"second");
     }
 
     #[test]
