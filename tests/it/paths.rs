@@ -189,6 +189,68 @@ async fn a_dot_segment_in_any_spelling_is_answered_400_even_on_public_routes() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn spaces_stream_suffixes_and_escaped_query_marks_do_not_hide_a_gated_path() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&wordpress(&cms), &[]).await;
+    // Read as "/videos/x" (or a query naming `p`) by a server that trims
+    // segments, strips an NTFS stream, or decodes before splitting the query.
+    for path in [
+        "/%20videos/x",
+        "/%20%20videos/x",
+        "/%C2%A0videos/x",
+        "/%E3%80%80videos/x",
+        "/VIDEOS%20/x",
+        "/videos::$INDEX_ALLOCATION/x",
+        "/videos:$i30:$INDEX_ALLOCATION/x",
+        "/videos::$DATA/x",
+        "/videos%3Fx",
+        "/videos%3f/x",
+        "/videos%23/x",
+        "/%3Fp=42",
+        "/index.php%3Fp=42",
+        "/videos.json/",
+        "/Videos.JSON/",
+        "/videos.json;v=1/",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 403 Forbidden",
+            "{path}"
+        );
+    }
+    // Control characters mean different things to different servers: refused.
+    for path in [
+        "/videos%09/x",
+        "/%09videos/x",
+        "/videos%0a/x",
+        "/videos%0d%0a/x",
+        "/videos%0b/x",
+        "/videos%1f/x",
+        "/videos%7f",
+        "/public/x%09",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), Some(&member())).await,
+            "HTTP/1.1 400 Bad Request",
+            "{path}"
+        );
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+    for path in [
+        "/about%20us",
+        "/wiki/Special:Search",
+        "/faq/what%3F",
+        "/%3Fq=1",
+    ] {
+        assert_eq!(
+            raw_get(&gate, path.as_bytes(), None).await,
+            "HTTP/1.1 200 OK",
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn double_escapes_and_overlong_utf8_are_answered_400() {
     let cms = Cms::fixed(Reply::html(PAGE)).await;
     let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;

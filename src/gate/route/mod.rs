@@ -85,14 +85,18 @@ struct Route {
 impl Route {
     // A "/videos/" route also owns "/videos", which servers redirect or serve
     // alike, and "/videos.json" or "/videos.html", which servers that take a
-    // format from the extension (Rails, Spring) serve as "/videos".
+    // format from the extension (Rails, Spring) serve as "/videos", also
+    // with a trailing slash, which Rails drops before routing.
     fn owns(path: &[u8], prefix: &[u8]) -> bool {
         path.starts_with(prefix)
             || prefix
                 .strip_suffix(b"/")
                 .filter(|dir| !dir.is_empty())
                 .and_then(|dir| path.strip_prefix(dir))
-                .is_some_and(|rest| rest.is_empty() || (rest[0] == b'.' && !rest.contains(&b'/')))
+                .is_some_and(|rest| {
+                    let format = rest.strip_suffix(b"/").unwrap_or(rest);
+                    rest.is_empty() || (rest[0] == b'.' && !format.contains(&b'/'))
+                })
     }
 }
 
@@ -222,14 +226,17 @@ impl RouteTable {
     /// Finds the route for a request path and query; a path no route matches is gated.
     ///
     /// The path is read the strict way (decoded, `;` parameters dropped) and
-    /// the folded way (case, trailing dots and, for a non-ASCII path,
-    /// compatibility forms, accents and invisible characters folded, see
-    /// [`super::path`]); a dot segment in either reading is an error. The
-    /// request gets the strictest access level of the two readings' routes
-    /// and of every query route one of its parameters names; on a tie, the
+    /// the folded way (case, surrounding spaces, trailing dots, stream
+    /// suffixes and, for a non-ASCII path, compatibility forms, accents and
+    /// invisible characters folded, see [`super::path`]), and, where it
+    /// decodes to a `?` or `#`, both ways again cut there, with what follows
+    /// a `?` read as a query; a dot segment in any reading is an error. The
+    /// request gets the strictest access level of the readings' routes and
+    /// of every query route one of its parameters names; on a tie, the
     /// strict reading's route.
     pub fn lookup(&self, path: &str, query: Option<&str>) -> Result<RouteMatch, PathError> {
-        let (strict, folded) = if is_plain(path.as_bytes()) {
+        let plain = is_plain(path.as_bytes());
+        let (strict, folded) = if plain {
             (Cow::Borrowed(path.as_bytes()), None)
         } else {
             let strict = normalize(path)?;
@@ -237,11 +244,20 @@ impl RouteTable {
             (strict, folded)
         };
         let mut found = self.find(&strict);
-        match folded {
-            Some(folded) => self.raise(&mut found, self.find_folded(&folded)),
-            // A folded prefix may still match a path already in folded form.
-            None if !self.all_folded => self.raise(&mut found, self.find_folded(&strict)),
-            None => {}
+        self.raise_folded(&mut found, folded.as_deref(), &strict);
+        // Only a path with escapes decodes to a `?` or `#`: a server that
+        // decodes before it splits reads the path cut there, the rest a query.
+        let cut = (!plain)
+            .then(|| strict.iter().position(|&b| b == b'?' || b == b'#'))
+            .flatten();
+        if let Some(cut) = cut {
+            let (head, tail) = strict.split_at(cut);
+            let head = if head.is_empty() { &b"/"[..] } else { head };
+            self.raise(&mut found, self.find(head));
+            self.raise_folded(&mut found, folded_reading(head)?.as_deref(), head);
+            if tail[0] == b'?' && self.query_max.is_some_and(|max| max > found.access) {
+                self.raise_by_query(&mut found, &String::from_utf8_lossy(&tail[1..]));
+            }
         }
         if let Some(query) = query {
             if self.query_max.is_some_and(|max| max > found.access) {
@@ -258,6 +274,17 @@ impl RouteTable {
     fn raise(&self, found: &mut RouteMatch, other: RouteMatch) {
         if other.access > found.access {
             *found = other;
+        }
+    }
+
+    // Raises `found` by the route of the folded reading of `strict` (`None`:
+    // `strict` is its own).
+    fn raise_folded(&self, found: &mut RouteMatch, folded: Option<&[u8]>, strict: &[u8]) {
+        match folded {
+            Some(folded) => self.raise(found, self.find_folded(folded)),
+            // A folded prefix may still match a path already in folded form.
+            None if !self.all_folded => self.raise(found, self.find_folded(strict)),
+            None => {}
         }
     }
 

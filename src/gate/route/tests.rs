@@ -303,3 +303,108 @@ fn query_routes_are_checked_when_they_are_written() {
     assert!(gated(&t, "/"));
     assert!(!t.is_empty());
 }
+
+#[test]
+fn spaces_controls_and_stream_suffixes_around_a_segment_do_not_hide_it() {
+    let t = table();
+    // Java's `trim`, .NET's `Trim` and Python's `strip` drop them from both ends.
+    for path in [
+        "/%20videos/x",
+        "/%20%20videos/x",
+        "/videos%20/x",
+        "/%C2%A0videos/x",
+        "/videos%C2%A0/x",
+        "/%E3%80%80videos/x",
+        "/%E1%9A%80videos/x",
+        "/%C2%85videos/x",
+        "/VIDEOS%20/x",
+        // NTFS reads "videos::$DATA" and "videos:$i30:$INDEX_ALLOCATION" as "videos".
+        "/videos::$INDEX_ALLOCATION/x",
+        "/videos:$i30:$INDEX_ALLOCATION/x",
+        "/videos::$DATA/x",
+        "/Videos:x/y",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    // Servers disagree on control characters, wherever they are: refused.
+    for path in [
+        "/videos%09/x",
+        "/%09videos/x",
+        "/videos%0a/x",
+        "/videos%0d%0a/x",
+        "/%0dvideos/x",
+        "/videos%0b/x",
+        "/videos%0c/x",
+        "/videos%1f/x",
+        "/videos%7f/x",
+        "/about%09",
+    ] {
+        assert_eq!(
+            t.lookup(path, None).unwrap_err(),
+            PathError::Ambiguous,
+            "{path}"
+        );
+    }
+    for path in ["/about%20us", "/wiki/Special:Search", "/a%20/b", "/%20x"] {
+        assert!(!gated(&t, path), "{path}");
+    }
+    // A segment of dots and spaces is a dot segment, however it is spaced.
+    assert_eq!(
+        t.lookup("/about/%20../videos", None).unwrap_err(),
+        PathError::DotSegment
+    );
+    assert_eq!(
+        t.lookup("/about/..::$DATA/videos", None).unwrap_err(),
+        PathError::DotSegment
+    );
+}
+
+#[test]
+fn a_decoded_question_mark_or_hash_is_read_as_the_end_of_the_path() {
+    let t = table();
+    for path in [
+        "/videos%3Fx",
+        "/videos%3f/x",
+        "/videos%23/x",
+        "/Videos%3F",
+        "/videos.json%3F",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    for path in ["/about%3F", "/what%3Fnow/x", "/a%23b"] {
+        assert!(!gated(&t, path), "{path}");
+    }
+    // What follows it is a query to such a server.
+    let wp = wordpress();
+    for path in ["/%3Fp=42", "/index.php%3Fp=42", "/x%3Fa=1%26page_id=2"] {
+        assert_eq!(
+            wp.lookup(path, None).unwrap().access,
+            Access::Session,
+            "{path}"
+        );
+    }
+    assert_eq!(wp.lookup("/%3Fq=42", None).unwrap().access, Access::Public);
+    // Cut before a dot segment: the server that cuts there resolves it.
+    assert_eq!(
+        t.lookup("/about/..%3F/videos", None).unwrap_err(),
+        PathError::DotSegment
+    );
+}
+
+#[test]
+fn a_format_suffix_with_a_trailing_slash_is_the_directory_page_too() {
+    let t = table();
+    for path in [
+        "/videos.json/",
+        "/videos.json//",
+        "/Videos.JSON/",
+        "/videos.html/",
+        "/videos.json;v=1/",
+        "/videos.json%20/",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    for path in ["/videos.old/x", "/videos.json/x", "/videosx/"] {
+        assert!(!gated(&t, path), "{path}");
+    }
+}
