@@ -325,16 +325,52 @@ fn new_request_id() -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
+/// Headers by which a proxy in front tells where a request came from and
+/// how (beside `X-Forwarded-*` and `X-Original-*`, taken by prefix): from
+/// a peer that is no trusted proxy they are the visitor's own words, and
+/// frameworks take the client's address, scheme or host from them.
+const FORWARDING: [HeaderName; 11] = [
+    header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("client-ip"),
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-cluster-client-ip"),
+    HeaderName::from_static("fastly-client-ip"),
+    HeaderName::from_static("cf-connecting-ip"),
+    HeaderName::from_static("x-host"),
+    HeaderName::from_static("front-end-https"),
+    HeaderName::from_static("x-url-scheme"),
+];
+
+/// Removes every forwarding header a visitor could send (see `FORWARDING`).
+fn remove_visitor_forwarding(headers: &mut HeaderMap) {
+    fn forwarding(name: &HeaderName) -> bool {
+        let text = name.as_str();
+        text.starts_with("x-forwarded-")
+            || text.starts_with("x-original-")
+            || FORWARDING.contains(name)
+    }
+    // Looked for first: almost no request has one, and removing needs the names owned.
+    if !headers.keys().any(forwarding) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers.keys().filter(|n| forwarding(n)).cloned().collect();
+    for name in names {
+        headers.remove(&name);
+    }
+}
+
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
 ///
 /// With `trust` (a trusted proxy is in front) the client is appended to the
 /// `X-Forwarded-For` chain and a proto or host already set is kept; without
-/// it all three are replaced and `Forwarded` and `X-Real-IP` dropped.
+/// it all three are replaced and every other forwarding header is dropped
+/// (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`, `X-Original-Host`, ...).
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: IpAddr,
@@ -357,8 +393,7 @@ pub fn add_forwarded(
         HeaderValue::from_str(&chain)
     } else {
         if !trust {
-            headers.remove(header::FORWARDED);
-            headers.remove(X_REAL_IP);
+            remove_visitor_forwarding(headers);
         }
         HeaderValue::from_str(client)
     };
@@ -504,12 +539,48 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("x-real-ip", "1.2.3.4"),
         ]);
+        let more = [
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-ssl",
+            "x-forwarded-scheme",
+            "x-forwarded-server",
+            "x-forwarded-uri",
+            "x-original-uri",
+            "x-original-host",
+            "x-host",
+            "x-client-ip",
+            "client-ip",
+            "true-client-ip",
+            "x-cluster-client-ip",
+            "fastly-client-ip",
+            "cf-connecting-ip",
+            "front-end-https",
+            "x-url-scheme",
+        ];
+        for name in more {
+            h.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("on"),
+            );
+        }
+        h.insert("x-forwarded", HeaderValue::from_static("kept"));
         add_forwarded(&mut h, "::1".parse().unwrap(), "http", None, false);
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["x-forwarded-proto"], "http");
-        for gone in ["x-forwarded-host", "forwarded", "x-real-ip"] {
+        for gone in ["x-forwarded-host", "forwarded", "x-real-ip"]
+            .into_iter()
+            .chain(more)
+        {
             assert!(!h.contains_key(gone), "{gone}");
         }
+        // Only names of the family go.
+        assert_eq!(h["x-forwarded"], "kept");
+        // A trusted proxy's are kept.
+        let mut h = map(&[("x-forwarded-port", "443"), ("true-client-ip", "1.2.3.4")]);
+        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", None, true);
+        assert_eq!(h["x-forwarded-port"], "443");
+        assert_eq!(h["true-client-ip"], "1.2.3.4");
     }
 
     #[test]
