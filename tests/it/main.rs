@@ -5,6 +5,7 @@
 mod admin;
 mod browser;
 mod cli;
+mod cms_framing;
 mod common;
 mod compression;
 mod config;

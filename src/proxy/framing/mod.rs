@@ -10,6 +10,12 @@
 //! end of the response, the event is logged, and the connection fails from
 //! then on, so it is closed and never pooled again.
 //!
+//! A response that ends before its request was written whole (the CMS
+//! answered without reading the body: a redirect, a 413) also ends the
+//! connection: what is left of the body is dropped, never sent, because the
+//! CMS would read it as the next request, one the gate never judged; and
+//! the connection fails at its next read, so it is never pooled again.
+//!
 //! Whatever this cannot follow (HTTP/2, an upgrade, a head hyper would refuse
 //! anyway) is passed through untouched and judged by hyper alone.
 
@@ -147,6 +153,8 @@ pub struct Tracker {
     due: bool,
     // The status of the last response head, for the log.
     status: u16,
+    // A response ended before its request was written whole.
+    answered_early: bool,
 }
 
 /// What a read brought.
@@ -169,6 +177,21 @@ impl Tracker {
             method: Method::Unknown,
             due: false,
             status: 0,
+            answered_early: false,
+        }
+    }
+
+    /// Whether a response ended before its request was written whole: the
+    /// rest of the request must not reach the CMS, nor the connection be reused.
+    pub fn answered_early(&self) -> bool {
+        self.answered_early
+    }
+
+    // A response just ended.
+    fn ended(&mut self) {
+        self.due = false;
+        if !matches!(self.request, Phase::Idle | Phase::Lost) {
+            self.answered_early = true;
         }
     }
 
@@ -227,14 +250,14 @@ impl Tracker {
                 Step::More => return Read::Due,
                 Step::End(n) => {
                     used += n;
-                    self.due = false;
+                    self.ended();
                 }
                 Step::Head(n, info) => {
                     used += n;
                     self.status = info.status;
                     self.response = self.body_of(&info);
                     if matches!(self.response, Phase::Idle) {
-                        self.due = false;
+                        self.ended();
                     }
                 }
             }
@@ -284,6 +307,8 @@ pub struct Tracked<T> {
     tracker: Tracker,
     // Set once the CMS sent bytes past a response: the connection is done.
     spoiled: bool,
+    // Writes are dropped since the CMS answered early (see `drops_writes`).
+    dropping: bool,
     // ALPN chose HTTP/2: nothing is followed.
     http2: bool,
 }
@@ -297,6 +322,28 @@ impl<T> Tracked<T> {
     fn spoiled() -> io::Error {
         io::Error::other("the CMS sent bytes past the end of a response")
     }
+
+    fn answered_early() -> io::Error {
+        io::Error::other("the CMS answered before the request was sent whole")
+    }
+
+    // Once the CMS answered early, what hyper writes is dropped (reported as
+    // written, so the visitor's body is still read to its end); logged once.
+    fn drops_writes(&mut self) -> bool {
+        if !self.tracker.answered_early() {
+            return false;
+        }
+        if !self.dropping {
+            self.dropping = true;
+            tracing::warn!(
+                status = self.tracker.status,
+                method = self.tracker.method.as_str(),
+                "the CMS answered before the request body was sent whole: the rest is \
+                 dropped, and the connection closed, not reused"
+            );
+        }
+        true
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
@@ -308,6 +355,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let this = &mut *self;
         if this.spoiled {
             return Poll::Ready(Err(Self::spoiled()));
+        }
+        if this.tracker.answered_early() {
+            return Poll::Ready(Err(Self::answered_early()));
         }
         let before = buf.filled().len();
         std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -347,6 +397,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         if this.spoiled {
             return Poll::Ready(Err(Self::spoiled()));
         }
+        if this.drops_writes() {
+            return Poll::Ready(Ok(data.len()));
+        }
         let written = std::task::ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
         this.tracker.wrote(&data[..written]);
         Poll::Ready(Ok(written))
@@ -360,6 +413,9 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         let this = &mut *self;
         if this.spoiled {
             return Poll::Ready(Err(Self::spoiled()));
+        }
+        if this.drops_writes() {
+            return Poll::Ready(Ok(slices.iter().map(|slice| slice.len()).sum()));
         }
         let written = std::task::ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, slices))?;
         let mut left = written;
@@ -430,6 +486,7 @@ where
             inner: TokioIo::new(io),
             tracker: Tracker::new(http1),
             spoiled: false,
+            dropping: false,
             http2: !http1,
         })))
     }

@@ -41,6 +41,40 @@ fn a_response_that_ends_where_its_framing_says_is_due() {
 }
 
 #[test]
+fn a_response_that_ends_before_its_request_was_written_whole_is_an_early_answer() {
+    let answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig";
+    let post = b"POST /a HTTP/1.1\r\nhost: cms\r\ncontent-length: 10\r\n\r\n";
+    let chunked =
+        b"POST /a HTTP/1.1\r\nhost: cms\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+    for (written, early) in [
+        (&post[..], true),
+        (&[&post[..], b"12345"].concat()[..], true),
+        (&chunked[..], true),
+        (&[&post[..], b"0123456789"].concat()[..], false),
+        (&[&chunked[..], b"0\r\n\r\n"].concat()[..], false),
+        (GET, false),
+    ] {
+        let mut tracker = Tracker::new(true);
+        tracker.wrote(written);
+        assert_eq!(tracker.read(answer), Read::Due);
+        assert_eq!(
+            tracker.answered_early(),
+            early,
+            "{}",
+            String::from_utf8_lossy(written)
+        );
+    }
+    // An interim answer is no answer: the body is still asked for.
+    let mut tracker = Tracker::new(true);
+    tracker.wrote(post);
+    tracker.read(b"HTTP/1.1 100 Continue\r\n\r\n");
+    assert!(!tracker.answered_early());
+    tracker.wrote(b"0123456789");
+    tracker.read(answer);
+    assert!(!tracker.answered_early());
+}
+
+#[test]
 fn bytes_past_the_end_of_a_response_are_stray() {
     let smuggled = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nSECRET";
     let cases: [(&[u8], &[u8]); 5] = [
