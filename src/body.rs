@@ -30,7 +30,9 @@ pub type BoxBody = UnsyncBoxBody<Bytes, BodyError>;
 pub struct UpstreamQuiet(IdleTimeout);
 
 /// Layer: fails the body once its source has sent nothing for the limit
-/// while it was being waited for.
+/// while it was being waited for, and drops the CMS's trailers, as nginx
+/// does: a trailer field (`Cache-Control`, `Set-Cookie`, `Connection`) would
+/// reach the visitor without the hygiene every header goes through.
 pub struct ReadLimit<B> {
     inner: B,
     idle: IdleTimer,
@@ -69,6 +71,11 @@ where
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
+            // Trailers come last: the body ends without them.
+            Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => {
+                this.waiting = false;
+                Poll::Ready(None)
+            }
             Poll::Ready(frame) => {
                 this.waiting = false;
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))

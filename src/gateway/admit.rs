@@ -63,6 +63,9 @@ pub(super) async fn admit(
     if request.method() == Method::CONNECT {
         return Err(Refusal::MethodNotAllowed.into());
     }
+    if headers::unknown_request_coding(request.headers()) {
+        return Err(Refusal::UnknownCoding.into());
+    }
     headers::check_host(request.version(), request.uri(), request.headers())
         .map_err(Refusal::BadRequest)?;
     let mut route = runtime

@@ -373,6 +373,10 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());
+    if let Some(why) = headers::response_framing_fault(&parts.headers) {
+        // Dropped unread: its connection is closed, never reused.
+        return Err(Refusal::BadUpstream(why));
+    }
     record.status = parts.status.as_u16();
     // The visitor is answered in HTTP/1.1 whatever the CMS spoke (hyper
     // brings it down to 1.0 for an HTTP/1.0 visitor). An HTTP/1.0 answer
@@ -389,6 +393,8 @@ async fn forward(
         .await;
     }
     headers::remove_hop_by_hop(&mut parts.headers);
+    // Its trailers are dropped (`ReadLimit`): none is announced.
+    parts.headers.remove(header::TRAILER);
     if visitor_http2 {
         headers::own_values(&mut parts.headers);
     }

@@ -37,6 +37,9 @@ pub enum Refusal {
     /// A method the gateway never forwards (CONNECT: it is no forward proxy).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A request body in a transfer coding other than chunked (501).
+    #[error("the request's Transfer-Encoding is not chunked alone")]
+    UnknownCoding,
     /// The CMS answered in a way that cannot be passed on (a 101 nobody asked for).
     #[error("cannot pass on the CMS's answer: {0}")]
     BadUpstream(&'static str),
@@ -53,6 +56,7 @@ impl Refusal {
             | Refusal::BadRequest(_)
             | Refusal::Upstream(ProxyError::BadRequest(_)) => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Refusal::UnknownCoding => StatusCode::NOT_IMPLEMENTED,
             Refusal::TooManyRequests(_) | Refusal::Upstream(ProxyError::ClientUploadsBusy(_)) => {
                 StatusCode::TOO_MANY_REQUESTS
             }

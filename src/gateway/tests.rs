@@ -128,6 +128,7 @@ fn each_refusal_has_its_status() {
         Refusal::MethodNotAllowed.status(),
         StatusCode::METHOD_NOT_ALLOWED
     );
+    assert_eq!(Refusal::UnknownCoding.status(), StatusCode::NOT_IMPLEMENTED);
     assert_eq!(
         Refusal::Upstream(ProxyError::BadRequest("x")).status(),
         StatusCode::BAD_REQUEST

@@ -14,7 +14,8 @@ use http::HeaderMap;
 use crate::ip_text::IpText;
 
 /// Headers that only mean something on one connection. (`Trailer` is
-/// end-to-end in RFC 9110 and trailers are forwarded, so it stays.)
+/// end-to-end in RFC 9110, so it stays; the CMS's trailers are dropped,
+/// though, and its `Trailer` with them, see [`crate::body::ReadLimit`].)
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -41,6 +42,45 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         }
     }
     remove_all(headers, &HOP_BY_HOP);
+}
+
+/// Why the CMS's response head cannot be passed on as it is framed, if it
+/// cannot: a `Transfer-Encoding` other than `chunked` alone (the coding
+/// would be lost with the header, leaving a body nobody can read), or one
+/// beside a `Content-Length` (RFC 9112 §6.3: the two disagree on where the
+/// body ends). nginx refuses both from a backend too.
+pub fn response_framing_fault(headers: &HeaderMap) -> Option<&'static str> {
+    if !headers.contains_key(header::TRANSFER_ENCODING) {
+        return None;
+    }
+    if !only_chunked(headers) {
+        return Some("a Transfer-Encoding other than chunked");
+    }
+    if headers.contains_key(header::CONTENT_LENGTH) {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
+    None
+}
+
+/// Whether a request's body comes in a transfer coding other than chunked
+/// (`gzip, chunked`, or `gzip` and `chunked` on two lines), which the
+/// gateway cannot pass on: it answers 501, as RFC 9112 §6.1 asks and nginx does.
+pub fn unknown_request_coding(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING) && !only_chunked(headers)
+}
+
+// Whether every `Transfer-Encoding` line together names `chunked` alone.
+fn only_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|coding| !coding.is_empty());
+    codings
+        .next()
+        .is_some_and(|first| first.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// Removes each of `names` from `headers`.
@@ -528,6 +568,35 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.0.0.1, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "site.example");
+    }
+
+    #[test]
+    fn a_response_framed_two_ways_or_in_an_unknown_coding_cannot_be_passed_on() {
+        const BOTH: Option<&str> = Some("both Content-Length and Transfer-Encoding");
+        const CODING: Option<&str> = Some("a Transfer-Encoding other than chunked");
+        let te = "transfer-encoding";
+        // The headers; what a response with them is; whether a request is refused.
+        for (pairs, fault, refused) in [
+            (&[(te, "chunked")][..], None, false),
+            (&[(te, "Chunked ")][..], None, false),
+            (&[("content-length", "5")][..], None, false),
+            (&[][..], None, false),
+            (&[(te, "chunked"), ("content-length", "2")][..], BOTH, false),
+            (&[(te, "gzip, chunked")][..], CODING, true),
+            (&[(te, "gzip"), (te, "chunked")][..], CODING, true),
+            (
+                &[(te, "identity"), ("content-length", "2")][..],
+                CODING,
+                true,
+            ),
+            (&[(te, "chunked, chunked")][..], CODING, true),
+            (&[(te, "")][..], CODING, true),
+        ] {
+            let h = map(pairs);
+            assert_eq!(response_framing_fault(&h), fault, "{pairs:?}");
+            // Hyper refuses a request framed both ways itself.
+            assert_eq!(unknown_request_coding(&h), refused, "{pairs:?}");
+        }
     }
 
     #[test]

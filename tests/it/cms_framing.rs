@@ -143,3 +143,112 @@ async fn answers_to_whole_requests_leave_the_connection_pooled() {
     assert_eq!(heard.lines().len(), 2);
     assert_eq!(heard.connections(), 1);
 }
+
+/// Answers `/public/<case>` as the case says, and anything else with its path.
+fn odd_answers(line: &str) -> Vec<u8> {
+    let path = line.split(' ').nth(1).unwrap_or_default();
+    let answer: &[u8] = match path {
+        "/public/length-and-chunked" => {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n\
+              4\r\nokay\r\n0\r\n\r\n"
+        }
+        "/public/gzip-chunked" => {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nokay\r\n0\r\n\r\n"
+        }
+        "/public/identity" => {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\nContent-Length: 2\r\n\r\nokSMUGGLED"
+        }
+        "/public/trailers" => {
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\
+              Trailer: Cache-Control, Set-Cookie\r\n\r\n4\r\nokay\r\n0\r\n\
+              Cache-Control: public, max-age=86400\r\nSet-Cookie: sessionid=attacker\r\n\r\n"
+        }
+        _ => return own_path(line),
+    };
+    answer.to_vec()
+}
+
+#[tokio::test]
+async fn an_answer_framed_two_ways_or_in_an_unknown_coding_is_a_502() {
+    let (cms, heard) = raw_cms(odd_answers).await;
+    let gate = Gate::start_with(&config_text(cms, ""), &[]).await;
+    for case in [
+        "/public/length-and-chunked",
+        "/public/gzip-chunked",
+        "/public/identity",
+    ] {
+        for client in [client(), h2_client()] {
+            let answer = send(
+                &client,
+                http::Request::get(gate.url(case))
+                    .body(empty_body())
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(answer.status, 502, "{case}: {}", answer.text());
+            assert!(!answer.text().contains("ok"), "{case}: {}", answer.text());
+        }
+        // The connection it came on is not reused.
+        let next = get(&gate.url("/public/next"), None).await;
+        assert_eq!((next.status, next.text().as_str()), (200, "/public/next"));
+    }
+    assert!(heard.lines().iter().all(|line| !line.contains("SMUGGLED")));
+}
+
+#[tokio::test]
+async fn the_cms_s_trailers_are_dropped_and_not_announced() {
+    use http_body_util::BodyExt;
+    let (cms, _heard) = raw_cms(odd_answers).await;
+    let gate = Gate::start_with(&config_text(cms, ""), &[]).await;
+    for client in [client(), h2_client()] {
+        let response = client
+            .request(
+                http::Request::get(gate.url("/public/trailers"))
+                    .header("te", "trailers")
+                    .body(empty_body())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("trailer").is_none());
+        let whole = response.into_body().collect().await.unwrap();
+        assert_eq!(whole.trailers(), None);
+        assert_eq!(whole.to_bytes(), "okay");
+    }
+}
+
+#[tokio::test]
+async fn a_request_body_in_a_coding_other_than_chunked_is_a_501() {
+    let (cms, heard) = raw_cms(own_path).await;
+    let gate = Gate::start_with(&config_text(cms, ""), &[]).await;
+    for codings in [
+        "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+    ] {
+        let answer = raw(
+            gate.addr,
+            format!(
+                "POST /public/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{codings}\r\n\
+                 5\r\nhello\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 501 Not Implemented"),
+            "{codings}: {answer}"
+        );
+    }
+    assert!(heard.lines().is_empty(), "{:?}", heard.lines());
+    // Chunked alone goes on.
+    let answer = raw(
+        gate.addr,
+        b"POST /public/upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+          Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK"));
+}
