@@ -28,7 +28,9 @@ use crate::compression::{self, Decoded, Encoded};
 use crate::finished::RequestRecord;
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
-use crate::proxy::{self, headers, ConnectionInfo, ProxyError, TooLarge, VisitorBody};
+use crate::proxy::{
+    self, cookies, forwarding, headers, ConnectionInfo, ProxyError, TooLarge, VisitorBody,
+};
 use crate::rewrite::{self, PageTokens, RewriteBody, RewriteStats};
 use crate::runtime::Runtime;
 use crate::token;
@@ -91,7 +93,7 @@ impl Gateway {
             .server
             .trusted_proxies
             .trusts(conn.peer.ip());
-        let request_id = headers::request_id(request.headers(), trusted_peer);
+        let request_id = forwarding::request_id(request.headers(), trusted_peer);
         let mut record = RequestRecord::start(
             request.method(),
             request.uri().path(),
@@ -128,7 +130,7 @@ impl Gateway {
             }
         };
         let answer_headers = response.headers_mut();
-        answer_headers.insert(headers::X_REQUEST_ID, request_id);
+        answer_headers.insert(forwarding::X_REQUEST_ID, request_id);
         if own_answer && unread_body {
             // Said, so the client opens a new connection for its next request
             // instead of losing it on this one.
@@ -279,10 +281,10 @@ async fn forward(
     // Only now, for the CMS: a refusal never needed it in the request.
     parts
         .headers
-        .insert(headers::X_REQUEST_ID, record.request_id().clone());
+        .insert(forwarding::X_REQUEST_ID, record.request_id().clone());
     if let Some(principal) = &principal {
         // Of several session cookies, the CMS gets the one the gate let in.
-        headers::keep_admitted_session(
+        cookies::keep_admitted_session(
             &mut parts.headers,
             &runtime.settings().session.cookie,
             principal.session_digest(),

@@ -5,13 +5,9 @@
 //! both directions. `Set-Cookie` and other repeated headers are never joined:
 //! `HeaderMap` keeps each value separate and nothing here merges them.
 
-use std::net::IpAddr;
-
 use bytes::BytesMut;
 use http::header::{self, HeaderName, HeaderValue};
 use http::HeaderMap;
-
-use crate::ip_text::IpText;
 
 /// Headers that only mean something on one connection. (`Trailer` is
 /// end-to-end in RFC 9110, so it stays; the CMS's trailers are dropped,
@@ -143,25 +139,6 @@ pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
     headers.insert(header::CACHE_CONTROL, value);
 }
 
-/// Joins several `Cookie` headers into one, as RFC 9113 §8.2.3 asks when an
-/// HTTP/2 request goes on over HTTP/1.1 (many HTTP/1.1 servers read only one).
-pub fn join_cookies(headers: &mut HeaderMap) {
-    let mut values = headers.get_all(header::COOKIE).iter();
-    if values.next().is_none() || values.next().is_none() {
-        return;
-    }
-    let mut joined = Vec::new();
-    for value in headers.get_all(header::COOKIE) {
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(value.as_bytes());
-    }
-    if let Ok(value) = HeaderValue::from_bytes(&joined) {
-        headers.insert(header::COOKIE, value);
-    }
-}
-
 /// Why a request's host cannot be served.
 pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
 
@@ -228,75 +205,6 @@ pub fn is_host_and_port(value: &[u8]) -> bool {
     }
 }
 
-/// Leaves, of the session cookies in the (joined) `Cookie` header, only the
-/// first one whose value the gate admitted (`admitted`: its SHA-256), so
-/// the CMS acts for the visitor who was let in and for no one else. The
-/// session cookie is named as configured (a trailing `*` for a prefix); the
-/// other cookies go on as they are. Costs nothing when there is one.
-pub fn keep_admitted_session(headers: &mut HeaderMap, cookie: &str, admitted: &[u8; 32]) {
-    use sha2::{Digest, Sha256};
-    let (name, prefix) = match cookie.strip_suffix('*') {
-        Some(prefix) => (prefix.as_bytes(), true),
-        None => (cookie.as_bytes(), false),
-    };
-    let is_session = |pair| session_value(pair, name, prefix);
-    let Some(value) = headers.get(header::COOKIE) else {
-        return;
-    };
-    let pairs = || {
-        value
-            .as_bytes()
-            .split(|&b| b == b';')
-            .map(<[u8]>::trim_ascii)
-    };
-    if pairs().filter(|pair| is_session(pair).is_some()).count() < 2 {
-        return;
-    }
-    let mut kept = false;
-    let mut joined = Vec::with_capacity(value.len());
-    for pair in pairs() {
-        if let Some(session) = is_session(pair) {
-            if kept || Sha256::digest(session).as_slice() != admitted {
-                continue;
-            }
-            kept = true;
-        }
-        if pair.is_empty() {
-            continue;
-        }
-        if !joined.is_empty() {
-            joined.extend_from_slice(b"; ");
-        }
-        joined.extend_from_slice(pair);
-    }
-    match HeaderValue::from_bytes(&joined) {
-        Ok(value) if !joined.is_empty() => {
-            headers.insert(header::COOKIE, value);
-        }
-        _ => {
-            headers.remove(header::COOKIE);
-        }
-    }
-}
-
-/// The value of a `name=value` cookie pair if it is the session cookie
-/// (`name`, or any name it starts with for a `prefix`), quotes removed.
-fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u8]> {
-    let eq = pair.iter().position(|&b| b == b'=')?;
-    let sent = &pair[..eq];
-    let matches = if prefix {
-        sent.starts_with(name)
-    } else {
-        sent == name
-    };
-    matches.then(|| {
-        let raw = &pair[eq + 1..];
-        raw.strip_prefix(b"\"")
-            .and_then(|v| v.strip_suffix(b"\""))
-            .unwrap_or(raw)
-    })
-}
-
 /// Request headers some frameworks take as the real path: the gate judged
 /// the request line, so the CMS must not be told another path.
 const ROUTE_OVERRIDES: [HeaderName; 2] = [
@@ -328,171 +236,10 @@ pub fn remove_underscored(headers: &mut HeaderMap) {
     }
 }
 
-/// The request id header: kept from a trusted proxy, otherwise made here;
-/// sent to the CMS and back to the visitor.
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Longest request id kept from a proxy.
-const MAX_REQUEST_ID: usize = 128;
-
-/// The request's id: the one a trusted proxy sent, if it is short, visible
-/// ASCII; otherwise a new one.
-///
-/// Marked sensitive: new for every request, it gains nothing from an HPACK
-/// table, so over HTTP/2 (to the visitor, or on the CMS's one shared
-/// connection) it goes out as a literal never indexed instead of pushing
-/// out fields that do recur.
-pub fn request_id(headers: &HeaderMap, trust: bool) -> HeaderValue {
-    let mut id = trust
-        .then(|| headers.get(&X_REQUEST_ID))
-        .flatten()
-        .filter(|sent| {
-            let bytes = sent.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= MAX_REQUEST_ID
-                && bytes.iter().all(|b| b.is_ascii_graphic())
-        })
-        .cloned()
-        .unwrap_or_else(new_request_id);
-    id.set_sensitive(true);
-    id
-}
-
-/// 32 hex digits: a process-wide counter hashed with keys the OS chose at start,
-/// unique within the process and not guessable from the last one.
-fn new_request_id() -> HeaderValue {
-    HeaderValue::from_bytes(&crate::unguessable::next_hex())
-        .unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// Headers by which a proxy in front tells where a request came from and
-/// how (beside `X-Forwarded-*` and `X-Original-*`, taken by prefix): from
-/// a peer that is no trusted proxy they are the visitor's own words, and
-/// frameworks take the client's address, scheme or host from them.
-const FORWARDING: [HeaderName; 11] = [
-    header::FORWARDED,
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-client-ip"),
-    HeaderName::from_static("client-ip"),
-    HeaderName::from_static("true-client-ip"),
-    HeaderName::from_static("x-cluster-client-ip"),
-    HeaderName::from_static("fastly-client-ip"),
-    HeaderName::from_static("cf-connecting-ip"),
-    HeaderName::from_static("x-host"),
-    HeaderName::from_static("front-end-https"),
-    HeaderName::from_static("x-url-scheme"),
-];
-
-/// Removes every forwarding header a visitor could send (see `FORWARDING`).
-fn remove_visitor_forwarding(headers: &mut HeaderMap) {
-    fn forwarding(name: &HeaderName) -> bool {
-        let text = name.as_str();
-        text.starts_with("x-forwarded-")
-            || text.starts_with("x-original-")
-            || FORWARDING.contains(name)
-    }
-    // Looked for first: almost no request has one, and removing needs the names owned.
-    if !headers.keys().any(forwarding) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| forwarding(n)).cloned().collect();
-    for name in names {
-        headers.remove(&name);
-    }
-}
-
-const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
-const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-/// Sets `X-Forwarded-For`, `X-Forwarded-Proto` and `X-Forwarded-Host`.
-///
-/// With `trust` (a trusted proxy is in front) the client is appended to the
-/// `X-Forwarded-For` chain and a proto or host already set is kept; without
-/// it all three are replaced and every other forwarding header is dropped
-/// (`Forwarded`, `X-Real-IP`, `X-Forwarded-Port`, `X-Original-Host`, ...).
-pub fn add_forwarded(
-    headers: &mut HeaderMap,
-    client: IpAddr,
-    proto: &'static str,
-    host: Option<HeaderValue>,
-    trust: bool,
-) {
-    let mut client_text = IpText::default();
-    let client = client_text.format(client);
-    let value = if trust && headers.contains_key(&XFF) {
-        // Earlier hops may have sent several X-Forwarded-For lines: fold them into one list.
-        let mut chain = String::new();
-        for value in headers.get_all(&XFF) {
-            if let Ok(text) = value.to_str() {
-                chain.push_str(text.trim());
-                chain.push_str(", ");
-            }
-        }
-        chain.push_str(client);
-        HeaderValue::from_str(&chain)
-    } else {
-        if !trust {
-            remove_visitor_forwarding(headers);
-        }
-        HeaderValue::from_str(client)
-    };
-    if let Ok(value) = value {
-        headers.insert(XFF, value);
-    }
-    // Behind a trusted proxy (one that terminates TLS, say) its view of
-    // the scheme and host is the visitor's: keep it.
-    if !(trust && headers.contains_key(&XFP)) {
-        headers.insert(XFP, HeaderValue::from_static(proto));
-    }
-    if !(trust && headers.contains_key(&XFH)) {
-        match host {
-            Some(host) => {
-                headers.insert(XFH, host);
-            }
-            None => {
-                headers.remove(XFH);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_request_id_is_kept_from_a_trusted_proxy_only_and_made_otherwise() {
-        let sent = map(&[("x-request-id", "edge-42")]);
-        assert_eq!(request_id(&sent, true), "edge-42");
-        assert_ne!(request_id(&sent, false), "edge-42");
-        let made = request_id(&HeaderMap::new(), true);
-        assert_eq!(made.len(), 32);
-        assert!(made
-            .to_str()
-            .unwrap()
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(made, request_id(&HeaderMap::new(), true), "each one new");
-        let spaced = map(&[("x-request-id", "a b")]);
-        assert_ne!(request_id(&spaced, true), "a b");
-        let long = map(&[("x-request-id", &"x".repeat(200))]);
-        assert_eq!(request_id(&long, true).len(), 32);
-        // Never indexed by HPACK, kept or made.
-        assert!(request_id(&sent, true).is_sensitive());
-        assert!(made.is_sensitive());
-    }
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::proxy::header_map as map;
 
     #[test]
     fn owned_values_are_the_same_values_in_a_buffer_of_their_own() {
@@ -553,24 +300,6 @@ mod tests {
     }
 
     #[test]
-    fn appends_to_an_existing_forwarded_for_chain() {
-        let mut h = map(&[
-            ("x-forwarded-for", "203.0.113.7"),
-            ("x-forwarded-for", "10.0.0.1"),
-        ]);
-        add_forwarded(
-            &mut h,
-            "127.0.0.1".parse().unwrap(),
-            "http",
-            Some(HeaderValue::from_static("site.example")),
-            true,
-        );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.0.0.1, 127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "site.example");
-    }
-
-    #[test]
     fn a_response_framed_two_ways_or_in_an_unknown_coding_cannot_be_passed_on() {
         const BOTH: Option<&str> = Some("both Content-Length and Transfer-Encoding");
         const CODING: Option<&str> = Some("a Transfer-Encoding other than chunked");
@@ -600,72 +329,6 @@ mod tests {
     }
 
     #[test]
-    fn replaces_forwarding_headers_a_visitor_could_forge_when_not_trusted() {
-        let mut h = map(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "evil.example"),
-            ("forwarded", "for=1.2.3.4"),
-            ("x-real-ip", "1.2.3.4"),
-        ]);
-        let more = [
-            "x-forwarded-port",
-            "x-forwarded-prefix",
-            "x-forwarded-ssl",
-            "x-forwarded-scheme",
-            "x-forwarded-server",
-            "x-forwarded-uri",
-            "x-original-uri",
-            "x-original-host",
-            "x-host",
-            "x-client-ip",
-            "client-ip",
-            "true-client-ip",
-            "x-cluster-client-ip",
-            "fastly-client-ip",
-            "cf-connecting-ip",
-            "front-end-https",
-            "x-url-scheme",
-        ];
-        for name in more {
-            h.insert(
-                HeaderName::from_static(name),
-                HeaderValue::from_static("on"),
-            );
-        }
-        h.insert("x-forwarded", HeaderValue::from_static("kept"));
-        add_forwarded(&mut h, "::1".parse().unwrap(), "http", None, false);
-        assert_eq!(h["x-forwarded-for"], "::1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        for gone in ["x-forwarded-host", "forwarded", "x-real-ip"]
-            .into_iter()
-            .chain(more)
-        {
-            assert!(!h.contains_key(gone), "{gone}");
-        }
-        // Only names of the family go.
-        assert_eq!(h["x-forwarded"], "kept");
-        // A trusted proxy's are kept.
-        let mut h = map(&[("x-forwarded-port", "443"), ("true-client-ip", "1.2.3.4")]);
-        add_forwarded(&mut h, "10.0.0.1".parse().unwrap(), "http", None, true);
-        assert_eq!(h["x-forwarded-port"], "443");
-        assert_eq!(h["true-client-ip"], "1.2.3.4");
-    }
-
-    #[test]
-    fn a_trusted_proxys_proto_and_host_are_kept() {
-        let mut h = map(&[
-            ("x-forwarded-proto", "https"),
-            ("x-forwarded-host", "www.site.example"),
-        ]);
-        let host = Some(HeaderValue::from_static("internal:8080"));
-        add_forwarded(&mut h, "10.0.0.2".parse().unwrap(), "http", host, true);
-        assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], "www.site.example");
-        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
-    }
-
-    #[test]
     fn cache_control_overrides_for_caches_in_front_are_removed() {
         let mut h = map(&[
             ("cache-control", "public, max-age=600"),
@@ -680,21 +343,6 @@ mod tests {
         set_cache_control(&mut h, HeaderValue::from_static("private, no-store"));
         assert_eq!(h.len(), 2, "{h:?}");
         assert_eq!(h["cache-control"], "private, no-store");
-    }
-
-    #[test]
-    fn split_cookie_headers_are_joined_for_http1() {
-        let mut h = map(&[
-            ("cookie", "a=1"),
-            ("cookie", "sessionid=x"),
-            ("cookie", "b=2"),
-        ]);
-        join_cookies(&mut h);
-        let all: Vec<_> = h.get_all("cookie").iter().collect();
-        assert_eq!(all, ["a=1; sessionid=x; b=2"]);
-        let mut one = map(&[("cookie", "a=1")]);
-        join_cookies(&mut one);
-        assert_eq!(one["cookie"], "a=1");
     }
 
     #[test]
@@ -745,33 +393,6 @@ mod tests {
         assert!(check_host(v11, &absolute, &HeaderMap::new()).is_ok());
         let with_user: http::Uri = "http://me@site.example/a".parse().unwrap();
         assert!(check_host(http::Version::HTTP_2, &with_user, &HeaderMap::new()).is_err());
-    }
-
-    #[test]
-    fn only_the_admitted_session_cookie_goes_on() {
-        use sha2::{Digest, Sha256};
-        let admitted: [u8; 32] = Sha256::digest(b"good").into();
-        let mut h = map(&[(
-            "cookie",
-            "sessionid=stale; theme=dark; sessionid=\"good\"; sessionid=good; b=2",
-        )]);
-        keep_admitted_session(&mut h, "sessionid", &admitted);
-        assert_eq!(h["cookie"], "theme=dark; sessionid=\"good\"; b=2");
-
-        let mut wordpress = map(&[(
-            "cookie",
-            "wordpress_logged_in_old=x; wordpress_logged_in_new=good; wordpress_test_cookie=1",
-        )]);
-        keep_admitted_session(&mut wordpress, "wordpress_logged_in_*", &admitted);
-        assert_eq!(
-            wordpress["cookie"],
-            "wordpress_logged_in_new=good; wordpress_test_cookie=1"
-        );
-
-        // One session cookie: untouched, byte for byte.
-        let mut one = map(&[("cookie", "a=1;sessionid=good ;b")]);
-        keep_admitted_session(&mut one, "sessionid", &admitted);
-        assert_eq!(one["cookie"], "a=1;sessionid=good ;b");
     }
 
     #[test]

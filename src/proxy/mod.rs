@@ -1,6 +1,8 @@
 //! The upstream (CMS) side: the HTTP client, request preparation and its errors.
 
 mod client_uploads;
+pub mod cookies;
+pub mod forwarding;
 mod framing;
 pub mod headers;
 mod pool;
@@ -433,8 +435,8 @@ pub fn prepare_request(
     if !settings.underscores_in_headers {
         headers::remove_underscored(&mut parts.headers);
     }
-    headers::join_cookies(&mut parts.headers);
-    headers::add_forwarded(
+    cookies::join_cookies(&mut parts.headers);
+    forwarding::add_forwarded(
         &mut parts.headers,
         conn.peer.ip(),
         conn.proto(),
@@ -507,3 +509,16 @@ fn unforwardable<E>(_: E) -> ProxyError {
 
 #[cfg(test)]
 mod tests;
+
+/// A header map of `pairs`, in order, for the header modules' tests.
+#[cfg(test)]
+fn header_map(pairs: &[(&str, &str)]) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in pairs {
+        map.append(
+            http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    map
+}

@@ -1,0 +1,141 @@
+//! The `Cookie` header on its way to the CMS: joined into one for HTTP/1.1,
+//! and holding only the session cookie the gate admitted.
+
+use http::header::{self, HeaderValue};
+use http::HeaderMap;
+
+/// Joins several `Cookie` headers into one, as RFC 9113 §8.2.3 asks when an
+/// HTTP/2 request goes on over HTTP/1.1 (many HTTP/1.1 servers read only one).
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    if values.next().is_none() || values.next().is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(value.as_bytes());
+    }
+    if let Ok(value) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// Leaves, of the session cookies in the (joined) `Cookie` header, only the
+/// first one whose value the gate admitted (`admitted`: its SHA-256), so
+/// the CMS acts for the visitor who was let in and for no one else. The
+/// session cookie is named as configured (a trailing `*` for a prefix); the
+/// other cookies go on as they are. Costs nothing when there is one.
+pub fn keep_admitted_session(headers: &mut HeaderMap, cookie: &str, admitted: &[u8; 32]) {
+    use sha2::{Digest, Sha256};
+    let (name, prefix) = match cookie.strip_suffix('*') {
+        Some(prefix) => (prefix.as_bytes(), true),
+        None => (cookie.as_bytes(), false),
+    };
+    let is_session = |pair| session_value(pair, name, prefix);
+    let Some(value) = headers.get(header::COOKIE) else {
+        return;
+    };
+    let pairs = || {
+        value
+            .as_bytes()
+            .split(|&b| b == b';')
+            .map(<[u8]>::trim_ascii)
+    };
+    if pairs().filter(|pair| is_session(pair).is_some()).count() < 2 {
+        return;
+    }
+    let mut kept = false;
+    let mut joined = Vec::with_capacity(value.len());
+    for pair in pairs() {
+        if let Some(session) = is_session(pair) {
+            if kept || Sha256::digest(session).as_slice() != admitted {
+                continue;
+            }
+            kept = true;
+        }
+        if pair.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(pair);
+    }
+    match HeaderValue::from_bytes(&joined) {
+        Ok(value) if !joined.is_empty() => {
+            headers.insert(header::COOKIE, value);
+        }
+        _ => {
+            headers.remove(header::COOKIE);
+        }
+    }
+}
+
+/// The value of a `name=value` cookie pair if it is the session cookie
+/// (`name`, or any name it starts with for a `prefix`), quotes removed.
+fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u8]> {
+    let eq = pair.iter().position(|&b| b == b'=')?;
+    let sent = &pair[..eq];
+    let matches = if prefix {
+        sent.starts_with(name)
+    } else {
+        sent == name
+    };
+    matches.then(|| {
+        let raw = &pair[eq + 1..];
+        raw.strip_prefix(b"\"")
+            .and_then(|v| v.strip_suffix(b"\""))
+            .unwrap_or(raw)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::header_map as map;
+
+    #[test]
+    fn split_cookie_headers_are_joined_for_http1() {
+        let mut h = map(&[
+            ("cookie", "a=1"),
+            ("cookie", "sessionid=x"),
+            ("cookie", "b=2"),
+        ]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; sessionid=x; b=2"]);
+        let mut one = map(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one["cookie"], "a=1");
+    }
+
+    #[test]
+    fn only_the_admitted_session_cookie_goes_on() {
+        use sha2::{Digest, Sha256};
+        let admitted: [u8; 32] = Sha256::digest(b"good").into();
+        let mut h = map(&[(
+            "cookie",
+            "sessionid=stale; theme=dark; sessionid=\"good\"; sessionid=good; b=2",
+        )]);
+        keep_admitted_session(&mut h, "sessionid", &admitted);
+        assert_eq!(h["cookie"], "theme=dark; sessionid=\"good\"; b=2");
+
+        let mut wordpress = map(&[(
+            "cookie",
+            "wordpress_logged_in_old=x; wordpress_logged_in_new=good; wordpress_test_cookie=1",
+        )]);
+        keep_admitted_session(&mut wordpress, "wordpress_logged_in_*", &admitted);
+        assert_eq!(
+            wordpress["cookie"],
+            "wordpress_logged_in_new=good; wordpress_test_cookie=1"
+        );
+
+        // One session cookie: untouched, byte for byte.
+        let mut one = map(&[("cookie", "a=1;sessionid=good ;b")]);
+        keep_admitted_session(&mut one, "sessionid", &admitted);
+        assert_eq!(one["cookie"], "a=1;sessionid=good ;b");
+    }
+}
