@@ -26,15 +26,20 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 /// Leaves, of the session cookies in the (joined) `Cookie` header, only the
 /// first one whose value the gate admitted (`admitted`: its SHA-256), so
 /// the CMS acts for the visitor who was let in and for no one else. The
-/// session cookie is named as configured (a trailing `*` for a prefix); the
-/// other cookies go on as they are. Costs nothing when there is one.
+/// session cookie is named as configured (a trailing `*` for a prefix).
+///
+/// A pair whose name a lenient server reads as the session cookie's (see
+/// [`reads_as`]) goes too, as does a pair that holds one after a comma
+/// (`a=1, sessionid=x`, which old servers split): the gate read only the
+/// exact name, so the CMS must not be handed another session beside it.
+/// The other cookies go on as they are. Costs nothing when there is one
+/// session cookie.
 pub fn keep_admitted_session(headers: &mut HeaderMap, cookie: &str, admitted: &[u8; 32]) {
     use sha2::{Digest, Sha256};
     let (name, prefix) = match cookie.strip_suffix('*') {
         Some(prefix) => (prefix.as_bytes(), true),
         None => (cookie.as_bytes(), false),
     };
-    let is_session = |pair| session_value(pair, name, prefix);
     let Some(value) = headers.get(header::COOKIE) else {
         return;
     };
@@ -44,14 +49,24 @@ pub fn keep_admitted_session(headers: &mut HeaderMap, cookie: &str, admitted: &[
             .split(|&b| b == b';')
             .map(<[u8]>::trim_ascii)
     };
-    if pairs().filter(|pair| is_session(pair).is_some()).count() < 2 {
+    let names_session = |pair: &[u8]| {
+        pair.split(|&b| b == b',').any(|piece| {
+            piece
+                .iter()
+                .position(|&b| b == b'=')
+                .is_some_and(|eq| reads_as(&piece[..eq], name, prefix))
+        })
+    };
+    if pairs().filter(|pair| names_session(pair)).count() < 2 {
         return;
     }
     let mut kept = false;
     let mut joined = Vec::with_capacity(value.len());
     for pair in pairs() {
-        if let Some(session) = is_session(pair) {
-            if kept || Sha256::digest(session).as_slice() != admitted {
+        if names_session(pair) {
+            let admitted_here = session_value(pair, name, prefix)
+                .is_some_and(|session| Sha256::digest(session).as_slice() == admitted);
+            if kept || !admitted_here {
                 continue;
             }
             kept = true;
@@ -89,6 +104,40 @@ fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u
         raw.strip_prefix(b"\"")
             .and_then(|v| v.strip_suffix(b"\""))
             .unwrap_or(raw)
+    })
+}
+
+/// Whether a cookie sent as `sent` is `name` (or starts with it, for a
+/// `prefix`) as some server reads cookie names: spaces around it trimmed,
+/// %-escapes decoded (PHP), ASCII case ignored (ASP.NET), `.` and space
+/// read as `_` (PHP).
+fn reads_as(sent: &[u8], name: &[u8], prefix: bool) -> bool {
+    let mut sent = lenient_name(sent.trim_ascii());
+    let mut name = lenient_name(name);
+    if prefix {
+        name.all(|byte| sent.next() == Some(byte))
+    } else {
+        sent.eq(name)
+    }
+}
+
+// A cookie name's bytes as `reads_as` compares them, without allocating.
+fn lenient_name(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let mut byte = *bytes.get(at)?;
+        at += 1;
+        if byte == b'%' {
+            if let (Some(high), Some(low)) = (hex(at), hex(at + 1)) {
+                byte = u8::try_from(high * 16 + low).unwrap_or(b'%');
+                at += 2;
+            }
+        }
+        Some(match byte {
+            b'.' | b' ' => b'_',
+            other => other.to_ascii_lowercase(),
+        })
     })
 }
 
@@ -137,5 +186,44 @@ mod tests {
         let mut one = map(&[("cookie", "a=1;sessionid=good ;b")]);
         keep_admitted_session(&mut one, "sessionid", &admitted);
         assert_eq!(one["cookie"], "a=1;sessionid=good ;b");
+    }
+
+    #[test]
+    fn names_a_lenient_server_reads_as_the_session_cookie_do_not_go_on() {
+        use sha2::{Digest, Sha256};
+        let admitted: [u8; 32] = Sha256::digest(b"good").into();
+        for variant in [
+            "sessionid =other",
+            " sessionid=other",
+            "SESSIONID=other",
+            "SessionId=good",
+            "session%69d=other",
+            "session%49D=other",
+            "a=1, sessionid=other",
+        ] {
+            let mut h = map(&[(
+                "cookie",
+                &format!("theme=dark; {variant}; sessionid=good; b=2"),
+            )]);
+            keep_admitted_session(&mut h, "sessionid", &admitted);
+            assert_eq!(h["cookie"], "theme=dark; sessionid=good; b=2", "{variant}");
+        }
+        // PHP reads "." and " " in a name as "_".
+        let mut wordpress = map(&[(
+            "cookie",
+            "wordpress.logged.in_x=other; wordpress_logged_in_x=good; wordpress_test_cookie=1",
+        )]);
+        keep_admitted_session(&mut wordpress, "wordpress_logged_in_*", &admitted);
+        assert_eq!(
+            wordpress["cookie"],
+            "wordpress_logged_in_x=good; wordpress_test_cookie=1"
+        );
+        // Names that only look alike stay.
+        let mut h = map(&[(
+            "cookie",
+            "sessionid2=x; my_sessionid=y; SESSIONID=z; sessionid=good",
+        )]);
+        keep_admitted_session(&mut h, "sessionid", &admitted);
+        assert_eq!(h["cookie"], "sessionid2=x; my_sessionid=y; sessionid=good");
     }
 }

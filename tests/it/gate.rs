@@ -136,6 +136,31 @@ async fn other_cookies_do_not_matter_and_a_stale_duplicate_does_not_lock_a_membe
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_cms_is_handed_no_session_a_lenient_reading_of_a_cookie_name_finds() {
+    let (cms, gate) = setup().await;
+    // Flask reads "sessionid =x" as sessionid, PHP "session%69d=x", ASP.NET "SESSIONID=x".
+    let sent = format!(
+        "sessionid =intruder; theme=dark; SESSIONID=intruder; sessionid={MEMBER}; \
+         session%69d=intruder; a=1, sessionid=intruder"
+    );
+    let page = get(&gate.url("/videos/intro"), Some(&sent)).await;
+    assert_eq!(page.status, 200);
+    let seen = cms.requests();
+    assert_eq!(
+        seen[0].headers["cookie"],
+        format!("theme=dark; sessionid={MEMBER}").as_str()
+    );
+    // Alone, a lenient spelling of an allowed session lets no one in.
+    for spelling in [
+        format!("sessionid ={MEMBER}"),
+        format!("SESSIONID={MEMBER}"),
+    ] {
+        assert_denied(&get(&gate.url("/videos/intro"), Some(&spelling)).await);
+    }
+    assert_eq!(cms.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_path_matching_no_route_is_gated() {
     let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
     // No "/" route: everything outside /public/ and /videos/ is gated.
