@@ -63,7 +63,10 @@ pub(super) async fn admit(
     if request.method() == Method::CONNECT {
         return Err(Refusal::MethodNotAllowed.into());
     }
-    if headers::unknown_request_coding(request.headers()) {
+    // Only a body of unknown length can come in a transfer coding.
+    let body = request.body();
+    let unknown_length = !body.is_end_stream() && body.size_hint().exact().is_none();
+    if unknown_length && headers::unknown_request_coding(request.headers()) {
         return Err(Refusal::UnknownCoding.into());
     }
     headers::check_host(request.version(), request.uri(), request.headers())

@@ -112,6 +112,10 @@ fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u
 /// %-escapes decoded (PHP), ASCII case ignored (ASP.NET), `.` and space
 /// read as `_` (PHP).
 fn reads_as(sent: &[u8], name: &[u8], prefix: bool) -> bool {
+    // The name as configured, the usual case, needs no second reading.
+    if sent == name || (prefix && sent.starts_with(name)) {
+        return true;
+    }
     let mut sent = lenient_name(sent.trim_ascii());
     let mut name = lenient_name(name);
     if prefix {

@@ -87,6 +87,7 @@ impl Route {
     // alike, and "/videos.json" or "/videos.html", which servers that take a
     // format from the extension (Rails, Spring) serve as "/videos", also
     // with a trailing slash, which Rails drops before routing.
+    #[inline]
     fn owns(path: &[u8], prefix: &[u8]) -> bool {
         path.starts_with(prefix)
             || prefix
@@ -279,6 +280,7 @@ impl RouteTable {
 
     // Raises `found` by the route of the folded reading of `strict` (`None`:
     // `strict` is its own).
+    #[inline]
     fn raise_folded(&self, found: &mut RouteMatch, folded: Option<&[u8]>, strict: &[u8]) {
         match folded {
             Some(folded) => self.raise(found, self.find_folded(folded)),
