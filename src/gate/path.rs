@@ -1,27 +1,30 @@
 //! Reading a request the way servers behind us might.
 //!
-//! A path has two readings, and routes judge it by the stricter (see
+//! A path has several readings, and routes judge it by the strictest (see
 //! [`super::route`]):
 //!
 //! - the strict reading ([`normalize`]): percent-decoded, `;` parameters
 //!   dropped from each segment, `//` collapsed, so that `/vid%65os/x` or
 //!   `/videos;x=1/y` is judged as the CMS will see it;
 //! - the folded reading (`folded_reading`): the strict one as a lenient
-//!   server or database reads it: case folded, spaces around a segment
-//!   dropped (Java's `trim`, .NET's `Trim`), trailing dots and NTFS stream
-//!   suffixes (`videos::$DATA`) dropped (Windows, IIS), and, for a path that
-//!   holds non-ASCII characters, compatibility forms (full-width letters,
-//!   `ſ`), accents (MySQL's `utf8mb4_0900_ai_ci`), invisible characters
-//!   (zero-width space, soft hyphen) and Unicode spaces folded as well.
+//!   server or database reads it: case folded, trailing dots and spaces of
+//!   a segment dropped (Windows, IIS), and, for a path that holds non-ASCII
+//!   characters, compatibility forms (full-width letters, `ſ`), accents
+//!   (MySQL's `utf8mb4_0900_ai_ci`), invisible characters (zero-width
+//!   space, soft hyphen) and Unicode spaces and C1 controls (read as
+//!   spaces) folded as well. Route prefixes are folded the same way;
+//! - the trimmed reading (`trimmed_reading`), of paths only: the folded one
+//!   with spaces at the start of a segment dropped too (Java's `trim`,
+//!   .NET's `Trim`) and an NTFS stream suffix (`videos::$DATA`) cut off;
+//! - for a path with an escaped `?` or `#` (`%3F`, `%23`), each of these of
+//!   the path cut there, as a server that decodes before it splits off the
+//!   query reads it, with what follows the `%3F` read as a query (see
+//!   [`super::route`]).
 //!
-//! A decoded `?` or `#` (`%3F`, `%23`) gives a third reading to a server
-//! that decodes a path before it splits off the query: the path cut there,
-//! the rest a query (see [`super::route`]).
-//!
-//! A dot segment, in any spelling either reading finds (`..`, `.;x`, `%2e%2e`,
+//! A dot segment, in any spelling any reading finds (`..`, `.;x`, `%2e%2e`,
 //! `...`, `．．`), is refused: browsers resolve them before sending, and
 //! servers disagree on what they mean (`..;` is `..` to Tomcat only).
-//! The request is forwarded as sent.
+//! So are ASCII control characters. The request is forwarded as sent.
 //!
 //! Query parameter names are read as PHP and other servers read them
 //! (`param_names`, `canonical_param`).
@@ -137,22 +140,22 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
 }
 
 /// The folded reading of a strict path (see the module doc), or `None` when
-/// it is the strict path itself (ASCII, lower case, no `:`, no segment
-/// starting with a space or ending in a dot or space): then nothing is
-/// computed or allocated.
+/// it is the strict path itself (ASCII, lower case, no segment ending in a
+/// dot or space): then nothing is computed or allocated. Route prefixes are
+/// folded this way too; see [`trimmed_reading`] for what only paths get.
 ///
 /// The Unicode folding runs only for a path that holds non-ASCII bytes; one
 /// that is not UTF-8 is read as Windows-1252, as legacy servers do.
 pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
     if strict.is_ascii() {
-        let loose = strict.iter().any(|&b| b.is_ascii_uppercase() || b == b':')
-            || strict.split(|&b| b == b'/').any(|segment| {
-                segment.starts_with(b" ") || segment.ends_with(b".") || segment.ends_with(b" ")
-            });
+        let loose = strict.iter().any(u8::is_ascii_uppercase)
+            || strict
+                .split(|&b| b == b'/')
+                .any(|segment| segment.ends_with(b".") || segment.ends_with(b" "));
         if !loose {
             return Ok(None);
         }
-        return lenient_segments(strict).map(Some);
+        return lenient_segments(strict, false).map(Some);
     }
     let text = match std::str::from_utf8(strict) {
         Ok(text) => Cow::Borrowed(text),
@@ -162,15 +165,31 @@ pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError
                 .0
         }
     };
-    lenient_segments(unicode_fold(&text).as_bytes()).map(Some)
+    lenient_segments(unicode_fold(&text).as_bytes(), false).map(Some)
+}
+
+/// The folded reading `folded` (or a strict path that is its own) as a
+/// server that also trims a segment's leading spaces (Java's `trim`, .NET's
+/// `Trim`) or drops an NTFS stream suffix (`videos::$DATA`) reads it, or
+/// `None` when that changes nothing.
+///
+/// A reading of paths only, never of route prefixes: folded so, the prefix
+/// of a public route such as "/wiki/Special:Login/" would grow to cover
+/// "/wiki/special/" and take paths from a gated "/wiki/".
+pub(super) fn trimmed_reading(folded: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
+    let trims = folded.contains(&b':') || folded.windows(2).any(|pair| pair == b"/ ");
+    if !trims {
+        return Ok(None);
+    }
+    lenient_segments(folded, true).map(Some)
 }
 
 /// Rebuilds `path` (starting with `/`) segment by segment as a lenient
-/// server reads it: ASCII lower case, `;` parameters, an NTFS stream suffix
-/// (from the first `:`), leading spaces and trailing dots and spaces
-/// dropped, empty segments collapsed. A segment of only dots (and spaces)
-/// is a dot segment to such a server.
-fn lenient_segments(path: &[u8]) -> Result<Vec<u8>, PathError> {
+/// server reads it: ASCII lower case, `;` parameters and trailing dots and
+/// spaces dropped, empty segments collapsed; with `trim`, also an NTFS
+/// stream suffix (from the first `:`) and leading spaces. A segment of only
+/// dots (and spaces) is a dot segment to such a server.
+fn lenient_segments(path: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
     // Folding can make a backslash of a full-width one (U+FF3C).
     if path.iter().any(|&b| b == b'\\' || b.is_ascii_control()) {
         return Err(PathError::Ambiguous);
@@ -178,9 +197,11 @@ fn lenient_segments(path: &[u8]) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut trailing = false;
     for segment in path.split(|&b| b == b'/').skip(1) {
-        let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
-        let bare = bare.split(|&b| b == b':').next().unwrap_or_default();
-        let bare = &bare[bare.iter().take_while(|&&b| b == b' ').count()..];
+        let mut bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        if trim {
+            bare = bare.split(|&b| b == b':').next().unwrap_or_default();
+            bare = &bare[bare.iter().take_while(|&&b| b == b' ').count()..];
+        }
         let kept = bare.len()
             - bare
                 .iter()

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::path::{canonical_param, folded_reading, is_plain, normalize, param_names, PathError};
+use super::path::{
+    canonical_param, folded_reading, is_plain, normalize, param_names, trimmed_reading, PathError,
+};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
 #[derive(Debug, Clone)]
@@ -84,20 +86,28 @@ struct Route {
 
 impl Route {
     // A "/videos/" route also owns "/videos", which servers redirect or serve
-    // alike, and "/videos.json" or "/videos.html", which servers that take a
-    // format from the extension (Rails, Spring) serve as "/videos", also
-    // with a trailing slash, which Rails drops before routing.
+    // alike.
     #[inline]
     fn owns(path: &[u8], prefix: &[u8]) -> bool {
-        path.starts_with(prefix)
-            || prefix
-                .strip_suffix(b"/")
-                .filter(|dir| !dir.is_empty())
-                .and_then(|dir| path.strip_prefix(dir))
-                .is_some_and(|rest| {
-                    let format = rest.strip_suffix(b"/").unwrap_or(rest);
-                    rest.is_empty() || (rest[0] == b'.' && !format.contains(&b'/'))
-                })
+        path.starts_with(prefix) || prefix.strip_suffix(b"/").is_some_and(|dir| path == dir)
+    }
+
+    // "/videos.json" or "/videos.html", which servers that take a format from
+    // the extension (Rails, Spring) serve as "/videos", also with a trailing
+    // slash (Rails drops it before routing). Another reading of a path, so
+    // it may only raise its access: to a static server "/videos/free.json"
+    // is a file under "/videos/", not the "/videos/free/" page.
+    #[inline]
+    fn owns_format(path: &[u8], prefix: &[u8]) -> bool {
+        let Some(dir) = prefix.strip_suffix(b"/").filter(|dir| !dir.is_empty()) else {
+            return false;
+        };
+        // The dot first: it rules out nearly every route at one byte.
+        if path.get(dir.len()) != Some(&b'.') || !path.starts_with(dir) {
+            return false;
+        }
+        let rest = &path[dir.len()..];
+        !rest.strip_suffix(b"/").unwrap_or(rest).contains(&b'/')
     }
 }
 
@@ -246,19 +256,9 @@ impl RouteTable {
         };
         let mut found = self.find(&strict);
         self.raise_folded(&mut found, folded.as_deref(), &strict);
-        // Only a path with escapes decodes to a `?` or `#`: a server that
-        // decodes before it splits reads the path cut there, the rest a query.
-        let cut = (!plain)
-            .then(|| strict.iter().position(|&b| b == b'?' || b == b'#'))
-            .flatten();
-        if let Some(cut) = cut {
-            let (head, tail) = strict.split_at(cut);
-            let head = if head.is_empty() { &b"/"[..] } else { head };
-            self.raise(&mut found, self.find(head));
-            self.raise_folded(&mut found, folded_reading(head)?.as_deref(), head);
-            if tail[0] == b'?' && self.query_max.is_some_and(|max| max > found.access) {
-                self.raise_by_query(&mut found, &String::from_utf8_lossy(&tail[1..]));
-            }
+        if !plain {
+            self.raise_trimmed(&mut found, folded.as_deref().unwrap_or(&strict))?;
+            self.raise_cut(&mut found, path)?;
         }
         if let Some(query) = query {
             if self.query_max.is_some_and(|max| max > found.access) {
@@ -270,6 +270,38 @@ impl RouteTable {
             found.normal = Some(strict.as_ref().into());
         }
         Ok(found)
+    }
+
+    // Raises `found` by the trimmed reading of a folded path (see `trimmed_reading`).
+    fn raise_trimmed(&self, found: &mut RouteMatch, folded: &[u8]) -> Result<(), PathError> {
+        if let Some(trimmed) = trimmed_reading(folded)? {
+            self.raise(found, self.find_folded(&trimmed));
+        }
+        Ok(())
+    }
+
+    // A server that decodes a path before it splits off the query reads the
+    // path as sent cut at the first escape of a `?` or `#` (`%3F`, `%23`),
+    // and what follows the first `%3F` as a query: both raise `found`.
+    fn raise_cut(&self, found: &mut RouteMatch, path: &str) -> Result<(), PathError> {
+        let Some(cut) = escape_of(path, b"?#") else {
+            return Ok(());
+        };
+        let head = match &path[..cut] {
+            "" => "/",
+            head => head,
+        };
+        let strict = normalize(head)?;
+        let folded = folded_reading(&strict)?;
+        self.raise(found, self.find(&strict));
+        self.raise_folded(found, folded.as_deref(), &strict);
+        self.raise_trimmed(found, folded.as_deref().unwrap_or(&strict))?;
+        if self.query_max.is_some_and(|max| max > found.access) {
+            if let Some(question) = escape_of(path, b"?") {
+                self.raise_by_query(found, &path[question + 3..]);
+            }
+        }
+        Ok(())
     }
 
     fn raise(&self, found: &mut RouteMatch, other: RouteMatch) {
@@ -350,7 +382,15 @@ impl RouteTable {
             .routes
             .iter()
             .position(|r| Route::owns(path, r.prefix.as_bytes()));
-        self.matched(index)
+        let mut found = self.matched(index);
+        let format = (0..self.routes.len())
+            .filter(|&i| self.routes[i].access > found.access)
+            .filter(|&i| Route::owns_format(path, self.routes[i].prefix.as_bytes()))
+            .max_by_key(|&i| self.routes[i].access);
+        if format.is_some() {
+            found = self.matched(format);
+        }
+        found
     }
 
     fn find_folded(&self, path: &[u8]) -> RouteMatch {
@@ -359,7 +399,15 @@ impl RouteTable {
             .iter()
             .copied()
             .find(|&i| Route::owns(path, &self.routes[i].folded));
-        self.matched(index)
+        let mut found = self.matched(index);
+        let format = (0..self.routes.len())
+            .filter(|&i| self.routes[i].access > found.access)
+            .filter(|&i| Route::owns_format(path, &self.routes[i].folded))
+            .max_by_key(|&i| self.routes[i].access);
+        if format.is_some() {
+            found = self.matched(format);
+        }
+        found
     }
 
     fn matched(&self, index: Option<usize>) -> RouteMatch {
@@ -420,6 +468,16 @@ impl QueryRoute {
             access: route.access,
         })
     }
+}
+
+/// Where in `path` the first %-escape of one of `bytes` starts.
+fn escape_of(path: &str, bytes: &[u8]) -> Option<usize> {
+    let digit = |b: u8| (b as char).to_digit(16);
+    path.as_bytes().windows(3).position(|w| {
+        w[0] == b'%'
+            && matches!((digit(w[1]), digit(w[2])), (Some(high), Some(low))
+                if bytes.contains(&((high * 16 + low) as u8)))
+    })
 }
 
 #[cfg(test)]

@@ -408,3 +408,70 @@ fn a_format_suffix_with_a_trailing_slash_is_the_directory_page_too() {
         assert!(!gated(&t, path), "{path}");
     }
 }
+
+#[test]
+fn a_public_prefix_with_a_colon_never_opens_what_its_gated_parent_covers() {
+    let t = routes(&[
+        ("/", Access::Public),
+        ("/wiki/", Access::Session),
+        ("/wiki/Special:Login/", Access::Public),
+    ])
+    .unwrap();
+    // Read by a case-insensitive or Windows server as under "/wiki/".
+    for path in [
+        "/WIKI/special/x",
+        "/Wiki/Special/secret",
+        "/wiki./special/x",
+        "/wiki/special/x",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    // Windows reads the public route's own paths as "/wiki/Special/...": any
+    // reading gated is gated.
+    assert!(gated(&t, "/wiki/Special:Login/x"));
+}
+
+#[test]
+fn a_format_suffix_only_ever_makes_a_path_stricter() {
+    // "/videos/free.members/" is a folder under the gated "/videos/" to a
+    // static server, whatever "/videos/free/" opens.
+    let t = table();
+    for path in [
+        "/videos/free.members/",
+        "/videos/free.json",
+        "/videos/free.json/",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    let open = routes(&[("/", Access::Session), ("/videos/", Access::Public)]).unwrap();
+    for path in ["/videos.secret/", "/videos.json"] {
+        assert!(gated(&open, path), "{path}");
+    }
+    assert!(!gated(&open, "/videos/x"));
+    assert!(!gated(&open, "/videos"));
+}
+
+#[test]
+fn the_cut_at_a_decoded_question_mark_sees_through_parameters_and_hashes() {
+    let wp = wordpress();
+    for path in [
+        "/x%23%3Fp=42",
+        "/;%3Fp=42",
+        "/index.php;%3Fp=42",
+        "/x%3Bq%3Fp=42",
+        "/%3Fp=42",
+    ] {
+        assert_eq!(
+            wp.lookup(path, None).unwrap().access,
+            Access::Session,
+            "{path}"
+        );
+    }
+    for path in ["/x%23p=42", "/%3Fq=1", "/a%3F"] {
+        assert_eq!(
+            wp.lookup(path, None).unwrap().access,
+            Access::Public,
+            "{path}"
+        );
+    }
+}
