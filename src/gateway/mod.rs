@@ -375,8 +375,17 @@ async fn forward(
     }
     let (mut parts, body) = response.into_parts();
     record.upstream_status = Some(parts.status.as_u16());
-    if let Some(why) = headers::response_framing_fault(&parts.headers) {
-        // Dropped unread: its connection is closed, never reused.
+    // An answer with no body (to a HEAD, a 204 or 304) may name the framing
+    // its GET would have; there is no body to read either way.
+    let bodiless = head_only
+        || matches!(
+            parts.status,
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        );
+    if let Some(why) = headers::response_framing_fault(&parts.headers).filter(|_| !bodiless) {
+        // The body is dropped, not passed on: its connection is closed
+        // unless hyper has read it whole already (framed as hyper and the
+        // framing tracker both read it).
         return Err(Refusal::BadUpstream(why));
     }
     record.status = parts.status.as_u16();

@@ -220,9 +220,13 @@ impl<IO: AsyncWrite + Unpin> Gather<IO> {
             self.unflushed = true;
             return Poll::Ready(written.map_err(|err| self.fail(err)));
         }
-        // Nothing is held now, so it fits.
-        let gathered = self.gather(bufs, len);
-        debug_assert!(gathered, "{len} bytes did not fit in an empty buffer");
+        // Nothing is held now, so it fits; were it not to, the connection
+        // keeps the bytes itself rather than lose them.
+        if !self.gather(bufs, len) {
+            for buf in bufs {
+                self.held.extend_from_slice(buf);
+            }
+        }
         Poll::Ready(Ok(len))
     }
 }
