@@ -66,20 +66,12 @@ const FORWARDING: [HeaderName; 11] = [
 
 /// Removes every forwarding header a visitor could send (see `FORWARDING`).
 fn remove_visitor_forwarding(headers: &mut HeaderMap) {
-    fn forwarding(name: &HeaderName) -> bool {
+    super::headers::remove_where(headers, |name| {
         let text = name.as_str();
         text.starts_with("x-forwarded-")
             || text.starts_with("x-original-")
             || FORWARDING.contains(name)
-    }
-    // Looked for first: almost no request has one, and removing needs the names owned.
-    if !headers.keys().any(forwarding) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| forwarding(n)).cloned().collect();
-    for name in names {
-        headers.remove(&name);
-    }
+    });
 }
 
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");

@@ -128,14 +128,9 @@ pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
     ];
     remove_all(headers, &OVERRIDES);
     // Vendor forms such as Cloudflare-CDN-Cache-Control.
-    let vendor: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().ends_with("-cdn-cache-control"))
-        .cloned()
-        .collect();
-    for name in vendor {
-        headers.remove(name);
-    }
+    remove_where(headers, |name| {
+        name.as_str().ends_with("-cdn-cache-control")
+    });
     headers.insert(header::CACHE_CONTROL, value);
 }
 
@@ -223,14 +218,16 @@ pub fn remove_route_overrides(headers: &mut HeaderMap) {
 /// header could stand in for one the gateway sets or removes (the client's
 /// address, `X-Original-URL`), whichever of the two the server keeps.
 pub fn remove_underscored(headers: &mut HeaderMap) {
-    fn underscored(name: &HeaderName) -> bool {
-        name.as_str().as_bytes().contains(&b'_')
-    }
-    // Looked for first: almost no request has one, and removing needs the names owned.
-    if !headers.keys().any(underscored) {
+    remove_where(headers, |name| name.as_str().as_bytes().contains(&b'_'));
+}
+
+/// Removes every header whose name `matches`.
+pub fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bool) {
+    // Looked for first: almost no message has one, and removing needs the names owned.
+    if !headers.keys().any(&matches) {
         return;
     }
-    let names: Vec<HeaderName> = headers.keys().filter(|n| underscored(n)).cloned().collect();
+    let names: Vec<HeaderName> = headers.keys().filter(|n| matches(n)).cloned().collect();
     for name in names {
         headers.remove(&name);
     }

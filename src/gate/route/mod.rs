@@ -236,28 +236,28 @@ impl RouteTable {
 
     /// Finds the route for a request path and query; a path no route matches is gated.
     ///
-    /// The path is read the strict way (decoded, `;` parameters dropped) and
-    /// the folded way (case, surrounding spaces, trailing dots, stream
-    /// suffixes and, for a non-ASCII path, compatibility forms, accents and
-    /// invisible characters folded, see [`super::path`]), and, where it
-    /// decodes to a `?` or `#`, both ways again cut there, with what follows
-    /// a `?` read as a query; a dot segment in any reading is an error. The
-    /// request gets the strictest access level of the readings' routes and
-    /// of every query route one of its parameters names; on a tie, the
-    /// strict reading's route.
+    /// The path is read the strict way (decoded, `;` parameters dropped),
+    /// folded (case, trailing dots and, for a non-ASCII path, compatibility
+    /// forms, accents and invisible characters), trimmed (leading spaces and
+    /// NTFS stream suffixes dropped too), as a format page, and, where it
+    /// holds an escaped `?` or `#`, every way again cut there, with what
+    /// follows the `%3F` read as a query (see [`super::path`]); a dot
+    /// segment in any reading is an error. The request gets the strictest
+    /// access level of the readings' routes and of every query route one of
+    /// its parameters names; on a tie, the strict reading's route.
     pub fn lookup(&self, path: &str, query: Option<&str>) -> Result<RouteMatch, PathError> {
         let plain = is_plain(path.as_bytes());
-        let (strict, folded) = if plain {
-            (Cow::Borrowed(path.as_bytes()), None)
+        let strict = if plain {
+            Cow::Borrowed(path.as_bytes())
         } else {
-            let strict = normalize(path)?;
-            let folded = folded_reading(&strict)?;
-            (strict, folded)
+            normalize(path)?
         };
         let mut found = self.find(&strict);
-        self.raise_folded(&mut found, folded.as_deref(), &strict);
-        if !plain {
-            self.raise_trimmed(&mut found, folded.as_deref().unwrap_or(&strict))?;
+        if plain {
+            // Its own folded reading, and nothing to trim or cut.
+            self.raise_folded(&mut found, None, &strict);
+        } else {
+            self.raise_lenient(&mut found, &strict)?;
             self.raise_cut(&mut found, path)?;
         }
         if let Some(query) = query {
@@ -272,9 +272,11 @@ impl RouteTable {
         Ok(found)
     }
 
-    // Raises `found` by the trimmed reading of a folded path (see `trimmed_reading`).
-    fn raise_trimmed(&self, found: &mut RouteMatch, folded: &[u8]) -> Result<(), PathError> {
-        if let Some(trimmed) = trimmed_reading(folded)? {
+    // Raises `found` by the folded and the trimmed readings of `strict`.
+    fn raise_lenient(&self, found: &mut RouteMatch, strict: &[u8]) -> Result<(), PathError> {
+        let folded = folded_reading(strict)?;
+        self.raise_folded(found, folded.as_deref(), strict);
+        if let Some(trimmed) = trimmed_reading(folded.as_deref().unwrap_or(strict))? {
             self.raise(found, self.find_folded(&trimmed));
         }
         Ok(())
@@ -292,10 +294,8 @@ impl RouteTable {
             head => head,
         };
         let strict = normalize(head)?;
-        let folded = folded_reading(&strict)?;
         self.raise(found, self.find(&strict));
-        self.raise_folded(found, folded.as_deref(), &strict);
-        self.raise_trimmed(found, folded.as_deref().unwrap_or(&strict))?;
+        self.raise_lenient(found, &strict)?;
         if self.query_max.is_some_and(|max| max > found.access) {
             if let Some(question) = escape_of(path, b"?") {
                 self.raise_by_query(found, &path[question + 3..]);
@@ -382,15 +382,7 @@ impl RouteTable {
             .routes
             .iter()
             .position(|r| Route::owns(path, r.prefix.as_bytes()));
-        let mut found = self.matched(index);
-        let format = (0..self.routes.len())
-            .filter(|&i| self.routes[i].access > found.access)
-            .filter(|&i| Route::owns_format(path, self.routes[i].prefix.as_bytes()))
-            .max_by_key(|&i| self.routes[i].access);
-        if format.is_some() {
-            found = self.matched(format);
-        }
-        found
+        self.raised_by_format(self.matched(index), path, |route| route.prefix.as_bytes())
     }
 
     fn find_folded(&self, path: &[u8]) -> RouteMatch {
@@ -399,15 +391,25 @@ impl RouteTable {
             .iter()
             .copied()
             .find(|&i| Route::owns(path, &self.routes[i].folded));
-        let mut found = self.matched(index);
+        self.raised_by_format(self.matched(index), path, |route| &route.folded)
+    }
+
+    // `found`, or the strictest route whose format page `path` is (its
+    // prefix as `prefix` gives it), if that is stricter.
+    fn raised_by_format(
+        &self,
+        found: RouteMatch,
+        path: &[u8],
+        prefix: impl Fn(&Route) -> &[u8],
+    ) -> RouteMatch {
         let format = (0..self.routes.len())
             .filter(|&i| self.routes[i].access > found.access)
-            .filter(|&i| Route::owns_format(path, &self.routes[i].folded))
+            .filter(|&i| Route::owns_format(path, prefix(&self.routes[i])))
             .max_by_key(|&i| self.routes[i].access);
-        if format.is_some() {
-            found = self.matched(format);
+        match format {
+            Some(_) => self.matched(format),
+            None => found,
         }
-        found
     }
 
     fn matched(&self, index: Option<usize>) -> RouteMatch {
