@@ -8,8 +8,11 @@
 //! gate fails closed.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::IntoConnectionInfo;
 
@@ -48,7 +51,14 @@ impl RedisSettings {
 
 /// Sessions in Redis.
 pub struct RedisSource {
-    manager: ConnectionManager,
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    // Replaced whole when its connection stops answering: the manager
+    // reconnects by itself only when the connection breaks, and a
+    // half-open one (Redis gone behind a firewall, a reply that never
+    // ends) would otherwise time every lookup out until TCP gives up.
+    manager: ArcSwap<ConnectionManager>,
+    timeouts_in_a_row: AtomicU32,
     key: String,
     shares_key: Option<String>,
     timeout: Duration,
@@ -62,6 +72,9 @@ impl std::fmt::Debug for RedisSource {
 
 /// The placeholder of a key template.
 const ID: &str = "{id}";
+
+/// Lookups timed out in a row after which the connection is made anew.
+const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 
 impl RedisSource {
     /// Prepares the connection; it is made on the first lookup.
@@ -105,10 +118,13 @@ impl RedisSource {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|err| bad("Redis connection", err))?;
         Ok(RedisSource {
-            manager,
+            client,
+            config,
+            manager: ArcSwap::from_pointee(manager),
+            timeouts_in_a_row: AtomicU32::new(0),
             key: settings.key.clone(),
             shares_key: settings.shares_key.clone(),
             timeout: settings.timeout,
@@ -117,13 +133,51 @@ impl RedisSource {
 
     /// Whether Redis answers a PING within `timeout`.
     pub async fn probe(&self, timeout: Duration) -> Result<(), String> {
-        let mut connection = self.manager.clone();
+        let used = self.manager.load_full();
+        let mut connection = (*used).clone();
         let command = redis::cmd("PING");
         let ping = command.query_async::<String>(&mut connection);
-        match tokio::time::timeout(timeout, ping).await {
+        let answer = tokio::time::timeout(timeout, ping).await;
+        self.note_answer(&used, &answer);
+        match answer {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(err)) => Err(format!("Redis: {err}")),
             Err(_) => Err(format!("Redis did not answer within {timeout:?}")),
+        }
+    }
+
+    /// Counts lookups on `used` that timed out in a row, and makes a new
+    /// connection after [`TIMEOUTS_BEFORE_RECONNECT`] of them.
+    fn note_answer<T>(
+        &self,
+        used: &Arc<ConnectionManager>,
+        answer: &Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) {
+        let timed_out = match answer {
+            Err(_) => true,
+            Ok(Err(err)) => err.is_timeout(),
+            Ok(Ok(_)) => false,
+        };
+        if !timed_out {
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            return;
+        }
+        if self.timeouts_in_a_row.fetch_add(1, Ordering::Relaxed) + 1 < TIMEOUTS_BEFORE_RECONNECT {
+            return;
+        }
+        let Ok(fresh) =
+            ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+        else {
+            return;
+        };
+        // Only the lookup that saw the old connection replaces it, once.
+        let previous = self.manager.compare_and_swap(used, Arc::new(fresh));
+        if Arc::ptr_eq(&previous, used) {
+            self.timeouts_in_a_row.store(0, Ordering::Relaxed);
+            tracing::warn!(
+                timeouts = TIMEOUTS_BEFORE_RECONNECT,
+                "Redis stopped answering on its connection: connecting anew"
+            );
         }
     }
 
@@ -139,23 +193,28 @@ impl RedisSource {
         if let Some(shares) = &self.shares_key {
             pipe.smembers(shares.replace(ID, id));
         }
-        let mut connection = self.manager.clone();
+        let used = self.manager.load_full();
+        let mut connection = (*used).clone();
         let lookup = pipe.query_async::<Vec<redis::Value>>(&mut connection);
-        let values = tokio::time::timeout(self.timeout, lookup)
-            .await
+        let answer = tokio::time::timeout(self.timeout, lookup).await;
+        self.note_answer(&used, &answer);
+        let values = answer
             .map_err(|_| {
                 SourceError::Unavailable(format!("Redis did not answer within {:?}", self.timeout))
             })?
             .map_err(|err| SourceError::Unavailable(format!("Redis: {err}")))?;
         let mut values = values.into_iter();
-        let exists: bool = values
-            .next()
-            .map(redis::from_redis_value)
-            .transpose()
-            .map_err(|err| SourceError::Unavailable(format!("Redis EXISTS: {err}")))?
-            .unwrap_or(false);
-        if !exists {
-            return Ok(Verdict::Denied);
+        // EXISTS answers a count and nothing else: any other reply means the
+        // connection is out of step or something else answers, so no verdict.
+        match values.next() {
+            Some(redis::Value::Int(0)) => return Ok(Verdict::Denied),
+            Some(redis::Value::Int(count)) if count > 0 => {}
+            other => {
+                return Err(SourceError::Unavailable(format!(
+                    "Redis EXISTS answered {}",
+                    reply_kind(other.as_ref())
+                )))
+            }
         }
         let entitlements = match values.next() {
             None => Entitlements::All,
@@ -166,5 +225,19 @@ impl RedisSource {
             }
         };
         Ok(Verdict::Allowed(Principal::entitled(session, entitlements)))
+    }
+}
+
+/// What kind of reply `value` is, never what it holds.
+fn reply_kind(value: Option<&redis::Value>) -> &'static str {
+    match value {
+        None => "nothing",
+        Some(redis::Value::Int(_)) => "a negative count",
+        Some(redis::Value::Nil) => "nil",
+        Some(redis::Value::BulkString(_)) => "a bulk string",
+        Some(redis::Value::SimpleString(_)) => "a simple string",
+        Some(redis::Value::Okay) => "OK",
+        Some(redis::Value::ServerError(_)) => "an error",
+        Some(_) => "an unexpected type",
     }
 }

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -284,4 +286,151 @@ async fn a_rotated_password_file_is_used_after_the_reload_it_sets_off() {
         assert!(Instant::now() < deadline, "the new password was never used");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A Redis stand-in that misbehaves, for what a real server never does:
+/// EXISTS of `session:okay-*` is answered `+OK`; EXISTS of `session:wedge`
+/// on the first connection gets the head of a 1 GiB reply and nothing more
+/// on that connection, ever; every other EXISTS `:1`, anything else `+OK`.
+struct OddRedis {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl OddRedis {
+    async fn start() -> OddRedis {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let first = counted.fetch_add(1, AtomicOrdering::SeqCst) == 0;
+                tokio::spawn(serve_odd_redis(stream, first));
+            }
+        });
+        OddRedis {
+            port,
+            connections,
+            task,
+        }
+    }
+}
+
+impl Drop for OddRedis {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve_odd_redis(mut stream: tokio::net::TcpStream, first: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut pending = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let Ok(n) = stream.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some((used, args)) = resp_command(&pending) {
+            pending.drain(..used);
+            let exists = args
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case(b"EXISTS"));
+            let key = args.get(1).map(|k| String::from_utf8_lossy(k).into_owned());
+            let reply: &[u8] = match (exists, key.as_deref()) {
+                (true, Some("session:wedge")) if first => {
+                    let _ = stream.write_all(b"$1073741824\r\n").await;
+                    // Silent from here on: the reply never ends.
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                (true, Some(key)) if key.starts_with("session:okay-") => b"+OK\r\n",
+                (true, _) => b":1\r\n",
+                _ => b"+OK\r\n",
+            };
+            if stream.write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// The first RESP command in `bytes` (an array of bulk strings): its length and arguments.
+fn resp_command(bytes: &[u8]) -> Option<(usize, Vec<Vec<u8>>)> {
+    fn line(bytes: &[u8], at: usize) -> Option<(usize, &[u8])> {
+        let end = bytes[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        Some((end + 2, &bytes[at..end]))
+    }
+    let (mut at, head) = line(bytes, 0)?;
+    let count: usize = std::str::from_utf8(head.strip_prefix(b"*")?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let mut args = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (next, size) = line(bytes, at)?;
+        let size: usize = std::str::from_utf8(size.strip_prefix(b"$")?)
+            .ok()?
+            .parse()
+            .ok()?;
+        if bytes.len() < next + size + 2 {
+            return None;
+        }
+        args.push(bytes[next..next + size].to_vec());
+        at = next + size + 2;
+    }
+    Some((at, args))
+}
+
+fn odd_redis_config(cms: SocketAddr, redis: &OddRedis) -> String {
+    config_text(cms, "").replacen(
+        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+        &format!(
+            "[session.allowlist.redis]\nurl = \"redis://127.0.0.1:{}/0\"\ntimeout = \"300ms\"\n\n[session.allowlist.cache]\nenabled = false\n",
+            redis.port
+        ),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn an_exists_reply_that_is_no_count_gives_no_verdict() {
+    let redis = OddRedis::start().await;
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let gate = Gate::start_with(&odd_redis_config(cms.addr, &redis), &[]).await;
+    let url = gate.url("/videos/a");
+    assert_eq!(get(&url, Some("sessionid=plain-1")).await.status, 200);
+    let odd = get(&url, Some("sessionid=okay-1")).await;
+    assert_eq!(odd.status, 503, "an +OK is not a key that exists");
+    assert!(!odd.text().contains("article"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_redis_stopped_answering_on_is_made_anew() {
+    let redis = OddRedis::start().await;
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let gate = Gate::start_with(&odd_redis_config(cms.addr, &redis), &[]).await;
+    let url = gate.url("/videos/a");
+    assert_eq!(get(&url, Some("sessionid=wedge")).await.status, 503);
+    // Every lookup behind the endless reply times out, until the
+    // connection is given up and another one made.
+    let wedged = Instant::now();
+    loop {
+        let status = get(&url, Some("sessionid=plain-2")).await.status;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            wedged.elapsed() < Duration::from_secs(5),
+            "still no answer 5 s after the connection wedged"
+        );
+    }
+    assert_eq!(redis.connections.load(AtomicOrdering::SeqCst), 2);
 }
