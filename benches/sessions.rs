@@ -90,6 +90,7 @@ fn session_lookup(c: &mut Criterion) {
                 headers: Vec::new(),
                 original_request: true,
                 shares_header: None,
+                max_in_flight: 64,
             }),
             cache: Some(CacheSettings {
                 ttl: Duration::from_secs(3600),

@@ -54,8 +54,8 @@ impl Expiry<[u8; 32], Verdict> for VerdictExpiry {
 }
 
 impl VerdictCache {
-    /// An empty cache.
-    pub fn new(settings: &CacheSettings) -> VerdictCache {
+    /// An empty cache in front of a source whose lookups take at most `longest_lookup`.
+    pub fn new(settings: &CacheSettings, longest_lookup: Duration) -> VerdictCache {
         VerdictCache {
             verdicts: Cache::builder()
                 .max_capacity(settings.max_entries)
@@ -66,7 +66,9 @@ impl VerdictCache {
                 .build(),
             forgotten: Cache::builder()
                 .max_capacity(settings.max_entries)
-                .time_to_live(settings.ttl.max(settings.negative_ttl))
+                // Until a lookup under way at the logout has ended, and
+                // anything it cached before that has expired.
+                .time_to_live(settings.ttl.max(settings.negative_ttl) + longest_lookup)
                 .build(),
         }
     }
@@ -92,6 +94,13 @@ impl VerdictCache {
             })
             .await
             .map_err(|shared| (*shared).clone());
+        // Only a lookup that began before a logout caches a verdict for a
+        // session forgotten since (later ones skip the cache): that verdict
+        // would outlive the logout's mark, so it goes now. The request that
+        // waited for it still gets it: it came before the logout.
+        if self.forgotten.contains_key(&session) {
+            self.verdicts.invalidate(&session).await;
+        }
         (verdict, ran.load(Ordering::Relaxed))
     }
 

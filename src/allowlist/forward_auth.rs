@@ -15,6 +15,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
 
 use super::{Entitlements, Principal, SessionKey, SourceError, Verdict, Visit};
 use crate::proxy::describe;
@@ -32,6 +33,8 @@ pub struct ForwardAuthSettings {
     pub original_request: bool,
     /// Response header listing the videos an allowed session may watch, comma-separated.
     pub shares_header: Option<HeaderName>,
+    /// Most checks under way at once (0: no limit); as many idle connections are kept.
+    pub max_in_flight: usize,
 }
 
 impl std::fmt::Debug for ForwardAuthSettings {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for ForwardAuthSettings {
             .field("headers", &names)
             .field("original_request", &self.original_request)
             .field("shares_header", &self.shares_header)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -53,6 +57,9 @@ impl std::fmt::Debug for ForwardAuthSettings {
 pub struct ForwardAuth {
     settings: ForwardAuthSettings,
     client: Client<HttpConnector, Empty<Bytes>>,
+    // Places for checks under way: a crowd of new visitors (or of made-up
+    // cookies) waits for one instead of opening a connection each.
+    places: Option<Semaphore>,
 }
 
 const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
@@ -66,13 +73,18 @@ impl ForwardAuth {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(settings.timeout));
-        let client = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
+            .pool_idle_timeout(Duration::from_secs(90));
+        let places = (settings.max_in_flight > 0).then(|| {
+            builder.pool_max_idle_per_host(settings.max_in_flight);
+            Semaphore::new(settings.max_in_flight)
+        });
         ForwardAuth {
             settings: settings.clone(),
-            client,
+            client: builder.build(connector),
+            places,
         }
     }
 
@@ -87,15 +99,24 @@ impl ForwardAuth {
         visit: &Visit<'_>,
     ) -> Result<Verdict, SourceError> {
         let request = self.request(session, visit)?;
-        let answer = async {
-            let response = self.client.request(request).await.map_err(|err| {
-                SourceError::Unavailable(format!("session check: {}", describe(&err)))
-            })?;
-            let (parts, body) = response.into_parts();
-            // Read what little the check says, so its connection goes back to the pool.
-            let _ = Limited::new(body, MAX_ANSWER_BODY).collect().await;
-            Ok::<_, SourceError>(parts)
-        };
+        let answer =
+            async {
+                // Waited for within the check's own time limit.
+                let _place =
+                    match &self.places {
+                        Some(places) => Some(places.acquire().await.map_err(|_| {
+                            SourceError::Unavailable("session check closed".into())
+                        })?),
+                        None => None,
+                    };
+                let response = self.client.request(request).await.map_err(|err| {
+                    SourceError::Unavailable(format!("session check: {}", describe(&err)))
+                })?;
+                let (parts, body) = response.into_parts();
+                // Read what little the check says, so its connection goes back to the pool.
+                let _ = Limited::new(body, MAX_ANSWER_BODY).collect().await;
+                Ok::<_, SourceError>(parts)
+            };
         let parts = tokio::time::timeout(self.settings.timeout, answer)
             .await
             .map_err(|_| {
@@ -209,6 +230,7 @@ mod tests {
             )],
             original_request: true,
             shares_header: None,
+            max_in_flight: 64,
         };
         let shown = format!("{settings:?}");
         assert!(shown.contains("x-check-secret"), "{shown}");

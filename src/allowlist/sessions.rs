@@ -36,6 +36,15 @@ impl SourceSettings {
         }
     }
 
+    /// The longest a lookup may take before it counts as failed.
+    pub fn longest_lookup(&self) -> Duration {
+        match self {
+            SourceSettings::File { .. } => Duration::ZERO,
+            SourceSettings::ForwardAuth(cms) => cms.timeout,
+            SourceSettings::Redis(redis) => redis.timeout,
+        }
+    }
+
     /// True for sources asked over the network, whose answers are worth caching.
     pub fn is_remote(&self) -> bool {
         !matches!(self, SourceSettings::File { .. })
@@ -70,7 +79,7 @@ pub enum Source {
     /// The CMS's session check.
     ForwardAuth(Box<ForwardAuth>),
     /// Redis.
-    Redis(RedisSource),
+    Redis(Box<RedisSource>),
 }
 
 impl SessionSource for Source {
@@ -130,13 +139,16 @@ impl Sessions {
             SourceSettings::ForwardAuth(cms) => {
                 Source::ForwardAuth(Box::new(ForwardAuth::new(cms)))
             }
-            SourceSettings::Redis(redis) => Source::Redis(RedisSource::new(redis)?),
+            SourceSettings::Redis(redis) => Source::Redis(Box::new(RedisSource::new(redis)?)),
         };
         Ok(Arc::new(Sessions {
             settings: settings.clone(),
             files,
             source,
-            cache: settings.cache.as_ref().map(VerdictCache::new),
+            cache: settings
+                .cache
+                .as_ref()
+                .map(|cache| VerdictCache::new(cache, settings.source.longest_lookup())),
             failures: FailureLog::default(),
             metrics: metrics.clone(),
         }))

@@ -15,6 +15,9 @@ use crate::allowlist::{
 use crate::secret::{Secret, SecretSource};
 
 const KEY: &str = "session.allowlist";
+/// Default `forward_auth.max_in_flight`: what a CMS's worker pool may take
+/// beside its page views.
+const DEFAULT_CHECKS_IN_FLIGHT: usize = 64;
 
 impl Validator<'_> {
     /// The session source settings, and the entitlement placeholder name.
@@ -164,6 +167,9 @@ impl Validator<'_> {
             headers,
             original_request: raw.original_request.unwrap_or(true),
             shares_header,
+            max_in_flight: self
+                .places_at_most(raw.max_in_flight, &key("max_in_flight"))?
+                .unwrap_or(DEFAULT_CHECKS_IN_FLIGHT),
         })
     }
 

@@ -205,6 +205,7 @@ pub struct RawForwardAuth {
     pub headers: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub original_request: Option<bool>,
     pub shares_header: Option<Spanned<String>>,
+    pub max_in_flight: Option<Spanned<usize>>,
 }
 
 /// `[session.allowlist.redis]`

@@ -118,7 +118,7 @@ impl Validator<'_> {
     }
 
     /// A count of places, refused above `MOST_PLACES`.
-    fn places_at_most(
+    pub(super) fn places_at_most(
         &self,
         value: Option<Spanned<usize>>,
         key: &str,

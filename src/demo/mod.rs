@@ -146,6 +146,7 @@ pub async fn run(
             headers: Vec::new(),
             original_request: true,
             shares_header: Some(HeaderName::from_static(cms::SHARES_HEADER)),
+            max_in_flight: 64,
         }),
         cache: None,
         on_error: OnError::Unavailable,

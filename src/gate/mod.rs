@@ -97,14 +97,24 @@ impl SessionGate {
             Err(err) => return Ok(Admission::Denied(DenyReason::BadCookie(err))),
         };
         let mut first_unknown = None;
+        // A value the source cannot answer for (a stale cookie its check
+        // chokes on, say) must not hide a later one it allows: the failure
+        // counts only when no value gets in.
+        let mut first_failure = None;
         for cookie in values.as_slice() {
             let key = SessionKey::sent_as(cookie.name, cookie.value);
-            match self.sessions.check(&key, visit).await? {
-                Verdict::Allowed(principal) => return Ok(Admission::Allowed(principal)),
-                Verdict::Denied => {
+            match self.sessions.check(&key, visit).await {
+                Ok(Verdict::Allowed(principal)) => return Ok(Admission::Allowed(principal)),
+                Ok(Verdict::Denied) => {
                     first_unknown.get_or_insert(key.tag());
                 }
+                Err(err) => {
+                    first_failure.get_or_insert(err);
+                }
             }
+        }
+        if let Some(err) = first_failure {
+            return Err(err);
         }
         Ok(Admission::Denied(match first_unknown {
             Some(tag) => DenyReason::UnknownSession(tag),
@@ -123,15 +133,32 @@ impl SessionGate {
         if !clears_session(response, &self.cookie, SystemTime::now()) {
             return;
         }
-        let mut carried = HeaderMap::new();
-        for value in request_cookies {
-            carried.append(COOKIE, value.clone());
-        }
-        // Even a cookie header the gate would refuse names sessions to forget.
-        for id in every_session_value(&carried, &self.cookie, MAX_FORGOTTEN) {
-            let key = SessionKey::new(id);
-            self.sessions.forget(key.digest()).await;
-            tracing::debug!(session = %key.tag(), "logged out: cached verdict dropped");
-        }
+        forget_carried(&self.cookie, &self.sessions, request_cookies).await;
+    }
+
+    /// For a request whose CMS answer was never read (the visitor went away,
+    /// the CMS failed, the gateway refused the answer): it may have been a
+    /// logout, so the cached verdicts of the sessions it carried are dropped
+    /// all the same, in a task of their own. The next request asks the source.
+    pub fn forget_carried_later(&self, request_cookies: Vec<HeaderValue>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (cookie, sessions) = (self.cookie.clone(), self.sessions.clone());
+        runtime.spawn(async move { forget_carried(&cookie, &sessions, &request_cookies).await });
+    }
+}
+
+/// Drops the cached verdicts of the values of `cookie` in `request_cookies`.
+async fn forget_carried(cookie: &CookieName, sessions: &Sessions, request_cookies: &[HeaderValue]) {
+    let mut carried = HeaderMap::new();
+    for value in request_cookies {
+        carried.append(COOKIE, value.clone());
+    }
+    // Even a cookie header the gate would refuse names sessions to forget.
+    for id in every_session_value(&carried, cookie, MAX_FORGOTTEN) {
+        let key = SessionKey::new(id);
+        sessions.forget(key.digest()).await;
+        tracing::debug!(session = %key.tag(), "logged out: cached verdict dropped");
     }
 }

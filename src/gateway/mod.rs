@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Either};
 use hyper::body::{Body as _, Incoming};
 
@@ -26,6 +26,7 @@ use crate::allowlist::Principal;
 use crate::body::{sniff_bom, Bom, BoxBody, ReadLimit, ResponseBody};
 use crate::compression::{self, Decoded, Encoded};
 use crate::finished::RequestRecord;
+use crate::gate::SessionGate;
 use crate::metrics::UpstreamError;
 use crate::proxy::upgrade::{self, HoldConnection};
 use crate::proxy::{
@@ -312,6 +313,10 @@ async fn forward(
             spent: read.spent,
         },
     };
+    let mut logout = LogoutWatch {
+        gate: &runtime.gate,
+        cookies: logout_cookies,
+    };
     let mut response = ask(runtime, &client, Request::from_parts(parts, body)).await?;
     if gated && partial_page(response.status(), response.headers()) {
         record.upstream_status = Some(response.status().as_u16());
@@ -363,6 +368,7 @@ async fn forward(
         let (mut parts, body) = response.into_parts();
         record.upstream_status = Some(parts.status.as_u16());
         record.status = parts.status.as_u16();
+        logout.read(&parts.headers).await;
         headers::remove_hop_by_hop(&mut parts.headers);
         if let Some(protocol) = protocol {
             upgrade::restore(&mut parts.headers, protocol);
@@ -395,14 +401,7 @@ async fn forward(
     // whenever its length is not known, as a rewritten page's never is,
     // while the connection is kept for the visitor's next request.
     parts.version = http::Version::HTTP_11;
-    if !logout_cookies.is_empty() {
-        Box::pin(
-            runtime
-                .gate
-                .forget_if_logged_out(&logout_cookies, &parts.headers),
-        )
-        .await;
-    }
+    logout.read(&parts.headers).await;
     headers::remove_hop_by_hop(&mut parts.headers);
     // Its trailers are dropped (`ReadLimit`): none is announced.
     parts.headers.remove(header::TRAILER);
@@ -419,6 +418,34 @@ async fn forward(
         body,
         rewrite,
     })
+}
+
+/// The cookies of a request sent to the CMS while verdicts are cached: its
+/// answer may be a logout. Read once the answer's head is in; if the
+/// exchange ends before that, the sessions are forgotten all the same
+/// ([`SessionGate::forget_carried_later`]).
+struct LogoutWatch<'a> {
+    gate: &'a SessionGate,
+    cookies: Vec<HeaderValue>,
+}
+
+impl LogoutWatch<'_> {
+    /// Forgets the sessions if `answer` logs them out; the watch is done.
+    async fn read(&mut self, answer: &HeaderMap) {
+        if !self.cookies.is_empty() {
+            Box::pin(self.gate.forget_if_logged_out(&self.cookies, answer)).await;
+            self.cookies.clear();
+        }
+    }
+}
+
+impl Drop for LogoutWatch<'_> {
+    fn drop(&mut self) {
+        if !self.cookies.is_empty() {
+            self.gate
+                .forget_carried_later(std::mem::take(&mut self.cookies));
+        }
+    }
 }
 
 /// Sends `request` from `client` to the CMS and counts its answer, or why

@@ -564,3 +564,131 @@ async fn a_logout_during_a_slow_session_check_still_wins() {
         "the late verdict did not stick"
     );
 }
+
+#[tokio::test]
+async fn a_value_the_source_cannot_answer_for_does_not_hide_an_allowed_one() {
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let auth = session_check().await;
+    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
+    let url = gate.url("/videos/a");
+    for cookie in [
+        "sessionid=broken-stale; sessionid=good-member",
+        "sessionid=good-member; sessionid=broken-stale",
+    ] {
+        assert_eq!(get(&url, Some(cookie)).await.status, 200, "{cookie}");
+    }
+    // With no value let in, the failure still decides: fail closed, as a 503.
+    assert_eq!(
+        get(&url, Some("sessionid=broken-stale; sessionid=nobody"))
+            .await
+            .status,
+        503
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_the_visitor_did_not_wait_for_still_drops_the_cached_verdict() {
+    // The CMS ends the session at once but answers late; the visitor goes
+    // away first, so the gateway never sees the answer's Set-Cookie.
+    let logged_out = Arc::new(AtomicBool::new(false));
+    let cms = {
+        let logged_out = logged_out.clone();
+        Cms::start(move |seen| {
+            if seen.uri.path() == "/public/logout" {
+                logged_out.store(true, Ordering::SeqCst);
+                let mut reply =
+                    Reply::html("bye").header("set-cookie", "sessionid=; Max-Age=0; Path=/");
+                reply.head_delay = Duration::from_secs(2);
+                reply
+            } else {
+                Reply::html("article")
+            }
+        })
+        .await
+    };
+    let auth = Cms::start(move |_| {
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.status = if logged_out.load(Ordering::SeqCst) {
+            403
+        } else {
+            200
+        };
+        reply
+    })
+    .await;
+    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
+    let cookie = Some("sessionid=good-leaving");
+    let url = gate.url("/videos/a");
+    assert_eq!(get(&url, cookie).await.status, 200);
+    assert_eq!(get(&url, cookie).await.status, 200, "from the cache");
+    assert_eq!(auth.requests().len(), 1);
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        get(&gate.url("/public/logout"), cookie),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the visitor left before the answer");
+    eventually_status(&url, cookie, 403).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verdict_looked_up_across_a_logout_does_not_come_back_after_it() {
+    // The check answers 600 ms after it is asked, as it was when asked; a
+    // logout comes meanwhile. Verdicts live a second.
+    let (cms, auth) =
+        cms_with_logout("sessionid=; Max-Age=0; Path=/", Duration::from_millis(600)).await;
+    let config = forward_auth_config(
+        cms.addr,
+        auth.addr,
+        "",
+        "",
+        "[session.allowlist.cache]\nttl = \"1s\"\nnegative_ttl = \"1s\"\n",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    let cookie = "sessionid=good-crossing";
+    let url = gate.url("/videos/a");
+    let started = Instant::now();
+    let in_flight = {
+        let url = url.clone();
+        tokio::spawn(async move { get(&url, Some(cookie)).await.status })
+    };
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        get(&gate.url("/public/logout"), Some(cookie)).await.status,
+        200
+    );
+    assert_eq!(in_flight.await.unwrap(), 200, "asked before the logout");
+    // Past the logout's mark as it was (a ttl after the logout), within the
+    // late verdict's own ttl: nothing of it may be left.
+    let mark_gone = Duration::from_millis(150 + 1000 + 150);
+    tokio::time::sleep(mark_gone.saturating_sub(started.elapsed())).await;
+    assert_eq!(get(&url, Some(cookie)).await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crowd_of_new_sessions_takes_at_most_max_in_flight_checks_at_once() {
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let auth = Cms::start(|_| {
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.head_delay = Duration::from_millis(100);
+        reply
+    })
+    .await;
+    let config = forward_auth_config(cms.addr, auth.addr, "", "max_in_flight = 2", "");
+    let gate = Gate::start_with(&config, &[]).await;
+    let url = gate.url("/videos/a");
+    let visitors: Vec<_> = (0..12)
+        .map(|n| {
+            let url = url.clone();
+            tokio::spawn(async move { get(&url, Some(&format!("sessionid=new-{n}"))).await.status })
+        })
+        .collect();
+    for visitor in visitors {
+        assert_eq!(visitor.await.unwrap(), 200, "each waited for a place");
+    }
+    assert_eq!(auth.requests().len(), 12);
+    let connections = auth.accepted.load(Ordering::SeqCst);
+    // Two places, and a connection handed back may be a moment late for
+    // the next check: far from one connection per visitor.
+    assert!(connections <= 4, "{connections} connections to the check");
+}
