@@ -7,14 +7,16 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use async_compression::tokio::bufread::{BrotliDecoder, DeflateDecoder, GzipDecoder, ZstdDecoder};
+use async_compression::tokio::bufread::{
+    BrotliDecoder, DeflateDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder,
+};
 use async_compression::tokio::write::{BrotliEncoder, GzipEncoder};
 use async_compression::Level;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::{poll_read_buf, StreamReader};
 
 use crate::body::BodyError;
@@ -165,8 +167,14 @@ impl Decoded {
             .into_data_stream();
         let reader = StreamReader::new(stream);
         let reader: Pin<Box<dyn AsyncRead + Send>> = match coding {
-            Coding::Gzip => Box::pin(GzipDecoder::new(reader)),
-            Coding::Deflate => Box::pin(DeflateDecoder::new(reader)),
+            Coding::Gzip => {
+                // A gzip body may be several members one after another
+                // (RFC 1952 2.2): all of them are the page.
+                let mut decoder = GzipDecoder::new(reader);
+                decoder.multiple_members(true);
+                Box::pin(decoder)
+            }
+            Coding::Deflate => Box::pin(Inflate::new(Box::pin(reader))),
             Coding::Brotli => Box::pin(BrotliDecoder::new(reader)),
             Coding::Zstd => Box::pin(ZstdDecoder::new(reader)),
         };
@@ -175,6 +183,132 @@ impl Decoded {
             buffer: BytesMut::new(),
             done: false,
         }
+    }
+}
+
+/// The body read so far, boxed to be moved between the states of [`Inflate`].
+type Source = Pin<Box<dyn AsyncBufRead + Send>>;
+
+/// HTTP's deflate, decoded as browsers do: the zlib format (RFC 1950, as
+/// RFC 9110 8.4.1.2 says), or raw deflate (RFC 1951) from a server that
+/// sends that instead, told apart by the first two bytes.
+enum Inflate {
+    /// Reading the first two bytes, which may come in separate chunks.
+    Sniffing {
+        source: Option<Source>,
+        head: [u8; 2],
+        len: usize,
+    },
+    Zlib(ZlibDecoder<Replay>),
+    Raw(DeflateDecoder<Replay>),
+}
+
+impl Inflate {
+    fn new(source: Source) -> Inflate {
+        Inflate::Sniffing {
+            source: Some(source),
+            head: [0; 2],
+            len: 0,
+        }
+    }
+}
+
+/// A zlib header: compression method 8 with a window of at most 32 KiB,
+/// and the check bits making CMF*256 + FLG a multiple of 31.
+fn is_zlib_header([cmf, flg]: [u8; 2]) -> bool {
+    cmf & 0x0F == 8 && cmf >> 4 <= 7 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0
+}
+
+impl AsyncRead for Inflate {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            match this {
+                Inflate::Sniffing { source, head, len } => {
+                    let Some(reader) = source.as_mut() else {
+                        return Poll::Ready(Err(io::Error::other(
+                            "deflate body read after its end",
+                        )));
+                    };
+                    while *len < head.len() {
+                        let available = std::task::ready!(reader.as_mut().poll_fill_buf(cx))?;
+                        if available.is_empty() {
+                            break;
+                        }
+                        let n = available.len().min(head.len() - *len);
+                        head[*len..*len + n].copy_from_slice(&available[..n]);
+                        *len += n;
+                        reader.as_mut().consume(n);
+                    }
+                    let Some(rest) = source.take() else {
+                        return Poll::Ready(Err(io::Error::other(
+                            "deflate body read after its end",
+                        )));
+                    };
+                    let replay = Replay {
+                        head: *head,
+                        start: 0,
+                        end: *len,
+                        rest,
+                    };
+                    // Fewer than two bytes are no zlib header either: raw
+                    // deflate, which reports such a body as cut short.
+                    *this = if *len == head.len() && is_zlib_header(*head) {
+                        Inflate::Zlib(ZlibDecoder::new(replay))
+                    } else {
+                        Inflate::Raw(DeflateDecoder::new(replay))
+                    };
+                }
+                Inflate::Zlib(decoder) => return Pin::new(decoder).poll_read(cx, buf),
+                Inflate::Raw(decoder) => return Pin::new(decoder).poll_read(cx, buf),
+            }
+        }
+    }
+}
+
+/// The bytes [`Inflate`] looked at, then the rest of the body.
+struct Replay {
+    head: [u8; 2],
+    start: usize,
+    end: usize,
+    rest: Source,
+}
+
+impl AsyncBufRead for Replay {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<&[u8]>> {
+        let this = self.get_mut();
+        if this.start < this.end {
+            Poll::Ready(Ok(&this.head[this.start..this.end]))
+        } else {
+            this.rest.as_mut().poll_fill_buf(cx)
+        }
+    }
+
+    fn consume(self: Pin<&mut Self>, amount: usize) {
+        let this = self.get_mut();
+        if this.start < this.end {
+            this.start = (this.start + amount).min(this.end);
+        } else {
+            this.rest.as_mut().consume(amount);
+        }
+    }
+}
+
+impl AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let available = std::task::ready!(self.as_mut().poll_fill_buf(cx))?;
+        let n = available.len().min(buf.remaining());
+        buf.put_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(()))
     }
 }
 

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use async_compression::tokio::bufread::{
-    BrotliDecoder, BrotliEncoder, GzipDecoder, GzipEncoder, ZstdEncoder,
+    BrotliDecoder, BrotliEncoder, DeflateEncoder, GzipDecoder, GzipEncoder, ZlibEncoder,
+    ZstdEncoder,
 };
 use bytes::Bytes;
 use tokio::io::AsyncReadExt;
@@ -25,6 +26,10 @@ async fn compressed(coding: &str, text: &str) -> Vec<u8> {
     match coding {
         "gzip" => GzipEncoder::new(input).read_to_end(&mut out).await,
         "br" => BrotliEncoder::new(input).read_to_end(&mut out).await,
+        // HTTP's deflate: the zlib format (RFC 1950).
+        "zlib" => ZlibEncoder::new(input).read_to_end(&mut out).await,
+        // Raw deflate (RFC 1951), as some servers send for deflate.
+        "raw-deflate" => DeflateEncoder::new(input).read_to_end(&mut out).await,
         _ => ZstdEncoder::new(input).read_to_end(&mut out).await,
     }
     .unwrap();
@@ -167,4 +172,87 @@ async fn a_corrupt_compressed_page_ends_the_response_and_is_never_sent_as_whole(
     .expect("the response ends");
     let whole: Result<_, Box<dyn std::error::Error + Send + Sync>> = answer;
     assert!(whole.is_err(), "a cut-off response, never a complete one");
+}
+
+/// `body` as the CMS streams it: its first two bytes one at a time, the
+/// rest cut at `cuts` (offsets into `body`) too.
+fn in_pieces(body: &[u8], cuts: &[usize]) -> Vec<Bytes> {
+    let mut at = vec![0, 1, 2];
+    at.extend(
+        cuts.iter()
+            .copied()
+            .filter(|&cut| cut > 2 && cut < body.len()),
+    );
+    at.sort_unstable();
+    at.dedup();
+    at.push(body.len());
+    at.windows(2)
+        .map(|w| Bytes::copy_from_slice(&body[w[0]..w[1]]))
+        .collect()
+}
+
+/// The gateway in front of a CMS that streams `chunks` as a gated page in
+/// `coding`: each visitor gets the whole page, rewritten, and nothing else
+/// changed.
+async fn assert_rewritten_whole(coding: &str, chunks: Vec<Bytes>, what: &str) {
+    assert!(chunks.len() > 3, "{what}: sent in pieces");
+    let mut reply =
+        Reply::chunked("text/html; charset=utf-8", chunks).header("content-encoding", coding);
+    reply.chunk_delay = Duration::from_millis(2);
+    let cms = Cms::fixed(reply).await;
+    let gate = Gate::start(&cms).await;
+    for accept in [None, Some("gzip"), Some("br")] {
+        let response = fetch(&gate.url("/videos/a"), accept).await;
+        assert_eq!(response.status, 200, "{what} for {accept:?}");
+        let sent = response
+            .headers
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(sent.as_deref(), accept, "{what} for {accept:?}");
+        let text = decoded(sent.as_deref(), &response.body).await;
+        let tokens = tokens_in(&text);
+        assert_eq!(tokens.len(), 1, "{what} for {accept:?}: {text}");
+        check_token(&tokens[0], KEY_HEX);
+        assert_eq!(
+            text.replace(&format!("?token={}", tokens[0]), ""),
+            page(),
+            "{what} for {accept:?}: nothing else changed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_zlib_deflate_page_is_decoded_and_rewritten() {
+    let body = compressed("zlib", &page()).await;
+    assert!(body[0] & 0x0F == 8 && (u16::from(body[0]) << 8 | u16::from(body[1])) % 31 == 0);
+    let third = body.len() / 3;
+    let chunks = in_pieces(&body, &[third, 2 * third]);
+    assert_rewritten_whole("deflate", chunks, "zlib deflate").await;
+}
+
+#[tokio::test]
+async fn a_raw_deflate_page_is_decoded_and_rewritten_as_browsers_do() {
+    let body = compressed("raw-deflate", &page()).await;
+    let third = body.len() / 3;
+    let chunks = in_pieces(&body, &[third, 2 * third]);
+    assert_rewritten_whole("deflate", chunks, "raw deflate").await;
+}
+
+#[tokio::test]
+async fn every_member_of_a_multi_member_gzip_page_is_decoded_and_rewritten() {
+    // The embed is in the second member.
+    let page = page();
+    let (head, tail) = page.split_at(page.len() / 2);
+    let first = compressed("gzip", head).await;
+    let second = compressed("gzip", tail).await;
+    let body = [first.as_slice(), second.as_slice()].concat();
+    // Cut in each member, at their seam, and inside the second's header.
+    let cuts = [
+        first.len() / 2,
+        first.len(),
+        first.len() + 4,
+        first.len() + second.len() / 2,
+    ];
+    let chunks = in_pieces(&body, &cuts);
+    assert_rewritten_whole("gzip", chunks, "two gzip members").await;
 }
