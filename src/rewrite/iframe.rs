@@ -46,6 +46,18 @@ impl IframeRewriter {
             let Some(url) = tag.get_attribute(attribute) else {
                 continue;
             };
+            if tag.is_untrusted() {
+                // Markup before it a browser may read otherwise: this may be
+                // no iframe, or sit in another tag's attribute.
+                if embeds.is_match(&url) {
+                    tracing::warn!(
+                        attribute,
+                        "embed left without a token: the page's markup before it is ambiguous"
+                    );
+                    stats.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
             if url.contains(char::REPLACEMENT_CHARACTER) {
                 // Bytes the page's encoding cannot read: rewriting would change them.
                 if embeds.is_match(&url) {

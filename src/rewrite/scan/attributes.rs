@@ -512,20 +512,35 @@ pub struct IframeTag<'p, 't> {
     parsed: &'p Parsed<'t>,
     encoding: &'static Encoding,
     quirks: bool,
+    lost_track: bool,
     // Values read that lol_html would have read otherwise (a BOM).
     deviations: u32,
     edits: Vec<Edit>,
 }
 
 impl<'p, 't> IframeTag<'p, 't> {
-    pub(super) fn new(parsed: &'p Parsed<'t>, encoding: &'static Encoding, quirks: bool) -> Self {
+    pub(super) fn new(
+        parsed: &'p Parsed<'t>,
+        encoding: &'static Encoding,
+        quirks: bool,
+        lost_track: bool,
+    ) -> Self {
         IframeTag {
             parsed,
             encoding,
             quirks,
+            lost_track,
             deviations: 0,
             edits: Vec::new(),
         }
+    }
+
+    /// True when the markup before this tag may be read by a browser
+    /// otherwise than by the scanner (foreign content it cannot follow, a
+    /// text element in a `select`): the tag may be no iframe at all, or
+    /// sit in another tag's attribute, and must get no token.
+    pub fn is_untrusted(&self) -> bool {
+        self.lost_track
     }
 
     /// The value of the first attribute named `name` (ASCII case ignored),

@@ -12,13 +12,26 @@ use encoding_rs::Encoding;
 use super::attributes::{decode, Parsed};
 use crate::syntax::is_token;
 
-/// The encoding a meta tag switches to, if any. Its attributes are read in
-/// the encoding in force before it.
+/// What a meta tag says of the page's encoding.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum MetaCharset {
+    /// Nothing the scanner follows.
+    None,
+    /// The bytes after it are in this encoding.
+    Switch(&'static Encoding),
+    /// An encoding whose bytes below 0x80 are not always ASCII (ISO-2022-JP,
+    /// a replacement encoding): a browser reads the markup after it
+    /// otherwise than the scanner can.
+    Unreadable,
+}
+
+/// What a meta tag says of the encoding. Its attributes are read in the
+/// encoding in force before it.
 pub(super) fn meta_encoding(
     meta: &Parsed<'_>,
     encoding: &'static Encoding,
     quirks: bool,
-) -> (Option<&'static Encoding>, u32) {
+) -> (MetaCharset, u32) {
     let mut deviations = 0;
     let mut read = |name: &[u8]| {
         meta.first(name).map(|raw| {
@@ -27,20 +40,97 @@ pub(super) fn meta_encoding(
             text.into_owned()
         })
     };
-    let from_charset = read(b"charset").and_then(|label| ascii_compatible(label.as_bytes()));
-    let found = from_charset.or_else(|| {
-        let http_equiv = read(b"http-equiv")?;
-        if !http_equiv.eq_ignore_ascii_case("content-type") {
-            return None;
+    let content = match read(b"charset") {
+        Some(label) => Err(label),
+        None => Ok(read(b"http-equiv")
+            .filter(|h| h.eq_ignore_ascii_case("content-type"))
+            .and_then(|_| read(b"content"))),
+    };
+    let label = match content {
+        Err(label) => Some(label),
+        Ok(None) => None,
+        Ok(Some(content)) => {
+            // Browsers find the charset as HTML's "extract a character
+            // encoding from a meta element" does; lol_html needs a media type.
+            let lenient = extract_charset(&content).map(str::to_owned);
+            let strict = content_charset(&content).map(str::to_owned);
+            if lenient != strict {
+                deviations += 1;
+            }
+            if quirks {
+                strict
+            } else {
+                lenient
+            }
         }
-        let content = read(b"content")?;
-        ascii_compatible(content_charset(&content)?.as_bytes())
-    });
-    (found, deviations)
+    };
+    let Some(label) = label else {
+        return (MetaCharset::None, deviations);
+    };
+    let said = match Encoding::for_label(label.as_bytes()) {
+        None => MetaCharset::None,
+        Some(found) if found.is_ascii_compatible() => {
+            if found == encoding_rs::X_USER_DEFINED {
+                // HTML reads x-user-defined in a meta as windows-1252.
+                MetaCharset::Switch(encoding_rs::WINDOWS_1252)
+            } else {
+                MetaCharset::Switch(found)
+            }
+        }
+        // HTML reads a meta's UTF-16 as UTF-8: the bytes are ASCII-compatible.
+        Some(found) if found == encoding_rs::UTF_16LE || found == encoding_rs::UTF_16BE => {
+            MetaCharset::Switch(encoding_rs::UTF_8)
+        }
+        Some(_) => MetaCharset::Unreadable,
+    };
+    // lol_html follows ASCII-compatible labels only, with no mapping.
+    let lol_html = match Encoding::for_label_no_replacement(label.as_bytes()) {
+        Some(found) if found.is_ascii_compatible() => MetaCharset::Switch(found),
+        _ => MetaCharset::None,
+    };
+    if lol_html != said {
+        deviations += 1;
+    }
+    (if quirks { lol_html } else { said }, deviations)
 }
 
-fn ascii_compatible(label: &[u8]) -> Option<&'static Encoding> {
-    Encoding::for_label_no_replacement(label).filter(|e| e.is_ascii_compatible())
+/// The charset a meta's `content` names, as HTML's "algorithm for extracting
+/// a character encoding from a meta element" finds it: after the first
+/// "charset" followed by `=`, quoted or up to a space or `;`.
+pub(super) fn extract_charset(content: &str) -> Option<&str> {
+    let bytes = content.as_bytes();
+    let is_space = |b: u8| matches!(b, b'\t' | b'\n' | b'\x0c' | b'\r' | b' ');
+    let mut from = 0;
+    loop {
+        let found = bytes[from..]
+            .windows(7)
+            .position(|w| w.eq_ignore_ascii_case(b"charset"))?;
+        let mut at = from + found + 7;
+        while bytes.get(at).copied().is_some_and(is_space) {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'=') {
+            from = at;
+            continue;
+        }
+        at += 1;
+        while bytes.get(at).copied().is_some_and(is_space) {
+            at += 1;
+        }
+        return match *bytes.get(at)? {
+            quote @ (b'"' | b'\'') => {
+                let end = bytes[at + 1..].iter().position(|&b| b == quote)?;
+                Some(&content[at + 1..at + 1 + end])
+            }
+            _ => {
+                let end = bytes[at..]
+                    .iter()
+                    .position(|&b| is_space(b) || b == b';')
+                    .map_or(bytes.len(), |n| at + n);
+                Some(&content[at..end])
+            }
+        };
+    }
 }
 
 /// The `charset` parameter of a media type, if `text` parses as one the
@@ -132,6 +222,21 @@ pub(super) fn content_charset(text: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extracts_the_charset_as_browsers_do() {
+        for (text, charset) in [
+            ("text/html; charset=shift_jis; x", Some("shift_jis")),
+            ("text/html ; charset = 'iso-2022-jp'", Some("iso-2022-jp")),
+            ("charset=koi8-r", Some("koi8-r")),
+            ("text/html; charsetx; charset=\"utf-8\" x", Some("utf-8")),
+            ("text/html; charset=\"unclosed", None),
+            ("text/html; charset=", None),
+            ("text/html", None),
+        ] {
+            assert_eq!(extract_charset(text), charset, "{text:?}");
+        }
+    }
 
     #[test]
     fn reads_the_charset_parameter_as_the_mime_crate_does() {

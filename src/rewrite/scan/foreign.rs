@@ -34,7 +34,7 @@
 //! follow lol_html and see when the two part.
 
 use super::attributes::Parsed;
-use super::names::Kind;
+use super::names::{Kind, Name};
 use super::Fidelity;
 
 /// The text state a start tag switches the tokenizer to.
@@ -66,6 +66,24 @@ pub(super) struct Foreign {
     stack: Vec<Level>,
     // Levels opened past `MAX_DEPTH`, taken as repeats of the top one.
     excess: u32,
+    // The elements open in foreign content (not `svg`, `math` or the
+    // integration points, which are levels), innermost last: a name, the
+    // number of levels open when it was opened, and how many of it are
+    // open there in a row (`<g><g><g>` is one entry).
+    elements: Vec<(Name, usize, u32)>,
+    // A browser may be in HTML here as well as in foreign content, or the
+    // other way round: an end tag named no element this simulation knows to
+    // be open, so a browser may have closed an HTML element (and the
+    // foreign content within it) that is open below (§13.2.6.5, "Any other
+    // end tag"). Until every foreign level is closed.
+    unsure: bool,
+    // HTML start tags were read at an integration point: its end tag may
+    // not close it, as a special element opened there ignores it.
+    tags_at_integration_point: bool,
+    // In a `select` of plain HTML, where browsers part on which tags switch
+    // to a text state (parsers before the 2025 select relaxation ignore
+    // them).
+    in_select: bool,
 }
 
 impl Foreign {
@@ -74,7 +92,33 @@ impl Foreign {
         Foreign {
             stack: Vec::new(),
             excess: 0,
+            elements: Vec::new(),
+            unsure: false,
+            tags_at_integration_point: false,
+            in_select: false,
         }
+    }
+
+    /// True in plain HTML inside a `select` (where `</select>` matters).
+    pub(super) fn in_select(&self) -> bool {
+        self.in_select
+    }
+
+    /// True when a browser may read the start tag of `kind` as switching to
+    /// a text state while this simulation does not, or the other way round:
+    /// from there on the two may read the page differently.
+    pub(super) fn start_tag_diverges(&self, kind: Kind) -> bool {
+        let text = text_state(kind).is_some();
+        (self.unsure && (text || matches!(kind, Kind::Svg | Kind::Math)))
+            || (self.in_select
+                && self.stack.is_empty()
+                && ((text && kind != Kind::Script) || matches!(kind, Kind::Svg | Kind::Math)))
+    }
+
+    /// True when `<![CDATA[` may open a CDATA section for a browser and a
+    /// bogus comment for this simulation, or the other way round.
+    pub(super) fn cdata_diverges(&self) -> bool {
+        self.unsure
     }
 
     fn top(&self) -> Level {
@@ -102,12 +146,18 @@ impl Foreign {
     pub(super) fn start_tag(
         &mut self,
         kind: Kind,
+        name: &Name,
         self_closing: bool,
         attrs: Option<&Parsed<'_>>,
         fidelity: &mut Fidelity,
     ) -> Option<TextState> {
         let top = self.top();
-        if let Level::Html(_) = top {
+        if let Level::Html(at) = top {
+            if at.is_some() {
+                self.tags_at_integration_point = true;
+            } else if kind == Kind::Select && self.stack.is_empty() {
+                self.in_select = true;
+            }
             return match kind {
                 Kind::Svg | Kind::Math => {
                     if fidelity.pick(!self_closing, true) {
@@ -159,16 +209,20 @@ impl Foreign {
                     *annotations += 1;
                 }
             }
+            _ if !self_closing => self.open_element(name),
             _ => {}
         }
         None
     }
 
-    /// An end tag of `kind` ended.
-    pub(super) fn end_tag(&mut self, kind: Kind, fidelity: &mut Fidelity) {
+    /// An end tag of `kind`, named `name`, ended.
+    pub(super) fn end_tag(&mut self, kind: Kind, name: &Name, fidelity: &mut Fidelity) {
         match self.top() {
             Level::Html(exit) => {
                 let Some(inner) = self.stack.len().checked_sub(1) else {
+                    if kind == Kind::Select {
+                        self.in_select = false;
+                    }
                     return;
                 };
                 let outer = inner
@@ -188,6 +242,9 @@ impl Foreign {
                     Level::Html(_) => false,
                 };
                 if fidelity.pick(exit == Some(kind), lol_html) {
+                    if self.tags_at_integration_point {
+                        self.unsure = true;
+                    }
                     self.pop(1);
                 }
             }
@@ -206,8 +263,48 @@ impl Foreign {
                         *annotations = annotations.saturating_sub(1);
                     }
                 }
-                _ => {}
+                _ => self.close_element(name),
             },
+        }
+    }
+
+    fn open_element(&mut self, name: &Name) {
+        let level = self.stack.len();
+        let tracked = self.elements.len();
+        match self.elements.last_mut() {
+            Some((open, opened_in, count))
+                if *opened_in == level && open.get().is_some() && open.get() == name.get() =>
+            {
+                *count = count.saturating_add(1);
+            }
+            _ if tracked < 2 * MAX_DEPTH => self.elements.push((*name, level, 1)),
+            // Past what is tracked, an end tag may close what is not known.
+            _ => self.unsure = true,
+        }
+    }
+
+    // An end tag in foreign content closes the innermost element of its
+    // name in the current level; with none open, a browser goes on to the
+    // HTML element below, which this simulation cannot see.
+    fn close_element(&mut self, name: &Name) {
+        let level = self.stack.len();
+        let wanted = name.get();
+        let found = self
+            .elements
+            .iter()
+            .rev()
+            .take_while(|(_, opened_in, _)| *opened_in == level)
+            .position(|(open, _, _)| wanted.is_some() && open.get() == wanted);
+        let Some(from_top) = found else {
+            self.unsure = true;
+            return;
+        };
+        let at = self.elements.len() - 1 - from_top;
+        self.elements.truncate(at + 1);
+        let (_, _, count) = &mut self.elements[at];
+        *count -= 1;
+        if *count == 0 {
+            self.elements.pop();
         }
     }
 
@@ -260,6 +357,14 @@ impl Foreign {
             levels -= 1;
         }
         self.stack.truncate(self.stack.len().saturating_sub(levels));
+        let open = self.stack.len();
+        self.elements.retain(|(_, opened_in, _)| *opened_in <= open);
+        if open == 0 {
+            // Every reading is back in plain HTML.
+            self.unsure = false;
+            self.tags_at_integration_point = false;
+            self.elements.clear();
+        }
     }
 }
 

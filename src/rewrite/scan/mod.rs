@@ -168,6 +168,9 @@ pub struct Scanner {
     max_memory: usize,
     // XHTML: start tags never switch to a text state.
     xml: bool,
+    // The scanner can no longer tell how a browser reads the page (see
+    // `lose_track`): the iframes after it get no token.
+    lost_track: bool,
     fidelity: Fidelity,
     // Reused between captured tags.
     spans: Vec<AttrSpan>,
@@ -194,6 +197,7 @@ impl Scanner {
             charset_watch: settings.adjust_charset,
             max_memory: settings.max_memory,
             xml: settings.xml,
+            lost_track: false,
             fidelity: Fidelity::default(),
             spans: Vec::new(),
             scratch: Vec::new(),
@@ -245,8 +249,8 @@ impl Scanner {
     // The name of the tag being read is complete.
     fn name_done(&mut self, sink: &mut impl ScanSink) {
         if self.is_end {
-            // Outside SVG and MathML no end tag changes anything.
-            self.kind = if self.foreign.is_plain_html() {
+            // Outside SVG, MathML and `select` no end tag changes anything.
+            self.kind = if self.foreign.is_plain_html() && !self.foreign.in_select() {
                 Kind::Other
             } else {
                 Kind::of(self.name.get())
@@ -283,8 +287,9 @@ impl Scanner {
     ) -> Result<(), ScanError> {
         self.state = states::State::Data;
         if self.is_end {
-            if self.kind != Kind::Other {
-                self.foreign.end_tag(self.kind, &mut self.fidelity);
+            if self.kind != Kind::Other || !self.foreign.is_plain_html() {
+                self.foreign
+                    .end_tag(self.kind, &self.name, &mut self.fidelity);
             }
             return Ok(());
         }
@@ -322,7 +327,12 @@ impl Scanner {
         let parsed = attributes::Parsed::read(tag, std::mem::take(&mut self.spans));
         match self.capture {
             Capture::Iframe => {
-                let mut iframe = IframeTag::new(&parsed, self.encoding, self.fidelity.quirks);
+                let mut iframe = IframeTag::new(
+                    &parsed,
+                    self.encoding,
+                    self.fidelity.quirks,
+                    self.lost_track,
+                );
                 sink.iframe(&mut iframe);
                 let (edits, deviations) = iframe.finish();
                 self.fidelity.deviations += deviations;
@@ -340,9 +350,16 @@ impl Scanner {
                 let (found, deviations) =
                     charset::meta_encoding(&parsed, self.encoding, self.fidelity.quirks);
                 self.fidelity.deviations += deviations;
-                if let Some(encoding) = found {
-                    self.encoding = encoding;
-                    self.charset_watch = false;
+                match found {
+                    charset::MetaCharset::Switch(encoding) => {
+                        self.encoding = encoding;
+                        self.charset_watch = false;
+                    }
+                    charset::MetaCharset::Unreadable => {
+                        self.lose_track();
+                        self.charset_watch = false;
+                    }
+                    charset::MetaCharset::None => {}
                 }
             }
             Capture::Attrs | Capture::None => emit(sink, tag),
@@ -367,9 +384,13 @@ impl Scanner {
         missing_value: bool,
     ) {
         let kind = self.kind;
+        if !self.xml && self.foreign.start_tag_diverges(kind) {
+            self.lose_track();
+        }
+        let name = self.name;
         let Some(text) = self
             .foreign
-            .start_tag(kind, self_closing, attrs, &mut self.fidelity)
+            .start_tag(kind, &name, self_closing, attrs, &mut self.fidelity)
             .filter(|_| !self.xml)
         else {
             return;
@@ -381,6 +402,14 @@ impl Scanner {
         }
         self.text_kind = kind;
         self.state = states::State::text(text);
+    }
+
+    // From here on a browser may read the page otherwise than the scanner
+    // does, so no iframe after this point is trusted with a token.
+    fn lose_track(&mut self) {
+        if !self.lost_track && self.fidelity.pick(true, false) {
+            self.lost_track = true;
+        }
     }
 
     // The chunk is scanned: hands on what is settled, keeps what is not.

@@ -2,9 +2,10 @@
 //! bytes, and sorted into the few kinds that change how the bytes after a
 //! tag are read.
 
-/// Longest name the scanner tells apart (`annotation-xml`); longer names
+/// Longest name the scanner tells apart (SVG's `feComponentTransfer`, for
+/// the end tags of foreign content); longer names
 /// are only ever "other".
-const NAME_CAP: usize = 16;
+const NAME_CAP: usize = 20;
 
 /// A tag name being read, lowercased as the tokenizer lowercases it.
 #[derive(Clone, Copy, Default)]
@@ -38,6 +39,15 @@ impl Name {
     /// The lowercased name, or `None` when it is too long to be of interest.
     pub(super) fn get(&self) -> Option<&[u8]> {
         (!self.long).then(|| &self.bytes[..usize::from(self.len)])
+    }
+
+    /// `bytes` as a complete name, lowercased.
+    pub(super) fn of_raw(bytes: &[u8]) -> Name {
+        let mut name = Name::default();
+        for &byte in bytes {
+            name.push(byte);
+        }
+        name
     }
 
     /// Whether more bytes could still make this a tag the scanner captures,
@@ -78,6 +88,7 @@ pub(super) enum Kind {
     Noscript,
     P,
     Br,
+    Select,
     // The other tags that break out of foreign content (`meta`, `p`, `br` too).
     Breakout,
     Other,
@@ -115,6 +126,7 @@ impl Kind {
             b"noscript" => Kind::Noscript,
             b"p" => Kind::P,
             b"br" => Kind::Br,
+            b"select" => Kind::Select,
             b"b" | b"big" | b"blockquote" | b"body" | b"center" | b"code" | b"dd" | b"div"
             | b"dl" | b"dt" | b"em" | b"embed" | b"h1" | b"h2" | b"h3" | b"h4" | b"h5" | b"h6"
             | b"head" | b"hr" | b"i" | b"img" | b"li" | b"listing" | b"menu" | b"nobr" | b"ol"
@@ -140,11 +152,12 @@ impl Kind {
     }
 
     /// Whether this start tag matters in HTML content: it switches the
-    /// tokenizer to a text state or opens SVG or MathML.
+    /// tokenizer to a text state, opens SVG or MathML, or opens a `select`.
     pub(super) fn matters_in_html(self) -> bool {
         matches!(
             self,
             Kind::Svg
+                | Kind::Select
                 | Kind::Math
                 | Kind::Iframe
                 | Kind::Title

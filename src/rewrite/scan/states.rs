@@ -452,9 +452,19 @@ impl Scanner {
         self.state = match (which, matched) {
             (DASHES, 2) => State::CommentStart,
             (DOCTYPE, 7) => State::Doctype,
-            // In HTML content `<![CDATA[` is a bogus comment.
-            (CDATA, 7) if self.foreign.is_foreign() => State::CdataSection,
-            (CDATA, 7) => State::BogusComment,
+            // In HTML content `<![CDATA[` is a bogus comment; in XHTML,
+            // read by an XML parser, a CDATA section everywhere.
+            (CDATA, 7) => {
+                if self.foreign.cdata_diverges() {
+                    self.lose_track();
+                }
+                let foreign = self.foreign.is_foreign();
+                if self.fidelity.pick(foreign || self.xml, foreign) {
+                    State::CdataSection
+                } else {
+                    State::BogusComment
+                }
+            }
             _ => State::MarkupDeclarationOpen,
         };
         true

