@@ -73,7 +73,8 @@ pub struct Embed {
 pub struct EmbedPattern {
     // `https://host`, compared ignoring ASCII case as URLs allow.
     origin: String,
-    // Length of `https:`, cut off to match protocol-relative `//host/...` URLs.
+    // Length of `https:`, cut off to match protocol-relative `//host/...`
+    // URLs (and written back before those that get a token).
     scheme_len: usize,
     // The path part after the origin.
     pattern: Vec<Piece>,
@@ -275,6 +276,21 @@ impl EmbedPattern {
         })
     }
 
+    /// What goes before `base`, a URL this pattern matched, when it carries
+    /// a token: `https:` for a protocol-relative `//host/...` one (which a
+    /// page served over http, or under an http `<base>`, would load in the
+    /// clear) when the pattern names https; nothing otherwise. An http
+    /// pattern's `//host` URL is left so: `http:` would only make it
+    /// cleartext (and blocked) on an https page.
+    fn scheme_for(&self, base: &str) -> &str {
+        let scheme = &self.origin[..self.scheme_len];
+        if base.starts_with("//") && scheme == "https:" {
+            scheme
+        } else {
+            ""
+        }
+    }
+
     fn matches<'u>(&self, base: &'u str, captures: &mut [&'u str; MAX_CAPTURES]) -> bool {
         let starts = |prefix: &str| starts_ignoring_case(base, prefix);
         let schemeless = &self.origin[self.scheme_len..];
@@ -339,7 +355,9 @@ impl Embed {
     /// The value is read as HTML reads it (character references decoded, so
     /// WordPress's `&#038;` is an `&`), and the result is written so that
     /// HTML and XHTML read it alike: every `&` as `&amp;` (and `<`, `>`, `"`
-    /// as references).
+    /// as references). A protocol-relative `//host/...` URL that gets a
+    /// token (or waits for one) is written with `https:` in front when the
+    /// pattern names https, so the token never travels in the clear.
     pub fn rewrite(&self, attribute: &str, visitor: &Visitor<'_>) -> Option<EmbedRewrite> {
         let pattern = &self.pattern;
         let principal: &Principal = visitor.principal;
@@ -383,6 +401,11 @@ impl Embed {
             return Some(EmbedRewrite::Unentitled(None));
         }
         let mut out = String::with_capacity(url.len() + pattern.param.len() + 176);
+        if entitled {
+            // A token never goes out on a URL the page's scheme may make
+            // cleartext: `//host/...` under an https pattern gets `https:`.
+            out.push_str(pattern.scheme_for(base));
+        }
         out.push_str(base);
         let mut separator = '?';
         for part in parts().filter(|p| !is_param(p)) {

@@ -209,8 +209,79 @@ fn matches_protocol_relative_urls() {
         .unwrap()
         .unwrap();
     assert!(out.starts_with(
-        "//api.vod2.infomaniak.com/res/embed/abc.html?token=st=1~exp=301~acl=/hls/abc/*~hmac="
+        "https://api.vod2.infomaniak.com/res/embed/abc.html?token=st=1~exp=301~acl=/hls/abc/*~hmac="
     ));
+}
+
+#[test]
+fn a_protocol_relative_url_that_gets_a_token_gets_the_patterns_https() {
+    let e = infomaniak();
+    let token = token_for(&e, "/hls/abc/*", 1);
+    for (written, read) in [
+        (
+            "//api.vod2.infomaniak.com/res/embed/abc.html",
+            "https://api.vod2.infomaniak.com/res/embed/abc.html",
+        ),
+        // The host's case as written; the rest as browsers read it.
+        (
+            " //API.vod2.Infomaniak.COM/res/./embed/abc.html\n",
+            "https://API.vod2.Infomaniak.COM/res/embed/abc.html",
+        ),
+        (
+            "//api.vod2.infomaniak.com/res/embed/abc.html?autoplay=1&#038;token=old#t=5",
+            "https://api.vod2.infomaniak.com/res/embed/abc.html?autoplay=1",
+        ),
+    ] {
+        let out = e.rewrite_at(written, 1).unwrap().unwrap();
+        let (want_base, fragment) = if written.ends_with("#t=5") {
+            (format!("{read}&amp;token={token}"), "#t=5")
+        } else {
+            (format!("{read}?token={token}"), "")
+        };
+        assert_eq!(out, format!("{want_base}{fragment}"), "{written:?}");
+    }
+    // Written with a scheme, it keeps the one it has.
+    let out = e
+        .rewrite_at("HTTPS://api.vod2.infomaniak.com/res/embed/abc.html", 1)
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTPS://api.vod2.infomaniak.com/"), "{out}");
+}
+
+#[test]
+fn a_protocol_relative_url_without_a_token_keeps_its_spelling() {
+    let e = infomaniak();
+    let only_abc = Principal::entitled(&SessionKey::new("v"), Entitlements::only(["abc"]));
+    let url = |share: &str, query: &str| {
+        format!("//api.vod2.infomaniak.com/res/embed/{share}.html{query}")
+    };
+    // Not entitled: left as it is, or only its old token taken out.
+    assert_eq!(
+        e.rewrite_for(&url("xyz", ""), 7, &only_abc),
+        Some(EmbedRewrite::Unentitled(None))
+    );
+    assert_eq!(
+        e.rewrite_for(&url("xyz", "?token=old&a=1"), 7, &only_abc),
+        Some(EmbedRewrite::Unentitled(Some(url("xyz", "?a=1"))))
+    );
+    // A capture that could smuggle token fields: no token, no change.
+    assert!(matches!(
+        e.rewrite_at(&url("a~b", ""), 1),
+        Some(Err(UnsafeCapture(_)))
+    ));
+    // Not this embed at all.
+    assert!(e.rewrite_at("//www.youtube.com/embed/xyz", 1).is_none());
+    // An http pattern's `//host` URL stays protocol-relative: `http:` would
+    // only make it cleartext on an https page.
+    let plain = embed("http://cdn.example/v/{share}.html", "/hls/{share}/*");
+    let out = plain
+        .rewrite_at("//cdn.example/v/a.html", 1)
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with("//cdn.example/v/a.html?token=st=1~"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -319,4 +390,41 @@ fn a_url_that_would_make_a_many_placeholder_pattern_backtrack_long_is_no_match()
     // Without a budget this takes minutes; with it, a moment.
     let hostile = format!("https://h/e/{}x", "a-".repeat(400));
     assert!(e.rewrite_at(&hostile, 1).is_none());
+}
+
+#[test]
+fn a_protocol_relative_url_waiting_for_a_remote_token_gets_the_patterns_https() {
+    let mut remote = settings(
+        "https://api.vod2.infomaniak.com/res/embed/{share}.html",
+        "/hls/{share}/*",
+    );
+    remote.token = TokenSettings::Remote(crate::token::RemoteSettings {
+        url: "http://127.0.0.1:9/share/{share}/token".into(),
+        method: http::Method::POST,
+        bearer: SecretSource::Inline("bearer".into()),
+        body: None,
+        pointer: "/data".into(),
+        timeout: Duration::from_secs(1),
+        concurrency: 1,
+        on_error: Default::default(),
+        reuse: None,
+        ca_file: None,
+    });
+    let e = Embed::build(&remote).unwrap();
+    let deferred = |url: &str| match e.rewrite_for(url, 1, &visitor()) {
+        Some(EmbedRewrite::Deferred(deferred)) => deferred,
+        other => panic!("{url}: {other:?}"),
+    };
+    let d = deferred("//api.vod2.infomaniak.com/res/embed/abc.html?autoplay=1#t");
+    assert_eq!(
+        (d.head.as_str(), d.param.as_str(), d.tail.as_str()),
+        (
+            "https://api.vod2.infomaniak.com/res/embed/abc.html?autoplay=1",
+            "&amp;token=",
+            "#t"
+        )
+    );
+    assert_eq!(d.call.url, "http://127.0.0.1:9/share/abc/token");
+    let d = deferred("https://api.vod2.infomaniak.com/res/embed/abc.html");
+    assert_eq!(d.head, "https://api.vod2.infomaniak.com/res/embed/abc.html");
 }

@@ -1,7 +1,7 @@
 //! What comes back from the CMS on a gated route: whether a page came in
 //! part, and how a whole page is to be read, rewritten and sent.
 
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, StatusCode};
 
 use super::page_type::{declared_type, MediaType};
@@ -34,8 +34,19 @@ pub(super) fn without_range(parts: &http::request::Parts) -> http::request::Part
     whole
 }
 
+/// Headers that vouch for the CMS's bytes (RFC 1864's Content-MD5, RFC
+/// 3230's Digest, RFC 9530's Content-Digest and Repr-Digest): none fits a
+/// rewritten page.
+const INTEGRITY_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("content-md5"),
+    HeaderName::from_static("digest"),
+    HeaderName::from_static("content-digest"),
+    HeaderName::from_static("repr-digest"),
+];
+
 /// Response filter for an allowed visitor on a gated route: decides whether
-/// the body is rewritten, and keeps shared caches from storing what the gate protects.
+/// the body is rewritten (and how it is sent: a HEAD gets the head its GET
+/// would), and keeps shared caches from storing what the gate protects.
 pub(super) fn filter_gated_response(
     runtime: &Runtime,
     parts: &mut http::response::Parts,
@@ -71,16 +82,23 @@ pub(super) fn filter_gated_response(
     ] {
         parts.headers.remove(name);
     }
+    // Nor does any digest of the CMS's bytes: a visitor (or a proxy) that
+    // checks one would take the rewritten page for a corrupt one.
+    // Repr-Digest too, though it is taken before content coding: the
+    // rewrite changes the representation itself.
+    for name in INTEGRITY_HEADERS {
+        parts.headers.remove(name);
+    }
     headers::set_cache_control(
         &mut parts.headers,
         HeaderValue::from_static("private, no-store"),
     );
-    let has_body = !(head_only
-        || parts.status == StatusCode::NO_CONTENT
-        || parts.status == StatusCode::NOT_MODIFIED);
-    if !has_body {
+    if parts.status == StatusCode::NO_CONTENT || parts.status == StatusCode::NOT_MODIFIED {
         return Ok(None);
     }
+    // A HEAD is decided as its GET would be, from the same head the CMS
+    // gives both, so the two name the same Content-Encoding and Vary; it
+    // only has no body to plan.
     // The CMS was asked for identity; some compress anyway.
     let decode = compression::content_coding(&parts.headers).map_err(|_| {
         Refusal::Unrewritable("the CMS compressed it in a coding the gateway cannot read")
@@ -98,6 +116,9 @@ pub(super) fn filter_gated_response(
         parts
             .headers
             .insert(header::CONTENT_ENCODING, compression::header_value(coding));
+    }
+    if head_only {
+        return Ok(None);
     }
     Ok(Some(PagePlan {
         encoding: declared.encoding,

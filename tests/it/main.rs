@@ -13,6 +13,7 @@ mod deploy;
 mod edge;
 mod failures;
 mod gate;
+mod gated_headers;
 mod hardening;
 mod https_upstream;
 mod passthrough;
