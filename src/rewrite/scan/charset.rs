@@ -12,6 +12,57 @@ use encoding_rs::Encoding;
 use super::attributes::{decode, Parsed};
 use crate::syntax::is_token;
 
+/// How many of a page's first bytes browsers look through for a meta
+/// charset before they parse it (HTML's prescan).
+pub(super) const PRESCAN_BYTES: usize = 1024;
+
+/// Whether `bytes`, a page's first, hold a `<meta` that a browser may read
+/// as naming an encoding that is not ASCII-compatible. Read more widely than
+/// any browser reads: every `<meta` in the bytes wherever it stands (in
+/// `noscript`, `script` or a comment), every `charset` in it (duplicates,
+/// in `content`), character references decoded.
+pub(super) fn prescan_unreadable(bytes: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(found) = bytes[from..]
+        .windows(5)
+        .position(|w| w.eq_ignore_ascii_case(b"<meta"))
+    {
+        let start = from + found + 5;
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'>')
+            .map_or(bytes.len(), |n| start + n);
+        let tag = String::from_utf8_lossy(&bytes[start..end]);
+        let tag = htmlize::unescape_attribute(tag.as_ref()).to_ascii_lowercase();
+        if names_unreadable(&tag) {
+            return true;
+        }
+        from = start;
+    }
+    false
+}
+
+// Whether any "charset" in `tag` (lowercased) is followed by the label of an
+// encoding that is not ASCII-compatible.
+fn names_unreadable(tag: &str) -> bool {
+    tag.match_indices("charset").any(|(at, _)| {
+        let rest = tag[at + 7..]
+            .trim_start_matches(|c: char| c.is_ascii_whitespace() || matches!(c, '=' | '"' | '\''));
+        let label: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+            .collect();
+        match Encoding::for_label(label.as_bytes()) {
+            Some(found) => {
+                !found.is_ascii_compatible()
+                    && found != encoding_rs::UTF_16LE
+                    && found != encoding_rs::UTF_16BE
+            }
+            None => false,
+        }
+    })
+}
+
 /// What a meta tag says of the page's encoding.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum MetaCharset {

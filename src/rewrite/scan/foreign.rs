@@ -67,9 +67,10 @@ pub(super) struct Foreign {
     // Levels opened past `MAX_DEPTH`, taken as repeats of the top one.
     excess: u32,
     // The elements open in foreign content (not `svg`, `math` or the
-    // integration points, which are levels), innermost last: a name, the
-    // number of levels open when it was opened, and how many of it are
-    // open there in a row (`<g><g><g>` is one entry).
+    // integration points, which are levels) and the HTML ones open at an
+    // integration point, innermost last: a name, the number of levels open
+    // when it was opened, and how many of it are open there in a row
+    // (`<g><g><g>` is one entry).
     elements: Vec<(Name, usize, u32)>,
     // A browser may be in HTML here as well as in foreign content, or the
     // other way round: an end tag named no element this simulation knows to
@@ -77,9 +78,6 @@ pub(super) struct Foreign {
     // foreign content within it) that is open below (§13.2.6.5, "Any other
     // end tag"). Until every foreign level is closed.
     unsure: bool,
-    // HTML start tags were read at an integration point: its end tag may
-    // not close it, as a special element opened there ignores it.
-    tags_at_integration_point: bool,
     // In a `select` of plain HTML, where browsers part on which tags switch
     // to a text state (parsers before the 2025 select relaxation ignore
     // them).
@@ -94,7 +92,6 @@ impl Foreign {
             excess: 0,
             elements: Vec::new(),
             unsure: false,
-            tags_at_integration_point: false,
             in_select: false,
         }
     }
@@ -154,7 +151,12 @@ impl Foreign {
         let top = self.top();
         if let Level::Html(at) = top {
             if at.is_some() {
-                self.tags_at_integration_point = true;
+                // Kept until its end tag: an HTML element still open there
+                // (a special one) makes a browser ignore the integration
+                // point's own end tag.
+                if !matches!(kind, Kind::Svg | Kind::Math) && !is_void(name) {
+                    self.open_element(name);
+                }
             } else if kind == Kind::Select && self.stack.is_empty() {
                 self.in_select = true;
             }
@@ -241,8 +243,13 @@ impl Foreign {
                     ),
                     Level::Html(_) => false,
                 };
-                if fidelity.pick(exit == Some(kind), lol_html) {
-                    if self.tags_at_integration_point {
+                let closed = self.closes_html_element(name);
+                if fidelity.pick(!closed && exit == Some(kind), lol_html) {
+                    if self
+                        .elements
+                        .last()
+                        .is_some_and(|(_, at, _)| *at == self.stack.len())
+                    {
                         self.unsure = true;
                     }
                     self.pop(1);
@@ -281,6 +288,24 @@ impl Foreign {
             // Past what is tracked, an end tag may close what is not known.
             _ => self.unsure = true,
         }
+    }
+
+    // At an integration point, an end tag that names the innermost HTML
+    // element open there closes it. Any other is left to the integration
+    // point's own end tag, or kept: what is not closed here counts as open.
+    fn closes_html_element(&mut self, name: &Name) -> bool {
+        let level = self.stack.len();
+        let Some((open, at, count)) = self.elements.last_mut() else {
+            return false;
+        };
+        if *at != level || open.get().is_none() || open.get() != name.get() {
+            return false;
+        }
+        *count -= 1;
+        if *count == 0 {
+            self.elements.pop();
+        }
+        true
     }
 
     // An end tag in foreign content closes the innermost element of its
@@ -362,7 +387,6 @@ impl Foreign {
         if open == 0 {
             // Every reading is back in plain HTML.
             self.unsure = false;
-            self.tags_at_integration_point = false;
             self.elements.clear();
         }
     }
@@ -407,4 +431,31 @@ fn is_html_encoding(value: &[u8]) -> bool {
     let text = String::from_utf8_lossy(value);
     let text = htmlize::unescape_attribute(text.as_ref());
     text.eq_ignore_ascii_case("text/html") || text.eq_ignore_ascii_case("application/xhtml+xml")
+}
+
+/// Elements that have no end tag in HTML.
+fn is_void(name: &Name) -> bool {
+    matches!(
+        name.get(),
+        Some(
+            b"area"
+                | b"base"
+                | b"basefont"
+                | b"bgsound"
+                | b"br"
+                | b"col"
+                | b"embed"
+                | b"frame"
+                | b"hr"
+                | b"img"
+                | b"input"
+                | b"keygen"
+                | b"link"
+                | b"meta"
+                | b"param"
+                | b"source"
+                | b"track"
+                | b"wbr"
+        )
+    )
 }

@@ -165,6 +165,9 @@ pub struct Scanner {
     encoding: &'static Encoding,
     // A `<meta>` may still switch the encoding.
     charset_watch: bool,
+    // The page's first bytes, held until a browser's prescan of them
+    // (`charset::prescan`) is known (only while `charset_watch` is set).
+    prescan: Option<Vec<u8>>,
     max_memory: usize,
     // XHTML: start tags never switch to a text state.
     xml: bool,
@@ -195,6 +198,7 @@ impl Scanner {
             foreign: Foreign::new(),
             encoding: settings.encoding.get(),
             charset_watch: settings.adjust_charset,
+            prescan: settings.adjust_charset.then(Vec::new),
             max_memory: settings.max_memory,
             xml: settings.xml,
             lost_track: false,
@@ -224,6 +228,13 @@ impl Scanner {
         if chunk.is_empty() {
             return Ok(());
         }
+        if let Some(held) = &mut self.prescan {
+            held.extend_from_slice(chunk);
+            if held.len() < charset::PRESCAN_BYTES {
+                return Ok(());
+            }
+            return self.prescanned(sink);
+        }
         self.flushed = 0;
         self.scan(chunk, sink)?;
         self.chunk_end(chunk, sink)
@@ -232,8 +243,25 @@ impl Scanner {
     /// The page has ended: hands on whatever was held. A tag the page
     /// leaves unterminated goes out as it came, as lol_html does.
     pub fn end(&mut self, sink: &mut impl ScanSink) -> Result<(), ScanError> {
+        if self.prescan.is_some() {
+            self.prescanned(sink)?;
+        }
         self.release(sink);
         Ok(())
+    }
+
+    // The first bytes are in (or all of a shorter page): a browser decides
+    // the encoding of the whole page from a meta among them, wherever it
+    // stands, so one that names an encoding the scanner cannot read is
+    // looked for before any iframe among them is trusted.
+    fn prescanned(&mut self, sink: &mut impl ScanSink) -> Result<(), ScanError> {
+        let Some(held) = self.prescan.take() else {
+            return Ok(());
+        };
+        if charset::prescan_unreadable(&held[..held.len().min(charset::PRESCAN_BYTES)]) {
+            self.lose_track();
+        }
+        self.write(&held, sink)
     }
 
     // Hands on the held start of a tag that turned out not to be captured.

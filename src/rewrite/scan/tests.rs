@@ -206,6 +206,8 @@ fn well_formed_svg_math_and_select_keep_the_tokens_after_them() {
         format!("<div><svg><g><path d=M0></path></g><style>p{{}}</style><title>t</title></svg></div>{embed}"),
         format!("<svg><filter><feComponentTransfer></feComponentTransfer></filter></svg><script>x</script>{embed}"),
         format!("<svg><foreignObject>text</foreignObject><![CDATA[ x ]]></svg>{embed}"),
+        format!("<svg><foreignObject><div>Label<br></div></foreignObject><style>a</style></svg>{embed}"),
+        format!("<svg><desc><b>bold</b></desc><g><title>t</title></g><script>x</script></svg>{embed}"),
         format!("<math><mrow><mi>x</mi></mrow></math><textarea>a</textarea>{embed}"),
         format!("<svg><g><g></g></g><style>a</style></svg>{embed}"),
         format!("<select><option>a</option><script>b</script></select><style>c</style>{embed}"),
@@ -239,10 +241,25 @@ fn no_token_after_a_meta_naming_an_encoding_that_is_not_ascii_compatible() {
         // Read as browsers read `content`, not as a media type must be written.
         "<meta http-equiv=content-type content=\"text/html;charset=iso-2022-jp; x\">",
         "<meta charset=iso-2022-kr>",
+        // Read as a browser may: the last of several, references decoded, in
+        // a noscript (raw text to the scanner), or anywhere in the first
+        // 1024 bytes, which decide the whole page's encoding.
+        "<meta charset=utf-8 charset=iso-2022-jp>",
+        "<meta charset=&#105;so-2022-jp>",
+        "<meta http-equiv=content-type content=\"text/html; charset=&#x69;so-2022-jp\">",
+        "<noscript><meta charset=iso-2022-jp></noscript>",
     ] {
         let page = format!("{meta}{attack}");
         assert_eq!(trusted_with(&page, false, true), [false], "{meta}");
+        let after = format!("{attack}<script><meta charset=iso-2022-jp></script>");
+        assert_eq!(trusted_with(&after, false, true), [false], "{meta} after");
     }
+    // Past the first 1024 bytes a meta the scanner does not see as one changes nothing.
+    let late = format!(
+        "{}<iframe src=https://v.test/embed/a.html><noscript><meta charset=iso-2022-jp></noscript>",
+        "<p>filler</p>".repeat(100)
+    );
+    assert_eq!(trusted_with(&late, false, true), [true]);
     // UTF-16 in a meta is read as UTF-8, whose markup is ASCII.
     let page = "<meta charset=utf-16le><iframe src=https://v.test/embed/a.html>";
     assert_eq!(trusted_with(page, false, true), [true]);

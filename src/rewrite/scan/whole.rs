@@ -81,8 +81,8 @@ impl Scanner {
         } else {
             Kind::Other
         };
-        if foreign {
-            // Foreign elements are kept by name, for their end tags.
+        if !self.foreign.is_plain_html() {
+            // Elements in and below foreign content are kept by name, for their end tags.
             self.name = Name::of_raw(name);
         }
         self.is_end = false;
