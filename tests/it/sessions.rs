@@ -245,17 +245,24 @@ async fn the_session_check_gets_the_cookies_fixed_headers_and_the_original_reque
     assert_eq!(seen.headers["x-original-uri"], "/videos/a?x=1");
 }
 
-/// A CMS whose `/public/logout` clears the session cookie with `set_cookie`,
-/// and its session check, which allows everyone until then and answers
-/// after `delay`.
-async fn cms_with_logout(set_cookie: &'static str, delay: Duration) -> (Cms, Cms) {
+/// A CMS whose `/public/logout` clears the session cookie with `set_cookie`
+/// (ending the session at once, answering after `logout_delay`), and its
+/// session check, which allows everyone until then and answers after
+/// `check_delay`.
+async fn cms_with_logout(
+    set_cookie: &'static str,
+    check_delay: Duration,
+    logout_delay: Duration,
+) -> (Cms, Cms) {
     let logged_out = Arc::new(AtomicBool::new(false));
     let cms = {
         let logged_out = logged_out.clone();
         Cms::start(move |seen| {
             if seen.uri.path() == "/public/logout" {
                 logged_out.store(true, Ordering::SeqCst);
-                Reply::html("bye").header("set-cookie", set_cookie)
+                let mut reply = Reply::html("bye").header("set-cookie", set_cookie);
+                reply.head_delay = logout_delay;
+                reply
             } else {
                 Reply::html("article")
             }
@@ -269,7 +276,7 @@ async fn cms_with_logout(set_cookie: &'static str, delay: Duration) -> (Cms, Cms
         } else {
             200
         };
-        reply.head_delay = delay;
+        reply.head_delay = check_delay;
         reply
     })
     .await;
@@ -280,6 +287,7 @@ async fn cms_with_logout(set_cookie: &'static str, delay: Duration) -> (Cms, Cms
 async fn a_logout_through_the_gateway_drops_the_cached_verdict_at_once() {
     let (cms, auth) = cms_with_logout(
         "sessionid=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
+        Duration::ZERO,
         Duration::ZERO,
     )
     .await;
@@ -543,8 +551,12 @@ async fn a_second_cookie_value_cannot_ride_on_the_answer_for_the_first() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_logout_during_a_slow_session_check_still_wins() {
     // The session check decides when asked and answers late.
-    let (cms, auth) =
-        cms_with_logout("sessionid=; Max-Age=0; Path=/", Duration::from_millis(600)).await;
+    let (cms, auth) = cms_with_logout(
+        "sessionid=; Max-Age=0; Path=/",
+        Duration::from_millis(600),
+        Duration::ZERO,
+    )
+    .await;
     let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
     let cookie = "sessionid=good-racing";
     let url = gate.url("/videos/a");
@@ -590,31 +602,11 @@ async fn a_value_the_source_cannot_answer_for_does_not_hide_an_allowed_one() {
 async fn a_logout_the_visitor_did_not_wait_for_still_drops_the_cached_verdict() {
     // The CMS ends the session at once but answers late; the visitor goes
     // away first, so the gateway never sees the answer's Set-Cookie.
-    let logged_out = Arc::new(AtomicBool::new(false));
-    let cms = {
-        let logged_out = logged_out.clone();
-        Cms::start(move |seen| {
-            if seen.uri.path() == "/public/logout" {
-                logged_out.store(true, Ordering::SeqCst);
-                let mut reply =
-                    Reply::html("bye").header("set-cookie", "sessionid=; Max-Age=0; Path=/");
-                reply.head_delay = Duration::from_secs(2);
-                reply
-            } else {
-                Reply::html("article")
-            }
-        })
-        .await
-    };
-    let auth = Cms::start(move |_| {
-        let mut reply = Reply::with_type("text/plain", "");
-        reply.status = if logged_out.load(Ordering::SeqCst) {
-            403
-        } else {
-            200
-        };
-        reply
-    })
+    let (cms, auth) = cms_with_logout(
+        "sessionid=; Max-Age=0; Path=/",
+        Duration::ZERO,
+        Duration::from_secs(2),
+    )
     .await;
     let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
     let cookie = Some("sessionid=good-leaving");
@@ -635,8 +627,12 @@ async fn a_logout_the_visitor_did_not_wait_for_still_drops_the_cached_verdict() 
 async fn a_verdict_looked_up_across_a_logout_does_not_come_back_after_it() {
     // The check answers 600 ms after it is asked, as it was when asked; a
     // logout comes meanwhile. Verdicts live a second.
-    let (cms, auth) =
-        cms_with_logout("sessionid=; Max-Age=0; Path=/", Duration::from_millis(600)).await;
+    let (cms, auth) = cms_with_logout(
+        "sessionid=; Max-Age=0; Path=/",
+        Duration::from_millis(600),
+        Duration::ZERO,
+    )
+    .await;
     let config = forward_auth_config(
         cms.addr,
         auth.addr,
