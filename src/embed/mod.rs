@@ -534,9 +534,9 @@ impl EmbedSet {
         self.embeds.iter().any(|e| e.remote().is_some())
     }
 
-    /// Whether any embed matches `attribute`.
-    pub fn is_match(&self, attribute: &str) -> bool {
-        self.embeds.iter().any(|e| e.is_match(attribute))
+    /// The index of the first embed that matches `attribute`.
+    pub fn matching(&self, attribute: &str) -> Option<usize> {
+        self.embeds.iter().position(|e| e.is_match(attribute))
     }
 
     /// [`Embed::rewrite`] with the first embed that matches, and its index.

@@ -66,7 +66,7 @@ fn old_rewriter(
             now: NOW,
         };
         if url.contains(char::REPLACEMENT_CHARACTER) {
-            if embeds.is_match(url) {
+            if embeds.matching(url).is_some() {
                 counted.refused.fetch_add(1, Ordering::Relaxed);
             }
             return None;

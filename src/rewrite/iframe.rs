@@ -49,23 +49,25 @@ impl IframeRewriter {
             if tag.is_untrusted() {
                 // Markup before it a browser may read otherwise: this may be
                 // no iframe, or sit in another tag's attribute.
-                if embeds.is_match(&url) {
+                if let Some(embed) = embeds.matching(&url) {
                     tracing::warn!(
                         attribute,
                         "embed left without a token: the page's markup before it is ambiguous"
                     );
                     stats.refused.fetch_add(1, Ordering::Relaxed);
+                    metrics.token(embed, TokenResult::Refused);
                 }
                 continue;
             }
             if url.contains(char::REPLACEMENT_CHARACTER) {
                 // Bytes the page's encoding cannot read: rewriting would change them.
-                if embeds.is_match(&url) {
+                if let Some(embed) = embeds.matching(&url) {
                     tracing::warn!(
                         attribute,
                         "embed left without a token: URL not in the page's encoding"
                     );
                     stats.refused.fetch_add(1, Ordering::Relaxed);
+                    metrics.token(embed, TokenResult::Refused);
                 }
                 continue;
             }

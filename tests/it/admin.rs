@@ -129,6 +129,37 @@ async fn metrics_count_a_known_mix_of_requests_exactly() {
 }
 
 #[tokio::test]
+async fn embeds_left_without_a_token_are_counted_as_refused() {
+    // One embed whose URL the page's encoding cannot read, one after markup a
+    // browser may read otherwise (an HTML end tag in SVG, then a style), one
+    // minted before both.
+    let mut page = format!("<iframe src=\"{EMBED}\"></iframe>").into_bytes();
+    page.extend_from_slice(
+        b"<iframe src=\"https://api.vod2.infomaniak.com/res/embed/\xff.html\"></iframe>",
+    );
+    page.extend_from_slice(
+        format!("<div><svg></div><style>p {{}}</style><iframe src=\"{EMBED}\"></iframe>")
+            .as_bytes(),
+    );
+    let cms = Cms::fixed(Reply::with_type("text/html; charset=utf-8", page)).await;
+    let gate = Gate::start_with(&with_admin(config_text(cms.addr, "")), &[]).await;
+
+    let answer = get_as_member(&gate.url("/videos/a")).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(tokens_in(&answer.text()).len(), 1);
+
+    let text = get(&admin_url(&gate, "/metrics"), None).await.text();
+    let tokens = |result: &str| {
+        sample(
+            &text,
+            &format!("embedgate_tokens_total{{embed=\"0\",result=\"{result}\"}}"),
+        )
+    };
+    assert_eq!(tokens("minted"), 1.0);
+    assert_eq!(tokens("refused"), 2.0);
+}
+
+#[tokio::test]
 async fn the_admin_listener_closes_silent_and_slow_connections() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let config = with_setting(
