@@ -150,6 +150,18 @@ impl Foreign {
     ) -> Option<TextState> {
         let top = self.top();
         if let Level::Html(at) = top {
+            if at.is_some_and(is_math_text_point)
+                && !self_closing
+                && matches!(name.get(), Some(b"mglyph" | b"malignmark"))
+            {
+                // These two stay MathML at a MathML text integration point
+                // (§13.2.6, tree construction dispatcher), and so does what
+                // opens inside them (`<svg>` there is a MathML element, its
+                // `<desc>` no integration point). This simulation keeps
+                // reading HTML: until every foreign level is closed, a tag
+                // the two readings tokenize differently loses track.
+                self.unsure = true;
+            }
             if at.is_some() {
                 // Kept until its end tag: an HTML element still open there
                 // (a special one) makes a browser ignore the integration
@@ -404,6 +416,14 @@ fn opened(kind: Kind) -> Level {
     } else {
         Level::Math { annotations: 0 }
     }
+}
+
+/// MathML's text integration points (§13.2.6.5).
+fn is_math_text_point(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Mi | Kind::Mo | Kind::Mn | Kind::Ms | Kind::Mtext
+    )
 }
 
 /// The text state an HTML start tag switches to (scripting enabled, as

