@@ -13,7 +13,9 @@
 //!   session cookie out of a Cookie header of five, and the allowlist check
 //!   (cookie read and file-source lookup, as a gated request does it).
 //! - `rewrite_page`: generated pages of 8 KB (2 embeds), 40 KB (5) and
-//!   400 KB (20), the sizes of bench/compare.sh, through `RewriteBody`.
+//!   400 KB (20), the sizes of bench/compare.sh, through `RewriteBody`;
+//!   and the 40 KB page once more with no charset in its Content-Type,
+//!   which is held and looked through for a `<meta>` charset.
 //! - `passthrough_baseline`: the same page and chunks through lol_html with no
 //!   handlers, with a no-op `iframe` handler, and plain copying, so the share
 //!   of selector matching and minting is visible.
@@ -118,6 +120,17 @@ where
 }
 
 fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32 {
+    // As the load test's upstream declares it: `text/html; charset=utf-8`.
+    rewrite_page_in(runtime, page, Some("utf-8"), sink)
+}
+
+/// [`rewrite_page`] for a page whose Content-Type names `charset`, or none.
+fn rewrite_page_in(
+    runtime: &Runtime,
+    page: &Bytes,
+    charset: Option<&str>,
+    sink: impl FnMut(&[u8]),
+) -> u32 {
     let stats = Arc::new(RewriteStats::default());
     let tokens = PageTokens {
         embeds: runtime.embeds.clone(),
@@ -130,8 +143,7 @@ fn rewrite_page(runtime: &Runtime, page: &Bytes, sink: impl FnMut(&[u8])) -> u32
         ChunkBody(chunks(page)),
         tokens,
         runtime.settings().rewrite,
-        // As the load test's upstream declares it: `text/html; charset=utf-8`.
-        encoding_for(Some("utf-8")).expect("utf-8"),
+        encoding_for(charset).expect("an ASCII-compatible charset"),
         stats.clone(),
     );
     drain(body, sink);
@@ -385,6 +397,17 @@ fn rewrite_page_sizes(c: &mut Criterion) {
             })
         });
     }
+    // A Content-Type without a charset: the page's first bytes are held and
+    // looked through for a `<meta>` charset, up to the first iframe.
+    let page = sized_page(40, 5);
+    group.throughput(Throughput::Bytes(page.len() as u64));
+    group.bench_function("40k_5_embeds_no_declared_charset", |b| {
+        b.iter(|| {
+            rewrite_page_in(&runtime, black_box(&page), None, |chunk| {
+                black_box(chunk);
+            })
+        })
+    });
     group.finish();
 }
 
