@@ -23,10 +23,7 @@ pub(super) const PRESCAN_BYTES: usize = 1024;
 /// in `content`), character references decoded.
 pub(super) fn prescan_unreadable(bytes: &[u8]) -> bool {
     let mut from = 0;
-    while let Some(found) = bytes[from..]
-        .windows(5)
-        .position(|w| w.eq_ignore_ascii_case(b"<meta"))
-    {
+    while let Some(found) = find_meta(&bytes[from..]) {
         let start = from + found + 5;
         let end = bytes[start..]
             .iter()
@@ -40,6 +37,24 @@ pub(super) fn prescan_unreadable(bytes: &[u8]) -> bool {
         from = start;
     }
     false
+}
+
+// Where the first `<meta` (any case) in `bytes` begins: `memchr` from one
+// `<` to the next, since these bytes are looked through on every page that
+// declares no charset, up to its first iframe.
+fn find_meta(bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(found) = memchr::memchr(b'<', &bytes[from..]) {
+        let lt = from + found;
+        if bytes
+            .get(lt + 1..lt + 5)
+            .is_some_and(|name| name.eq_ignore_ascii_case(b"meta"))
+        {
+            return Some(lt);
+        }
+        from = lt + 1;
+    }
+    None
 }
 
 // Whether any "charset" in `tag` (lowercased) is followed by the label of an
