@@ -234,11 +234,17 @@ impl Scanner {
             return Ok(());
         }
         if let Some(held) = &mut self.prescan {
-            held.extend_from_slice(chunk);
-            if held.len() < charset::PRESCAN_BYTES {
+            let missing = charset::PRESCAN_BYTES - held.len();
+            if chunk.len() < missing {
+                held.extend_from_slice(chunk);
                 return Ok(());
             }
-            return self.prescanned(sink);
+            // Only the first bytes are copied to be looked at; what was held
+            // and this chunk are then scanned as they came.
+            held.extend_from_slice(&chunk[..missing]);
+            let held_before = held.len() - missing;
+            self.prescanned(held_before, sink)?;
+            return self.write(chunk, sink);
         }
         self.flushed = 0;
         self.scan(chunk, sink)?;
@@ -282,8 +288,8 @@ impl Scanner {
     /// The page has ended: hands on whatever was held. A tag the page
     /// leaves unterminated goes out as it came, as lol_html does.
     pub fn end(&mut self, sink: &mut impl ScanSink) -> Result<(), ScanError> {
-        if self.prescan.is_some() {
-            self.prescanned(sink)?;
+        if let Some(held) = &self.prescan {
+            self.prescanned(held.len(), sink)?;
         }
         self.release(sink);
         Ok(())
@@ -292,15 +298,16 @@ impl Scanner {
     // The first bytes are in (or all of a shorter page): a browser decides
     // the encoding of the whole page from a meta among them, wherever it
     // stands, so one that names an encoding the scanner cannot read is
-    // looked for before any iframe among them is trusted.
-    fn prescanned(&mut self, sink: &mut impl ScanSink) -> Result<(), ScanError> {
+    // looked for before any iframe among them is trusted. Then the first
+    // `scan` bytes held are scanned (the rest are the next chunk's).
+    fn prescanned(&mut self, scan: usize, sink: &mut impl ScanSink) -> Result<(), ScanError> {
         let Some(held) = self.prescan.take() else {
             return Ok(());
         };
-        if charset::prescan_unreadable(&held[..held.len().min(charset::PRESCAN_BYTES)]) {
+        if charset::prescan_unreadable(&held) {
             self.lose_track();
         }
-        self.write(&held, sink)
+        self.write(&held[..scan], sink)
     }
 
     // Hands on the held start of a tag that turned out not to be captured.

@@ -271,6 +271,13 @@ fn no_token_after_a_meta_naming_an_encoding_that_is_not_ascii_compatible() {
         let after = format!("{attack}<script><meta charset=iso-2022-jp></script>");
         assert_eq!(trusted_with(&after, false, true), [false], "{meta} after");
     }
+    // The first 1024 bytes decide, past the iframe too, whichever chunk
+    // brings them in.
+    let long = format!(
+        "{attack}<script><meta charset=iso-2022-jp></script>{}",
+        "<p>filler</p>".repeat(100)
+    );
+    assert_eq!(trusted_with(&long, false, true), [false], "a longer page");
     // Chromium reads a meta in the head past the first 1024 bytes too, in a
     // noscript as well; no iframe can come before it there.
     let head = format!(
