@@ -413,8 +413,12 @@ impl Scanner {
                 }
                 // An iframe in SVG or MathML is inert, and a browser's preload
                 // scanner, which knows no foreign content, may read a CDATA
-                // section around it as markup: it gets no token.
-                let inert = self.foreign.is_foreign() && self.fidelity.pick(true, false);
+                // section around it as markup: it gets no token. Nor does one
+                // a browser may read in foreign content where the scanner is
+                // unsure (in an `mglyph`).
+                let diverges = !self.xml && self.foreign.start_tag_diverges(self.kind);
+                let inert =
+                    (self.foreign.is_foreign() || diverges) && self.fidelity.pick(true, false);
                 let mut iframe = IframeTag::new(
                     &parsed,
                     self.encoding,

@@ -209,6 +209,10 @@ fn no_token_after_markup_a_browser_may_read_otherwise() {
             format!("<math><mo><mglyph><math><annotation-xml encoding=text/html></mo><![CDATA[ a> <b title=']]><img src='//evil.test/? x> {embed} '>"),
             "a math in an mglyph",
         ),
+        (
+            format!("<math><mtext><mglyph>{embed}"),
+            "an iframe in an mglyph, MathML to a browser",
+        ),
     ] {
         assert_eq!(trusted(&page, false).last(), Some(&false), "{why}: {page}");
     }
