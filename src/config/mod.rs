@@ -289,7 +289,7 @@ src = "https://api.vod2.infomaniak.com/res/embed/{share}.html"
 
 [embed.token]
 kind = "edgeauth"
-key = "00112233"
+key = "00112233445566778899aabbccddeeff"
 ttl = "5m"
 acl = "/hls/{share}/*"
 "#;

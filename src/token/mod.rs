@@ -65,6 +65,12 @@ pub enum KeyError {
     /// The key is empty.
     #[error("key is empty")]
     Empty,
+    /// The key is too short to keep tokens from being forged.
+    #[error("key is {bytes} bytes: at least {MIN_KEY_BYTES} are needed (the video host's are 32)")]
+    TooShort {
+        /// Bytes the key decodes to.
+        bytes: usize,
+    },
     /// The salt is empty.
     #[error("salt is empty")]
     EmptySalt,
@@ -103,9 +109,17 @@ impl KeyMaterial {
     }
 }
 
-/// Reads and decodes a hex key.
+/// Fewest bytes a configured key may have: a shorter one (a typo, a key
+/// file caught half-written) would make tokens guessable.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Reads and decodes a hex key of at least [`MIN_KEY_BYTES`].
 pub fn load_key(source: &SecretSource) -> Result<KeyMaterial, KeyError> {
-    KeyMaterial::from_hex(source.read()?.expose())
+    let key = KeyMaterial::from_hex(source.read()?.expose())?;
+    match key.as_bytes().len() {
+        bytes if bytes < MIN_KEY_BYTES => Err(KeyError::TooShort { bytes }),
+        _ => Ok(key),
+    }
 }
 
 /// `[embed.token]` or `[route.token]`: the shared secret and the token's layout.
@@ -213,7 +227,10 @@ impl KeyError {
     /// The `[embed.token]`/`[route.token]` key whose value is at fault.
     pub fn field(&self) -> &'static str {
         match self {
-            KeyError::Source(_) | KeyError::NotHex | KeyError::Empty => "key",
+            KeyError::Source(_)
+            | KeyError::NotHex
+            | KeyError::Empty
+            | KeyError::TooShort { .. } => "key",
             KeyError::EmptySalt | KeyError::Salt(_) => "salt",
             KeyError::Bearer(_) | KeyError::BadBearer => "bearer",
             KeyError::Client(_) => "ca_file",

@@ -202,6 +202,14 @@ async fn an_unreadable_key_file_keeps_the_running_key_and_says_where() {
     let served = get_as_member(&page).await;
     check_token(&tokens_in(&served.text())[0], KEY_HEX);
 
+    // A key caught half-written (or mistyped) short is refused too.
+    let mark = gateway.mark();
+    write(dir.path(), "video.key", &KEY_HEX[..8]);
+    let failure = gateway.wait_for_after(mark, "reload failed");
+    assert!(failure.contains("key is 4 bytes"), "{failure}");
+    let served = get_as_member(&page).await;
+    check_token(&tokens_in(&served.text())[0], KEY_HEX);
+
     // A new good key is picked up.
     let mark = gateway.mark();
     write(dir.path(), "video.key", OTHER_KEY_HEX);

@@ -437,6 +437,25 @@ fn keys_decode_in_either_case_and_reject_non_hex() {
     assert!(KeyMaterial::from_hex("  ").is_err());
 }
 
+#[test]
+fn a_configured_key_needs_sixteen_bytes() {
+    use crate::secret::SecretSource;
+    use crate::token::{load_key, KeyError};
+    let inline = |hex: &str| SecretSource::Inline(hex.into());
+    let short = load_key(&inline(&"ab".repeat(15))).err();
+    assert!(
+        matches!(short, Some(KeyError::TooShort { bytes: 15 })),
+        "{short:?}"
+    );
+    assert_eq!(
+        load_key(&inline(&"ab".repeat(16)))
+            .unwrap()
+            .as_bytes()
+            .len(),
+        16
+    );
+}
+
 // --- Properties ----------------------------------------------------------
 
 /// One minted token and everything needed to check it.
