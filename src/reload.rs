@@ -2,7 +2,8 @@
 //! rebuilds the runtime and swaps it in whole.
 //!
 //! A config that fails to load or build leaves the running one in force and
-//! logs the same file:line:column message `embedgate check` prints. Files are
+//! logs the same file:line:column message `embedgate check` prints; the
+//! files it names are watched too, until a reload succeeds. Files are
 //! watched by polling their metadata, which also sees a Kubernetes ConfigMap
 //! swapping its symlink, and costs a few `stat` calls per interval.
 
@@ -41,15 +42,31 @@ impl Trigger {
 /// Loads the config the running runtime came from and, if it is good,
 /// builds a new runtime and puts it in force. On error nothing changes.
 pub async fn reload(gateway: &Gateway, trigger: Trigger) -> Result<(), ConfigError> {
-    reload_watching(gateway, trigger).await.map(|_| ())
+    reload_watching(gateway, trigger)
+        .await
+        .map(|_| ())
+        .map_err(|failed| failed.error)
 }
 
-/// [`reload`], returning the files the new runtime was built from, as they
-/// looked before it read them: an edit after that is seen as a change.
-async fn reload_watching(
-    gateway: &Gateway,
-    trigger: Trigger,
-) -> Result<(Vec<PathBuf>, Vec<Fingerprint>), ConfigError> {
+/// The files a config names, as they looked before a build read them: an
+/// edit after that is seen as a change.
+type Named = (Vec<PathBuf>, Vec<Fingerprint>);
+
+/// A reload that failed, with the files its config names if it got as far
+/// as reading them (a file it could not read may yet appear).
+struct Failed {
+    error: ConfigError,
+    named: Option<Named>,
+}
+
+impl From<ConfigError> for Failed {
+    fn from(error: ConfigError) -> Failed {
+        Failed { error, named: None }
+    }
+}
+
+/// [`reload`], returning the files the new runtime was built from.
+async fn reload_watching(gateway: &Gateway, trigger: Trigger) -> Result<Named, Failed> {
     let current = gateway.runtime();
     let old = current.settings();
     let path = old.source.clone();
@@ -96,7 +113,15 @@ async fn reload_watching(
         }
     }
     let upstream_kept = new.upstream == old.upstream;
-    let runtime = Arc::new(Runtime::from_loaded(loaded, Some(&current)).await?);
+    let runtime = match Runtime::from_loaded(loaded, Some(&current)).await {
+        Ok(runtime) => Arc::new(runtime),
+        Err(error) => {
+            return Err(Failed {
+                error,
+                named: Some((new_files, new_seen)),
+            })
+        }
+    };
     gateway.install(runtime.clone());
     // Logged once in force: whoever reads this line gets the new config.
     tracing::info!(
@@ -183,10 +208,22 @@ impl Reloader {
                     files = new_files;
                     seen = new_seen;
                 }
-                Err(err) => tracing::error!(
-                    trigger = trigger.as_str(),
-                    "reload failed, keeping the running config: {err}"
-                ),
+                Err(Failed { error, named }) => {
+                    tracing::error!(
+                        trigger = trigger.as_str(),
+                        "reload failed, keeping the running config: {error}"
+                    );
+                    // Also watch what the failed config names: a file it
+                    // could not read, once there, is a change to try again on.
+                    if let Some((new_files, new_seen)) = named {
+                        for (file, look) in new_files.into_iter().zip(new_seen) {
+                            if !files.contains(&file) {
+                                files.push(file);
+                                seen.push(look);
+                            }
+                        }
+                    }
+                }
             }
         }
     }

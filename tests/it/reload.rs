@@ -219,6 +219,40 @@ async fn an_unreadable_key_file_keeps_the_running_key_and_says_where() {
     gateway.terminate();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_a_failed_reload_could_not_read_is_watched_until_it_appears() {
+    let cms = Cms::fixed(Reply::html("members only")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = watching(config_text(cms.addr, ""));
+    let (mut gateway, base) = start(dir.path(), &text);
+    let page = format!("{base}/videos/a");
+    let newcomer = "sessionid=newcomer-0123456789abcdef";
+    assert_eq!(get(&page, Some(newcomer)).await.status, 403);
+
+    // gateway.toml names a list that is not there yet: the reload fails.
+    let mark = gateway.mark();
+    let moved = text.replacen(
+        "file = \"allowlist.txt\"",
+        "file = \"new-allowlist.txt\"",
+        1,
+    );
+    assert_ne!(moved, text);
+    write(dir.path(), "gateway.toml", &moved);
+    let failure = gateway.wait_for_after(mark, "reload failed");
+    assert!(failure.contains("new-allowlist.txt"), "{failure}");
+
+    // The list appears, with no signal and no further edit of gateway.toml.
+    let mark = gateway.mark();
+    write(
+        dir.path(),
+        "new-allowlist.txt",
+        "newcomer-0123456789abcdef\n",
+    );
+    gateway.wait_for_after(mark, "config reloaded");
+    assert_eq!(get(&page, Some(newcomer)).await.status, 200);
+    gateway.terminate();
+}
+
 /// The `st=..` tokens in `html` carried by query parameter `param`.
 fn tokens_under(html: &str, param: &str) -> Vec<String> {
     let needle = format!("{param}=st=");
