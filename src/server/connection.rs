@@ -271,6 +271,12 @@ impl<T> IdleIo<T> {
         IdleIo { inner, in_flight }
     }
 
+    /// The first request head must be whole within `within` from now (what
+    /// a TLS handshake left of the header limit).
+    pub fn first_head_within(&self, within: Duration) {
+        self.in_flight.waiting().idle.next_within(within);
+    }
+
     // Counts a write that took bytes; times one that has to wait.
     fn after_write(
         &self,

@@ -185,6 +185,7 @@ pub async fn serve_then_close(
             builders: builders.clone(),
             limits,
             closing: closing_watch.clone(),
+            spent: Duration::ZERO,
         };
         match (tls_at_start, &tls) {
             (true, Some(config)) => {
@@ -192,8 +193,13 @@ pub async fn serve_then_close(
                 tokio::spawn(async move {
                     // The handshake counts against the time allowed for the request head.
                     let limit = connection.limits.header_timeout;
+                    let started = std::time::Instant::now();
                     match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
+                            let connection = Connection {
+                                spent: started.elapsed(),
+                                ..connection
+                            };
                             connection
                                 .serve(tls_stream, ConnectionInfo { peer, tls: true })
                                 .await

@@ -61,6 +61,8 @@ pub(super) struct Connection {
     pub builders: Arc<super::Builders>,
     pub limits: ConnectionLimits,
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Time already taken from the header limit before serving (a TLS handshake).
+    pub spent: std::time::Duration,
 }
 
 /// Whether the connection may be taken back from hyper, shared by the
@@ -188,11 +190,17 @@ impl Connection {
             builders,
             limits,
             mut closing,
+            spent,
         } = self;
         let kept = Arc::new(Kept::default());
         // Shared with an upgraded connection's relay, which outlives this task.
         let slot = Arc::new(slot);
         let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
+        if !spent.is_zero() {
+            // The header limit counts from the connection's start.
+            let head_limit = limits.header_timeout.min(limits.idle_timeout);
+            io.first_head_within(head_limit.saturating_sub(spent));
+        }
         let Some(prefix) = first_bytes_unless_closing(&mut io, &mut closing).await else {
             return;
         };

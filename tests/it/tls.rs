@@ -47,6 +47,15 @@ async fn connect_as(
     alpn: &[&[u8]],
     name: &str,
 ) -> TlsStream<TcpStream> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    connector(dir, alpn)
+        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
+        .await
+        .expect("TLS handshake")
+}
+
+/// A TLS client trusting `ca.pem` in `dir`, offering `alpn`.
+fn connector(dir: &Path, alpn: &[&[u8]]) -> TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     let ca = CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap();
     roots.add(ca).unwrap();
@@ -57,11 +66,7 @@ async fn connect_as(
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let stream = TcpStream::connect(addr).await.unwrap();
     TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from(name.to_string()).unwrap(), stream)
-        .await
-        .expect("TLS handshake")
 }
 
 fn leaf(stream: &TlsStream<TcpStream>) -> Vec<u8> {
@@ -190,6 +195,38 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "after header_timeout"
+    );
+}
+
+#[tokio::test]
+async fn the_handshake_and_the_first_request_head_share_header_timeout() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    let gate = Gate::start_with(
+        &tls_config(cms.addr, ""),
+        &[("server.pem", &cert), ("server.key", &key)],
+    )
+    .await;
+    let started = Instant::now();
+    let tcp = TcpStream::connect(gate.addr).await.unwrap();
+    // Silent for most of header_timeout (1 s), then a quick handshake and no
+    // request: closed when header_timeout has passed since the connection's
+    // start, not a whole header_timeout after the handshake (1.8 s).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let name = ServerName::try_from("127.0.0.1".to_string()).unwrap();
+    let mut stream = connector(dir.path(), &[b"http/1.1"])
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    let closed_after = started.elapsed();
+    assert!(
+        closed_after < Duration::from_millis(1600),
+        "closed {closed_after:?} after the connection's start"
     );
 }
 
