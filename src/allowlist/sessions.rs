@@ -1,15 +1,15 @@
 //! The configured session source, behind the verdict cache when there is one.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::cache::{CacheSettings, VerdictCache};
 use super::file::FileSource;
 use super::forward_auth::{ForwardAuth, ForwardAuthSettings};
 use super::redis::{RedisSettings, RedisSource};
 use super::{LoadError, SessionKey, SessionSource, SourceError, Verdict, Visit};
+use crate::logging::Bursts;
 use crate::metrics::{Lookup, Metrics};
 
 /// Which source answers for sessions, and its own settings.
@@ -257,47 +257,17 @@ fn digest_of(files: &[PathBuf]) -> [u8; 32] {
 }
 
 /// A burst of failures is logged once, with its cause; the next one after a quiet spell again.
-#[derive(Debug)]
-struct FailureLog {
-    epoch: Instant,
-    // Milliseconds since `epoch` of the last failure, plus one (0: never).
-    last_failure: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-/// Failures closer together than this belong to one burst.
-const BURST_GAP: Duration = Duration::from_secs(10);
-
-impl Default for FailureLog {
-    fn default() -> Self {
-        FailureLog {
-            epoch: Instant::now(),
-            last_failure: AtomicU64::new(0),
-            suppressed: AtomicU64::new(0),
-        }
-    }
-}
+#[derive(Debug, Default)]
+struct FailureLog(Bursts);
 
 impl FailureLog {
     fn record(&self, err: &SourceError) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
-        let last = self.last_failure.load(Ordering::Relaxed);
-        let quiet = last == 0 || now.saturating_sub(last) >= BURST_GAP.as_millis() as u64;
-        if quiet
-            && self
-                .last_failure
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        if let Some(unlogged) = self.0.begins() {
             tracing::warn!(
                 error = %err,
-                earlier_failures_not_logged = suppressed,
+                earlier_failures_not_logged = unlogged,
                 "session source failing: gated requests are refused until it answers"
             );
-        } else {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            self.last_failure.fetch_max(now, Ordering::Relaxed);
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod access;
 mod batch;
+mod burst;
 
 use std::io;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use access::{write_access_line, AccessLine};
 use batch::{BatchWriter, ReopenableFile, SharedFile};
+pub use burst::Bursts;
 
 use tracing_subscriber::filter::{filter_fn, EnvFilter, FilterExt};
 use tracing_subscriber::layer::SubscriberExt;

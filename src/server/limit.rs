@@ -38,6 +38,8 @@ pub struct Slots {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     // Woken when the last connection closes.
     all_closed: tokio::sync::Notify,
+    /// Refused connections, logged once per burst.
+    pub refusals: crate::logging::Bursts,
 }
 
 /// One admitted connection; frees its place when dropped.

@@ -74,7 +74,20 @@ fn admit(
         Ok(slot) => Some(slot),
         Err(refused) => {
             runtime.metrics.process().connection_refused();
-            tracing::debug!(listener, %peer, ?refused, "connection refused: too many open");
+            // One line per burst: a flood of refusals must not flood the log.
+            match slots.refusals.begins() {
+                Some(unlogged) => tracing::warn!(
+                    listener,
+                    %peer,
+                    ?refused,
+                    earlier_refusals_not_logged = unlogged,
+                    "connection refused: too many open (server.max_connections or \
+                     max_connections_per_ip); more in this burst are only counted"
+                ),
+                None => {
+                    tracing::debug!(listener, %peer, ?refused, "connection refused: too many open")
+                }
+            }
             None
         }
     }

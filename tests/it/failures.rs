@@ -515,6 +515,48 @@ async fn connections_over_the_limits_are_closed_at_once_and_counted() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_refused_connections_is_logged_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cms = Cms::fixed(Reply::html("ok")).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let config = with_setting(
+        config_text(cms.addr, ""),
+        "server",
+        "max_connections_per_ip = 1",
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut gateway = Running::spawn(std::process::Command::new(BIN).arg("--config").arg(&path));
+    let base = listening_url(&gateway.wait_for("listening on"));
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
+    held.write_all(b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    held.read_exact(&mut head).await.unwrap();
+    for _ in 0..5 {
+        let refused = raw(addr, b"GET /public/a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(
+            refused.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&refused)
+        );
+    }
+    gateway.wait_for("connection refused: too many open");
+    drop(held);
+    let output = gateway.terminate();
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("connection refused"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{output}");
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
+    assert!(warnings[0].contains("PerIp"), "{}", warnings[0]);
+}
+
 /// Opens a stream for `path` on `client` and waits for its response head.
 async fn h2_stream(
     client: &mut h2::client::SendRequest<Bytes>,
