@@ -340,7 +340,10 @@ acl = "/hls/{share}/*"
     #[test]
     fn settings_name_every_file_they_read() {
         let text = BASE
-            .replace("key = \"00112233\"", "key_file = \"keys/video.key\"")
+            .replace(
+                "key = \"00112233445566778899aabbccddeeff\"",
+                "key_file = \"keys/video.key\"",
+            )
             .replace("[session]\n", "[session]\ndeny_page = \"/srv/403.html\"\n");
         let files = settings(&text).files();
         for file in [

@@ -15,7 +15,7 @@ pub(crate) fn settings(src: &str, acl: &str) -> EmbedSettings {
         entitled_by: "share".into(),
         token: TokenSettings::Local(LocalSettings {
             signer: SignerSettings {
-                key: SecretSource::Inline("00112233".into()),
+                key: SecretSource::Inline("00112233445566778899aabbccddeeff".into()),
                 algorithm: Algorithm::Sha256,
                 salt: None,
                 field_delimiter: '~',

@@ -233,7 +233,7 @@ mod tests {
     fn verifier(carrier: TokenCarrier) -> EdgeVerifier {
         EdgeVerifier::build(&EdgeSettings {
             signer: SignerSettings {
-                key: SecretSource::Inline("0011".into()),
+                key: SecretSource::Inline("00112233445566778899aabbccddeeff".into()),
                 algorithm: super::super::Algorithm::Sha256,
                 salt: None,
                 field_delimiter: '~',
