@@ -880,7 +880,7 @@ pub async fn read_answers(
 }
 
 /// Reads until the server closes; true if it did within 5 s.
-pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) -> bool {
+pub async fn closed_by_server(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> bool {
     use tokio::io::AsyncReadExt;
     let mut sink = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -35,6 +35,18 @@ fn tls_config(cms: SocketAddr, lines: &str) -> String {
     format!("{text}\n[server.tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n{lines}\n")
 }
 
+/// A gateway serving TLS under [`tls_config`], and the folder of its CA.
+async fn tls_gate(cms: &Cms) -> (Gate, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    let gate = Gate::start_with(
+        &tls_config(cms.addr, ""),
+        &[("server.pem", &cert), ("server.key", &key)],
+    )
+    .await;
+    (gate, dir)
+}
+
 /// A TLS connection to `addr` trusting `ca.pem` in `dir`, offering `alpn`.
 async fn connect(addr: SocketAddr, dir: &Path, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     connect_as(addr, dir, alpn, "127.0.0.1").await
@@ -92,13 +104,7 @@ async fn get_h1(stream: TlsStream<TcpStream>, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn https_serves_http1_and_http2_by_alpn_and_tells_the_cms_it_was_https() {
     let cms = Cms::fixed(Reply::html("page")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certified(dir.path());
-    let gate = Gate::start_with(
-        &tls_config(cms.addr, ""),
-        &[("server.pem", &cert), ("server.key", &key)],
-    )
-    .await;
+    let (gate, dir) = tls_gate(&cms).await;
 
     let h1 = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
     assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -179,19 +185,10 @@ async fn a_renewed_certificate_serves_new_connections_and_a_bad_one_keeps_the_la
 #[tokio::test]
 async fn a_client_that_never_finishes_the_handshake_is_dropped() {
     let cms = Cms::fixed(Reply::html("page")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certified(dir.path());
-    let gate = Gate::start_with(
-        &tls_config(cms.addr, ""),
-        &[("server.pem", &cert), ("server.key", &key)],
-    )
-    .await;
+    let (gate, _ca) = tls_gate(&cms).await;
     let started = Instant::now();
     let mut silent = TcpStream::connect(gate.addr).await.unwrap();
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert!(closed_by_server(&mut silent).await, "closed");
     assert!(
         started.elapsed() >= Duration::from_millis(900),
         "after header_timeout"
@@ -201,13 +198,7 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
 #[tokio::test]
 async fn the_handshake_and_the_first_request_head_share_header_timeout() {
     let cms = Cms::fixed(Reply::html("page")).await;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = certified(dir.path());
-    let gate = Gate::start_with(
-        &tls_config(cms.addr, ""),
-        &[("server.pem", &cert), ("server.key", &key)],
-    )
-    .await;
+    let (gate, dir) = tls_gate(&cms).await;
     let started = Instant::now();
     let tcp = TcpStream::connect(gate.addr).await.unwrap();
     // Silent for most of header_timeout (1 s), then a quick handshake and no
@@ -219,10 +210,7 @@ async fn the_handshake_and_the_first_request_head_share_header_timeout() {
         .connect(name, tcp)
         .await
         .expect("TLS handshake");
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
-    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed: {read:?}");
+    assert!(closed_by_server(&mut stream).await, "closed");
     let closed_after = started.elapsed();
     assert!(
         closed_after < Duration::from_millis(1600),

@@ -207,10 +207,10 @@ impl Foreign {
             return None;
         }
         match (top, kind) {
-            (Level::Svg, Kind::ForeignObject | Kind::Desc | Kind::Title)
-            | (Level::Math { .. }, Kind::Mi | Kind::Mo | Kind::Mn | Kind::Ms | Kind::Mtext)
-                if !self_closing =>
-            {
+            (Level::Svg, Kind::ForeignObject | Kind::Desc | Kind::Title) if !self_closing => {
+                self.push(Level::Html(Some(kind)));
+            }
+            (Level::Math { .. }, _) if is_math_text_point(kind) && !self_closing => {
                 self.push(Level::Html(Some(kind)));
             }
             (Level::Math { .. }, Kind::AnnotationXml) if !self_closing => {
@@ -244,15 +244,7 @@ impl Foreign {
                     .map_or(Level::Html(None), |i| self.stack[i]);
                 let lol_html = match outer {
                     Level::Svg => matches!(kind, Kind::ForeignObject | Kind::Desc | Kind::Title),
-                    Level::Math { .. } => matches!(
-                        kind,
-                        Kind::Mi
-                            | Kind::Mo
-                            | Kind::Mn
-                            | Kind::Ms
-                            | Kind::Mtext
-                            | Kind::AnnotationXml
-                    ),
+                    Level::Math { .. } => is_math_text_point(kind) || kind == Kind::AnnotationXml,
                     Level::Html(_) => false,
                 };
                 let closed = self.closes_html_element(name);

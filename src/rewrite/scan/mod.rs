@@ -165,8 +165,9 @@ pub struct Scanner {
     encoding: &'static Encoding,
     // A `<meta>` may still switch the encoding.
     charset_watch: bool,
-    // The page's first bytes, held until a browser's prescan of them
-    // (`charset::prescan`) is known (only while `charset_watch` is set).
+    // The page's first bytes (up to `charset::PRESCAN_BYTES`), held until
+    // they can be looked through as a browser's prescan reads them
+    // (`charset::prescan_unreadable`); only for a page declaring no charset.
     prescan: Option<Vec<u8>>,
     // Until the first iframe, a meta a browser still reads in the head (past
     // the first 1024 bytes, in a noscript) is looked for in the raw bytes;
