@@ -52,6 +52,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProtocolLabels {
     protocol: &'static str,
 }
@@ -199,6 +204,17 @@ pub enum UpstreamError {
     Body,
 }
 
+/// Why a connection to the TLS listener ended before its handshake was done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The client spoke plain HTTP; it was answered 400.
+    PlainHttp,
+    /// The client's TLS was refused: no protocol, cipher or name in common, or not TLS at all.
+    Refused,
+    /// No handshake within `header_timeout`.
+    Timeout,
+}
+
 /// The process's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -213,6 +229,7 @@ pub struct Metrics {
     config_hash: Mutex<Option<String>>,
     connections: [Gauge; 2],
     connections_refused: Counter,
+    handshake_failures: [Counter; 3],
     rewritten_bytes: Counter,
     log_lines_dropped: Gauge,
 }
@@ -301,6 +318,17 @@ impl Metrics {
             "Connections closed at once: max_connections or max_connections_per_ip reached",
             connections_refused.clone(),
         );
+        let handshake_family = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Connections to the TLS listener that ended before a handshake: plain_http (answered 400), refused, timeout",
+            handshake_family.clone(),
+        );
+        let handshake_failures = ["plain_http", "refused", "timeout"].map(|reason| {
+            handshake_family
+                .get_or_create(&ReasonLabels { reason })
+                .clone()
+        });
         let rewritten_bytes = Counter::default();
         registry.register(
             "rewritten_bytes",
@@ -326,6 +354,7 @@ impl Metrics {
             config_hash: Mutex::new(None),
             connections,
             connections_refused,
+            handshake_failures,
             rewritten_bytes,
             log_lines_dropped,
         })
@@ -376,6 +405,11 @@ impl Metrics {
     /// Counts a connection turned away by a connection limit.
     pub fn connection_refused(&self) {
         self.connections_refused.inc();
+    }
+
+    /// Counts a connection to the TLS listener that ended before its handshake.
+    pub fn handshake_failed(&self, why: HandshakeFailure) {
+        self.handshake_failures[why as usize].inc();
     }
 
     /// Counts a session lookup.

@@ -98,7 +98,12 @@ pub fn reopen_access_file() -> io::Result<()> {
 /// Installs the process's logger. `EMBEDGATE_LOG`, if set, replaces `settings.level`.
 pub fn init(settings: &LogSettings) -> io::Result<LogGuard> {
     let level = std::env::var("EMBEDGATE_LOG").unwrap_or_else(|_| settings.level.clone());
-    let filter = || EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || {
+        quiet_rustls(
+            &level,
+            EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+    };
     let stderr = BatchWriter::start("embedgate-log", io::stderr())?;
     let mut writers = vec![stderr.clone()];
     let ansi =
@@ -141,6 +146,19 @@ pub fn init(settings: &LogSettings) -> io::Result<LogGuard> {
         .try_init()
         .map_err(io::Error::other)?;
     Ok(LogGuard { writers })
+}
+
+/// `filter`, with rustls held to errors unless `level` names it: rustls
+/// warns of every odd name a client sends (an IP address as SNI, say), one
+/// line per ClientHello with no peer in it, so any client could fill the log.
+fn quiet_rustls(level: &str, filter: EnvFilter) -> EnvFilter {
+    if level.contains("rustls") {
+        return filter;
+    }
+    match "rustls=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 fn format_layer<W, F>(

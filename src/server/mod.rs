@@ -205,10 +205,10 @@ pub async fn serve_then_close(
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 tokio::spawn(async move {
                     // The handshake counts against the time allowed for the request head.
-                    let limit = connection.limits.header_timeout;
-                    let started = std::time::Instant::now();
-                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
+                    let started = tokio::time::Instant::now();
+                    let deadline = started + connection.limits.header_timeout;
+                    match tls::handshake(&acceptor, stream, deadline, peer).await {
+                        Ok(tls_stream) => {
                             let connection = Connection {
                                 spent: started.elapsed(),
                                 ..connection
@@ -217,10 +217,11 @@ pub async fn serve_then_close(
                                 .serve(tls_stream, ConnectionInfo { peer, tls: true })
                                 .await
                         }
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        Err(Some(failure)) => {
+                            let runtime = connection.gateway.runtime();
+                            runtime.metrics.process().handshake_failed(failure);
                         }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake not done in time"),
+                        Err(None) => {}
                     }
                 });
             }

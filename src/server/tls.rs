@@ -1,7 +1,7 @@
 //! TLS termination with rustls: TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`,
 //! certificates read with the runtime (so a reload picks up renewed ones and
-//! a bad new one keeps the old), and an optional plain-HTTP listener that
-//! redirects to HTTPS.
+//! a bad new one keeps the old), plain HTTP sent to the TLS port answered
+//! 400, and an optional plain-HTTP listener that redirects to HTTPS.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,13 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::HandshakeFailure;
 
 /// `[server.tls]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +166,80 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
+/// What a client that sends plain HTTP to the TLS port is told, as nginx tells it.
+const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
+content-type: text/plain; charset=utf-8\r\n\
+content-length: 68\r\n\
+cache-control: no-store\r\n\
+connection: close\r\n\
+\r\n\
+400 Bad Request: this port speaks HTTPS, not plain HTTP. Use https.\n";
+
+/// The most of a plain-HTTP request read before it is answered, and again after.
+const PLAIN_HTTP_READ_LIMIT: usize = 16 * 1024;
+
+/// The TLS handshake on `stream`, done by `deadline`. A client that speaks
+/// plain HTTP instead is answered 400 (the first byte of TLS is never a
+/// letter). `Err` says why there is no TLS stream; `None` when the client
+/// closed before sending anything, which nobody needs to hear about.
+pub(super) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    deadline: Instant,
+    peer: SocketAddr,
+) -> Result<TlsStream<TcpStream>, Option<HandshakeFailure>> {
+    let mut first = [0u8; 1];
+    let failure = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
+        Ok(Ok(0) | Err(_)) => return Err(None),
+        Ok(Ok(_)) if first[0].is_ascii_uppercase() => {
+            tracing::debug!(%peer, "plain HTTP sent to the TLS listener: answered 400");
+            answer_plain_http(stream, deadline).await;
+            HandshakeFailure::PlainHttp
+        }
+        Ok(Ok(_)) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            Ok(Ok(tls_stream)) => return Ok(tls_stream),
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                HandshakeFailure::Refused
+            }
+            Err(_) => HandshakeFailure::Timeout,
+        },
+        Err(_) => HandshakeFailure::Timeout,
+    };
+    if failure == HandshakeFailure::Timeout {
+        tracing::debug!(%peer, "TLS handshake not done in time");
+    }
+    Err(Some(failure))
+}
+
+/// Answers a plain-HTTP request with [`PLAIN_HTTP_ANSWER`], all by `deadline`.
+async fn answer_plain_http(mut stream: TcpStream, deadline: Instant) {
+    let answer = async {
+        // The request head is read first, and what follows the answer after
+        // it: a socket closed with bytes unread is reset, and the reset can
+        // reach the client before the answer does.
+        let mut buf = vec![0u8; PLAIN_HTTP_READ_LIMIT];
+        let mut read = 0;
+        while read < buf.len() && memchr::memmem::find(&buf[..read], b"\r\n\r\n").is_none() {
+            match stream.read(&mut buf[read..]).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        stream.write_all(PLAIN_HTTP_ANSWER).await?;
+        stream.shutdown().await?;
+        let mut drained = 0;
+        while drained < PLAIN_HTTP_READ_LIMIT {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout_at(deadline, answer).await;
+}
+
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let chain = CertificateDer::pem_file_iter(path)
         .map_err(|err| err.to_string())?
@@ -173,6 +254,18 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_http_answer_is_framed_by_its_length() {
+        let text = std::str::from_utf8(PLAIN_HTTP_ANSWER).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+            "{head} / {} bytes",
+            body.len()
+        );
+    }
 
     #[test]
     fn a_wildcard_name_covers_one_label() {

@@ -455,3 +455,117 @@ async fn shutdown_drains_the_redirect_listener_with_the_main_one() {
         .expect("the gateway stops once every listener is drained")
         .unwrap();
 }
+
+/// The value of `embedgate_tls_handshake_failures_total` for `reason` in a scrape of `gate`.
+async fn handshake_failures(gate: &Gate, reason: &str) -> String {
+    let admin = gate.admin.expect("an admin listener");
+    let scrape = get(&format!("http://{admin}/metrics"), None).await.text();
+    let series = format!("embedgate_tls_handshake_failures_total{{reason=\"{reason}\"}} ");
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in {scrape}"))
+        .to_string()
+}
+
+/// Waits (up to 5 s) until [`handshake_failures`] for `reason` reads `count`.
+async fn assert_handshake_failures(gate: &Gate, reason: &str, count: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = handshake_failures(gate, reason).await;
+        if now == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{reason}: {now}, not {count}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn plain_http_to_the_tls_port_is_answered_400_and_each_failed_handshake_counted() {
+    use tokio::io::AsyncWriteExt;
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    let config = format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        tls_config(cms.addr, "")
+    );
+    let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
+
+    // A request head in two pieces, and a body after it that the gateway
+    // never reads as a request: the answer arrives whole, then the close.
+    let mut plain = TcpStream::connect(gate.addr).await.unwrap();
+    plain
+        .write_all(b"POST /public/a HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    plain
+        .write_all(b"Host: x\r\nContent-Length: 5\r\n\r\nhello")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut answer),
+    )
+    .await
+    .expect("closed after the answer");
+    assert!(read.is_ok(), "{read:?}: closed cleanly, not reset");
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.ends_with("this port speaks HTTPS, not plain HTTP. Use https.\n"),
+        "{answer}"
+    );
+    assert!(cms.requests().is_empty(), "nothing reached the CMS");
+    // Counted once the client has closed too.
+    drop(plain);
+    assert_handshake_failures(&gate, "plain_http", "1").await;
+
+    // Bytes that are neither TLS nor HTTP: a TLS alert (21), and the close.
+    let refused = raw(gate.addr, b"\x00\x01garbage\r\n\r\n").await;
+    assert_eq!(refused.first(), Some(&21), "{refused:?}");
+    assert_handshake_failures(&gate, "refused", "1").await;
+    // A client that connects and goes without a word is nobody's concern.
+    drop(TcpStream::connect(gate.addr).await.unwrap());
+    // One that says nothing is closed at header_timeout (1 s), and counted.
+    let mut silent = TcpStream::connect(gate.addr).await.unwrap();
+    assert!(closed_by_server(&mut silent).await, "closed");
+    assert_handshake_failures(&gate, "timeout", "1").await;
+    assert_eq!(handshake_failures(&gate, "refused").await, "1");
+
+    // TLS itself is served as before.
+    let stream = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
+    assert_eq!(get_h1(stream, "/public/a").await, (200, "page".to_string()));
+    assert_eq!(handshake_failures(&gate, "plain_http").await, "1");
+}
+
+#[test]
+fn what_a_client_sends_as_its_server_name_puts_no_line_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    certificates(dir.path());
+    let cms = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = tls_config(cms.local_addr().unwrap(), "");
+    std::fs::write(dir.path().join("allowlist.txt"), format!("{MEMBER}\n")).unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut gateway = Running::spawn(std::process::Command::new(BIN).arg("--config").arg(&path));
+    let url = listening_url(&gateway.wait_for("listening on"));
+    let addr = url.trim_start_matches("https://").to_string();
+    // An IP address sent as the server name, which rustls warns of.
+    let handshake = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &addr, "-servername", "127.0.0.1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl is installed (run scripts/test.sh)");
+    let said = String::from_utf8_lossy(&handshake.stdout);
+    assert!(said.contains("BEGIN CERTIFICATE"), "a handshake: {said}");
+    let output = gateway.terminate();
+    assert!(!output.contains("SNI"), "{output}");
+    assert!(!output.contains("WARN"), "{output}");
+}
