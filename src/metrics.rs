@@ -52,6 +52,11 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabels {
+    listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -228,6 +233,7 @@ pub struct Metrics {
     config: Family<ConfigLabels, Gauge>,
     config_hash: Mutex<Option<String>>,
     connections: [Gauge; 2],
+    accepted_connections: Family<ListenerLabels, Gauge>,
     connections_refused: Counter,
     handshake_failures: [Counter; 3],
     rewritten_bytes: Counter,
@@ -312,6 +318,12 @@ impl Metrics {
                 .get_or_create(&ProtocolLabels { protocol })
                 .clone()
         });
+        let accepted_connections = Family::<ListenerLabels, Gauge>::default();
+        registry.register(
+            "accepted_connections",
+            "Connections open on each listener (main, redirect, admin) from accept to close, those yet to send a request too: what max_connections counts",
+            accepted_connections.clone(),
+        );
         let connections_refused = Counter::default();
         registry.register(
             "connections_refused",
@@ -353,6 +365,7 @@ impl Metrics {
             config,
             config_hash: Mutex::new(None),
             connections,
+            accepted_connections,
             connections_refused,
             handshake_failures,
             rewritten_bytes,
@@ -400,6 +413,13 @@ impl Metrics {
         let gauge = self.connections[usize::from(http2)].clone();
         gauge.inc();
         ConnectionGuard(gauge)
+    }
+
+    /// The gauge of the connections open on `listener`, from accept to close.
+    pub fn accepted_connections(&self, listener: &'static str) -> Gauge {
+        self.accepted_connections
+            .get_or_create(&ListenerLabels { listener })
+            .clone()
     }
 
     /// Counts a connection turned away by a connection limit.

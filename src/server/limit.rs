@@ -9,6 +9,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::client::ClientPrefix;
 
 /// The limits in force for new connections (0 turns one off).
@@ -35,6 +37,8 @@ pub enum Refused {
 #[derive(Debug, Default)]
 pub struct Slots {
     open: AtomicUsize,
+    // `open`, as /metrics shows it.
+    shown: Gauge,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     // Woken when the last connection closes.
     all_closed: tokio::sync::Notify,
@@ -50,6 +54,14 @@ pub struct Slot {
 }
 
 impl Slots {
+    /// No connection open yet; the count shown in `gauge` as well.
+    pub fn shown_in(gauge: Gauge) -> Slots {
+        Slots {
+            shown: gauge,
+            ..Slots::default()
+        }
+    }
+
     /// Admits a connection from `peer` under `limits`; `exempt` peers skip the per-address limit.
     pub fn admit(
         self: &Arc<Self>,
@@ -58,6 +70,7 @@ impl Slots {
         exempt: bool,
     ) -> Result<Slot, Refused> {
         let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.shown.inc();
         let mut slot = Slot {
             slots: self.clone(),
             ip: None,
@@ -94,6 +107,7 @@ impl Slots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.slots.shown.dec();
         if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.slots.all_closed.notify_waiters();
         }

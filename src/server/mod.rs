@@ -148,7 +148,13 @@ pub async fn serve_then_close(
     let mut builders = connection_builders(&limits);
     // Tells every connection to finish its requests in flight and close.
     let closing_watch = closing.subscribe();
-    let slots = Arc::new(limit::Slots::default());
+    let slots = Arc::new(limit::Slots::shown_in(
+        gateway
+            .runtime()
+            .metrics
+            .process()
+            .accepted_connections("main"),
+    ));
     tokio::pin!(shutdown);
     let mut stop_accepting: Option<tokio::time::Instant> = None;
     loop {

@@ -54,7 +54,13 @@ pub async fn serve_side<A, F, B>(
     B: Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let slots = Arc::new(limit::Slots::default());
+    let slots = Arc::new(limit::Slots::shown_in(
+        gateway
+            .runtime()
+            .metrics
+            .process()
+            .accepted_connections(name),
+    ));
     // Made again only when a reload changes the limits, as on the main listener.
     let mut limits = gateway.runtime().settings().server.connections;
     let mut builders = super::connection_builders(&limits);
