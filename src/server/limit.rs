@@ -78,16 +78,17 @@ impl Slots {
         if limits.max_connections > 0 && open > limits.max_connections {
             return Err(Refused::Full);
         }
-        if limits.max_per_ip > 0 && !exempt {
-            let peer = limits.client_prefix.client_of(peer);
-            let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
-            let count = per_ip.entry(peer).or_insert(0);
-            if *count >= limits.max_per_ip {
-                return Err(Refused::PerIp);
-            }
-            *count += 1;
-            slot.ip = Some(peer);
+        // Every connection is counted by its address, checked or not: a
+        // reload may turn the per-address limit on, or stop trusting a
+        // proxy, and the connections open then count against it.
+        let client = limits.client_prefix.client_of(peer);
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = per_ip.entry(client).or_insert(0);
+        if limits.max_per_ip > 0 && !exempt && *count >= limits.max_per_ip {
+            return Err(Refused::PerIp);
         }
+        *count += 1;
+        slot.ip = Some(client);
         Ok(slot)
     }
 
@@ -130,6 +131,36 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_admitted_without_the_per_address_check_count_once_it_applies() {
+        let slots = Arc::new(Slots::default());
+        let off = Admission {
+            max_connections: 0,
+            max_per_ip: 0,
+            client_prefix: ClientPrefix::default(),
+        };
+        let on = Admission {
+            max_per_ip: 2,
+            ..off
+        };
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let proxy: IpAddr = "192.0.2.9".parse().unwrap();
+        // Admitted while the limit is off, and while the proxy is trusted.
+        let held: Vec<Slot> = (0..3)
+            .map(|_| slots.admit(a, off, false).unwrap())
+            .chain((0..2).map(|_| slots.admit(proxy, on, true).unwrap()))
+            .collect();
+        assert_eq!(slots.admit(a, on, false).unwrap_err(), Refused::PerIp);
+        assert_eq!(slots.admit(proxy, on, false).unwrap_err(), Refused::PerIp);
+        assert!(
+            slots.admit(proxy, on, true).is_ok(),
+            "still trusted: exempt"
+        );
+        drop(held);
+        assert!(slots.per_ip.lock().unwrap().is_empty(), "all freed");
+        assert!(slots.admit(a, on, false).is_ok());
+    }
 
     #[test]
     fn counts_in_all_and_per_address_and_frees_on_drop() {
