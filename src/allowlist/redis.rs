@@ -17,6 +17,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::IntoConnectionInfo;
 
 use super::{Entitlements, LoadError, Principal, SessionKey, SourceError, Verdict, Visit};
+use crate::logging::Bursts;
 use crate::secret::{Secret, SecretSource};
 
 /// `[session.allowlist.redis]`, validated.
@@ -59,6 +60,8 @@ pub struct RedisSource {
     // ends) would otherwise time every lookup out until TCP gives up.
     manager: ArcSwap<ConnectionManager>,
     timeouts_in_a_row: AtomicU32,
+    // A Redis that hangs is connected to anew every few lookups; logged once a burst.
+    reconnects: Bursts,
     key: String,
     shares_key: Option<String>,
     timeout: Duration,
@@ -125,6 +128,7 @@ impl RedisSource {
             config,
             manager: ArcSwap::from_pointee(manager),
             timeouts_in_a_row: AtomicU32::new(0),
+            reconnects: Bursts::default(),
             key: settings.key.clone(),
             shares_key: settings.shares_key.clone(),
             timeout: settings.timeout,
@@ -174,10 +178,15 @@ impl RedisSource {
         let previous = self.manager.compare_and_swap(used, Arc::new(fresh));
         if Arc::ptr_eq(&previous, used) {
             self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-            tracing::warn!(
-                timeouts = TIMEOUTS_BEFORE_RECONNECT,
-                "Redis stopped answering on its connection: connecting anew"
-            );
+            match self.reconnects.begins() {
+                Some(unlogged) => tracing::warn!(
+                    timeouts = TIMEOUTS_BEFORE_RECONNECT,
+                    earlier_reconnects_not_logged = unlogged,
+                    "Redis stopped answering on its connection: connecting anew \
+                     (again each time it stops; only counted while this burst lasts)"
+                ),
+                None => tracing::debug!("Redis stopped answering again: connecting anew"),
+            }
         }
     }
 

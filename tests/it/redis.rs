@@ -434,3 +434,50 @@ async fn a_connection_redis_stopped_answering_on_is_made_anew() {
     }
     assert_eq!(redis.connections.load(AtomicOrdering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_that_never_answers_is_logged_once_however_often_it_is_connected_to_anew() {
+    // Accepts connections and never answers on any of them.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, AtomicOrdering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_text(cms.addr, "").replacen(
+        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
+        &format!(
+            "[session.allowlist.redis]\nurl = \"redis://127.0.0.1:{port}/0\"\ntimeout = \"200ms\"\n\n[session.allowlist.cache]\nenabled = false\n"
+        ),
+        1,
+    );
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut gateway = Running::spawn(std::process::Command::new(BIN).arg("--config").arg(&path));
+    let url = format!(
+        "{}/videos/a",
+        listening_url(&gateway.wait_for("listening on"))
+    );
+    // Every lookup times out, and every few in a row give the connection up
+    // for a new one, which hangs too: lookups for 3 s, a dozen of them.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(get(&url, Some("sessionid=anyone")).await.status, 503);
+    }
+    assert!(accepted.load(AtomicOrdering::SeqCst) >= 4, "connected anew");
+    silent.abort();
+    let output = gateway.terminate();
+    let warnings: Vec<&str> = output
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("connecting anew"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{output}");
+}
