@@ -179,9 +179,9 @@ connection: close\r\n\
 const PLAIN_HTTP_READ_LIMIT: usize = 16 * 1024;
 
 /// The TLS handshake on `stream`, done by `deadline`. A client that speaks
-/// plain HTTP instead is answered 400 (the first byte of TLS is never a
-/// letter). `Err` says why there is no TLS stream; `None` when the client
-/// closed before sending anything, which nobody needs to hear about.
+/// plain HTTP instead is answered 400. `Err` says why there is no TLS
+/// stream; `None` when the client closed before sending anything, which
+/// nobody needs to hear about.
 pub(super) async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
@@ -191,10 +191,13 @@ pub(super) async fn handshake(
     let mut first = [0u8; 1];
     let failure = match tokio::time::timeout_at(deadline, stream.peek(&mut first)).await {
         Ok(Ok(0) | Err(_)) => return Err(None),
-        Ok(Ok(_)) if first[0].is_ascii_uppercase() => {
-            tracing::debug!(%peer, "plain HTTP sent to the TLS listener: answered 400");
-            answer_plain_http(stream, deadline).await;
-            HandshakeFailure::PlainHttp
+        Ok(Ok(_)) if !begins_tls(first[0]) => {
+            if answer_plain_http(stream, deadline).await {
+                tracing::debug!(%peer, "plain HTTP sent to the TLS listener: answered 400");
+                HandshakeFailure::PlainHttp
+            } else {
+                HandshakeFailure::Timeout
+            }
         }
         Ok(Ok(_)) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => return Ok(tls_stream),
@@ -212,8 +215,17 @@ pub(super) async fn handshake(
     Err(Some(failure))
 }
 
-/// Answers a plain-HTTP request with [`PLAIN_HTTP_ANSWER`], all by `deadline`.
-async fn answer_plain_http(mut stream: TcpStream, deadline: Instant) {
+/// Whether a connection's first byte can begin TLS: a handshake record
+/// (22), or a hello in the old SSLv2 framing (high bit set), which rustls
+/// then refuses. Anything else is taken for plain HTTP, as nginx takes it.
+fn begins_tls(first: u8) -> bool {
+    first == 22 || first & 0x80 != 0
+}
+
+/// Answers a plain-HTTP request with [`PLAIN_HTTP_ANSWER`], all by
+/// `deadline`; whether the answer was sent in time.
+async fn answer_plain_http(mut stream: TcpStream, deadline: Instant) -> bool {
+    let mut answered = false;
     let answer = async {
         // The request head is read first, and what follows the answer after
         // it: a socket closed with bytes unread is reset, and the reset can
@@ -228,6 +240,7 @@ async fn answer_plain_http(mut stream: TcpStream, deadline: Instant) {
         }
         stream.write_all(PLAIN_HTTP_ANSWER).await?;
         stream.shutdown().await?;
+        answered = true;
         let mut drained = 0;
         while drained < PLAIN_HTTP_READ_LIMIT {
             match stream.read(&mut buf).await? {
@@ -238,6 +251,7 @@ async fn answer_plain_http(mut stream: TcpStream, deadline: Instant) {
         Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout_at(deadline, answer).await;
+    answered
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {

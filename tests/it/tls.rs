@@ -527,8 +527,12 @@ async fn plain_http_to_the_tls_port_is_answered_400_and_each_failed_handshake_co
     drop(plain);
     assert_handshake_failures(&gate, "plain_http", "1").await;
 
-    // Bytes that are neither TLS nor HTTP: a TLS alert (21), and the close.
-    let refused = raw(gate.addr, b"\x00\x01garbage\r\n\r\n").await;
+    // Whatever does not begin as TLS is taken for plain HTTP, as nginx takes it.
+    let lowercase = raw(gate.addr, b"\r\nget /public/a HTTP/1.1\r\n\r\n").await;
+    assert!(lowercase.starts_with(b"HTTP/1.1 400 "), "{lowercase:?}");
+    assert_handshake_failures(&gate, "plain_http", "2").await;
+    // A ClientHello of one byte: a TLS alert (21), and the close.
+    let refused = raw(gate.addr, b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\xff").await;
     assert_eq!(refused.first(), Some(&21), "{refused:?}");
     assert_handshake_failures(&gate, "refused", "1").await;
     // A client that connects and goes without a word is nobody's concern.
@@ -542,7 +546,7 @@ async fn plain_http_to_the_tls_port_is_answered_400_and_each_failed_handshake_co
     // TLS itself is served as before.
     let stream = connect(gate.addr, dir.path(), &[b"http/1.1"]).await;
     assert_eq!(get_h1(stream, "/public/a").await, (200, "page".to_string()));
-    assert_eq!(handshake_failures(&gate, "plain_http").await, "1");
+    assert_eq!(handshake_failures(&gate, "plain_http").await, "2");
 }
 
 #[test]
