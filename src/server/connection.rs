@@ -258,7 +258,7 @@ impl<T> IdleIo<T> {
     /// of the last response; the idle limit bounds any quiet spell with no
     /// request in flight.
     pub fn new(inner: T, in_flight: InFlight, limits: &ConnectionLimits) -> Self {
-        let head_limit = limits.header_timeout.min(limits.idle_timeout);
+        let head_limit = limits.head_limit();
         *in_flight.waiting() = Waiting {
             idle: IdleTimer::with_first(Some(limits.idle_timeout), head_limit),
             head_limit: Some(head_limit),

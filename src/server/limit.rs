@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::metrics::gauge::Gauge;
@@ -36,9 +35,8 @@ pub enum Refused {
 /// The open connections, counted.
 #[derive(Debug, Default)]
 pub struct Slots {
-    open: AtomicUsize,
-    // `open`, as /metrics shows it.
-    shown: Gauge,
+    // Also what /metrics shows, when the gauge is registered there.
+    open: Gauge,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     // Woken when the last connection closes.
     all_closed: tokio::sync::Notify,
@@ -57,7 +55,7 @@ impl Slots {
     /// No connection open yet; the count shown in `gauge` as well.
     pub fn shown_in(gauge: Gauge) -> Slots {
         Slots {
-            shown: gauge,
+            open: gauge,
             ..Slots::default()
         }
     }
@@ -69,8 +67,7 @@ impl Slots {
         limits: Admission,
         exempt: bool,
     ) -> Result<Slot, Refused> {
-        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
-        self.shown.inc();
+        let open = usize::try_from(self.open.inc()).unwrap_or(0) + 1;
         let mut slot = Slot {
             slots: self.clone(),
             ip: None,
@@ -98,7 +95,7 @@ impl Slots {
             let notified = self.all_closed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.open.load(Ordering::Acquire) == 0 {
+            if self.open.get() == 0 {
                 return;
             }
             notified.await;
@@ -108,8 +105,7 @@ impl Slots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.slots.shown.dec();
-        if self.slots.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.slots.open.dec() == 1 {
             self.slots.all_closed.notify_waiters();
         }
         if let Some(ip) = self.ip {
@@ -178,11 +174,7 @@ mod tests {
         assert_eq!(slots.admit(a, limits, false).unwrap_err(), Refused::PerIp);
         let _third = slots.admit(b, limits, false).unwrap();
         assert_eq!(slots.admit(b, limits, true).unwrap_err(), Refused::Full);
-        assert_eq!(
-            slots.open.load(Ordering::Acquire),
-            3,
-            "refused connections hold no place"
-        );
+        assert_eq!(slots.open.get(), 3, "refused connections hold no place");
         drop(first);
         assert!(slots.admit(a, limits, false).is_ok());
         let none = Admission {
@@ -193,7 +185,7 @@ mod tests {
         let many: Vec<Slot> = (0..100)
             .map(|_| slots.admit(a, none, false).unwrap())
             .collect();
-        assert_eq!(slots.open.load(Ordering::Acquire), 102);
+        assert_eq!(slots.open.get(), 102);
         drop(many);
         assert!(slots.per_ip.lock().unwrap().len() <= 2);
     }

@@ -49,6 +49,11 @@ pub struct ConnectionLimits {
 }
 
 impl ConnectionLimits {
+    /// How long a request head may take: the header limit, unless the idle one is shorter.
+    pub fn head_limit(&self) -> Duration {
+        self.header_timeout.min(self.idle_timeout)
+    }
+
     /// Accepted HTTP/2 streams a client may reset in 10 s before it is told GOAWAY.
     pub fn http2_max_resets(&self) -> u32 {
         self.http2_max_concurrent_streams.saturating_mul(2).max(100)

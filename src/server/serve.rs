@@ -198,8 +198,7 @@ impl Connection {
         let mut io = IdleIo::new(stream, in_flight.clone(), &limits);
         if !spent.is_zero() {
             // The header limit counts from the connection's start.
-            let head_limit = limits.header_timeout.min(limits.idle_timeout);
-            io.first_head_within(head_limit.saturating_sub(spent));
+            io.first_head_within(limits.head_limit().saturating_sub(spent));
         }
         let Some(prefix) = first_bytes_unless_closing(&mut io, &mut closing).await else {
             return;

@@ -193,7 +193,6 @@ pub(super) async fn handshake(
         Ok(Ok(0) | Err(_)) => return Err(None),
         Ok(Ok(_)) if !begins_tls(first[0]) => {
             if answer_plain_http(stream, deadline).await {
-                tracing::debug!(%peer, "plain HTTP sent to the TLS listener: answered 400");
                 HandshakeFailure::PlainHttp
             } else {
                 HandshakeFailure::Timeout
@@ -202,16 +201,14 @@ pub(super) async fn handshake(
         Ok(Ok(_)) => match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls_stream)) => return Ok(tls_stream),
             Ok(Err(err)) => {
-                tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                HandshakeFailure::Refused
+                tracing::debug!(%peer, error = %err, "TLS handshake refused");
+                return Err(Some(HandshakeFailure::Refused));
             }
             Err(_) => HandshakeFailure::Timeout,
         },
         Err(_) => HandshakeFailure::Timeout,
     };
-    if failure == HandshakeFailure::Timeout {
-        tracing::debug!(%peer, "TLS handshake not done in time");
-    }
+    tracing::debug!(%peer, ?failure, "no TLS handshake (PlainHttp: answered 400)");
     Err(Some(failure))
 }
 

@@ -14,19 +14,6 @@ fn admin_url(gate: &Gate, path: &str) -> String {
     format!("http://{}{path}", gate.admin.expect("an admin listener"))
 }
 
-/// The value of the sample `series` (name and labels, exactly) in a scrape.
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("{series} in\n{scrape}"))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn metrics_count_a_known_mix_of_requests_exactly() {
     let page = format!("<iframe src=\"{EMBED}\"></iframe>");
@@ -595,26 +582,12 @@ async fn a_request_the_visitor_gives_up_on_is_still_counted() {
 async fn connections_yet_to_send_a_request_show_in_accepted_connections() {
     let cms = Cms::fixed(Reply::html("page")).await;
     let gate = Gate::start_with(&with_admin(config_text(cms.addr, "")), &[]).await;
-    let scrape_until = |series: &'static str, want: f64| {
-        let url = admin_url(&gate, "/metrics");
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                let text = get(&url, None).await.text();
-                if sample(&text, series) == want {
-                    return text;
-                }
-                assert!(Instant::now() < deadline, "{series} is not {want}:\n{text}");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
     let main = "embedgate_accepted_connections{listener=\"main\"}";
-    scrape_until(main, 0.0).await;
+    scrape_until(&gate, main, 0.0).await;
     let silent: Vec<_> =
         futures_util::future::join_all((0..3).map(|_| tokio::net::TcpStream::connect(gate.addr)))
             .await;
-    let text = scrape_until(main, 3.0).await;
+    let text = scrape_until(&gate, main, 3.0).await;
     assert_eq!(
         sample(&text, "embedgate_open_connections{protocol=\"http1\"}"),
         0.0,
@@ -622,5 +595,5 @@ async fn connections_yet_to_send_a_request_show_in_accepted_connections() {
     );
     assert!(sample(&text, "embedgate_accepted_connections{listener=\"admin\"}") >= 1.0);
     drop(silent);
-    scrape_until(main, 0.0).await;
+    scrape_until(&gate, main, 0.0).await;
 }

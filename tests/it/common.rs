@@ -879,6 +879,33 @@ pub async fn read_answers(
     seen
 }
 
+/// The value of the sample `series` (name and labels, exactly) in a scrape.
+pub fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} in\n{scrape}"))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Scrapes `gate`'s /metrics until `series` reads `want`, for up to 5 s; the last scrape.
+pub async fn scrape_until(gate: &Gate, series: &str, want: f64) -> String {
+    let url = format!("http://{}/metrics", gate.admin.expect("an admin listener"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = get(&url, None).await.text();
+        if sample(&text, series) == want {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{series} is not {want}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Reads until the server closes; true if it did within 5 s.
 pub async fn closed_by_server(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> bool {
     use tokio::io::AsyncReadExt;
