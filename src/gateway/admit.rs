@@ -71,6 +71,9 @@ pub(super) async fn admit(
     }
     headers::check_host(request.version(), request.uri(), request.headers())
         .map_err(Refusal::BadRequest)?;
+    if request.version() == http::Version::HTTP_2 && headers::has_padded_value(request.headers()) {
+        return Err(Refusal::BadRequest(headers::PADDED_VALUE).into());
+    }
     let mut route = runtime
         .routes
         .lookup(request.uri().path(), request.uri().query())

@@ -134,6 +134,20 @@ pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
     headers.insert(header::CACHE_CONTROL, value);
 }
 
+/// Why an HTTP/2 request with a padded header value is refused.
+pub const PADDED_VALUE: &str = "a header value begins or ends with a space or tab";
+
+/// Whether a header value begins or ends with a space or tab. HTTP/1.1's
+/// parser trims them; in an HTTP/2 request they make it malformed, and an
+/// intermediary must not forward it (RFC 9113, 8.2.1).
+pub fn has_padded_value(headers: &HeaderMap) -> bool {
+    let blank = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
+    headers.values().any(|value| {
+        let bytes = value.as_bytes();
+        blank(bytes.first()) || blank(bytes.last())
+    })
+}
+
 /// Why a request's host cannot be served.
 pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
 
@@ -237,6 +251,16 @@ pub fn remove_where(headers: &mut HeaderMap, matches: impl Fn(&HeaderName) -> bo
 mod tests {
     use super::*;
     use crate::proxy::header_map as map;
+
+    #[test]
+    fn a_value_padded_at_either_end_is_found_wherever_it_is() {
+        for padded in [" a", "a ", "\ta", "a\t", " ", "\t"] {
+            let headers = map(&[("accept", "*/*"), ("x-note", padded)]);
+            assert!(has_padded_value(&headers), "{padded:?}");
+        }
+        let plain = map(&[("accept", "*/*"), ("cookie", "a=1; b=2"), ("x-empty", "")]);
+        assert!(!has_padded_value(&plain));
+    }
 
     #[test]
     fn owned_values_are_the_same_values_in_a_buffer_of_their_own() {

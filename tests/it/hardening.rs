@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -465,6 +466,50 @@ async fn a_host_that_is_not_a_valid_host_and_port_is_a_400() {
         let answer = raw(gate.addr, request.as_bytes()).await;
         assert_eq!(status_of(&answer), "HTTP/1.1 200 OK", "{head}");
     }
+}
+
+/// An HTTP/2 request whose header value is padded with a space or tab is
+/// malformed (RFC 9113, 8.2.1): a 400, and the CMS never sees it. Over
+/// HTTP/1.1 the parser trims the padding and the request goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http2_header_value_padded_with_whitespace_is_a_400() {
+    let cms = Cms::fixed(Reply::html("page")).await;
+    let gate = Gate::start(&cms).await;
+    let with = |path: &str, name: &str, value: &'static str| {
+        Request::get(gate.url(path))
+            .header(name, http::HeaderValue::from_static(value))
+            .body(empty_body())
+            .unwrap()
+    };
+    let cookie = format!("sessionid={MEMBER}");
+    for (path, name, value) in [
+        ("/public/a", "x-note", " padded"),
+        ("/public/a", "x-note", "padded\t"),
+        ("/public/a", "accept", "*/* "),
+        ("/videos/page", "x-note", "\t"),
+    ] {
+        let got = send(&h2_client(), with(path, name, value)).await;
+        assert_eq!(got.version, http::Version::HTTP_2);
+        assert_eq!(got.status, 400, "{name}: {value:?}: {}", got.text());
+    }
+    let padded_cookie = Request::get(gate.url("/videos/page"))
+        .header("cookie", format!("{cookie} "))
+        .body(empty_body())
+        .unwrap();
+    assert_eq!(send(&h2_client(), padded_cookie).await.status, 400);
+    assert!(cms.requests().is_empty(), "the CMS was never asked");
+
+    let inner = send(&h2_client(), with("/public/a", "x-note", "in\tner space")).await;
+    assert_eq!(inner.status, 200, "{}", inner.text());
+    let over_http1 = send(&client(), with("/public/a", "x-note", " padded\t")).await;
+    assert_eq!(over_http1.version, http::Version::HTTP_11);
+    assert_eq!(over_http1.status, 200, "{}", over_http1.text());
+    let notes: Vec<String> = cms
+        .requests()
+        .iter()
+        .map(|seen| seen.headers["x-note"].to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(notes, ["in\tner space", "padded"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
