@@ -9,6 +9,7 @@ pub(crate) mod connection;
 mod gathered;
 mod guarded;
 mod http2_connection;
+mod kept;
 mod limit;
 mod redirect;
 mod resets;

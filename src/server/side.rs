@@ -32,7 +32,8 @@ use tokio::net::TcpListener;
 
 use super::connection::{IdleIo, InFlight};
 use super::guarded::Guarded;
-use super::serve::{first_bytes_unless_closing, KeptIo, PREFACE};
+use super::kept::KeptIo;
+use super::serve::{first_bytes_unless_closing, PREFACE};
 use super::{http2_connection, limit, Closing};
 use crate::gateway::Gateway;
 use crate::proxy::ConnectionInfo;
