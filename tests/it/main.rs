@@ -5,6 +5,7 @@
 mod admin;
 mod browser;
 mod cli;
+mod client_timeouts;
 mod cms_framing;
 mod common;
 mod compression;
@@ -16,6 +17,7 @@ mod gate;
 mod gated_headers;
 mod hardening;
 mod https_upstream;
+mod overload;
 mod passthrough;
 mod paths;
 mod properties;
