@@ -71,8 +71,9 @@ pub(super) async fn admit(
     }
     headers::check_host(request.version(), request.uri(), request.headers())
         .map_err(Refusal::BadRequest)?;
-    if request.version() == http::Version::HTTP_2 && headers::has_padded_value(request.headers()) {
-        return Err(Refusal::BadRequest(headers::PADDED_VALUE).into());
+    if request.version() == http::Version::HTTP_2 {
+        headers::check_http2_path(request.uri()).map_err(Refusal::BadRequest)?;
+        headers::check_http2_fields(request.headers_mut()).map_err(Refusal::BadRequest)?;
     }
     let mut route = runtime
         .routes

@@ -134,25 +134,57 @@ pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
     headers.insert(header::CACHE_CONTROL, value);
 }
 
-/// Why an HTTP/2 request with a padded header value is refused.
-pub const PADDED_VALUE: &str = "a header value begins or ends with a space or tab";
+/// Whether an HTTP/2 request's `:path` is "/..." or "*" (RFC 9113, 8.3.1):
+/// the h2 crate takes "?a=1" alone, which would read as "/?a=1".
+pub fn check_http2_path(uri: &http::Uri) -> Result<(), &'static str> {
+    let path = uri.path_and_query().map_or("", |target| target.as_str());
+    if path.starts_with('/') || path == "*" {
+        Ok(())
+    } else {
+        Err("the :path does not begin with /")
+    }
+}
 
-/// Whether a header value begins or ends with a space or tab. HTTP/1.1's
-/// parser trims them; in an HTTP/2 request they make it malformed, and an
-/// intermediary must not forward it (RFC 9113, 8.2.1).
-pub fn has_padded_value(headers: &HeaderMap) -> bool {
+/// What makes an HTTP/2 request's fields malformed that the h2 crate lets
+/// through. An intermediary must not forward such a request (RFC 9113,
+/// 8.1.1); over HTTP/1.1, hyper's parser refuses or trims each of these.
+/// Equal `Content-Length` fields, which HTTP/1.1's parser merges, are
+/// merged here too (the h2 crate has refused unequal ones).
+pub fn check_http2_fields(headers: &mut HeaderMap) -> Result<(), &'static str> {
+    if headers
+        .keys()
+        .any(|name| !name.as_str().bytes().all(crate::syntax::is_token))
+    {
+        return Err("a header name is not a token");
+    }
     let blank = |byte: Option<&u8>| matches!(byte, Some(b' ' | b'\t'));
-    headers.values().any(|value| {
+    if headers.values().any(|value| {
         let bytes = value.as_bytes();
         blank(bytes.first()) || blank(bytes.last())
-    })
+    }) {
+        return Err("a header value begins or ends with a space or tab");
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let (Some(first), Some(_)) = (lengths.next(), lengths.next()) {
+        if !headers
+            .get_all(header::CONTENT_LENGTH)
+            .iter()
+            .all(|length| length == first)
+        {
+            return Err("Content-Length fields disagree");
+        }
+        let first = first.clone();
+        headers.insert(header::CONTENT_LENGTH, first);
+    }
+    Ok(())
 }
 
 /// Why a request's host cannot be served.
 pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
 
 /// Checks the host a request names, as RFC 9112 §3.2 asks of a server: one
-/// `Host` line, present on HTTP/1.1 (unless the target is absolute), and it
+/// `Host` line, present on HTTP/1.1 and HTTP/2 (unless the target or the
+/// `:authority` names the host), and it
 /// and any authority in the target (HTTP/2's `:authority`) a valid
 /// `host[:port]` with no user info.
 pub fn check_host(
@@ -169,7 +201,7 @@ pub fn check_host(
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("more than one Host"),
         (Some(host), None) if !is_host_and_port(host.as_bytes()) => Err(BAD_HOST),
-        (None, _) if version == http::Version::HTTP_11 && uri.authority().is_none() => {
+        (None, _) if version >= http::Version::HTTP_11 && uri.authority().is_none() => {
             Err("no Host")
         }
         _ => Ok(()),
@@ -253,13 +285,42 @@ mod tests {
     use crate::proxy::header_map as map;
 
     #[test]
-    fn a_value_padded_at_either_end_is_found_wherever_it_is() {
+    fn an_http2_request_is_refused_for_what_http1_parsing_would_refuse() {
+        let check = |target: &'static str, pairs: &[(&str, &str)]| {
+            let uri = http::Uri::builder()
+                .scheme("http")
+                .authority("site.example")
+                .path_and_query(target)
+                .build()
+                .unwrap();
+            let mut headers = map(pairs);
+            check_http2_path(&uri)?;
+            check_http2_fields(&mut headers).map(|()| headers)
+        };
         for padded in [" a", "a ", "\ta", "a\t", " ", "\t"] {
-            let headers = map(&[("accept", "*/*"), ("x-note", padded)]);
-            assert!(has_padded_value(&headers), "{padded:?}");
+            let got = check("/", &[("accept", "*/*"), ("x-note", padded)]);
+            assert_eq!(
+                got.unwrap_err(),
+                "a header value begins or ends with a space or tab"
+            );
         }
-        let plain = map(&[("accept", "*/*"), ("cookie", "a=1; b=2"), ("x-empty", "")]);
-        assert!(!has_padded_value(&plain));
+        // As HPACK decodes it: the token check of `from_bytes` refuses it.
+        let mut quoted = HeaderMap::new();
+        let name = HeaderName::from_lowercase(b"x\"a").unwrap();
+        quoted.insert(name, HeaderValue::from_static("v"));
+        let refused = check_http2_fields(&mut quoted);
+        assert_eq!(refused.unwrap_err(), "a header name is not a token");
+        let query_alone = check("?a=1", &[]);
+        assert_eq!(query_alone.unwrap_err(), "the :path does not begin with /");
+        let unequal = check("/", &[("content-length", "5"), ("content-length", "3")]);
+        assert_eq!(unequal.unwrap_err(), "Content-Length fields disagree");
+
+        let equal = check("/", &[("content-length", "5"), ("content-length", "5")]).unwrap();
+        let lengths: Vec<_> = equal.get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(lengths, ["5"]);
+        let plain = [("cookie", "a=1; b=2"), ("x-empty", ""), ("x-in", "a\tb c")];
+        assert_eq!(check("/p?q=1", &plain).unwrap(), map(&plain));
+        assert!(check("*", &[]).is_ok());
     }
 
     #[test]
@@ -414,6 +475,11 @@ mod tests {
         assert!(check_host(v11, &absolute, &HeaderMap::new()).is_ok());
         let with_user: http::Uri = "http://me@site.example/a".parse().unwrap();
         assert!(check_host(http::Version::HTTP_2, &with_user, &HeaderMap::new()).is_err());
+        // HTTP/2 with neither :authority nor Host: no host to send the CMS.
+        let v2 = http::Version::HTTP_2;
+        assert_eq!(check_host(v2, &uri, &HeaderMap::new()), Err("no Host"));
+        assert!(check_host(v2, &uri, &map(&[("host", "site.example")])).is_ok());
+        assert!(check_host(v2, &absolute, &HeaderMap::new()).is_ok());
     }
 
     #[test]
