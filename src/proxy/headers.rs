@@ -12,7 +12,9 @@ use http::HeaderMap;
 /// Headers that only mean something on one connection. (`Trailer` is
 /// end-to-end in RFC 9110, so it stays; the CMS's trailers are dropped,
 /// though, and its `Trailer` with them, see [`crate::body::ReadLimit`].)
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `HTTP2-Settings` belongs to an `Upgrade: h2c` on one connection (RFC 7540
+/// §3.2.1); over HTTP/2 a client may send it unnamed by any `Connection`.
+const HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -21,6 +23,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes `Connection`, the headers it names, and the fixed hop-by-hop set.
@@ -362,6 +365,7 @@ mod tests {
             ("Upgrade", "websocket"),
             ("Proxy-Authorization", "Basic x"),
             ("Proxy-Connection", "close"),
+            ("HTTP2-Settings", "AAMAAABkAAQAAP__"),
             ("Content-Type", "text/html"),
         ]);
         remove_hop_by_hop(&mut h);
