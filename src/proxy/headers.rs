@@ -168,12 +168,8 @@ pub fn check_http2_fields(headers: &mut HeaderMap) -> Result<(), &'static str> {
         return Err("a header value begins or ends with a space or tab");
     }
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    if let (Some(first), Some(_)) = (lengths.next(), lengths.next()) {
-        if !headers
-            .get_all(header::CONTENT_LENGTH)
-            .iter()
-            .all(|length| length == first)
-        {
+    if let (Some(first), Some(second)) = (lengths.next(), lengths.next()) {
+        if second != first || lengths.any(|length| length != first) {
             return Err("Content-Length fields disagree");
         }
         let first = first.clone();
@@ -186,9 +182,8 @@ pub fn check_http2_fields(headers: &mut HeaderMap) -> Result<(), &'static str> {
 pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
 
 /// Checks the host a request names, as RFC 9112 §3.2 asks of a server: one
-/// `Host` line, present on HTTP/1.1 and HTTP/2 (unless the target or the
-/// `:authority` names the host), and it
-/// and any authority in the target (HTTP/2's `:authority`) a valid
+/// `Host` line, present on HTTP/1.1 and HTTP/2 unless the target's authority
+/// (HTTP/2's `:authority`) names the host; it and that authority a valid
 /// `host[:port]` with no user info.
 pub fn check_host(
     version: http::Version,
@@ -317,6 +312,15 @@ mod tests {
         assert_eq!(query_alone.unwrap_err(), "the :path does not begin with /");
         let unequal = check("/", &[("content-length", "5"), ("content-length", "3")]);
         assert_eq!(unequal.unwrap_err(), "Content-Length fields disagree");
+        let third = [
+            ("content-length", "5"),
+            ("content-length", "5"),
+            ("content-length", "3"),
+        ];
+        assert_eq!(
+            check("/", &third).unwrap_err(),
+            "Content-Length fields disagree"
+        );
 
         let equal = check("/", &[("content-length", "5"), ("content-length", "5")]).unwrap();
         let lengths: Vec<_> = equal.get_all(header::CONTENT_LENGTH).iter().collect();
