@@ -184,7 +184,9 @@ pub const BAD_HOST: &str = "the Host is not a valid host[:port]";
 /// Checks the host a request names, as RFC 9112 §3.2 asks of a server: one
 /// `Host` line, present on HTTP/1.1 and HTTP/2 unless the target's authority
 /// (HTTP/2's `:authority`) names the host; it and that authority a valid
-/// `host[:port]` with no user info.
+/// `host[:port]` with no user info. Over HTTP/2 a `Host` that names another
+/// host than `:authority` makes the request malformed (RFC 9113, 8.3.1):
+/// the CMS would be told one and a framework behind it might read the other.
 pub fn check_host(
     version: http::Version,
     uri: &http::Uri,
@@ -199,6 +201,17 @@ pub fn check_host(
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("more than one Host"),
         (Some(host), None) if !is_host_and_port(host.as_bytes()) => Err(BAD_HOST),
+        (Some(host), None)
+            if version == http::Version::HTTP_2
+                && uri.authority().is_some_and(|authority| {
+                    !authority
+                        .as_str()
+                        .as_bytes()
+                        .eq_ignore_ascii_case(host.as_bytes())
+                }) =>
+        {
+            Err("the Host differs from :authority")
+        }
         (None, _) if version >= http::Version::HTTP_11 && uri.authority().is_none() => {
             Err("no Host")
         }
@@ -488,6 +501,18 @@ mod tests {
         assert_eq!(check_host(v2, &uri, &HeaderMap::new()), Err("no Host"));
         assert!(check_host(v2, &uri, &map(&[("host", "site.example")])).is_ok());
         assert!(check_host(v2, &absolute, &HeaderMap::new()).is_ok());
+        // Both: they must name the same host, in any case.
+        let same = map(&[("host", "SITE.example")]);
+        assert!(check_host(v2, &absolute, &same).is_ok());
+        let other = map(&[("host", "other.example")]);
+        assert_eq!(
+            check_host(v2, &absolute, &other),
+            Err("the Host differs from :authority")
+        );
+        let other_port = map(&[("host", "site.example:8080")]);
+        assert!(check_host(v2, &absolute, &other_port).is_err());
+        // An absolute-form HTTP/1.1 target wins over Host (RFC 9112, 3.2.2).
+        assert!(check_host(v11, &absolute, &other).is_ok());
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod edge;
 mod failures;
 mod gate;
 mod gated_headers;
+mod h2_frames;
 mod hardening;
 mod https_upstream;
 mod overload;
