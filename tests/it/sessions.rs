@@ -1,11 +1,10 @@
-//! Session sources beyond a fixed file: the CMS's own session check behind
-//! the verdict cache, per-video entitlements, hashed file entries, cookie
-//! name prefixes, logouts and failures.
+//! The CMS's own session check as the session source: one check per new
+//! visitor behind the verdict cache, what it is sent, which cookie it judges,
+//! and how its failures are answered and logged.
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -13,7 +12,7 @@ use crate::common::*;
 /// The standard test config with the CMS's session check at `auth` as the
 /// session source; `source_lines` go into its table, `allowlist_lines` into
 /// `[session.allowlist]`, `extra` at the end.
-fn forward_auth_config(
+pub(crate) fn forward_auth_config(
     cms: SocketAddr,
     auth: SocketAddr,
     allowlist_lines: &str,
@@ -29,7 +28,7 @@ fn forward_auth_config(
     )
 }
 
-fn cookie_of(seen: &Seen) -> String {
+pub(crate) fn cookie_of(seen: &Seen) -> String {
     seen.headers
         .get("cookie")
         .map(|v| v.to_str().unwrap().to_string())
@@ -245,71 +244,6 @@ async fn the_session_check_gets_the_cookies_fixed_headers_and_the_original_reque
     assert_eq!(seen.headers["x-original-uri"], "/videos/a?x=1");
 }
 
-/// A CMS whose `/public/logout` clears the session cookie with `set_cookie`
-/// (ending the session at once, answering after `logout_delay`), and its
-/// session check, which allows everyone until then and answers after
-/// `check_delay`.
-async fn cms_with_logout(
-    set_cookie: &'static str,
-    check_delay: Duration,
-    logout_delay: Duration,
-) -> (Cms, Cms) {
-    let logged_out = Arc::new(AtomicBool::new(false));
-    let cms = {
-        let logged_out = logged_out.clone();
-        Cms::start(move |seen| {
-            if seen.uri.path() == "/public/logout" {
-                logged_out.store(true, Ordering::SeqCst);
-                let mut reply = Reply::html("bye").header("set-cookie", set_cookie);
-                reply.head_delay = logout_delay;
-                reply
-            } else {
-                Reply::html("article")
-            }
-        })
-        .await
-    };
-    let auth = Cms::start(move |_| {
-        let mut reply = Reply::with_type("text/plain", "");
-        reply.status = if logged_out.load(Ordering::SeqCst) {
-            403
-        } else {
-            200
-        };
-        reply.head_delay = check_delay;
-        reply
-    })
-    .await;
-    (cms, auth)
-}
-
-#[tokio::test]
-async fn a_logout_through_the_gateway_drops_the_cached_verdict_at_once() {
-    let (cms, auth) = cms_with_logout(
-        "sessionid=; expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Path=/",
-        Duration::ZERO,
-        Duration::ZERO,
-    )
-    .await;
-    let config = forward_auth_config(cms.addr, auth.addr, "", "", "");
-    let gate = Gate::start_with(&config, &[]).await;
-    let cookie = Some("sessionid=good-leaving");
-    assert_eq!(get(&gate.url("/videos/a"), cookie).await.status, 200);
-    assert_eq!(get(&gate.url("/videos/a"), cookie).await.status, 200);
-    assert_eq!(
-        auth.requests().len(),
-        1,
-        "cached for the default ttl of a minute"
-    );
-    let bye = get(&gate.url("/public/logout"), cookie).await;
-    assert!(bye.headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
-    assert_eq!(get(&gate.url("/videos/a"), cookie).await.status, 403);
-    assert_eq!(auth.requests().len(), 2);
-}
-
 #[tokio::test]
 async fn the_cache_survives_a_reload_that_keeps_the_session_source() {
     let cms = Cms::fixed(Reply::html("article")).await;
@@ -344,108 +278,12 @@ async fn the_cache_survives_a_reload_that_keeps_the_session_source() {
     }
 }
 
-async fn eventually_status(url: &str, cookie: Option<&str>, want: u16) {
+pub(crate) async fn eventually_status(url: &str, cookie: Option<&str>, want: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while get(url, cookie).await.status != want {
         assert!(Instant::now() < deadline, "{url} never answered {want}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// A page with three embeds: shares `a`, `b` and `c`, where `c` already carries a token.
-fn three_embeds() -> String {
-    let url = |share: &str| format!("https://api.vod2.infomaniak.com/res/embed/{share}.html");
-    format!(
-        "<p>one</p><iframe src=\"{}?autoplay=1\"></iframe>\n<iframe src=\"{}\"></iframe>\n<iframe src=\"{}?token=st=1~exp=9999999999~acl=/hls/c/*~hmac=00&amp;autoplay=1\"></iframe>\n",
-        url("a"),
-        url("b"),
-        url("c")
-    )
-}
-
-fn assert_only_b_has_a_token(page: &str) {
-    let tokens = tokens_in(page);
-    assert_eq!(tokens.len(), 1, "{page}");
-    assert_eq!(check_token(&tokens[0], KEY_HEX).2, "/hls/b/*");
-    assert!(
-        page.contains("embed/a.html?autoplay=1\""),
-        "a untouched: {page}"
-    );
-    assert!(
-        page.contains("embed/c.html?autoplay=1\""),
-        "c's old token removed, the rest kept: {page}"
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn embeds_the_visitor_is_not_entitled_to_get_no_token_and_lose_old_ones() {
-    let cms = Cms::fixed(Reply::html(three_embeds())).await;
-    let dir = tempfile::tempdir().unwrap();
-    let digest = hex_sha256("hashed-member-1");
-    std::fs::write(
-        dir.path().join("allowlist.txt"),
-        format!("{MEMBER} b\nsha256:{digest} b x\nall-videos-1\n"),
-    )
-    .unwrap();
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(&config, config_text(cms.addr, "")).unwrap();
-    let mut gateway = Running::spawn(Command::new(BIN).arg("--config").arg(&config));
-    let base = listening_url(&gateway.wait_for("listening on"));
-
-    let page = get_as_member(&format!("{base}/videos/a")).await;
-    assert_only_b_has_a_token(&page.text());
-    let line = gateway.wait_for("decision=\"allowed\"");
-    assert!(
-        line.contains("tokens=1") && line.contains("unentitled=2"),
-        "{line}"
-    );
-
-    let hashed = get(
-        &format!("{base}/videos/a"),
-        Some("sessionid=hashed-member-1"),
-    )
-    .await;
-    assert_only_b_has_a_token(&hashed.text());
-    let everything = get(&format!("{base}/videos/a"), Some("sessionid=all-videos-1")).await;
-    assert_eq!(tokens_in(&everything.text()).len(), 3);
-    gateway.terminate();
-}
-
-fn hex_sha256(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-#[tokio::test]
-async fn the_session_check_can_name_the_videos_in_a_header() {
-    let cms = Cms::fixed(Reply::html(three_embeds())).await;
-    let auth = Cms::start(|seen| {
-        let mut reply = Reply::with_type("text/plain", "");
-        if cookie_of(seen).contains("sessionid=good-all") {
-            reply = reply.header("x-embed-shares", "*");
-        } else if cookie_of(seen).contains("sessionid=good-b") {
-            reply = reply.header("x-embed-shares", "x, b");
-        }
-        reply
-    })
-    .await;
-    let config = forward_auth_config(
-        cms.addr,
-        auth.addr,
-        "",
-        "shares_header = \"X-Embed-Shares\"",
-        "",
-    );
-    let gate = Gate::start_with(&config, &[]).await;
-    let url = gate.url("/videos/a");
-    assert_only_b_has_a_token(&get(&url, Some("sessionid=good-b")).await.text());
-    assert_eq!(
-        tokens_in(&get(&url, Some("sessionid=good-all")).await.text()).len(),
-        3
-    );
-    let no_header = get(&url, Some("sessionid=good-none")).await;
-    assert_eq!(no_header.status, 200, "allowed in");
-    assert!(tokens_in(&no_header.text()).is_empty(), "but to no video");
 }
 
 #[tokio::test]
@@ -548,35 +386,6 @@ async fn a_second_cookie_value_cannot_ride_on_the_answer_for_the_first() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_logout_during_a_slow_session_check_still_wins() {
-    // The session check decides when asked and answers late.
-    let (cms, auth) = cms_with_logout(
-        "sessionid=; Max-Age=0; Path=/",
-        Duration::from_millis(600),
-        Duration::ZERO,
-    )
-    .await;
-    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
-    let cookie = "sessionid=good-racing";
-    let url = gate.url("/videos/a");
-    let in_flight = {
-        let url = url.clone();
-        tokio::spawn(async move { get(&url, Some(cookie)).await.status })
-    };
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        get(&gate.url("/public/logout"), Some(cookie)).await.status,
-        200
-    );
-    assert_eq!(in_flight.await.unwrap(), 200, "asked before the logout");
-    assert_eq!(
-        get(&url, Some(cookie)).await.status,
-        403,
-        "the late verdict did not stick"
-    );
-}
-
 #[tokio::test]
 async fn a_value_the_source_cannot_answer_for_does_not_hide_an_allowed_one() {
     let cms = Cms::fixed(Reply::html("article")).await;
@@ -596,69 +405,6 @@ async fn a_value_the_source_cannot_answer_for_does_not_hide_an_allowed_one() {
             .status,
         503
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_logout_the_visitor_did_not_wait_for_still_drops_the_cached_verdict() {
-    // The CMS ends the session at once but answers late; the visitor goes
-    // away first, so the gateway never sees the answer's Set-Cookie.
-    let (cms, auth) = cms_with_logout(
-        "sessionid=; Max-Age=0; Path=/",
-        Duration::ZERO,
-        Duration::from_secs(2),
-    )
-    .await;
-    let gate = Gate::start_with(&forward_auth_config(cms.addr, auth.addr, "", "", ""), &[]).await;
-    let cookie = Some("sessionid=good-leaving");
-    let url = gate.url("/videos/a");
-    assert_eq!(get(&url, cookie).await.status, 200);
-    assert_eq!(get(&url, cookie).await.status, 200, "from the cache");
-    assert_eq!(auth.requests().len(), 1);
-    let abandoned = tokio::time::timeout(
-        Duration::from_millis(300),
-        get(&gate.url("/public/logout"), cookie),
-    )
-    .await;
-    assert!(abandoned.is_err(), "the visitor left before the answer");
-    eventually_status(&url, cookie, 403).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_verdict_looked_up_across_a_logout_does_not_come_back_after_it() {
-    // The check answers 600 ms after it is asked, as it was when asked; a
-    // logout comes meanwhile. Verdicts live a second.
-    let (cms, auth) = cms_with_logout(
-        "sessionid=; Max-Age=0; Path=/",
-        Duration::from_millis(600),
-        Duration::ZERO,
-    )
-    .await;
-    let config = forward_auth_config(
-        cms.addr,
-        auth.addr,
-        "",
-        "",
-        "[session.allowlist.cache]\nttl = \"1s\"\nnegative_ttl = \"1s\"\n",
-    );
-    let gate = Gate::start_with(&config, &[]).await;
-    let cookie = "sessionid=good-crossing";
-    let url = gate.url("/videos/a");
-    let started = Instant::now();
-    let in_flight = {
-        let url = url.clone();
-        tokio::spawn(async move { get(&url, Some(cookie)).await.status })
-    };
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        get(&gate.url("/public/logout"), Some(cookie)).await.status,
-        200
-    );
-    assert_eq!(in_flight.await.unwrap(), 200, "asked before the logout");
-    // Past the logout's mark as it was (a ttl after the logout), within the
-    // late verdict's own ttl: nothing of it may be left.
-    let mark_gone = Duration::from_millis(150 + 1000 + 150);
-    tokio::time::sleep(mark_gone.saturating_sub(started.elapsed())).await;
-    assert_eq!(get(&url, Some(cookie)).await.status, 403);
 }
 
 #[tokio::test(flavor = "multi_thread")]
