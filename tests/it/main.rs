@@ -22,6 +22,7 @@ mod h2_frames;
 mod hardening;
 mod https_upstream;
 mod overload;
+mod page_types;
 mod passthrough;
 mod paths;
 mod properties;
