@@ -33,6 +33,7 @@ mod remote_tokens;
 mod rewrite;
 mod session_logouts;
 mod sessions;
+mod shipped_config;
 mod slow_readers;
 mod tls;
 mod upgrades;
