@@ -26,6 +26,7 @@ mod page_types;
 mod passthrough;
 mod paths;
 mod properties;
+mod query_routes;
 mod ranges;
 mod redis;
 mod reload;
