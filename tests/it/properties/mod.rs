@@ -32,7 +32,7 @@
 //!   byte soup in any charset (meta charsets too), any split gives the
 //!   one-chunk bytes and counts.
 //!
-//! Token parsing and verification are covered in src/token/edgeauth/tests.rs.
+//! Token parsing and verification are covered in src/token/edgeauth/tests/.
 //!
 //! Cases per property: the `DEFAULT_*` constants below (the whole file runs
 //! in a few seconds in a debug build), or `PROPTEST_CASES` for all of them.
