@@ -37,7 +37,7 @@ pub(super) fn without_range(parts: &http::request::Parts) -> http::request::Part
 /// Headers that vouch for the CMS's bytes (RFC 1864's Content-MD5, RFC
 /// 3230's Digest, RFC 9530's Content-Digest and Repr-Digest): none fits a
 /// rewritten page.
-const INTEGRITY_HEADERS: [HeaderName; 4] = [
+static INTEGRITY_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("content-md5"),
     HeaderName::from_static("digest"),
     HeaderName::from_static("content-digest"),
@@ -86,7 +86,7 @@ pub(super) fn filter_gated_response(
     // checks one would take the rewritten page for a corrupt one.
     // Repr-Digest too, though it is taken before content coding: the
     // rewrite changes the representation itself.
-    for name in INTEGRITY_HEADERS {
+    for name in &INTEGRITY_HEADERS {
         parts.headers.remove(name);
     }
     headers::set_cache_control(

@@ -50,7 +50,7 @@ fn new_request_id() -> HeaderValue {
 /// how (beside `X-Forwarded-*` and `X-Original-*`, taken by prefix): from
 /// a peer that is no trusted proxy they are the visitor's own words, and
 /// frameworks take the client's address, scheme or host from them.
-const FORWARDING: [HeaderName; 11] = [
+static FORWARDING: [HeaderName; 11] = [
     header::FORWARDED,
     HeaderName::from_static("x-real-ip"),
     HeaderName::from_static("x-client-ip"),

@@ -371,7 +371,7 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 /// If-Range pass (video seeking, resumed downloads), one range at a time, on
 /// GET and HEAD: see [`range_kept`]; a page the CMS answers in part is asked
 /// for again whole by the gateway.
-const UNCACHED_ONLY: [header::HeaderName; 3] = [
+static UNCACHED_ONLY: [header::HeaderName; 3] = [
     header::IF_NONE_MATCH,
     header::IF_MODIFIED_SINCE,
     header::ACCEPT_ENCODING,
