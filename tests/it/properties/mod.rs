@@ -136,6 +136,8 @@ fn config_dir() -> tempfile::TempDir {
 mod answers;
 mod config;
 mod cookies;
+mod path_lookup;
 mod paths;
 mod requests;
 mod rewrite;
+mod rewrite_soup;

@@ -1,14 +1,14 @@
-//! Path reader: every spelling of a path decodes to its bytes, and none is more open than the plain one.
+//! Path spellings: every spelling of a path decodes to its bytes, and none is more open than the plain one.
 
 use super::*;
 
-const S: Access = Access::Session;
+pub(super) const S: Access = Access::Session;
 const P: Access = Access::Public;
-const T: Access = Access::Token;
+pub(super) const T: Access = Access::Token;
 
 /// Tables whose prefixes are in folded form (ASCII lower case), the usual
 /// config: one with "/" public, one where an unrouted path is gated.
-const FOLDED_TABLES: [&[(&str, Access)]; 2] = [
+pub(super) const FOLDED_TABLES: [&[(&str, Access)]; 2] = [
     &[
         ("/videos/", S),
         ("/videos/free/", P),
@@ -28,7 +28,7 @@ const FOLDED_TABLES: [&[(&str, Access)]; 2] = [
 ];
 
 /// Prefixes that are not their own folded reading, and a query route.
-const MIXED_TABLE: &[(&str, Access)] = &[
+pub(super) const MIXED_TABLE: &[(&str, Access)] = &[
     ("/Videos/", S),
     ("/vid\u{e9}os/free/", P),
     ("/public/", P),
@@ -58,7 +58,7 @@ fn table(routes: &[(&str, Access)], query: &[&str]) -> RouteTable {
     RouteTable::new(&specs).expect("test table compiles")
 }
 
-fn tables() -> &'static [RouteTable; 3] {
+pub(super) fn tables() -> &'static [RouteTable; 3] {
     static TABLES: OnceLock<[RouteTable; 3]> = OnceLock::new();
     TABLES.get_or_init(|| {
         [
@@ -73,7 +73,7 @@ fn tables() -> &'static [RouteTable; 3] {
 /// "/dir/" prefix owns "/dir" too); a path no route matches is gated. A
 /// route whose "/dir.json" (or "/dir.json/") the path is raises it if
 /// stricter: a reading, never the match itself.
-fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
+pub(super) fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
     fn dir_of(prefix: &str) -> Option<&[u8]> {
         prefix
             .as_bytes()
@@ -107,7 +107,7 @@ fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
 /// leading spaces and trailing dots and spaces dropped, lower case; a
 /// segment of only dots and spaces (with a dot) is a dot segment; empty
 /// segments collapse.
-fn ascii_folded(strict: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
+pub(super) fn ascii_folded(strict: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::new();
     let mut trailing = false;
     for segment in strict.split(|&b| b == b'/').skip(1) {
@@ -428,7 +428,7 @@ fn spelling(fold: bool) -> impl Strategy<Value = Spelling> {
         )
 }
 
-fn access_name(result: &Result<embedgate::gate::RouteMatch, PathError>) -> String {
+pub(super) fn access_name(result: &Result<embedgate::gate::RouteMatch, PathError>) -> String {
     match result {
         Ok(m) => format!("{:?} via {:?}", m.access, m.prefix),
         Err(err) => format!("error {err:?}"),
@@ -554,234 +554,5 @@ fn path_spellings_are_never_more_open_than_the_plain_path() {
         "properties::path_spellings_are_never_more_open_than_the_plain_path: \
          {} lookups stricter than the plain path (fail closed)",
         STRICTER_THAN_PLAIN.load(Ordering::Relaxed)
-    );
-}
-
-/// Pieces of paths that exercise every branch of both readings.
-const PATH_PIECES: &[&str] = &[
-    "videos",
-    "VIDEOS",
-    "Videos.",
-    "free",
-    "Free",
-    "public",
-    "PUBLIC",
-    "hls",
-    "x",
-    "members",
-    "Members.",
-    "cafe",
-    ".",
-    "..",
-    "...",
-    ". ",
-    "%2e",
-    "%2E%2e",
-    ".%2e",
-    "%20",
-    "%20.",
-    ";",
-    ";x",
-    "; ",
-    "%3b",
-    "%3B..",
-    "%",
-    "%4",
-    "%zz",
-    "%2f",
-    "%2F",
-    "%5c",
-    "\\",
-    "%00",
-    "/",
-    "//",
-    "A.",
-    "a ",
-    "%41",
-    "%7e",
-    "~",
-    ":x",
-    "%3A",
-    "%3F",
-    "%3fx",
-    "%23",
-    "%09",
-    "%C3%A9",
-    "%E9",
-    "\u{e9}",
-    "\u{FF0E}",
-    "\u{FF0F}",
-    "\u{FF3C}",
-    "%EF%BC%8E",
-    "\u{200B}",
-    "\u{130}",
-    "\u{17F}",
-    "\u{2025}",
-    "\u{FB01}",
-];
-
-fn path_text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => (any::<bool>(), prop::collection::vec((select(PATH_PIECES), any::<bool>()), 0..10))
-            .prop_map(|(rooted, pieces)| {
-                let mut path = String::new();
-                if rooted {
-                    path.push('/');
-                }
-                for (piece, slash) in pieces {
-                    path.push_str(piece);
-                    if slash {
-                        path.push('/');
-                    }
-                }
-                path
-            }),
-        1 => any::<String>().prop_map(|s| format!("/{s}")),
-        1 => any::<String>(),
-        1 => prop::collection::vec(any::<u8>(), 0..24).prop_map(|bytes| {
-            let mut path = String::from("/");
-            for b in bytes {
-                path.push_str(&format!("%{b:02X}"));
-                if b % 7 == 0 {
-                    path.push('/');
-                }
-            }
-            path
-        }),
-    ]
-}
-
-fn query_text() -> impl Strategy<Value = Option<String>> {
-    prop::option::of(prop_oneof![
-        "[pP_a-z.\\[\\] =&;%+0-9A-F]{0,24}",
-        any::<String>(),
-    ])
-}
-
-/// `lookup` and `normalize` never panic, whatever the text; a path refused
-/// by the strict reading is refused by `lookup` with the same error; a path
-/// whose strict reading is under a session route is never let through.
-#[test]
-fn path_lookup_never_panics_and_never_opens_a_strictly_gated_path() {
-    check(
-        "path_lookup_never_panics_and_never_opens_a_strictly_gated_path",
-        DEFAULT_PATH_CASES,
-        (path_text(), query_text()),
-        |(path, query)| {
-            let strict = normalize(&path);
-            let all_routes = [FOLDED_TABLES[0], FOLDED_TABLES[1], MIXED_TABLE];
-            for (table, routes) in tables().iter().zip(all_routes) {
-                let got = table.lookup(&path, query.as_deref());
-                match (&strict, &got) {
-                    (Err(want), got) => {
-                        prop_assert_eq!(got.as_ref().err(), Some(want), "{:?}", path)
-                    }
-                    (Ok(strict), Ok(got)) => {
-                        if longest_prefix(routes, strict) == S {
-                            prop_assert_eq!(got.access, S, "{:?}", path);
-                        }
-                        if got.access == T {
-                            prop_assert_eq!(got.normal.as_deref(), Some(&strict[..]));
-                        }
-                    }
-                    // The folded reading finds dot segments and backslashes
-                    // the strict one does not; the path cut at a decoded "?"
-                    // may end in a ".." (above the root, too).
-                    (Ok(_), Err(err)) => prop_assert!(
-                        matches!(
-                            err,
-                            PathError::DotSegment | PathError::Ambiguous | PathError::AboveRoot
-                        ),
-                        "{:?}: only another reading may refuse a path the strict one reads: {:?}",
-                        path,
-                        err
-                    ),
-                }
-            }
-            Ok(())
-        },
-    );
-}
-
-/// An ASCII path gets exactly the strictest access of its documented
-/// readings, strict and folded, whole and cut at a decoded `?` or `#`
-/// (against tables whose prefixes are in folded form), and a dot segment
-/// in any reading is refused.
-#[test]
-fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
-    let ascii = (
-        any::<bool>(),
-        prop::collection::vec((select(&PATH_PIECES[..47]), any::<bool>()), 0..10),
-    )
-        .prop_map(|(rooted, pieces)| {
-            let mut path = String::new();
-            if rooted {
-                path.push('/');
-            }
-            for (piece, slash) in pieces {
-                path.push_str(piece);
-                if slash {
-                    path.push('/');
-                }
-            }
-            path
-        });
-    check(
-        "path_lookup_of_ascii_paths_follows_both_documented_readings",
-        DEFAULT_PATH_CASES,
-        ascii,
-        |path| {
-            for (at, routes) in FOLDED_TABLES.iter().enumerate() {
-                let got = tables()[at].lookup(&path, None);
-                // Strict, folded, and folded with segments trimmed and
-                // streams cut.
-                let readings = |raw: &str| -> Result<Option<Access>, PathError> {
-                    let strict = normalize(raw)?;
-                    if !strict.is_ascii() {
-                        // A decoded escape made it non-ASCII: not this model's case.
-                        return Ok(None);
-                    }
-                    let folded = ascii_folded(&strict, false)?;
-                    let trimmed = ascii_folded(&folded, true)?;
-                    Ok(Some(
-                        longest_prefix(routes, &strict)
-                            .max(longest_prefix(routes, &folded))
-                            .max(longest_prefix(routes, &trimmed)),
-                    ))
-                };
-                let want = readings(&path).and_then(|whole| {
-                    // Cut before an escaped "?" or "#", as a server that decodes first reads it.
-                    let lower = path.to_ascii_lowercase();
-                    let cut = [lower.find("%3f"), lower.find("%23")]
-                        .into_iter()
-                        .flatten()
-                        .min();
-                    let Some(cut) = cut else {
-                        return Ok(whole);
-                    };
-                    let head = if cut == 0 { "/" } else { &path[..cut] };
-                    Ok(match (whole, readings(head)?) {
-                        (Some(whole), Some(head)) => Some(whole.max(head)),
-                        _ => None,
-                    })
-                });
-                match (&want, &got) {
-                    (Ok(None), _) => {}
-                    (Ok(Some(access)), Ok(m)) => {
-                        prop_assert_eq!(m.access, *access, "table {}: {:?}", at, path)
-                    }
-                    (Err(want), Err(got)) => {
-                        prop_assert_eq!(got, want, "table {}: {:?}", at, path)
-                    }
-                    _ => {
-                        return Err(TestCaseError::fail(format!(
-                            "table {at}: {path:?}: expected {want:?}, got {}",
-                            access_name(&got)
-                        )))
-                    }
-                }
-            }
-            Ok(())
-        },
     );
 }
