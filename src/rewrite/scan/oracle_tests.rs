@@ -209,6 +209,7 @@ const REAL_PAGES: &[&str] = &[
     "tests/it/properties/answers.rs",
     "tests/it/properties/requests.rs",
     "tests/it/properties/rewrite.rs",
+    "tests/it/properties/rewrite_soup.rs",
     "tests/it/remote_tokens.rs",
     "tests/it/compression.rs",
     "tests/it/passthrough.rs",
