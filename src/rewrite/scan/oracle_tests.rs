@@ -213,7 +213,7 @@ const REAL_PAGES: &[&str] = &[
     "tests/it/remote_tokens.rs",
     "tests/it/compression.rs",
     "tests/it/passthrough.rs",
-    "tests/it/browser.rs",
+    "tests/it/browser/mod.rs",
 ];
 
 /// A file of [`REAL_PAGES`]; one that moved must be listed where it went, not skipped.

@@ -8,21 +8,17 @@
 //! Needs Debian's `chromium` and `chromium-driver`; `scripts/test.sh` installs
 //! them. Nothing is downloaded at run time.
 
+mod processes;
+
 use std::future::Future;
-use std::io::Read as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{json, Value};
+use fantoccini::{Client, Locator};
+use serde_json::Value;
 
-use crate::common::{Running, BIN};
+use processes::{Demo, Driver};
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// The two videos of the demo article, in page order.
 const FIRST: &str = "1jhvl2uqa5rdf";
 const SECOND: &str = "2kqwm3vrb6seg";
@@ -30,172 +26,6 @@ const SECOND: &str = "2kqwm3vrb6seg";
 const WAIT: Duration = Duration::from_secs(15);
 /// The longest the whole walk through the demo may take.
 const WALK: Duration = Duration::from_secs(60);
-
-/// The running demo and what it printed.
-struct Demo {
-    _process: Running,
-    gateway: String,
-    video: String,
-    password: String,
-}
-
-impl Demo {
-    fn start() -> Demo {
-        let mut process = Running::spawn(
-            Command::new(BIN)
-                .args([
-                    "demo",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--cms-listen",
-                    "127.0.0.1:0",
-                    "--video-listen",
-                    "127.0.0.1:0",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env_remove("EMBEDGATE_KEY"),
-        );
-        // The lines as the demo prints them: "  gateway     http://...".
-        let mut value_of = |label: &str, needle: &str| {
-            let line = process.wait_for(needle);
-            let rest = &line[line.find(label).unwrap() + label.len()..];
-            rest.split_whitespace()
-                .next()
-                .unwrap_or_else(|| panic!("nothing after {label:?} in {line:?}"))
-                .to_string()
-        };
-        let video = value_of("video host", "video host  http://");
-        let gateway = value_of("gateway", "gateway     http://");
-        let password = value_of("password", "  password    ");
-        for url in [&video, &gateway] {
-            assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        }
-        Demo {
-            _process: process,
-            gateway,
-            video,
-            password,
-        }
-    }
-
-    fn article(&self) -> String {
-        format!("{}/videos/intro", self.gateway)
-    }
-}
-
-/// chromedriver in its own process group, so that the Chromium it starts
-/// goes with it: on drop (a panic too) the whole group is killed.
-struct Driver {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Driver {
-    fn start(dir: &Path) -> Driver {
-        for tool in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                Path::new(tool).is_file(),
-                "{tool} is missing: run scripts/test.sh, which installs Debian's \
-                 chromium and chromium-driver (or: apt-get install chromium chromium-driver)"
-            );
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let log = dir.join("chromedriver.log");
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .arg(format!("--log-path={}", log.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|err| panic!("{CHROMEDRIVER} does not start: {err}"));
-        let mut driver = Driver { child, port, log };
-        let deadline = Instant::now() + WAIT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(exit)) = driver.child.try_wait() {
-                panic!("chromedriver exited ({exit}):\n{}", driver.log_tail());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not listening on port {port} within {WAIT:?}:\n{}",
-                driver.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        driver
-    }
-
-    fn log_tail(&self) -> String {
-        let mut text = String::new();
-        if let Ok(mut file) = std::fs::File::open(&self.log) {
-            let _ = file.read_to_string(&mut text);
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// A headless Chromium session with a fresh profile in `profile`.
-    async fn session(&self, profile: &Path) -> Client {
-        let Value::Object(capabilities) = json!({
-            "browserName": "chrome",
-            "pageLoadStrategy": "normal",
-            "timeouts": { "pageLoad": WAIT.as_millis() as u64, "script": WAIT.as_millis() as u64 },
-            "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--disable-quic",
-                    "--no-first-run",
-                    // Without these, Chromium's attempts to reach its services
-                    // on a closed network pile up.
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            },
-        }) else {
-            unreachable!()
-        };
-        let mut builder = ClientBuilder::new(HttpConnector::new());
-        builder.capabilities(capabilities);
-        let url = format!("http://127.0.0.1:{}", self.port);
-        let connect = builder.connect(&url);
-        match tokio::time::timeout(WAIT * 2, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(err)) => panic!(
-                "no Chromium session from chromedriver: {err}\n{}",
-                self.log_tail()
-            ),
-            Err(_) => panic!(
-                "no Chromium session within {:?}:\n{}",
-                WAIT * 2,
-                self.log_tail()
-            ),
-        }
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // The group's id is chromedriver's pid (process_group(0)).
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Calls `probe` every 100 ms until it gives a value, for at most [`WAIT`];
 /// then panics with `what` and the last thing the probe reported.
