@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use client_uploads::ClientUploads;
 use pool::{Pool, PoolError};
-use request_body::{BadBody, RequestBody, VisitorQuiet, VisitorSlow};
+use request_body::{BadBody, PastDeclaredLength, RequestBody, VisitorQuiet, VisitorSlow};
 pub use request_body::{TooLarge, VisitorBody};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
@@ -320,7 +320,9 @@ fn classify(
             if let Some(slow) = find_cause::<VisitorSlow>(&err) {
                 return Err(ProxyError::VisitorTimeout(slow.to_string()));
             }
-            if find_cause::<BadBody>(&err).is_some() {
+            if find_cause::<BadBody>(&err).is_some()
+                || find_cause::<PastDeclaredLength>(&err).is_some()
+            {
                 return Err(ProxyError::BadRequest(
                     "the request body is malformed or cut off",
                 ));

@@ -4,6 +4,12 @@
 //! starts then and not while a slow upload is still coming in, and it gives
 //! up on a visitor who stops sending mid-body, or who has not sent the whole
 //! body by the deadline (a trickle that never goes quiet).
+//!
+//! An HTTP/2 body can reach its declared `Content-Length` before its stream
+//! ends; more data after that makes the request malformed (RFC 9113, 8.1.1),
+//! and such a request must not reach the CMS. The piece that completes the
+//! declared length is therefore held until the stream's end is known: the
+//! CMS never has a whole body of a request found malformed after it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +40,11 @@ pub struct VisitorSlow(Duration);
 #[derive(Debug, thiserror::Error)]
 #[error("visitor's request body unreadable: {0}")]
 pub struct BadBody(hyper::Error);
+
+/// The visitor sent body past its declared `Content-Length`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body longer than its Content-Length")]
+pub struct PastDeclaredLength;
 
 /// The visitor sent more body than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +88,10 @@ pub struct RequestBody {
     // Read ahead by the gateway; sent before `inner`.
     read: Option<Bytes>,
     inner: Option<Incoming>,
+    // The piece that completed the declared length, until the stream ends.
+    held: Option<Bytes>,
+    // Trailers that ended the stream while a piece was held: sent after it.
+    trailers: Option<Frame<Bytes>>,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
     received: u64,
@@ -111,6 +126,8 @@ impl RequestBody {
         let body = RequestBody {
             read,
             inner: body,
+            held: None,
+            trailers: None,
             sent,
             idle: IdleTimer::new(Some(idle_limit)),
             received: 0,
@@ -122,10 +139,22 @@ impl RequestBody {
     }
 
     fn finished(&mut self) {
-        if let Some(sent) = self.sent.take() {
-            let _ = sent.send(());
-        }
+        report_sent(&mut self.sent);
     }
+}
+
+/// Tells whoever waits on `sent` that the body has gone whole, once.
+fn report_sent(sent: &mut Option<oneshot::Sender<()>>) {
+    if let Some(sent) = sent.take() {
+        let _ = sent.send(());
+    }
+}
+
+/// Whether `body` has brought all its declared length but its stream has not
+/// ended yet: only an HTTP/2 stream can be so (HTTP/1.1's framing ends a body
+/// at its length).
+fn declared_length_reached_open(body: &Incoming) -> bool {
+    body.size_hint().exact() == Some(0) && !body.is_end_stream()
 }
 
 impl Body for RequestBody {
@@ -143,10 +172,18 @@ impl Body for RequestBody {
                 this.max = None;
                 return Poll::Ready(Some(Err(TooLarge(max).into())));
             }
-            if this.inner.as_ref().is_none_or(Body::is_end_stream) {
-                this.finished();
+            match this.inner.as_ref() {
+                Some(inner) if declared_length_reached_open(inner) => this.held = Some(read),
+                rest => {
+                    if rest.is_none_or(Body::is_end_stream) {
+                        this.finished();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(read))));
+                }
             }
-            return Poll::Ready(Some(Ok(Frame::data(read))));
+        }
+        if let Some(trailers) = this.trailers.take() {
+            return Poll::Ready(Some(Ok(trailers)));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -157,44 +194,79 @@ impl Body for RequestBody {
                 return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
             }
         }
-        match Pin::new(&mut *inner).poll_frame(cx) {
-            Poll::Ready(None) => {
-                this.finished();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Ok(frame))) => {
-                this.idle.progressed();
-                this.received += frame.data_ref().map_or(0, |d| d.len() as u64);
-                if let Some(max) = this.max.filter(|max| this.received > *max) {
-                    this.max = None;
-                    return Poll::Ready(Some(Err(TooLarge(max).into())));
-                }
-                if inner.is_end_stream() {
+        loop {
+            match Pin::new(&mut *inner).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    this.inner = None;
                     this.finished();
+                    return Poll::Ready(this.held.take().map(|held| Ok(Frame::data(held))));
                 }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(BadBody(err).into()))),
-            Poll::Pending => {
-                if let Some(timeout) = this.idle.expired(cx) {
-                    return Poll::Ready(Some(Err(VisitorQuiet(timeout).into())));
-                }
-                if let Some((at, allowed)) = this.deadline {
-                    let alarm = this
-                        .alarm
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-                    if alarm.as_mut().poll(cx).is_ready() {
-                        this.deadline = None;
-                        return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.idle.progressed();
+                    let length = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    this.received += length;
+                    if let Some(max) = this.max.filter(|max| this.received > *max) {
+                        this.max = None;
+                        return Poll::Ready(Some(Err(TooLarge(max).into())));
                     }
+                    if this.held.is_some() && length > 0 {
+                        // The h2 crate refuses such a frame itself; should one
+                        // come, the held piece is never sent.
+                        this.held = None;
+                        return Poll::Ready(Some(Err(PastDeclaredLength.into())));
+                    }
+                    let ended = inner.is_end_stream();
+                    let hold = frame.is_data() && declared_length_reached_open(inner);
+                    if ended {
+                        report_sent(&mut this.sent);
+                    }
+                    let frame = match this.held.take() {
+                        // An empty piece ends nothing the held one does not.
+                        Some(held) if frame.is_data() && !ended => {
+                            this.held = Some(held);
+                            continue;
+                        }
+                        Some(held) => {
+                            if frame.is_trailers() {
+                                this.trailers = Some(frame);
+                            }
+                            Frame::data(held)
+                        }
+                        None if hold => {
+                            this.held = frame.into_data().ok();
+                            continue;
+                        }
+                        None => frame,
+                    };
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                Poll::Pending
+                Poll::Ready(Some(Err(err))) => {
+                    this.held = None;
+                    return Poll::Ready(Some(Err(BadBody(err).into())));
+                }
+                Poll::Pending => break,
             }
         }
+        if let Some(timeout) = this.idle.expired(cx) {
+            return Poll::Ready(Some(Err(VisitorQuiet(timeout).into())));
+        }
+        if let Some((at, allowed)) = this.deadline {
+            let alarm = this
+                .alarm
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if alarm.as_mut().poll(cx).is_ready() {
+                this.deadline = None;
+                return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
+            }
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
-        self.read.is_none() && self.inner.as_ref().is_none_or(Body::is_end_stream)
+        self.read.is_none()
+            && self.held.is_none()
+            && self.trailers.is_none()
+            && self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -202,7 +274,11 @@ impl Body for RequestBody {
             .inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
-        let read = self.read.as_ref().map_or(0, |read| read.len() as u64);
+        let read = [&self.read, &self.held]
+            .into_iter()
+            .flatten()
+            .map(|piece| piece.len() as u64)
+            .sum::<u64>();
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + read);
         if let Some(upper) = rest.upper() {

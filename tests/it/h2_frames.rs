@@ -1,6 +1,6 @@
 //! HTTP/2 requests that no HTTP/2 client library sends, written frame by
-//! frame on a raw socket: each malformed one is a 400 that never reaches
-//! the CMS, and a well-formed one written the same way goes through.
+//! frame on a raw socket: no malformed one reaches the CMS whole, and a
+//! well-formed one written the same way goes through.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use crate::common::*;
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
@@ -20,6 +21,7 @@ const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
+const PROTOCOL_ERROR: u32 = 0x1;
 
 /// A frame: its 9-byte header, then `payload`.
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -73,16 +75,21 @@ enum Answer {
 /// Sends one GET on stream 1 of a new HTTP/2 connection to `addr`, with
 /// `fields` as its whole header block, and reads what stream 1 gets.
 async fn answer_to(addr: SocketAddr, fields: &[(&str, &str)]) -> Answer {
+    let request = frame(HEADERS, END_STREAM | END_HEADERS, 1, &header_block(fields));
+    answer_to_frames(addr, &[(Duration::ZERO, request)]).await
+}
+
+/// Sends `frames` on a new HTTP/2 connection to `addr`, each after its
+/// pause, and reads what stream 1 gets.
+async fn answer_to_frames(addr: SocketAddr, frames: &[(Duration, Vec<u8>)]) -> Answer {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut out = PREFACE.to_vec();
     out.extend(frame(SETTINGS, 0, 0, &[]));
-    out.extend(frame(
-        HEADERS,
-        END_STREAM | END_HEADERS,
-        1,
-        &header_block(fields),
-    ));
     stream.write_all(&out).await.unwrap();
+    for (pause, frame) in frames {
+        tokio::time::sleep(*pause).await;
+        stream.write_all(frame).await.unwrap();
+    }
     loop {
         let mut head = [0u8; 9];
         tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
@@ -176,4 +183,53 @@ async fn malformed_requests_written_frame_by_frame_are_a_400_never_forwarded() {
         );
     }
     assert_eq!(cms.requests().len(), 1, "none of them reached the CMS");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_longer_than_its_content_length_never_reaches_the_cms_whole() {
+    let cms = Cms::fixed(Reply::html("stored")).await;
+    let gate = Gate::start(&cms).await;
+    let authority = gate.addr.to_string();
+    let head = header_block(&[
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", "/public/comments"),
+        (":authority", authority.as_str()),
+        ("content-length", "5"),
+    ]);
+    // The declared five bytes in a frame that does not end the stream; what
+    // ends it comes a while later, when the gateway has long had the five.
+    let upload = |last: Vec<u8>| {
+        [
+            (Duration::ZERO, frame(HEADERS, END_HEADERS, 1, &head)),
+            (Duration::ZERO, frame(DATA, 0, 1, b"hello")),
+            (Duration::from_millis(300), last),
+        ]
+    };
+
+    // Ended by an empty frame: the body is whole, and the CMS has it.
+    let ended = upload(frame(DATA, END_STREAM, 1, b""));
+    assert_eq!(
+        answer_to_frames(gate.addr, &ended).await,
+        Answer::Status(200)
+    );
+    let seen = cms.requests();
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].body_complete);
+    assert_eq!(seen[0].body, "hello");
+
+    // Five more bytes: the request is malformed (RFC 9113, 8.1.1), and the
+    // CMS, which was sent its head, never gets its body whole.
+    let longer = upload(frame(DATA, END_STREAM, 1, b"world"));
+    assert_eq!(
+        answer_to_frames(gate.addr, &longer).await,
+        Answer::Reset(PROTOCOL_ERROR)
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while cms.requests().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seen = cms.requests();
+    assert_eq!(seen.len(), 2, "the CMS was sent the second request's head");
+    assert!(!seen[1].body_complete, "and saw its body cut off");
 }
