@@ -173,8 +173,10 @@ async fn read_form(
     let limit = server.max_body_bytes.map_or(form::READ_LIMIT, |max| {
         form::READ_LIMIT.min(usize::try_from(max).unwrap_or(usize::MAX))
     });
+    let http2 = request.version() == http::Version::HTTP_2;
     let read = form::read(
         request.body_mut(),
+        http2,
         server.body_timeout,
         server.body_deadline,
         limit,
@@ -183,7 +185,7 @@ async fn read_form(
     .map_err(|err| {
         Refusal::from(match err {
             form::FormError::Slow(_) => ProxyError::VisitorTimeout(err.to_string()),
-            form::FormError::Bad(_) => {
+            form::FormError::Bad(_) | form::FormError::Reset => {
                 ProxyError::BadRequest("the request body is malformed or cut off")
             }
         })

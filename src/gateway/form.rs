@@ -80,12 +80,18 @@ pub enum FormError {
     /// The body was malformed or cut off.
     #[error("visitor's form body unreadable: {0}")]
     Bad(hyper::Error),
+    /// The HTTP/2 stream was reset before the body's end (hyper reads a
+    /// reset with NO_ERROR as an end).
+    #[error("visitor's HTTP/2 stream reset before its form body ended")]
+    Reset,
 }
 
 /// Reads `body` up to its end or just past `limit` bytes, waiting at most
-/// `idle` for each piece and `deadline` in all.
+/// `idle` for each piece and `deadline` in all. Over HTTP/2 (`http2`), only
+/// END_STREAM ends it.
 pub async fn read(
     body: &mut Incoming,
+    http2: bool,
     idle: Duration,
     deadline: Duration,
     limit: usize,
@@ -96,6 +102,9 @@ pub async fn read(
         loop {
             let frame = match tokio::time::timeout(idle, body.frame()).await {
                 Err(_) => return Err(FormError::Slow(idle)),
+                Ok(None) if http2 && !http_body::Body::is_end_stream(body) => {
+                    return Err(FormError::Reset)
+                }
                 Ok(None) => break,
                 Ok(Some(Err(err))) => return Err(FormError::Bad(err)),
                 Ok(Some(Ok(frame))) => frame,

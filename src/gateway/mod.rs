@@ -304,13 +304,14 @@ async fn forward(
         && body.is_end_stream())
     .then(|| without_range(&parts));
     let body = match read {
-        None => VisitorBody::unread(body),
+        None => VisitorBody::unread(body, visitor_http2),
         // Read whole: hyper may not call a chunked body ended once it has
         // given its last piece, so it is not handed on as still coming.
         Some(read) => VisitorBody {
             rest: (!read.whole).then_some(body),
             read: read.bytes,
             spent: read.spent,
+            http2: visitor_http2,
         },
     };
     let mut logout = LogoutWatch {

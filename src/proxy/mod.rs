@@ -25,7 +25,9 @@ use thiserror::Error;
 
 use client_uploads::ClientUploads;
 use pool::{Pool, PoolError};
-use request_body::{BadBody, PastDeclaredLength, RequestBody, VisitorQuiet, VisitorSlow};
+use request_body::{
+    BadBody, PastDeclaredLength, RequestBody, StreamReset, VisitorQuiet, VisitorSlow,
+};
 pub use request_body::{TooLarge, VisitorBody};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
@@ -322,6 +324,7 @@ fn classify(
             }
             if find_cause::<BadBody>(&err).is_some()
                 || find_cause::<PastDeclaredLength>(&err).is_some()
+                || find_cause::<StreamReset>(&err).is_some()
             {
                 return Err(ProxyError::BadRequest(
                     "the request body is malformed or cut off",

@@ -10,6 +10,9 @@
 //! and such a request must not reach the CMS. The piece that completes the
 //! declared length is therefore held until the stream's end is known: the
 //! CMS never has a whole body of a request found malformed after it.
+//! hyper reads an HTTP/2 stream reset with NO_ERROR as the body's end; with
+//! no END_STREAM received, it is a visitor who gave up, and the CMS sees the
+//! upload cut off, never a shorter body that looks complete.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +49,11 @@ pub struct BadBody(hyper::Error);
 #[error("request body longer than its Content-Length")]
 pub struct PastDeclaredLength;
 
+/// The visitor's HTTP/2 stream was reset before its body ended.
+#[derive(Debug, thiserror::Error)]
+#[error("visitor's HTTP/2 stream reset before its body ended")]
+pub struct StreamReset;
+
 /// The visitor sent more body than allowed.
 #[derive(Debug, thiserror::Error)]
 #[error("request body larger than {0} bytes")]
@@ -61,15 +69,18 @@ pub struct VisitorBody {
     pub rest: Option<Incoming>,
     /// How long the reading ahead took, out of the body's deadline.
     pub spent: Duration,
+    /// Whether it comes over HTTP/2, where only END_STREAM ends a body.
+    pub http2: bool,
 }
 
 impl VisitorBody {
     /// The visitor's body as it comes, none of it read yet.
-    pub fn unread(body: Incoming) -> VisitorBody {
+    pub fn unread(body: Incoming, http2: bool) -> VisitorBody {
         VisitorBody {
             read: Bytes::new(),
             rest: Some(body),
             spent: Duration::ZERO,
+            http2,
         }
     }
 
@@ -79,6 +90,7 @@ impl VisitorBody {
             read: Bytes::new(),
             rest: None,
             spent: Duration::ZERO,
+            http2: false,
         }
     }
 }
@@ -92,6 +104,7 @@ pub struct RequestBody {
     held: Option<Bytes>,
     // Trailers that ended the stream while a piece was held: sent after it.
     trailers: Option<Frame<Bytes>>,
+    http2: bool,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
     received: u64,
@@ -116,6 +129,7 @@ impl RequestBody {
         let read = Some(body.read).filter(|read| !read.is_empty());
         // What reading ahead took is gone from the deadline.
         let left = deadline.saturating_sub(body.spent);
+        let http2 = body.http2;
         let body = body.rest;
         let (sent, done) = if read.is_none() && body.as_ref().is_none_or(Body::is_end_stream) {
             (None, None)
@@ -128,6 +142,7 @@ impl RequestBody {
             inner: body,
             held: None,
             trailers: None,
+            http2,
             sent,
             idle: IdleTimer::new(Some(idle_limit)),
             received: 0,
@@ -157,15 +172,11 @@ fn declared_length_reached_open(body: &Incoming) -> bool {
     body.size_hint().exact() == Some(0) && !body.is_end_stream()
 }
 
-impl Body for RequestBody {
-    type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
+impl RequestBody {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self;
         if let Some(read) = this.read.take() {
             this.received += read.len() as u64;
             if let Some(max) = this.max.filter(|max| this.received > *max) {
@@ -183,6 +194,7 @@ impl Body for RequestBody {
             }
         }
         if let Some(trailers) = this.trailers.take() {
+            this.finished();
             return Poll::Ready(Some(Ok(trailers)));
         }
         let Some(inner) = this.inner.as_mut() else {
@@ -197,6 +209,9 @@ impl Body for RequestBody {
         loop {
             match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(None) => {
+                    if this.http2 && !inner.is_end_stream() {
+                        return Poll::Ready(Some(Err(StreamReset.into())));
+                    }
                     this.inner = None;
                     this.finished();
                     return Poll::Ready(this.held.take().map(|held| Ok(Frame::data(held))));
@@ -212,36 +227,34 @@ impl Body for RequestBody {
                     if this.held.is_some() && length > 0 {
                         // The h2 crate refuses such a frame itself; should one
                         // come, the held piece is never sent.
-                        this.held = None;
                         return Poll::Ready(Some(Err(PastDeclaredLength.into())));
                     }
                     let ended = inner.is_end_stream();
                     let hold = frame.is_data() && declared_length_reached_open(inner);
-                    if ended {
-                        report_sent(&mut this.sent);
-                    }
                     let frame = match this.held.take() {
                         // An empty piece ends nothing the held one does not.
                         Some(held) if frame.is_data() && !ended => {
                             this.held = Some(held);
                             continue;
                         }
-                        Some(held) => {
-                            if frame.is_trailers() {
-                                this.trailers = Some(frame);
-                            }
-                            Frame::data(held)
+                        // Sent whole once the trailers after it are.
+                        Some(held) if frame.is_trailers() => {
+                            this.trailers = Some(frame);
+                            return Poll::Ready(Some(Ok(Frame::data(held))));
                         }
+                        Some(held) => Frame::data(held),
                         None if hold => {
                             this.held = frame.into_data().ok();
                             continue;
                         }
                         None => frame,
                     };
+                    if ended {
+                        report_sent(&mut this.sent);
+                    }
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 Poll::Ready(Some(Err(err))) => {
-                    this.held = None;
                     return Poll::Ready(Some(Err(BadBody(err).into())));
                 }
                 Poll::Pending => break,
@@ -260,6 +273,24 @@ impl Body for RequestBody {
             }
         }
         Poll::Pending
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = self.poll_next(cx);
+        if let Poll::Ready(Some(Err(_))) = polled {
+            // Whatever was held back is never sent after a failure.
+            self.held = None;
+            self.trailers = None;
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -21,6 +21,7 @@ const ACK: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const PADDED: u8 = 0x8;
 const PRIORITY: u8 = 0x20;
+const NO_ERROR: u32 = 0x0;
 const PROTOCOL_ERROR: u32 = 0x1;
 
 /// A frame: its 9-byte header, then `payload`.
@@ -76,20 +77,22 @@ enum Answer {
 /// `fields` as its whole header block, and reads what stream 1 gets.
 async fn answer_to(addr: SocketAddr, fields: &[(&str, &str)]) -> Answer {
     let request = frame(HEADERS, END_STREAM | END_HEADERS, 1, &header_block(fields));
-    answer_to_frames(addr, &[(Duration::ZERO, request)]).await
+    let mut stream = connect(addr).await;
+    stream.write_all(&request).await.unwrap();
+    answer_of(&mut stream).await
 }
 
-/// Sends `frames` on a new HTTP/2 connection to `addr`, each after its
-/// pause, and reads what stream 1 gets.
-async fn answer_to_frames(addr: SocketAddr, frames: &[(Duration, Vec<u8>)]) -> Answer {
+/// A new HTTP/2 connection to `addr`, its preface and settings sent.
+async fn connect(addr: SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut out = PREFACE.to_vec();
     out.extend(frame(SETTINGS, 0, 0, &[]));
     stream.write_all(&out).await.unwrap();
-    for (pause, frame) in frames {
-        tokio::time::sleep(*pause).await;
-        stream.write_all(frame).await.unwrap();
-    }
+    stream
+}
+
+/// Reads what stream 1 gets on `stream`.
+async fn answer_of(stream: &mut TcpStream) -> Answer {
     loop {
         let mut head = [0u8; 9];
         tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
@@ -186,50 +189,61 @@ async fn malformed_requests_written_frame_by_frame_are_a_400_never_forwarded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_body_longer_than_its_content_length_never_reaches_the_cms_whole() {
+async fn a_body_is_not_sent_whole_until_its_stream_has_ended() {
     let cms = Cms::fixed(Reply::html("stored")).await;
     let gate = Gate::start(&cms).await;
     let authority = gate.addr.to_string();
-    let head = header_block(&[
-        (":method", "POST"),
-        (":scheme", "http"),
-        (":path", "/public/comments"),
-        (":authority", authority.as_str()),
-        ("content-length", "5"),
-    ]);
-    // The declared five bytes in a frame that does not end the stream; what
-    // ends it comes a while later, when the gateway has long had the five.
-    let upload = |last: Vec<u8>| {
-        [
-            (Duration::ZERO, frame(HEADERS, END_HEADERS, 1, &head)),
-            (Duration::ZERO, frame(DATA, 0, 1, b"hello")),
-            (Duration::from_millis(300), last),
-        ]
+    let post = |length: Option<&str>| {
+        let mut fields = vec![
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":path", "/public/comments"),
+            (":authority", authority.as_str()),
+        ];
+        fields.extend(length.map(|length| ("content-length", length)));
+        frame(HEADERS, END_HEADERS, 1, &header_block(&fields))
+    };
+    // Each upload: a head, five bytes in a frame that does not end the
+    // stream, then, once the CMS has the head and a while to get the five,
+    // `last`. Returns the connection, and what the CMS saw of the upload.
+    let mut heads = 0;
+    let mut upload = async |length: Option<&str>, last: Vec<u8>| {
+        let mut stream = connect(gate.addr).await;
+        stream.write_all(&post(length)).await.unwrap();
+        stream
+            .write_all(&frame(DATA, 0, 1, b"hello"))
+            .await
+            .unwrap();
+        heads += 1;
+        cms.wait_for_heads(heads).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        stream.write_all(&last).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while cms.requests().len() < heads && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let seen = cms.requests();
+        assert_eq!(seen.len(), heads, "the CMS read each upload to its end");
+        (stream, seen[heads - 1].clone())
     };
 
     // Ended by an empty frame: the body is whole, and the CMS has it.
-    let ended = upload(frame(DATA, END_STREAM, 1, b""));
-    assert_eq!(
-        answer_to_frames(gate.addr, &ended).await,
-        Answer::Status(200)
-    );
-    let seen = cms.requests();
-    assert_eq!(seen.len(), 1);
-    assert!(seen[0].body_complete);
-    assert_eq!(seen[0].body, "hello");
+    let (mut stream, seen) = upload(Some("5"), frame(DATA, END_STREAM, 1, b"")).await;
+    assert_eq!(answer_of(&mut stream).await, Answer::Status(200));
+    assert!(seen.body_complete);
+    assert_eq!(seen.body, "hello");
 
-    // Five more bytes: the request is malformed (RFC 9113, 8.1.1), and the
-    // CMS, which was sent its head, never gets its body whole.
-    let longer = upload(frame(DATA, END_STREAM, 1, b"world"));
-    assert_eq!(
-        answer_to_frames(gate.addr, &longer).await,
-        Answer::Reset(PROTOCOL_ERROR)
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while cms.requests().len() < 2 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // Five bytes past the declared length: the request is malformed (RFC
+    // 9113, 8.1.1). The stream is reset and the CMS sees the body cut off.
+    let (mut stream, seen) = upload(Some("5"), frame(DATA, END_STREAM, 1, b"world")).await;
+    assert_eq!(answer_of(&mut stream).await, Answer::Reset(PROTOCOL_ERROR));
+    assert!(!seen.body_complete, "past its Content-Length: {seen:?}");
+
+    // A reset with NO_ERROR, which hyper reads as the body's end: a visitor
+    // who gave up, with the declared length sent or with none declared.
+    let give_up = frame(RST_STREAM, 0, 1, &NO_ERROR.to_be_bytes());
+    for length in [Some("5"), None] {
+        let (_stream, seen) = upload(length, give_up.clone()).await;
+        assert!(!seen.body_complete, "reset, length {length:?}: {seen:?}");
     }
-    let seen = cms.requests();
-    assert_eq!(seen.len(), 2, "the CMS was sent the second request's head");
-    assert!(!seen[1].body_complete, "and saw its body cut off");
 }

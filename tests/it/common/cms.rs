@@ -73,6 +73,8 @@ pub struct Cms {
     pub accepted: Arc<AtomicUsize>,
     /// TCP connections open now.
     pub open: Arc<AtomicUsize>,
+    /// Request heads received, bodies read or not yet.
+    pub heads: Arc<AtomicUsize>,
     /// Releases a reply waiting at a `GATE` chunk; a release that comes
     /// first is kept until a reply gets there.
     pub release: Arc<tokio::sync::Notify>,
@@ -99,7 +101,9 @@ impl Cms {
         let handler: Handler = Arc::new(handler);
         let accepted = Arc::new(AtomicUsize::new(0));
         let open = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(AtomicUsize::new(0));
         let task = {
+            let heads = heads.clone();
             let seen = seen.clone();
             let release = release.clone();
             let accepted = accepted.clone();
@@ -114,8 +118,10 @@ impl Cms {
                     let handler = handler.clone();
                     let release = release.clone();
                     let open = open.clone();
+                    let heads = heads.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<Incoming>| {
+                            heads.fetch_add(1, Ordering::SeqCst);
                             let seen = seen.clone();
                             let handler = handler.clone();
                             let release = release.clone();
@@ -151,6 +157,7 @@ impl Cms {
             seen,
             accepted,
             open,
+            heads,
             release,
             task,
         }
@@ -164,6 +171,19 @@ impl Cms {
     /// How many connections the CMS has accepted so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to 5 s for the CMS to have received `count` request heads.
+    pub async fn wait_for_heads(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.heads.load(Ordering::SeqCst) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the CMS had {} request heads after 5 s, not {count}",
+                self.heads.load(Ordering::SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// How many connections to the CMS are open now.
