@@ -102,6 +102,8 @@ pub async fn read(
         loop {
             let frame = match tokio::time::timeout(idle, body.frame()).await {
                 Err(_) => return Err(FormError::Slow(idle)),
+                // hyper drops the request's handler at such a reset, mostly
+                // before this runs again: a check kept for when it does not.
                 Ok(None) if http2 && !http_body::Body::is_end_stream(body) => {
                     return Err(FormError::Reset)
                 }
