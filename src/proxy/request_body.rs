@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
@@ -100,10 +101,12 @@ pub struct RequestBody {
     // Read ahead by the gateway; sent before `inner`.
     read: Option<Bytes>,
     inner: Option<Incoming>,
-    // The piece that completed the declared length, until the stream ends.
-    held: Option<Bytes>,
-    // Trailers that ended the stream while a piece was held: sent after it.
-    trailers: Option<Frame<Bytes>>,
+    // The piece that completed the declared length, until the stream ends;
+    // and trailers that ended the stream while it was held, sent after it.
+    // Boxed: both are rare, and every request's body moves through hyper's
+    // client (unboxed, 0.9% more instructions on a passthrough).
+    held: Option<Box<Bytes>>,
+    trailers: Option<Box<HeaderMap>>,
     http2: bool,
     sent: Option<oneshot::Sender<()>>,
     idle: IdleTimer,
@@ -184,7 +187,9 @@ impl RequestBody {
                 return Poll::Ready(Some(Err(TooLarge(max).into())));
             }
             match this.inner.as_ref() {
-                Some(inner) if declared_length_reached_open(inner) => this.held = Some(read),
+                Some(inner) if declared_length_reached_open(inner) => {
+                    this.held = Some(Box::new(read));
+                }
                 rest => {
                     if rest.is_none_or(Body::is_end_stream) {
                         this.finished();
@@ -195,7 +200,7 @@ impl RequestBody {
         }
         if let Some(trailers) = this.trailers.take() {
             this.finished();
-            return Poll::Ready(Some(Ok(trailers)));
+            return Poll::Ready(Some(Ok(Frame::trailers(*trailers))));
         }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
@@ -214,7 +219,7 @@ impl RequestBody {
                     }
                     this.inner = None;
                     this.finished();
-                    return Poll::Ready(this.held.take().map(|held| Ok(Frame::data(held))));
+                    return Poll::Ready(this.held.take().map(|held| Ok(Frame::data(*held))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     this.idle.progressed();
@@ -239,12 +244,12 @@ impl RequestBody {
                         }
                         // Sent whole once the trailers after it are.
                         Some(held) if frame.is_trailers() => {
-                            this.trailers = Some(frame);
-                            return Poll::Ready(Some(Ok(Frame::data(held))));
+                            this.trailers = frame.into_trailers().ok().map(Box::new);
+                            return Poll::Ready(Some(Ok(Frame::data(*held))));
                         }
-                        Some(held) => Frame::data(held),
+                        Some(held) => Frame::data(*held),
                         None if hold => {
-                            this.held = frame.into_data().ok();
+                            this.held = frame.into_data().ok().map(Box::new);
                             continue;
                         }
                         None => frame,
@@ -305,11 +310,8 @@ impl Body for RequestBody {
             .inner
             .as_ref()
             .map_or_else(|| SizeHint::with_exact(0), Body::size_hint);
-        let read = [&self.read, &self.held]
-            .into_iter()
-            .flatten()
-            .map(|piece| piece.len() as u64)
-            .sum::<u64>();
+        let read = self.read.as_ref().map_or(0, |read| read.len() as u64)
+            + self.held.as_ref().map_or(0, |held| held.len() as u64);
         let mut hint = SizeHint::new();
         hint.set_lower(rest.lower() + read);
         if let Some(upper) = rest.upper() {
