@@ -104,7 +104,7 @@ pub async fn read(
                 Err(_) => return Err(FormError::Slow(idle)),
                 // hyper drops the request's handler at such a reset, mostly
                 // before this runs again: a check kept for when it does not.
-                Ok(None) if http2 && !http_body::Body::is_end_stream(body) => {
+                Ok(None) if crate::proxy::reset_before_end(body, http2) => {
                     return Err(FormError::Reset)
                 }
                 Ok(None) => break,

@@ -25,10 +25,8 @@ use thiserror::Error;
 
 use client_uploads::ClientUploads;
 use pool::{Pool, PoolError};
-use request_body::{
-    BadBody, PastDeclaredLength, RequestBody, StreamReset, VisitorQuiet, VisitorSlow,
-};
-pub use request_body::{TooLarge, VisitorBody};
+pub use request_body::{reset_before_end, TooLarge, VisitorBody};
+use request_body::{BadBody, MalformedStream, RequestBody, VisitorQuiet, VisitorSlow};
 
 /// `[upstream]`, validated: where the CMS is and how long to wait for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,8 +321,7 @@ fn classify(
                 return Err(ProxyError::VisitorTimeout(slow.to_string()));
             }
             if find_cause::<BadBody>(&err).is_some()
-                || find_cause::<PastDeclaredLength>(&err).is_some()
-                || find_cause::<StreamReset>(&err).is_some()
+                || find_cause::<MalformedStream>(&err).is_some()
             {
                 return Err(ProxyError::BadRequest(
                     "the request body is malformed or cut off",

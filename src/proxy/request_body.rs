@@ -45,15 +45,11 @@ pub struct VisitorSlow(Duration);
 #[error("visitor's request body unreadable: {0}")]
 pub struct BadBody(hyper::Error);
 
-/// The visitor sent body past its declared `Content-Length`.
+/// The visitor's HTTP/2 body did not end as framed: data past its declared
+/// `Content-Length`, or a reset before END_STREAM.
 #[derive(Debug, thiserror::Error)]
-#[error("request body longer than its Content-Length")]
-pub struct PastDeclaredLength;
-
-/// The visitor's HTTP/2 stream was reset before its body ended.
-#[derive(Debug, thiserror::Error)]
-#[error("visitor's HTTP/2 stream reset before its body ended")]
-pub struct StreamReset;
+#[error("visitor's HTTP/2 request body {0}")]
+pub struct MalformedStream(&'static str);
 
 /// The visitor sent more body than allowed.
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +151,6 @@ impl RequestBody {
         };
         (body, done)
     }
-
-    fn finished(&mut self) {
-        report_sent(&mut self.sent);
-    }
 }
 
 /// Tells whoever waits on `sent` that the body has gone whole, once.
@@ -166,6 +158,13 @@ fn report_sent(sent: &mut Option<oneshot::Sender<()>>) {
     if let Some(sent) = sent.take() {
         let _ = sent.send(());
     }
+}
+
+/// Whether `body`, which gave no more, was reset before its end: hyper reads
+/// an HTTP/2 reset with NO_ERROR as the end of the body, and only a received
+/// END_STREAM makes `is_end_stream` true. Over HTTP/1.1 an end is an end.
+pub fn reset_before_end(body: &Incoming, http2: bool) -> bool {
+    http2 && !body.is_end_stream()
 }
 
 /// Whether `body` has brought all its declared length but its stream has not
@@ -179,83 +178,84 @@ type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl RequestBody {
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = self;
-        if let Some(read) = this.read.take() {
-            this.received += read.len() as u64;
-            if let Some(max) = this.max.filter(|max| this.received > *max) {
-                this.max = None;
+        if let Some(read) = self.read.take() {
+            self.received += read.len() as u64;
+            if let Some(max) = self.max.filter(|max| self.received > *max) {
+                self.max = None;
                 return Poll::Ready(Some(Err(TooLarge(max).into())));
             }
-            match this.inner.as_ref() {
+            match self.inner.as_ref() {
                 Some(inner) if declared_length_reached_open(inner) => {
-                    this.held = Some(Box::new(read));
+                    self.held = Some(Box::new(read));
                 }
                 rest => {
                     if rest.is_none_or(Body::is_end_stream) {
-                        this.finished();
+                        report_sent(&mut self.sent);
                     }
                     return Poll::Ready(Some(Ok(Frame::data(read))));
                 }
             }
         }
-        if let Some(trailers) = this.trailers.take() {
-            this.finished();
+        if let Some(trailers) = self.trailers.take() {
+            report_sent(&mut self.sent);
             return Poll::Ready(Some(Ok(Frame::trailers(*trailers))));
         }
-        let Some(inner) = this.inner.as_mut() else {
+        let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        if let Some((at, allowed)) = this.deadline {
+        if let Some((at, allowed)) = self.deadline {
             if Instant::now() >= at {
-                this.deadline = None;
+                self.deadline = None;
                 return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
             }
         }
         loop {
             match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(None) => {
-                    if this.http2 && !inner.is_end_stream() {
-                        return Poll::Ready(Some(Err(StreamReset.into())));
+                    if reset_before_end(inner, self.http2) {
+                        let why = "reset before END_STREAM";
+                        return Poll::Ready(Some(Err(MalformedStream(why).into())));
                     }
-                    this.inner = None;
-                    this.finished();
-                    return Poll::Ready(this.held.take().map(|held| Ok(Frame::data(*held))));
+                    self.inner = None;
+                    report_sent(&mut self.sent);
+                    return Poll::Ready(self.held.take().map(|held| Ok(Frame::data(*held))));
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    this.idle.progressed();
+                    self.idle.progressed();
                     let length = frame.data_ref().map_or(0, |d| d.len() as u64);
-                    this.received += length;
-                    if let Some(max) = this.max.filter(|max| this.received > *max) {
-                        this.max = None;
+                    self.received += length;
+                    if let Some(max) = self.max.filter(|max| self.received > *max) {
+                        self.max = None;
                         return Poll::Ready(Some(Err(TooLarge(max).into())));
                     }
-                    if this.held.is_some() && length > 0 {
+                    if self.held.is_some() && length > 0 {
                         // The h2 crate refuses such a frame itself; should one
                         // come, the held piece is never sent.
-                        return Poll::Ready(Some(Err(PastDeclaredLength.into())));
+                        let why = "longer than its Content-Length";
+                        return Poll::Ready(Some(Err(MalformedStream(why).into())));
                     }
                     let ended = inner.is_end_stream();
                     let hold = frame.is_data() && declared_length_reached_open(inner);
-                    let frame = match this.held.take() {
+                    let frame = match self.held.take() {
                         // An empty piece ends nothing the held one does not.
                         Some(held) if frame.is_data() && !ended => {
-                            this.held = Some(held);
+                            self.held = Some(held);
                             continue;
                         }
                         // Sent whole once the trailers after it are.
                         Some(held) if frame.is_trailers() => {
-                            this.trailers = frame.into_trailers().ok().map(Box::new);
+                            self.trailers = frame.into_trailers().ok().map(Box::new);
                             return Poll::Ready(Some(Ok(Frame::data(*held))));
                         }
                         Some(held) => Frame::data(*held),
                         None if hold => {
-                            this.held = frame.into_data().ok().map(Box::new);
+                            self.held = frame.into_data().ok().map(Box::new);
                             continue;
                         }
                         None => frame,
                     };
                     if ended {
-                        report_sent(&mut this.sent);
+                        report_sent(&mut self.sent);
                     }
                     return Poll::Ready(Some(Ok(frame)));
                 }
@@ -265,15 +265,15 @@ impl RequestBody {
                 Poll::Pending => break,
             }
         }
-        if let Some(timeout) = this.idle.expired(cx) {
+        if let Some(timeout) = self.idle.expired(cx) {
             return Poll::Ready(Some(Err(VisitorQuiet(timeout).into())));
         }
-        if let Some((at, allowed)) = this.deadline {
-            let alarm = this
+        if let Some((at, allowed)) = self.deadline {
+            let alarm = self
                 .alarm
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
             if alarm.as_mut().poll(cx).is_ready() {
-                this.deadline = None;
+                self.deadline = None;
                 return Poll::Ready(Some(Err(VisitorSlow(allowed).into())));
             }
         }

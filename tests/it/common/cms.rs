@@ -175,15 +175,13 @@ impl Cms {
 
     /// Waits up to 5 s for the CMS to have received `count` request heads.
     pub async fn wait_for_heads(&self, count: usize) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.heads.load(Ordering::SeqCst) < count {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the CMS had {} request heads after 5 s, not {count}",
-                self.heads.load(Ordering::SeqCst)
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let within = Duration::from_secs(5);
+        poll_until(within, || self.heads.load(Ordering::SeqCst) >= count).await;
+        let heads = self.heads.load(Ordering::SeqCst);
+        assert!(
+            heads >= count,
+            "the CMS had {heads} request heads after 5 s, not {count}"
+        );
     }
 
     /// How many connections to the CMS are open now.
@@ -208,18 +206,27 @@ impl Cms {
 
     /// Waits up to 2 s for the CMS to have seen one request, and asserts it has.
     pub async fn wait_for_a_request(&self) {
-        for _ in 0..200 {
-            if !self.requests().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(self.requests().len(), 1);
+        self.wait_for_requests(1, Duration::from_secs(2)).await;
+    }
+
+    /// Waits up to `within` for the CMS to have read `count` requests to the
+    /// end of their bodies (or to where they were cut off), and asserts it has.
+    pub async fn wait_for_requests(&self, count: usize, within: Duration) {
+        poll_until(within, || self.requests().len() >= count).await;
+        assert_eq!(self.requests().len(), count, "requests the CMS read");
     }
 
     /// Lets a reply waiting at [`GATE`] send the rest.
     pub fn release_rest(&self) {
         self.release.notify_one();
+    }
+}
+
+/// Checks `done` every 10 ms until it holds or `within` has passed.
+async fn poll_until(within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !done() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
