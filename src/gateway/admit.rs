@@ -11,7 +11,7 @@ use super::refusal::{Outcome, Refusal};
 use crate::allowlist::{OnError, Principal, Visit};
 use crate::finished::{Decision, RequestRecord};
 use crate::gate::{Access, Admission, DenyReason, RouteMatch};
-use crate::proxy::{headers, ConnectionInfo, ProxyError};
+use crate::proxy::{headers, host, ConnectionInfo, ProxyError};
 use crate::runtime::Runtime;
 use crate::token;
 
@@ -69,7 +69,7 @@ pub(super) async fn admit(
     if unknown_length && headers::unknown_request_coding(request.headers()) {
         return Err(Refusal::UnknownCoding.into());
     }
-    headers::check_host(request.version(), request.uri(), request.headers())
+    host::check_host(request.version(), request.uri(), request.headers())
         .map_err(Refusal::BadRequest)?;
     if request.version() == http::Version::HTTP_2 {
         headers::check_http2_path(request.uri()).map_err(Refusal::BadRequest)?;

@@ -5,6 +5,7 @@ pub mod cookies;
 pub mod forwarding;
 mod framing;
 pub mod headers;
+pub mod host;
 mod pool;
 mod request_body;
 pub mod tls;
