@@ -250,6 +250,16 @@ async fn a_body_is_not_sent_whole_until_its_stream_has_ended() {
     assert!(seen.body_complete);
     assert_eq!(seen.body, "hello");
 
+    // Ended by trailers: the piece held for the end goes on before them,
+    // and the body is whole (the trailers themselves stop at the gateway,
+    // as an HTTP/1.1 body of a declared length cannot carry them).
+    let trailers = header_block(&[("x-checksum", "5d41402a")]);
+    let ended_by_trailers = frame(HEADERS, END_STREAM | END_HEADERS, 1, &trailers);
+    let (mut stream, seen) = upload(Some("5"), ended_by_trailers).await;
+    assert_eq!(answer_of(&mut stream).await, Answer::Status(200));
+    assert!(seen.body_complete, "ended by trailers: {seen:?}");
+    assert_eq!(seen.body, "hello");
+
     // Five bytes past the declared length: the request is malformed (RFC
     // 9113, 8.1.1). The stream is reset and the CMS sees the body cut off.
     let (mut stream, seen) = upload(Some("5"), frame(DATA, END_STREAM, 1, b"world")).await;
