@@ -129,22 +129,19 @@ pub fn own_values(headers: &mut HeaderMap) {
 }
 
 /// Sets `Cache-Control` and removes every header a cache in front would
-/// obey instead of it: `Expires`, and the CDN- and proxy-specific ones
-/// (`Surrogate-Control`, `CDN-Cache-Control` and its vendor variants,
-/// `Edge-Control`, `X-Accel-Expires`).
+/// obey instead of it: `Expires`, `Surrogate-Control`, `Edge-Control`,
+/// `X-Accel-Expires`, and every targeted cache control (RFC 9213), which
+/// its cache reads in place of `Cache-Control`: `CDN-Cache-Control` and the
+/// vendors' own, such as `Akamai-Cache-Control` or `Cloudflare-CDN-Cache-Control`.
 pub fn set_cache_control(headers: &mut HeaderMap, value: HeaderValue) {
-    static OVERRIDES: [HeaderName; 5] = [
+    static OVERRIDES: [HeaderName; 4] = [
         header::EXPIRES,
         HeaderName::from_static("surrogate-control"),
-        HeaderName::from_static("cdn-cache-control"),
         HeaderName::from_static("edge-control"),
         HeaderName::from_static("x-accel-expires"),
     ];
     remove_all(headers, &OVERRIDES);
-    // Vendor forms such as Cloudflare-CDN-Cache-Control.
-    remove_where(headers, |name| {
-        name.as_str().ends_with("-cdn-cache-control")
-    });
+    remove_where(headers, |name| name.as_str().ends_with("-cache-control"));
     headers.insert(header::CACHE_CONTROL, value);
 }
 
@@ -402,6 +399,8 @@ mod tests {
             ("surrogate-control", "max-age=600"),
             ("cdn-cache-control", "max-age=600"),
             ("Cloudflare-CDN-Cache-Control", "max-age=600"),
+            ("Akamai-Cache-Control", "max-age=600"),
+            ("Netlify-CDN-Cache-Control", "public, durable, s-maxage=600"),
             ("edge-control", "cache-maxage=600"),
             ("x-accel-expires", "600"),
             ("x-kept", "1"),

@@ -231,6 +231,7 @@ async fn non_html_on_a_gated_route_keeps_its_body_but_is_never_shared_cached() {
             .header("cache-control", "public, max-age=600")
             .header("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
             .header("surrogate-control", "max-age=600")
+            .header("akamai-cache-control", "max-age=600")
             .header("x-accel-expires", "600"),
     )
     .await;
@@ -244,7 +245,12 @@ async fn non_html_on_a_gated_route_keeps_its_body_but_is_never_shared_cached() {
     );
     // A shared cache must not hand gated content to the next visitor.
     assert_eq!(response.headers["cache-control"], "private, no-store");
-    for gone in ["expires", "surrogate-control", "x-accel-expires"] {
+    for gone in [
+        "expires",
+        "surrogate-control",
+        "akamai-cache-control",
+        "x-accel-expires",
+    ] {
         assert!(
             !response.headers.contains_key(gone),
             "{gone} would let a cache in front keep it"
