@@ -45,10 +45,12 @@ fn check_token(
 }
 
 /// What the gate let through: whether its route is gated, the visitor it
-/// admitted there, the client's address, and what was read of the body.
+/// admitted there, whether a token let it in, the client's address, and
+/// what was read of the body.
 pub(super) struct Admitted {
     pub(super) gated: bool,
     pub(super) principal: Option<Principal>,
+    pub(super) token_checked: bool,
     pub(super) client: std::net::IpAddr,
     pub(super) read: Option<form::FormRead>,
 }
@@ -143,6 +145,7 @@ pub(super) async fn admit(
     Ok(Admitted {
         gated,
         principal,
+        token_checked,
         client,
         read,
     })

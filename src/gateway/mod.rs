@@ -38,7 +38,9 @@ use crate::token;
 use admit::{admit, Admitted};
 pub use refusal::Refusal;
 use refusal::{deny, refuse, Outcome};
-use response::{filter_gated_response, partial_page, without_range, PagePlan};
+use response::{
+    filter_gated_response, keep_from_shared_caches, partial_page, without_range, PagePlan,
+};
 
 /// The gateway: the runtime in force, behind one swap.
 pub struct Gateway {
@@ -230,6 +232,7 @@ async fn forward(
     let Admitted {
         gated,
         principal,
+        token_checked,
         client,
         read,
     } = admitted;
@@ -412,7 +415,13 @@ async fn forward(
     let rewrite = match principal {
         Some(principal) => filter_gated_response(runtime, &mut parts, head_only, accepts)?
             .map(|plan| (plan, principal, client)),
-        None => None,
+        None => {
+            if token_checked {
+                // A cache in front checks no token: it must not keep what one opened.
+                keep_from_shared_caches(runtime, &mut parts.headers);
+            }
+            None
+        }
     };
     Ok(Forwarded {
         parts,

@@ -44,6 +44,15 @@ static INTEGRITY_HEADERS: [HeaderName; 4] = [
     HeaderName::from_static("repr-digest"),
 ];
 
+/// Puts `session.cache_control`, if set, on a response the gate let
+/// through that is not rewritten, so that a shared cache in front never
+/// hands it to the next visitor.
+pub(super) fn keep_from_shared_caches(runtime: &Runtime, headers: &mut http::HeaderMap) {
+    if let Some(value) = &runtime.settings().session.cache_control {
+        headers::set_cache_control(headers, value.clone());
+    }
+}
+
 /// Response filter for an allowed visitor on a gated route: decides whether
 /// the body is rewritten (and how it is sent: a HEAD gets the head its GET
 /// would), and keeps shared caches from storing what the gate protects.
@@ -57,9 +66,7 @@ pub(super) fn filter_gated_response(
     parts.headers.insert(X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     let declared = declared_type(&parts.headers);
     if !declared.is_markup() {
-        if let Some(value) = &runtime.settings().session.cache_control {
-            headers::set_cache_control(&mut parts.headers, value.clone());
-        }
+        keep_from_shared_caches(runtime, &mut parts.headers);
         return Ok(None);
     }
     if let Some(value) = declared.normalized {

@@ -454,3 +454,29 @@ async fn a_refusal_logs_its_reason_but_never_the_token() {
     }
     assert!(cms.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_token_opened_is_never_kept_by_a_shared_cache() {
+    // A cache in front checks no token: were it to keep a segment, it would
+    // hand it to the next visitor with no token, or after the token expired.
+    let cms = Cms::start(|seen| {
+        Reply::with_type("video/mp2t", media_for(seen.uri.path()))
+            .header("cache-control", "public, max-age=86400")
+            .header("cdn-cache-control", "max-age=86400")
+            .header("expires", "Thu, 01 Jan 2099 00:00:00 GMT")
+    })
+    .await;
+    let extra = token_route("/cookie/", "cookie = \"__token__\"");
+    let gate = Gate::start_with(&config_with(&cms, &[], &extra), &[]).await;
+    let now = unix_now();
+    let token = format!("__token__={}", mint(None, now - 60, now + 300, "/*"));
+    let got = fetch(&gate, "/cookie/seg1.ts", &[("cookie", token.as_str())]).await;
+    assert_served(&got, "/cookie/seg1.ts", "with a token");
+    assert_eq!(got.headers["cache-control"], "private, no-store");
+    for gone in ["cdn-cache-control", "expires"] {
+        assert!(!got.headers.contains_key(gone), "{gone}: {:?}", got.headers);
+    }
+    // A public route keeps the CMS's own caching.
+    let public = fetch(&gate, "/public/seg1.ts", &[]).await;
+    assert_eq!(public.headers["cache-control"], "public, max-age=86400");
+}
