@@ -145,7 +145,7 @@ impl RedisSource {
         self.note_answer(&used, &answer);
         match answer {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(format!("Redis: {err}")),
+            Ok(Err(err)) => Err(failure(&err)),
             Err(_) => Err(format!("Redis did not answer within {timeout:?}")),
         }
     }
@@ -211,7 +211,7 @@ impl RedisSource {
             .map_err(|_| {
                 SourceError::Unavailable(format!("Redis did not answer within {:?}", self.timeout))
             })?
-            .map_err(|err| SourceError::Unavailable(format!("Redis: {err}")))?;
+            .map_err(|err| SourceError::Unavailable(failure(&err)))?;
         let mut values = values.into_iter();
         // EXISTS answers a count and nothing else: any other reply means the
         // connection is out of step or something else answers, so no verdict.
@@ -228,13 +228,37 @@ impl RedisSource {
         let entitlements = match values.next() {
             None => Entitlements::All,
             Some(set) => {
-                let videos: Vec<String> = redis::from_redis_value(set)
-                    .map_err(|err| SourceError::Unavailable(format!("Redis SMEMBERS: {err}")))?;
+                let videos: Vec<String> = redis::from_redis_value(set).map_err(|_| {
+                    SourceError::Unavailable("Redis SMEMBERS answered no set of names".into())
+                })?;
                 Entitlements::only(videos)
             }
         };
         Ok(Verdict::Allowed(Principal::entitled(session, entitlements)))
     }
+}
+
+/// What went wrong with Redis, in words that never hold what it was sent
+/// or what it answered: the text of a server's error can quote the
+/// command, key and all ("unknown command 'EXISTS', with args beginning
+/// with: 'session:<id>'"), and the key holds the session id.
+fn failure(err: &redis::RedisError) -> String {
+    let code = err.code().filter(|code| {
+        (1..=16).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_uppercase())
+    });
+    if let Some(code) = code {
+        return format!("Redis answered an error ({code})");
+    }
+    let what = if err.is_connection_refusal() {
+        "connection refused"
+    } else if err.is_timeout() {
+        "timed out"
+    } else if err.is_connection_dropped() {
+        "connection dropped"
+    } else {
+        err.category()
+    };
+    format!("Redis: {what}")
 }
 
 /// What kind of reply `value` is, never what it holds.

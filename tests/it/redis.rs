@@ -17,11 +17,22 @@ struct RedisServer {
     dir: tempfile::TempDir,
     tls: bool,
     password: Option<String>,
+    /// More arguments to redis-server, e.g. `--rename-command`.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     fn start() -> RedisServer {
         Self::start_with(false)
+    }
+
+    /// A server started with `extra` arguments as well.
+    fn start_with_args(extra: &[&str]) -> RedisServer {
+        let mut server = Self::start();
+        server.kill();
+        server.extra = extra.iter().map(|arg| arg.to_string()).collect();
+        server.restart();
+        server
     }
 
     /// A server that speaks only TLS, with a certificate for 127.0.0.1 from
@@ -40,13 +51,14 @@ impl RedisServer {
         if tls {
             make_certificates(dir.path());
         }
-        let child = spawn_redis(port, dir.path(), tls, None);
+        let child = spawn_redis(port, dir.path(), tls, None, &[]);
         let server = RedisServer {
             port,
             child,
             dir,
             tls,
             password: None,
+            extra: Vec::new(),
         };
         server.wait_ready();
         server
@@ -95,6 +107,7 @@ impl RedisServer {
             self.dir.path(),
             self.tls,
             self.password.as_deref(),
+            &self.extra,
         );
         self.wait_ready();
     }
@@ -113,8 +126,15 @@ fn make_certificates(dir: &Path) {
     make_leaf(dir, "server", "rsa");
 }
 
-fn spawn_redis(port: u16, dir: &Path, tls: bool, password: Option<&str>) -> Child {
+fn spawn_redis(
+    port: u16,
+    dir: &Path,
+    tls: bool,
+    password: Option<&str>,
+    extra: &[String],
+) -> Child {
     let mut command = Command::new("redis-server");
+    command.args(extra);
     if let Some(password) = password {
         command.args(["--requirepass", password]);
     }
@@ -480,4 +500,33 @@ async fn a_redis_that_never_answers_is_logged_once_however_often_it_is_connected
         .filter(|line| line.contains("WARN") && line.contains("connecting anew"))
         .collect();
     assert_eq!(warnings.len(), 1, "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_error_that_quotes_the_session_id_is_logged_without_it() {
+    // Redis quotes the start of a command it does not know, key and all:
+    // "ERR unknown command 'EXISTS', with args beginning with: 'session:<id>'".
+    let redis = RedisServer::start_with_args(&["--rename-command", "EXISTS", ""]);
+    let cms = Cms::fixed(Reply::html("article")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, redis_config(cms.addr, &redis, "")).unwrap();
+    let mut gateway = Running::spawn(std::process::Command::new(BIN).arg("--config").arg(&path));
+    let url = format!(
+        "{}/videos/a",
+        listening_url(&gateway.wait_for("listening on"))
+    );
+    let secret = "r-secret-4f1c9a";
+    let cookie = format!("sessionid={secret}");
+    for _ in 0..2 {
+        assert_eq!(get(&url, Some(&cookie)).await.status, 503);
+    }
+    let line = gateway.wait_for("status=503");
+    assert!(line.contains("Redis answered an error (ERR)"), "{line}");
+    let output = gateway.terminate();
+    assert!(
+        !output.contains(secret),
+        "the session id is logged:\n{output}"
+    );
+    assert!(cms.requests().is_empty());
 }
