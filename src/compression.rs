@@ -86,10 +86,21 @@ pub fn content_coding(headers: &HeaderMap) -> Result<Option<Coding>, UnknownCodi
 }
 
 /// The coding to send a rewritten page in, by the visitor's
-/// `Accept-Encoding` and its q-values: br, else gzip, else none.
+/// `Accept-Encoding` and its q-values: br, else gzip, else none. A `*`
+/// stands only for the codings the header does not name (RFC 9110,
+/// 12.5.3), so `br;q=0, *` never gets br.
 pub fn preferred(request: &HeaderMap) -> Option<Coding> {
     let mut best: Option<(Coding, f32)> = None;
     let mut star = None;
+    // Whether br and gzip were named, with any q.
+    let mut named = [false; 2];
+    let slot = |coding: Coding| usize::from(coding == Coding::Gzip);
+    let better = |best: Option<(Coding, f32)>, coding: Coding, q: f32| {
+        q > 0.0
+            && best.is_none_or(|(current, bq)| {
+                q > bq || (q == bq && coding == Coding::Brotli && current != Coding::Brotli)
+            })
+    };
     for value in request.get_all(header::ACCEPT_ENCODING) {
         let Ok(value) = value.to_str() else { continue };
         for item in value.split(',') {
@@ -108,20 +119,20 @@ pub fn preferred(request: &HeaderMap) -> Option<Coding> {
                 }
                 _ => continue,
             };
-            if q > 0.0
-                && best.is_none_or(|(current, bq)| {
-                    q > bq || (q == bq && coding == Coding::Brotli && current != Coding::Brotli)
-                })
-            {
+            named[slot(coding)] = true;
+            if better(best, coding, q) {
                 best = Some((coding, q));
             }
         }
     }
-    match (best, star) {
-        (Some((coding, _)), _) => Some(coding),
-        (None, Some(q)) if q > 0.0 => Some(Coding::Brotli),
-        _ => None,
+    if let Some(q) = star {
+        for coding in [Coding::Brotli, Coding::Gzip] {
+            if !named[slot(coding)] && better(best, coding, q) {
+                best = Some((coding, q));
+            }
+        }
     }
+    best.map(|(coding, _)| coding)
 }
 
 /// Marks a response as varying with `Accept-Encoding`.
@@ -497,6 +508,12 @@ mod tests {
         assert_eq!(preferred(&accept("br;q=0, gzip;q=0")), None);
         assert_eq!(preferred(&accept("identity")), None);
         assert_eq!(preferred(&accept("*")), Some(Coding::Brotli));
+        // A `*` stands only for the codings not named (RFC 9110, 12.5.3).
+        assert_eq!(preferred(&accept("br;q=0, *")), Some(Coding::Gzip));
+        assert_eq!(preferred(&accept("br;q=0, gzip;q=0, *")), None);
+        assert_eq!(preferred(&accept("gzip;q=0.5, *")), Some(Coding::Brotli));
+        assert_eq!(preferred(&accept("br;q=0.2, *;q=0.5")), Some(Coding::Gzip));
+        assert_eq!(preferred(&accept("*;q=0")), None);
         assert_eq!(preferred(&HeaderMap::new()), None);
     }
 
