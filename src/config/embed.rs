@@ -181,6 +181,15 @@ impl Validator<'_> {
         match kind {
             RawTokenKind::Edgeauth => {
                 let signer = self.signer(&table, span.clone(), raw.take_signer())?;
+                if raw.ip == Some(true) && signer.field_delimiter == ':' && !signer.escape_early {
+                    // ip=2001:db8::1:st=... would not split back into its fields.
+                    return Err(self.invalid(
+                        span,
+                        key("ip"),
+                        "cannot go with field_delimiter = \":\": an IPv6 address holds ':' \
+                         (set escape_early = true, or another delimiter)",
+                    ));
+                }
                 let Some(ttl) = raw.ttl else {
                     return Err(self.invalid(span, key("ttl"), "is required (e.g. \"5m\")"));
                 };

@@ -363,6 +363,11 @@ fn token_keys_are_checked_and_each_refusal_names_its_key() {
             "one character",
         ),
         (
+            in_place_of_acl(&format!("{acl}\nip = true\nfield_delimiter = \":\"")),
+            "embed[0].token.ip",
+            "IPv6",
+        ),
+        (
             in_place_of_acl(&format!("{acl}\nacl_delimiter = \"~\"")),
             "embed[0].token",
             "must differ",
