@@ -58,6 +58,15 @@ impl Validator<'_> {
         let base_path = uri.path().trim_end_matches('/').to_string();
         let host_header =
             HeaderValue::from_str(authority.as_str()).map_err(|_| bad_url("bad host"))?;
+        if scheme == Scheme::HTTPS && raw.server_name.is_none() {
+            // The certificate is checked for the URL's host, which must be a name rustls can check.
+            let host = authority.host().trim_matches(|c| c == '[' || c == ']');
+            if rustls::pki_types::ServerName::try_from(host).is_err() {
+                return Err(bad_url(
+                    "its host is not a DNS name or IP address a certificate can be checked for",
+                ));
+            }
+        }
         let tls = self.upstream_tls(
             raw.ca_file,
             raw.server_name,

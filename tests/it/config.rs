@@ -60,6 +60,12 @@ fn bad_values_name_the_key_and_position() {
             "upstream.url",
         ),
         (
+            // A typo rustls cannot check a certificate for.
+            "url = \"http://127.0.0.1:9\"",
+            "url = \"https://10.0.0.300:8443\"",
+            "upstream.url",
+        ),
+        (
             "prefix = \"/videos/\"",
             "prefix = \"videos/\"",
             "route[0].prefix",
