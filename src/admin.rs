@@ -56,10 +56,17 @@ impl Readiness {
 }
 
 /// Checks readiness every `check_interval`, for as long as the task runs.
+/// A reload that drops `[admin]` leaves the listener serving until a
+/// restart, so the checks go on too, as the last `[admin]` in force said.
 pub async fn check_readiness(gateway: Arc<Gateway>, readiness: Arc<Readiness>) {
+    let mut admin: Option<AdminSettings> = None;
     loop {
         let runtime = gateway.runtime();
-        let Some(admin) = runtime.settings().admin.clone() else {
+        if let Some(now) = &runtime.settings().admin {
+            admin = Some(now.clone());
+        }
+        let Some(admin) = admin.clone() else {
+            // Only started with an admin listener, so only without a config that has one.
             return;
         };
         let upstream = runtime.upstream.probe(admin.check_timeout);

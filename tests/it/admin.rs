@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// The standard config with an admin listener checking every 100 ms.
-fn with_admin(config: String) -> String {
+pub(crate) fn with_admin(config: String) -> String {
     format!("{config}\n[admin]\nlisten = \"127.0.0.1:0\"\ncheck_interval = \"100ms\"\ncheck_timeout = \"300ms\"\n")
 }
 
-fn admin_url(gate: &Gate, path: &str) -> String {
+pub(crate) fn admin_url(gate: &Gate, path: &str) -> String {
     format!("http://{}{path}", gate.admin.expect("an admin listener"))
 }
 
@@ -203,46 +203,6 @@ async fn the_admin_listener_holds_http2_clients_to_the_idle_and_send_limits() {
 
     // A scrape whose stream window the client never opens: closed at the send limit.
     assert_a_shut_window_is_cut_off(admin, "/metrics").await;
-}
-
-#[tokio::test]
-async fn readyz_follows_the_upstream_and_healthz_only_says_alive() {
-    let cms = Cms::fixed(Reply::html("page")).await;
-    let cms_addr = cms.addr;
-    let gate = Gate::start_with(&with_admin(config_text(cms.addr, "")), &[]).await;
-    let readyz = admin_url(&gate, "/readyz");
-    let eventually = |want: u16| {
-        let readyz = readyz.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let answer = get(&readyz, None).await;
-                if answer.status == want {
-                    return answer.text();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "/readyz stayed {}",
-                    answer.status
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
-    let ready = eventually(200).await;
-    assert!(ready.contains("\"upstream\":\"ok\""), "{ready}");
-
-    drop(cms);
-    let not_ready = eventually(503).await;
-    let json: serde_json::Value = serde_json::from_str(&not_ready).unwrap();
-    assert_eq!(json["ready"], false);
-    assert_ne!(json["checks"]["upstream"], "ok", "{not_ready}");
-    assert_eq!(json["checks"]["sessions"], "ok");
-    assert_eq!(get(&admin_url(&gate, "/healthz"), None).await.status, 200);
-
-    let _back = Cms::start_on(cms_addr, |_| Reply::html("page")).await;
-    eventually(200).await;
-    assert_eq!(get(&admin_url(&gate, "/nothing"), None).await.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -505,35 +465,6 @@ async fn reloads_are_counted_by_result_and_the_config_hash_follows_the_file() {
         hash(&after),
         "the config in force did not change"
     );
-}
-
-#[tokio::test]
-async fn readyz_says_when_the_session_source_does_not_answer() {
-    let cms = Cms::fixed(Reply::html("page")).await;
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let text = with_admin(config_text(cms.addr, "").replacen(
-        "[session.allowlist]\nfile = \"allowlist.txt\"\n",
-        &format!("[session.allowlist.forward_auth]\nurl = \"http://{closed}/check\"\n"),
-        1,
-    ));
-    let gate = Gate::start_with(&text, &[]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = loop {
-        let answer = get(&admin_url(&gate, "/readyz"), None).await;
-        let json: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
-        if json["checks"]["sessions"] != "not checked yet" {
-            assert_eq!(answer.status, 503);
-            break json;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(body["checks"]["upstream"], "ok");
-    let why = body["checks"]["sessions"].as_str().unwrap();
-    assert!(why.contains("session check"), "{why}");
 }
 
 #[tokio::test]

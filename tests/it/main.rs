@@ -28,6 +28,7 @@ mod paths;
 mod properties;
 mod query_routes;
 mod ranges;
+mod readiness;
 mod redis;
 mod reload;
 mod remote_tokens;
