@@ -1,10 +1,11 @@
 //! Route match and session check: is this request passed through, let in, or turned away?
 //!
 //! [`route`] decides a path's [`Access`] level, reading it as the CMS might
-//! ([`path`]); [`cookie`] finds the session cookie; [`SessionGate::admit`]
-//! asks the session source.
+//! ([`path`]) and its parameter names as PHP does ([`params`]); [`cookie`]
+//! finds the session cookie; [`SessionGate::admit`] asks the session source.
 
 pub mod cookie;
+pub mod params;
 pub mod path;
 pub mod rate;
 pub mod route;

@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::path::{
-    canonical_param, folded_reading, is_plain, normalize, param_names, trimmed_reading, PathError,
-};
+use super::params::{canonical_param, param_names};
+use super::path::{folded_reading, is_plain, normalize, trimmed_reading, PathError};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
 #[derive(Debug, Clone)]

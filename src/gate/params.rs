@@ -1,0 +1,92 @@
+//! Query and form parameter names, read as PHP and other servers read them
+//! ([`param_names`], [`canonical_param`]): what query routes are matched against.
+
+use std::borrow::Cow;
+
+/// Calls `each` with the name of every parameter of `query`, in each reading
+/// a server might make: split at `&` (and `;`, as some CGI libraries do),
+/// then form-decoded (`%XX`, `+` for a space); and, if the query holds a `%`,
+/// again from the whole query decoded before splitting, so that `%26` and
+/// `%3D` cannot hide a parameter from a server that decodes first. Compare
+/// what it gives through [`canonical_param`].
+pub(super) fn param_names(query: &str, mut each: impl FnMut(&[u8])) {
+    let bytes = query.as_bytes();
+    for piece in bytes.split(|&b| b == b'&' || b == b';') {
+        let name = piece.split(|&b| b == b'=').next().unwrap_or_default();
+        each(&form_decode(name));
+    }
+    if bytes.contains(&b'%') {
+        let whole = form_decode(bytes);
+        for piece in whole.split(|&b| b == b'&' || b == b';') {
+            each(piece.split(|&b| b == b'=').next().unwrap_or_default());
+        }
+    }
+}
+
+/// A parameter name as PHP files it, and case-insensitively (as ASP.NET
+/// and others read names): cut at a NUL (C strings) and at the first `[`
+/// (`p[]` and `p[x]` are `p`), leading spaces dropped, `.` and space read
+/// as `_` (PHP's `page.id` and `page id` are `page_id`), ASCII lower case.
+pub(super) fn canonical_param(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let name = name.split(|&b| b == 0).next().unwrap_or_default();
+    let start = name.iter().position(|&b| b != b' ').unwrap_or(name.len());
+    name[start..]
+        .iter()
+        .take_while(|&&b| b != b'[')
+        .map(|&b| match b {
+            b'.' | b' ' => b'_',
+            _ => b.to_ascii_lowercase(),
+        })
+}
+
+/// Form decoding: `%XX` and `+` for a space; a bad escape is kept as it is
+/// (as PHP does). Borrows when there is nothing to decode.
+fn form_decode(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            (b, _, _) => out.push(b),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(query: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        param_names(query, |name| {
+            out.push(String::from_utf8(canonical_param(name).collect()).unwrap());
+        });
+        out
+    }
+
+    #[test]
+    fn parameter_names_are_read_in_every_spelling() {
+        assert_eq!(names("p=42&x=1"), ["p", "x"]);
+        assert_eq!(names("P=1;q"), ["p", "q"]);
+        assert_eq!(names("p[]=1&p[x]=2&p["), ["p", "p", "p"]);
+        // Three pieces, then the whole query decoded first: three again.
+        assert_eq!(names("page.id=1&page+id=2&%20page%5Fid=3"), ["page_id"; 6]);
+        // Decoded per piece, then the whole query decoded first.
+        assert_eq!(names("%70=1"), ["p", "p"]);
+        assert_eq!(names("p%3D=1"), ["p=", "p"]);
+        assert_eq!(names("x=1%26p%3D2"), ["x", "x", "p"]);
+        assert_eq!(names("p%00x=1"), ["p", "p"]);
+        assert_eq!(names("x=%zz"), ["x", "x"]);
+    }
+}
