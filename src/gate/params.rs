@@ -1,5 +1,5 @@
 //! Query and form parameter names, read as PHP and other servers read them
-//! ([`param_names`], [`canonical_param`]): what query routes are matched against.
+//! ([`param_names`], [`param_readings`]): what query routes are matched against.
 
 use std::borrow::Cow;
 
@@ -8,7 +8,7 @@ use std::borrow::Cow;
 /// then form-decoded (`%XX`, `+` for a space); and, if the query holds a `%`,
 /// again from the whole query decoded before splitting, so that `%26` and
 /// `%3D` cannot hide a parameter from a server that decodes first. Compare
-/// what it gives through [`canonical_param`].
+/// what it gives through [`param_readings`].
 pub(super) fn param_names(query: &str, mut each: impl FnMut(&[u8])) {
     let bytes = query.as_bytes();
     for piece in bytes.split(|&b| b == b'&' || b == b';') {
@@ -27,14 +27,47 @@ pub(super) fn param_names(query: &str, mut each: impl FnMut(&[u8])) {
 /// and others read names): cut at a NUL (C strings) and at the first `[`
 /// (`p[]` and `p[x]` are `p`), leading spaces dropped, `.` and space read
 /// as `_` (PHP's `page.id` and `page id` are `page_id`), ASCII lower case.
-pub(super) fn canonical_param(name: &[u8]) -> impl Iterator<Item = u8> + '_ {
+/// The name a query route is written as; a name sent may have another
+/// reading too (see [`param_readings`]).
+pub(super) fn canonical_param(name: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
+    read_param(name, false)
+}
+
+/// Every name a server may file the parameter sent as `name` under: its
+/// [`canonical_param`], and, when its first `[` is never closed, the name
+/// PHP files it under (`page[id` is `page_id`: such a `[` is "not an
+/// index", so PHP reads it, and every ` `, `.` and `[` after it, as `_`).
+/// A `[` closed later makes an array of the name before it, which the
+/// canonical reading already is; a name that starts with `[` PHP drops.
+pub(super) fn param_readings(
+    name: &[u8],
+) -> impl Iterator<Item = impl Iterator<Item = u8> + Clone + '_> + '_ {
+    let bare = bare_param(name);
+    let unclosed = bare
+        .iter()
+        .position(|&b| b == b'[')
+        .is_some_and(|open| open > 0 && !bare[open..].contains(&b']'));
+    [false, true]
+        .into_iter()
+        .filter(move |&whole| !whole || unclosed)
+        .map(move |whole| read_param(name, whole))
+}
+
+/// `name` cut at a NUL, without its leading spaces.
+fn bare_param(name: &[u8]) -> &[u8] {
     let name = name.split(|&b| b == 0).next().unwrap_or_default();
     let start = name.iter().position(|&b| b != b' ').unwrap_or(name.len());
-    name[start..]
+    &name[start..]
+}
+
+/// The bytes of a reading of `name`: up to its first `[`, or `whole`, with
+/// ` `, `.` and `[` read as `_`, in ASCII lower case.
+fn read_param(name: &[u8], whole: bool) -> impl Iterator<Item = u8> + Clone + '_ {
+    bare_param(name)
         .iter()
-        .take_while(|&&b| b != b'[')
+        .take_while(move |&&b| whole || b != b'[')
         .map(|&b| match b {
-            b'.' | b' ' => b'_',
+            b'.' | b' ' | b'[' => b'_',
             _ => b.to_ascii_lowercase(),
         })
 }
@@ -70,7 +103,9 @@ mod tests {
     fn names(query: &str) -> Vec<String> {
         let mut out = Vec::new();
         param_names(query, |name| {
-            out.push(String::from_utf8(canonical_param(name).collect()).unwrap());
+            for reading in param_readings(name) {
+                out.push(String::from_utf8(reading.collect()).unwrap());
+            }
         });
         out
     }
@@ -79,7 +114,8 @@ mod tests {
     fn parameter_names_are_read_in_every_spelling() {
         assert_eq!(names("p=42&x=1"), ["p", "x"]);
         assert_eq!(names("P=1;q"), ["p", "q"]);
-        assert_eq!(names("p[]=1&p[x]=2&p["), ["p", "p", "p"]);
+        // An unclosed `[` is PHP's `_` too: "p[" is both "p" and "p_".
+        assert_eq!(names("p[]=1&p[x]=2&p["), ["p", "p", "p", "p_"]);
         // Three pieces, then the whole query decoded first: three again.
         assert_eq!(names("page.id=1&page+id=2&%20page%5Fid=3"), ["page_id"; 6]);
         // Decoded per piece, then the whole query decoded first.
@@ -88,5 +124,25 @@ mod tests {
         assert_eq!(names("x=1%26p%3D2"), ["x", "x", "p"]);
         assert_eq!(names("p%00x=1"), ["p", "p"]);
         assert_eq!(names("x=%zz"), ["x", "x"]);
+    }
+
+    #[test]
+    fn a_name_whose_bracket_is_never_closed_is_also_read_as_php_files_it() {
+        assert_eq!(names("page[id=42"), ["page", "page_id"]);
+        assert_eq!(names("Page[ID=42"), ["page", "page_id"]);
+        assert_eq!(names(" page[id"), ["page", "page_id"]);
+        // Per piece decoded, then the whole query decoded first.
+        assert_eq!(
+            names("page%5Bid=42"),
+            ["page", "page_id", "page", "page_id"]
+        );
+        // After the `[`, ` `, `.` and `[` are `_` as well.
+        assert_eq!(names("p[a.b c[d=1"), ["p", "p_a_b_c_d"]);
+        assert_eq!(names("p[a+b=1"), ["p", "p_a_b"]);
+        // A `[` closed later is an array: only the name before it.
+        assert_eq!(names("p[a]b[=1&p[a[b]=2"), ["p", "p"]);
+        // PHP drops a name that starts with `[`; a NUL ends the name first.
+        assert_eq!(names("[id=1"), [""]);
+        assert_eq!(names("p%00[id=1"), ["p", "p"]);
     }
 }

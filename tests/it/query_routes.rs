@@ -27,6 +27,9 @@ async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
         "/?page.id=7",
         "/?page+id=7",
         "/?%70=42",
+        // PHP reads a "[" never closed as "_": page_id.
+        "/?page[id=7",
+        "/?page%5Bid=7",
         // Hidden behind encoded separators, for a server that decodes first.
         "/?p%3D=42",
         "/?x=1%26p%3D42",
@@ -101,9 +104,10 @@ async fn query_routes_gate_a_form_body_that_names_them_as_php_reads_it() {
     let gate = Gate::start_with(&wordpress(&cms), &[]).await;
     // WordPress reads its query names from a POSTed form first.
     let long = format!("comment={}&p=42", "a".repeat(70_000));
-    let gated: [(&str, &[u8]); 7] = [
+    let gated: [(&str, &[u8]); 8] = [
         (FORM, b"p=42"),
         (FORM, b"author=x&P%5B%5D=42"),
+        (FORM, b"author=x&page[id=7"),
         // PHP ends the type at a comma or a space too.
         ("application/x-www-form-urlencoded, x", b"p=42"),
         (

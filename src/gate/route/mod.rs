@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::params::{canonical_param, param_names};
+use super::params::{canonical_param, param_names, param_readings};
 use super::path::{folded_reading, is_plain, normalize, trimmed_reading, PathError};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
@@ -115,7 +115,8 @@ struct QueryRoute {
     spec: usize,
     // "?p&page_id": its name in logs and metrics.
     label: Arc<str>,
-    // Canonical names (see `canonical_param`).
+    // Canonical names (see `canonical_param`), matched by every reading of
+    // a name sent (`param_readings`).
     names: Box<[Box<[u8]>]>,
     access: Access,
 }
@@ -352,15 +353,17 @@ impl RouteTable {
 
     fn raise_by_query(&self, found: &mut RouteMatch, query: &str) {
         param_names(query, |name| {
-            for (at, route) in self.queries.iter().enumerate() {
-                let named = || {
-                    route
-                        .names
-                        .iter()
-                        .any(|known| canonical_param(name).eq(known.iter().copied()))
-                };
-                if route.access > found.access && named() {
-                    *found = self.query_match(at, route);
+            for reading in param_readings(name) {
+                for (at, route) in self.queries.iter().enumerate() {
+                    let named = || {
+                        route
+                            .names
+                            .iter()
+                            .any(|known| reading.clone().eq(known.iter().copied()))
+                    };
+                    if route.access > found.access && named() {
+                        *found = self.query_match(at, route);
+                    }
                 }
             }
         });

@@ -282,6 +282,20 @@ fn query_parameter_names_match_in_every_spelling_a_server_reads() {
 }
 
 #[test]
+fn a_bracket_never_closed_names_what_php_reads_it_as() {
+    // PHP files "page[id" as "page_id": WordPress serves page 42.
+    let t = wordpress();
+    for query in ["page[id=42", "page%5Bid=42", "x=1&Page[Id=42", "page[id"] {
+        assert_eq!(access(&t, "/", query), Access::Session, "?{query}");
+    }
+    let mut found = t.lookup("/", None).unwrap();
+    t.raise_by_form(&mut found, Some("comment=x&page[id=42"));
+    assert_eq!(found.access, Access::Session, "a form body is read alike");
+    // Closed, it is an array named "page", which no route names.
+    assert_eq!(access(&t, "/", "page[id]=42"), Access::Public);
+}
+
+#[test]
 fn query_routes_are_checked_when_they_are_written() {
     let both = RouteSpec {
         prefix: Some("/".into()),
