@@ -19,7 +19,9 @@
 //! - for a path with an escaped `?` or `#` (`%3F`, `%23`), each of these of
 //!   the path cut there, as a server that decodes before it splits off the
 //!   query reads it, with what follows the `%3F` read as a query (see
-//!   [`super::route`]).
+//!   [`super::route`]);
+//! - for a path that starts with `//`, each of these of the path a URL
+//!   parser reads after a host ([`host_reading`]).
 //!
 //! A dot segment, in any spelling any reading finds (`..`, `.;x`, `%2e%2e`,
 //! `...`, `．．`), is refused: browsers resolve them before sending, and
@@ -136,6 +138,16 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
         out.push(b'/');
     }
     Ok(Cow::Owned(out))
+}
+
+/// The path a URL parser reads in a request path that starts with `//`, or
+/// `None` for one that does not. PHP's `parse_url` and Node's `URL` (which
+/// skips any number of slashes first) take what comes before the next `/`
+/// for a host: to them "//public/videos/x" is the path "/videos/x", and
+/// "//public" the path "/".
+pub(super) fn host_reading(path: &str) -> Option<&str> {
+    let host = path.strip_prefix("//")?.trim_start_matches('/');
+    Some(host.find('/').map_or("/", |end| &host[end..]))
 }
 
 /// The folded reading of a strict path (see the module doc), or `None` when
@@ -347,6 +359,17 @@ mod tests {
         let folded = folded_reading(&strict)?;
         let bytes = folded.as_deref().unwrap_or(&strict);
         Ok(String::from_utf8(bytes.to_vec()).expect("UTF-8"))
+    }
+
+    #[test]
+    fn a_path_that_starts_with_two_slashes_is_read_after_a_host_too() {
+        assert_eq!(host_reading("//public/videos/x"), Some("/videos/x"));
+        assert_eq!(host_reading("////public/videos/x"), Some("/videos/x"));
+        assert_eq!(host_reading("//public//videos/"), Some("//videos/"));
+        assert_eq!(host_reading("//public"), Some("/"));
+        assert_eq!(host_reading("//"), Some("/"));
+        assert_eq!(host_reading("/public//videos/x"), None);
+        assert_eq!(host_reading("/videos/x"), None);
     }
 
     #[test]

@@ -316,3 +316,33 @@ async fn a_route_covers_its_directory_page_in_any_format() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_path_that_starts_with_two_slashes_is_gated_as_a_url_parser_reads_it() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let gate = Gate::start_with(&open_site(&cms, ""), &[]).await;
+    // PHP's parse_url and Node's URL read "//public/videos/intro" as the
+    // host "public" and the path "/videos/intro".
+    let paths = ["//public/videos/intro", "///public/videos/intro"];
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), None).await;
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{path}");
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+    // A member gets through, and the CMS gets the path as it was sent.
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), Some(&member())).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+    }
+    let seen: Vec<String> = cms
+        .requests()
+        .iter()
+        .map(|s| s.uri.path_and_query().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, paths);
+    // Public in every reading.
+    let status = raw_get(&gate, b"//videos/public/x", None).await;
+    assert_eq!(status, "HTTP/1.1 403 Forbidden", "gated as sent");
+    let status = raw_get(&gate, b"//x/public/a", None).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+}

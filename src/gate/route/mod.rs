@@ -8,7 +8,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::params::{canonical_param, param_names, param_readings};
-use super::path::{folded_reading, is_plain, normalize, trimmed_reading, PathError};
+use super::path::{folded_reading, host_reading, is_plain, normalize, trimmed_reading, PathError};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
 #[derive(Debug, Clone)]
@@ -239,9 +239,11 @@ impl RouteTable {
     /// The path is read the strict way (decoded, `;` parameters dropped),
     /// folded (case, trailing dots and, for a non-ASCII path, compatibility
     /// forms, accents and invisible characters), trimmed (leading spaces and
-    /// NTFS stream suffixes dropped too), as a format page, and, where it
-    /// holds an escaped `?` or `#`, every way again cut there, with what
-    /// follows the `%3F` read as a query (see [`super::path`]); a dot
+    /// NTFS stream suffixes dropped too), as a format page, where it holds
+    /// an escaped `?` or `#`, every way again cut there, with what follows
+    /// the `%3F` read as a query, and, where it starts with `//`, every way
+    /// again after the first segment, which a URL parser takes for a host
+    /// (see [`super::path`]); a dot
     /// segment in any reading is an error. The request gets the strictest
     /// access level of the readings' routes and of every query route one of
     /// its parameters names; on a tie, the strict reading's route.
@@ -259,6 +261,7 @@ impl RouteTable {
         } else {
             self.raise_lenient(&mut found, &strict)?;
             self.raise_cut(&mut found, path)?;
+            self.raise_host(&mut found, path)?;
         }
         if let Some(query) = query {
             if self.query_max.is_some_and(|max| max > found.access) {
@@ -302,6 +305,19 @@ impl RouteTable {
             }
         }
         Ok(())
+    }
+
+    // A path that starts with "//" is a host and a path to a URL parser
+    // (PHP's parse_url, Node's URL): that path, in every reading above,
+    // raises `found`. The request is forwarded as sent all the same.
+    fn raise_host(&self, found: &mut RouteMatch, path: &str) -> Result<(), PathError> {
+        let Some(after_host) = host_reading(path) else {
+            return Ok(());
+        };
+        let strict = normalize(after_host)?;
+        self.raise(found, self.find(&strict));
+        self.raise_lenient(found, &strict)?;
+        self.raise_cut(found, after_host)
     }
 
     fn raise(&self, found: &mut RouteMatch, other: RouteMatch) {

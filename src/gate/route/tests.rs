@@ -489,3 +489,41 @@ fn the_cut_at_a_decoded_question_mark_sees_through_parameters_and_hashes() {
         );
     }
 }
+
+#[test]
+fn a_path_that_starts_with_two_slashes_is_read_after_a_host_too() {
+    // To PHP's parse_url and Node's URL, "//public/videos/x" is the path
+    // "/videos/x" on the host "public".
+    let t = routes(&[
+        ("/public/", Access::Public),
+        ("/videos/", Access::Session),
+        ("/videos/free/", Access::Public),
+        ("/", Access::Public),
+    ])
+    .unwrap();
+    for path in [
+        "//public/videos/intro",
+        "///public/videos/intro",
+        "//public//videos/intro",
+        "//public/Videos./intro",
+        "//public/videos%3Fx",
+        "//x/videos",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    for path in [
+        "/public/videos/intro",
+        "/public//videos/intro",
+        "//public/",
+        "//public",
+        "//x/public/videos",
+        "//x/videos/free/a",
+    ] {
+        assert!(!gated(&t, path), "{path}");
+    }
+    // The readings after a host refuse what they would refuse anyway.
+    assert_eq!(
+        t.lookup("//public/../videos", None).unwrap_err(),
+        PathError::DotSegment
+    );
+}

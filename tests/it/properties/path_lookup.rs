@@ -2,7 +2,7 @@
 //! reading is gated, and gives an ASCII path the access of its documented readings.
 
 use super::paths::{
-    access_name, ascii_folded, longest_prefix, tables, FOLDED_TABLES, MIXED_TABLE, S, T,
+    access_name, after_host, ascii_folded, longest_prefix, tables, FOLDED_TABLES, MIXED_TABLE, S, T,
 };
 use super::*;
 
@@ -153,9 +153,9 @@ fn path_lookup_never_panics_and_never_opens_a_strictly_gated_path() {
 }
 
 /// An ASCII path gets exactly the strictest access of its documented
-/// readings, strict and folded, whole and cut at a decoded `?` or `#`
-/// (against tables whose prefixes are in folded form), and a dot segment
-/// in any reading is refused.
+/// readings, strict and folded, whole and cut at a decoded `?` or `#`, and
+/// after the host of a path that starts with `//` (against tables whose
+/// prefixes are in folded form), and a dot segment in any reading is refused.
 #[test]
 fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
     let ascii = (
@@ -198,9 +198,11 @@ fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
                             .max(longest_prefix(routes, &trimmed)),
                     ))
                 };
-                let want = readings(&path).and_then(|whole| {
-                    // Cut before an escaped "?" or "#", as a server that decodes first reads it.
-                    let lower = path.to_ascii_lowercase();
+                // Whole and cut before an escaped "?" or "#", as a server
+                // that decodes first reads it.
+                let whole_and_cut = |raw: &str| -> Result<Option<Access>, PathError> {
+                    let whole = readings(raw)?;
+                    let lower = raw.to_ascii_lowercase();
                     let cut = [lower.find("%3f"), lower.find("%23")]
                         .into_iter()
                         .flatten()
@@ -208,9 +210,20 @@ fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
                     let Some(cut) = cut else {
                         return Ok(whole);
                     };
-                    let head = if cut == 0 { "/" } else { &path[..cut] };
+                    let head = if cut == 0 { "/" } else { &raw[..cut] };
                     Ok(match (whole, readings(head)?) {
                         (Some(whole), Some(head)) => Some(whole.max(head)),
+                        _ => None,
+                    })
+                };
+                // And, for a path that starts with "//", all of that again
+                // of the path after the host a URL parser reads.
+                let want = whole_and_cut(&path).and_then(|whole| {
+                    let Some(after) = after_host(&path) else {
+                        return Ok(whole);
+                    };
+                    Ok(match (whole, whole_and_cut(after)?) {
+                        (Some(whole), Some(after)) => Some(whole.max(after)),
                         _ => None,
                     })
                 });
