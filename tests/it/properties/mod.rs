@@ -138,6 +138,7 @@ mod answers;
 mod config;
 mod cookies;
 mod path_lookup;
+mod path_model;
 mod paths;
 mod requests;
 mod rewrite;

@@ -1,7 +1,7 @@
 //! Route lookup on any text: it never panics, never opens a path whose strict
 //! reading is gated, and gives an ASCII path the access of its documented readings.
 
-use super::paths::{
+use super::path_model::{
     access_name, after_host, ascii_folded, longest_prefix, tables, FOLDED_TABLES, MIXED_TABLE, S, T,
 };
 use super::*;
