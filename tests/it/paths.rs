@@ -346,3 +346,36 @@ async fn a_path_that_starts_with_two_slashes_is_gated_as_a_url_parser_reads_it()
     let status = raw_get(&gate, b"//x/public/a", None).await;
     assert_eq!(status, "HTTP/1.1 200 OK");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_semicolon_kept_in_its_segment_does_not_open_a_gated_path() {
+    let cms = Cms::fixed(Reply::html(PAGE)).await;
+    let free = "[[route]]\nprefix = \"/videos/free/\"\naccess = \"public\"\n";
+    let gate = Gate::start_with(&open_site(&cms, free), &[]).await;
+    // nginx, Apache, PHP, Node and Django read the segment "free;" under
+    // the gated "/videos/", not the public "/videos/free/".
+    let paths = [
+        "/videos/free;/premium-video",
+        "/videos/free%3B/premium-video",
+        "/Videos/Free;x=1/premium-video",
+    ];
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), None).await;
+        assert_eq!(status, "HTTP/1.1 403 Forbidden", "{path}");
+    }
+    assert!(cms.requests().is_empty(), "the CMS saw a gated request");
+    for path in paths {
+        let status = raw_get(&gate, path.as_bytes(), Some(&member())).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+    }
+    let seen: Vec<String> = cms
+        .requests()
+        .iter()
+        .map(|s| s.uri.path_and_query().unwrap().to_string())
+        .collect();
+    assert_eq!(seen, paths, "forwarded as sent");
+    for path in ["/videos/free/intro", "/videos/free/intro;v=2"] {
+        let status = raw_get(&gate, path.as_bytes(), None).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "{path}");
+    }
+}

@@ -16,6 +16,10 @@
 //! - the trimmed reading (`trimmed_reading`), of paths only: the folded one
 //!   with spaces at the start of a segment dropped too (Java's `trim`,
 //!   .NET's `Trim`) and an NTFS stream suffix (`videos::$DATA`) cut off;
+//! - for a path with a `;` (or `%3B`), the kept reading ([`kept_reading`]):
+//!   the strict one with `;` parameters kept as part of their segment, as
+//!   nginx, Apache, PHP, Node and Django read them (`/videos/free;/x` is a
+//!   segment `free;` under `/videos/`), then folded and trimmed alike;
 //! - for a path with an escaped `?` or `#` (`%3F`, `%23`), each of these of
 //!   the path cut there, as a server that decodes before it splits off the
 //!   query reads it, with what follows the `%3F` read as a query (see
@@ -94,6 +98,15 @@ pub(super) fn is_plain(path: &[u8]) -> bool {
     !after_dot_or_space
 }
 
+/// What a reading does with the `;` parameters of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Params {
+    /// Dropped, from the first `;` of a segment: Tomcat, Jetty, Spring.
+    Dropped,
+    /// Kept as part of the segment: nginx, Apache, PHP, Node, Django.
+    Kept,
+}
+
 /// The strict reading of a request path; borrows when nothing needs changing.
 ///
 /// Percent-escapes are decoded, `;` parameters dropped from each segment and
@@ -101,6 +114,38 @@ pub(super) fn is_plain(path: &[u8]) -> bool {
 /// refused, and so are encoded slashes, backslashes and control characters:
 /// servers disagree on them, so no single reading is safe.
 pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
+    strict_reading(path, Params::Dropped)
+}
+
+/// The strict reading of `path` with `;` parameters kept (see
+/// [`Params::Kept`]), or `None` when it holds no `;`, raw or `%3B`, so that
+/// the reading is [`normalize`]'s. Judge it after `normalize`, which refuses
+/// what both refuse and more (`..;x` is no dot segment here).
+pub(super) fn kept_reading(path: &str) -> Result<Option<Vec<u8>>, PathError> {
+    let escaped = |w: &[u8]| w[0] == b'%' && w[1] == b'3' && w[2].eq_ignore_ascii_case(&b'b');
+    let bytes = path.as_bytes();
+    if !bytes.contains(&b';') && !bytes.windows(3).any(escaped) {
+        return Ok(None);
+    }
+    strict_reading(path, Params::Kept).map(|kept| Some(kept.into_owned()))
+}
+
+/// Whether a strict reading holds a character the folded reading reads as
+/// `;` (full-width, small, or the Greek question mark), so that a folded
+/// reading that keeps `;` parameters differs from one that drops them.
+pub(super) fn folds_to_semicolon(strict: &[u8]) -> bool {
+    const SEMICOLONS: [&[u8]; 3] = [
+        "\u{FF1B}".as_bytes(),
+        "\u{FE54}".as_bytes(),
+        "\u{37E}".as_bytes(),
+    ];
+    !strict.is_ascii()
+        && SEMICOLONS
+            .iter()
+            .any(|semicolon| strict.windows(semicolon.len()).any(|w| w == *semicolon))
+}
+
+fn strict_reading(path: &str, params: Params) -> Result<Cow<'_, [u8]>, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -122,7 +167,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, [u8]>, PathError> {
     let mut out = Vec::with_capacity(decoded.len());
     let mut trailing = false;
     for segment in decoded.split(|&b| b == b'/').skip(1) {
-        let bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        let bare = match params {
+            Params::Dropped => segment.split(|&b| b == b';').next().unwrap_or_default(),
+            Params::Kept => segment,
+        };
         match bare {
             b"" => trailing = true,
             b".." if out.is_empty() => return Err(PathError::AboveRoot),
@@ -157,7 +205,7 @@ pub(super) fn host_reading(path: &str) -> Option<&str> {
 ///
 /// The Unicode folding runs only for a path that holds non-ASCII bytes; one
 /// that is not UTF-8 is read as Windows-1252, as legacy servers do.
-pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
+pub(super) fn folded_reading(strict: &[u8], params: Params) -> Result<Option<Vec<u8>>, PathError> {
     if strict.is_ascii() {
         let loose = strict.iter().any(u8::is_ascii_uppercase)
             || strict
@@ -166,7 +214,7 @@ pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError
         if !loose {
             return Ok(None);
         }
-        return lenient_segments(strict, false).map(Some);
+        return lenient_segments(strict, false, params).map(Some);
     }
     let text = match std::str::from_utf8(strict) {
         Ok(text) => Cow::Borrowed(text),
@@ -176,7 +224,7 @@ pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError
                 .0
         }
     };
-    lenient_segments(unicode_fold(&text).as_bytes(), false).map(Some)
+    lenient_segments(unicode_fold(&text).as_bytes(), false, params).map(Some)
 }
 
 /// The folded reading `folded` (or a strict path that is its own) as a
@@ -187,20 +235,20 @@ pub(super) fn folded_reading(strict: &[u8]) -> Result<Option<Vec<u8>>, PathError
 /// A reading of paths only, never of route prefixes: folded so, the prefix
 /// of a public route such as "/wiki/Special:Login/" would grow to cover
 /// "/wiki/special/" and take paths from a gated "/wiki/".
-pub(super) fn trimmed_reading(folded: &[u8]) -> Result<Option<Vec<u8>>, PathError> {
+pub(super) fn trimmed_reading(folded: &[u8], params: Params) -> Result<Option<Vec<u8>>, PathError> {
     let trims = folded.contains(&b':') || folded.windows(2).any(|pair| pair == b"/ ");
     if !trims {
         return Ok(None);
     }
-    lenient_segments(folded, true).map(Some)
+    lenient_segments(folded, true, params).map(Some)
 }
 
 /// Rebuilds `path` (starting with `/`) segment by segment as a lenient
-/// server reads it: ASCII lower case, `;` parameters and trailing dots and
-/// spaces dropped, empty segments collapsed; with `trim`, also an NTFS
-/// stream suffix (from the first `:`) and leading spaces. A segment of only
-/// dots (and spaces) is a dot segment to such a server.
-fn lenient_segments(path: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
+/// server reads it: ASCII lower case, `;` parameters (as `params` says) and
+/// trailing dots and spaces dropped, empty segments collapsed; with `trim`,
+/// also an NTFS stream suffix (from the first `:`) and leading spaces. A
+/// segment of only dots (and spaces) is a dot segment to such a server.
+fn lenient_segments(path: &[u8], trim: bool, params: Params) -> Result<Vec<u8>, PathError> {
     // Folding can make a backslash of a full-width one (U+FF3C).
     if path.iter().any(|&b| b == b'\\' || b.is_ascii_control()) {
         return Err(PathError::Ambiguous);
@@ -208,7 +256,10 @@ fn lenient_segments(path: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::with_capacity(path.len());
     let mut trailing = false;
     for segment in path.split(|&b| b == b'/').skip(1) {
-        let mut bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        let mut bare = match params {
+            Params::Dropped => segment.split(|&b| b == b';').next().unwrap_or_default(),
+            Params::Kept => segment,
+        };
         if trim {
             bare = bare.split(|&b| b == b':').next().unwrap_or_default();
             bare = &bare[bare.iter().take_while(|&&b| b == b' ').count()..];

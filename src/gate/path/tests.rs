@@ -1,4 +1,4 @@
-//! Path readings: strict, folded and trimmed, and the paths refused.
+//! Path readings (strict, folded, trimmed, with `;` kept, after a host) and the paths refused.
 
 use super::*;
 
@@ -9,7 +9,7 @@ fn norm(path: &str) -> Result<String, PathError> {
 /// The folded reading of `path`, or its strict reading where that is the same.
 fn folded(path: &str) -> Result<String, PathError> {
     let strict = normalize(path)?;
-    let folded = folded_reading(&strict)?;
+    let folded = folded_reading(&strict, Params::Dropped)?;
     let bytes = folded.as_deref().unwrap_or(&strict);
     Ok(String::from_utf8(bytes.to_vec()).expect("UTF-8"))
 }
@@ -23,6 +23,42 @@ fn a_path_that_starts_with_two_slashes_is_read_after_a_host_too() {
     assert_eq!(host_reading("//"), Some("/"));
     assert_eq!(host_reading("/public//videos/x"), None);
     assert_eq!(host_reading("/videos/x"), None);
+}
+
+#[test]
+fn the_kept_reading_keeps_semicolons_in_their_segment() {
+    let kept =
+        |path: &str| kept_reading(path).map(|kept| kept.map(|k| String::from_utf8(k).unwrap()));
+    for (path, reading) in [
+        ("/videos/free;/x", "/videos/free;/x"),
+        ("/videos/free%3B/x", "/videos/free;/x"),
+        ("/videos/free%3b/x", "/videos/free;/x"),
+        ("/a;p=1/b;q/", "/a;p=1/b;q/"),
+        ("//a;x//b", "/a;x/b"),
+        ("/a/;/b", "/a/;/b"),
+        ("/vid%65os;x", "/videos;x"),
+        // No dot segment to this reading; `normalize` refuses it first.
+        ("/a/..;/b", "/a/..;/b"),
+    ] {
+        assert_eq!(kept(path).unwrap().as_deref(), Some(reading), "{path}");
+    }
+    assert_eq!(kept("/videos/free/x"), Ok(None));
+    assert_eq!(kept("/a%3/b"), Ok(None));
+    assert_eq!(kept("/a;%zz").unwrap_err(), PathError::BadEscape);
+
+    let folded = |strict: &[u8], params| {
+        let folded = folded_reading(strict, params).unwrap().unwrap();
+        String::from_utf8(folded).unwrap()
+    };
+    assert_eq!(folded(b"/Videos/Free;X/", Params::Kept), "/videos/free;x/");
+    assert_eq!(folded(b"/Videos/Free;X/", Params::Dropped), "/videos/free/");
+    let full_width = "/Videos/free\u{FF1B}x/".as_bytes();
+    assert_eq!(folded(full_width, Params::Kept), "/videos/free;x/");
+    assert_eq!(folded(full_width, Params::Dropped), "/videos/free/");
+    assert!(folds_to_semicolon(full_width));
+    assert!(folds_to_semicolon("/a\u{37E}".as_bytes()));
+    assert!(!folds_to_semicolon(b"/a;b"));
+    assert!(!folds_to_semicolon("/caf\u{E9}".as_bytes()));
 }
 
 #[test]
@@ -107,7 +143,11 @@ fn a_plain_path_is_its_own_strict_and_folded_reading() {
             plain += 1;
             let strict = normalize(&path).unwrap();
             assert_eq!(strict.as_ref(), path.as_bytes(), "{path:?}");
-            assert_eq!(folded_reading(&strict), Ok(None), "{path:?}");
+            assert_eq!(
+                folded_reading(&strict, Params::Dropped),
+                Ok(None),
+                "{path:?}"
+            );
         }
         paths = longer;
     }
@@ -143,7 +183,7 @@ fn a_plain_path_is_its_own_strict_and_folded_reading() {
 fn ascii_paths_in_folded_form_are_not_read_again() {
     for path in ["/videos/x", "/", "/a/b.mp4", "/.well-known/acme"] {
         let strict = normalize(path).unwrap();
-        assert_eq!(folded_reading(&strict), Ok(None), "{path}");
+        assert_eq!(folded_reading(&strict, Params::Dropped), Ok(None), "{path}");
     }
     assert_eq!(folded("/Videos./X ").unwrap(), "/videos/x");
     assert_eq!(

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::params::{canonical_param, param_names, param_readings};
-use super::path::{folded_reading, host_reading, is_plain, normalize, trimmed_reading, PathError};
+use super::path::{
+    folded_reading, folds_to_semicolon, host_reading, is_plain, kept_reading, normalize,
+    trimmed_reading, Params, PathError,
+};
 
 /// Routes ordered so that the longest matching prefix wins, and query routes.
 #[derive(Debug, Clone)]
@@ -191,7 +194,7 @@ impl RouteTable {
             if compiled.iter().any(|r| *r.prefix == **prefix) {
                 return Err(fail("prefix", format!("{prefix:?} is listed twice")));
             }
-            let folded = match folded_reading(prefix.as_bytes()) {
+            let folded = match folded_reading(prefix.as_bytes(), Params::Dropped) {
                 Ok(folded) => folded.unwrap_or_else(|| prefix.as_bytes().to_vec()),
                 Err(err) => {
                     let why = "can never match: read as a lenient server reads it (case, \
@@ -239,7 +242,8 @@ impl RouteTable {
     /// The path is read the strict way (decoded, `;` parameters dropped),
     /// folded (case, trailing dots and, for a non-ASCII path, compatibility
     /// forms, accents and invisible characters), trimmed (leading spaces and
-    /// NTFS stream suffixes dropped too), as a format page, where it holds
+    /// NTFS stream suffixes dropped too), each of these again with `;`
+    /// parameters kept in their segment, as a format page, where it holds
     /// an escaped `?` or `#`, every way again cut there, with what follows
     /// the `%3F` read as a query, and, where it starts with `//`, every way
     /// again after the first segment, which a URL parser takes for a host
@@ -259,7 +263,8 @@ impl RouteTable {
             // Its own folded reading, and nothing to trim or cut.
             self.raise_folded(&mut found, None, &strict);
         } else {
-            self.raise_lenient(&mut found, &strict)?;
+            self.raise_lenient(&mut found, &strict, Params::Dropped)?;
+            self.raise_kept(&mut found, path, &strict)?;
             self.raise_cut(&mut found, path)?;
             self.raise_host(&mut found, path)?;
         }
@@ -275,14 +280,41 @@ impl RouteTable {
         Ok(found)
     }
 
-    // Raises `found` by the folded and the trimmed readings of `strict`.
-    fn raise_lenient(&self, found: &mut RouteMatch, strict: &[u8]) -> Result<(), PathError> {
-        let folded = folded_reading(strict)?;
+    // Raises `found` by the folded and the trimmed readings of `strict`,
+    // with `;` parameters as `params` says.
+    fn raise_lenient(
+        &self,
+        found: &mut RouteMatch,
+        strict: &[u8],
+        params: Params,
+    ) -> Result<(), PathError> {
+        let folded = folded_reading(strict, params)?;
         self.raise_folded(found, folded.as_deref(), strict);
-        if let Some(trimmed) = trimmed_reading(folded.as_deref().unwrap_or(strict))? {
+        if let Some(trimmed) = trimmed_reading(folded.as_deref().unwrap_or(strict), params)? {
             self.raise(found, self.find_folded(&trimmed));
         }
         Ok(())
+    }
+
+    // nginx, Apache, PHP, Node and Django keep a segment's `;` parameters
+    // ("/videos/free;/x" is under "/videos/", not "/videos/free/"): the
+    // readings of `path` (whose strict reading is `strict`) that keep them
+    // raise `found`.
+    fn raise_kept(
+        &self,
+        found: &mut RouteMatch,
+        path: &str,
+        strict: &[u8],
+    ) -> Result<(), PathError> {
+        match kept_reading(path)? {
+            Some(kept) => {
+                self.raise(found, self.find(&kept));
+                self.raise_lenient(found, &kept, Params::Kept)
+            }
+            // Its strict reading keeps a "；" the folded one reads as ";".
+            None if folds_to_semicolon(strict) => self.raise_lenient(found, strict, Params::Kept),
+            None => Ok(()),
+        }
     }
 
     // A server that decodes a path before it splits off the query reads the
@@ -298,7 +330,8 @@ impl RouteTable {
         };
         let strict = normalize(head)?;
         self.raise(found, self.find(&strict));
-        self.raise_lenient(found, &strict)?;
+        self.raise_lenient(found, &strict, Params::Dropped)?;
+        self.raise_kept(found, head, &strict)?;
         if self.query_max.is_some_and(|max| max > found.access) {
             if let Some(question) = escape_of(path, b"?") {
                 self.raise_by_query(found, &path[question + 3..]);
@@ -316,7 +349,8 @@ impl RouteTable {
         };
         let strict = normalize(after_host)?;
         self.raise(found, self.find(&strict));
-        self.raise_lenient(found, &strict)?;
+        self.raise_lenient(found, &strict, Params::Dropped)?;
+        self.raise_kept(found, after_host, &strict)?;
         self.raise_cut(found, after_host)
     }
 

@@ -527,3 +527,44 @@ fn a_path_that_starts_with_two_slashes_is_read_after_a_host_too() {
         PathError::DotSegment
     );
 }
+
+#[test]
+fn a_semicolon_kept_in_its_segment_is_a_reading_too() {
+    // nginx, Apache, PHP, Node and Django read "/videos/free;/x" as the
+    // segment "free;" under "/videos/", not as "/videos/free/x".
+    let t = table();
+    for path in [
+        "/videos/free;/premium-video",
+        "/videos/free%3B/premium-video",
+        "/videos/free%3b/premium-video",
+        "/videos/free;x=1/premium-video",
+        "/videos/free;",
+        // Folded: "/videos/free;/x".
+        "/Videos/Free;/x",
+        "/videos/free;./x",
+        "/videos/free\u{FF1B}/x",
+        // Cut at a decoded "?", and after a host.
+        "/videos/free;/x%3Fy",
+        "//host/videos/free;/x",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+    for path in ["/videos/free/x;y", "/videos/free/;/x", "/about;x/y", "/;x"] {
+        assert!(!gated(&t, path), "{path}");
+    }
+    // A public route above a gated one, with "/" public: only the folded
+    // reading that keeps the ";" (or reads "；" as one) finds "/videos/".
+    let t = routes(&[
+        ("/", Access::Public),
+        ("/videos/", Access::Session),
+        ("/videos/free/", Access::Public),
+    ])
+    .unwrap();
+    for path in [
+        "/Videos/free;/x",
+        "/Videos/free\u{FF1B}/x",
+        "/Videos/free%EF%BC%9B/x",
+    ] {
+        assert!(gated(&t, path), "{path}");
+    }
+}

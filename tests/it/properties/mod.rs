@@ -7,9 +7,10 @@
 //!   the same bytes, `;params`, `//`, trailing dots and spaces, full-width,
 //!   accented and invisible characters (UTF-8, or Windows-1252 escapes) is
 //!   decoded to the bytes it spells; spellings with the same strict reading
-//!   (none starting with `//`, a host to URL parsers) get the same route; no
-//!   spelling is more open than the plain one; a path whose strict reading,
-//!   or path after a host, is under a session route is never let through.
+//!   (no `;params`, which some servers keep, and none starting with `//`, a
+//!   host to URL parsers) get the same route; no spelling is more open than
+//!   the plain one; a path whose strict reading, reading with `;params`
+//!   kept, or path after a host is under a session route is never let through.
 //! - `path_lookup_*`: `RouteTable::lookup` and `normalize` never panic on any
 //!   text; an ASCII path gets exactly the access of its two documented readings.
 //! - `cookie_*`: any `Cookie` / `Set-Cookie` lines never panic; the session

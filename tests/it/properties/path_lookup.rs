@@ -153,9 +153,10 @@ fn path_lookup_never_panics_and_never_opens_a_strictly_gated_path() {
 }
 
 /// An ASCII path gets exactly the strictest access of its documented
-/// readings, strict and folded, whole and cut at a decoded `?` or `#`, and
-/// after the host of a path that starts with `//` (against tables whose
-/// prefixes are in folded form), and a dot segment in any reading is refused.
+/// readings, strict and folded, with `;` parameters dropped and kept, whole
+/// and cut at a decoded `?` or `#`, and after the host of a path that starts
+/// with `//` (against tables whose prefixes are in folded form), and a dot
+/// segment in any reading is refused.
 #[test]
 fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
     let ascii = (
@@ -183,20 +184,29 @@ fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
             for (at, routes) in FOLDED_TABLES.iter().enumerate() {
                 let got = tables()[at].lookup(&path, None);
                 // Strict, folded, and folded with segments trimmed and
-                // streams cut.
+                // streams cut; for a path with a ";", all three again with
+                // `;` parameters kept.
                 let readings = |raw: &str| -> Result<Option<Access>, PathError> {
                     let strict = normalize(raw)?;
                     if !strict.is_ascii() {
                         // A decoded escape made it non-ASCII: not this model's case.
                         return Ok(None);
                     }
-                    let folded = ascii_folded(&strict, false)?;
-                    let trimmed = ascii_folded(&folded, true)?;
-                    Ok(Some(
-                        longest_prefix(routes, &strict)
+                    let mut access = Access::Public;
+                    for (strict, keep_params) in
+                        [(Some(strict.to_vec()), false), (kept(raw)?, true)]
+                    {
+                        let Some(strict) = strict else {
+                            continue;
+                        };
+                        let folded = ascii_folded(&strict, false, keep_params)?;
+                        let trimmed = ascii_folded(&folded, true, keep_params)?;
+                        access = access
+                            .max(longest_prefix(routes, &strict))
                             .max(longest_prefix(routes, &folded))
-                            .max(longest_prefix(routes, &trimmed)),
-                    ))
+                            .max(longest_prefix(routes, &trimmed));
+                    }
+                    Ok(Some(access))
                 };
                 // Whole and cut before an escaped "?" or "#", as a server
                 // that decodes first reads it.
@@ -246,4 +256,37 @@ fn path_lookup_of_ascii_paths_follows_both_documented_readings() {
             Ok(())
         },
     );
+}
+
+/// The strict reading of an ASCII path with its `;` parameters kept, or
+/// `None` when it has none (raw or `%3B`): the strict reading of the path
+/// with each `;` spelled as a "!", a byte that reading keeps as it is and
+/// no piece of these paths holds, read back as a ";".
+fn kept(raw: &str) -> Result<Option<Vec<u8>>, PathError> {
+    let lower = raw.to_ascii_lowercase();
+    if !raw.contains(';') && !lower.contains("%3b") {
+        return Ok(None);
+    }
+    assert!(raw.is_ascii() && !raw.contains('!'), "{raw:?}");
+    let mut spelled = String::new();
+    let mut at = 0;
+    while at < raw.len() {
+        if lower[at..].starts_with("%3b") {
+            spelled.push('!');
+            at += 3;
+        } else {
+            spelled.push(match raw.as_bytes()[at] {
+                b';' => '!',
+                other => char::from(other),
+            });
+            at += 1;
+        }
+    }
+    let strict = normalize(&spelled)?;
+    Ok(Some(
+        strict
+            .iter()
+            .map(|&b| if b == b'!' { b';' } else { b })
+            .collect(),
+    ))
 }

@@ -104,15 +104,24 @@ pub(super) fn longest_prefix(routes: &[(&str, Access)], path: &[u8]) -> Access {
 }
 
 /// The folded reading of an ASCII strict path, as the module doc describes
-/// it: per segment, `;` parameters and everything from a `:` dropped,
-/// leading spaces and trailing dots and spaces dropped, lower case; a
-/// segment of only dots and spaces (with a dot) is a dot segment; empty
-/// segments collapse.
-pub(super) fn ascii_folded(strict: &[u8], trim: bool) -> Result<Vec<u8>, PathError> {
+/// it: per segment, `;` parameters (unless `keep_params`, as nginx, Apache
+/// and PHP keep them) and, with `trim`, everything from a `:` dropped,
+/// leading spaces (with `trim`) and trailing dots and spaces dropped, lower
+/// case; a segment of only dots and spaces (with a dot) is a dot segment;
+/// empty segments collapse.
+pub(super) fn ascii_folded(
+    strict: &[u8],
+    trim: bool,
+    keep_params: bool,
+) -> Result<Vec<u8>, PathError> {
     let mut out = Vec::new();
     let mut trailing = false;
     for segment in strict.split(|&b| b == b'/').skip(1) {
-        let mut bare = segment.split(|&b| b == b';').next().unwrap_or_default();
+        let mut bare = if keep_params {
+            segment
+        } else {
+            segment.split(|&b| b == b';').next().unwrap_or_default()
+        };
         if trim {
             bare = bare.split(|&b| b == b':').next().unwrap_or_default();
         }

@@ -118,17 +118,20 @@ struct Spelling {
     latin1: bool,
     /// Whether non-ASCII characters are sent raw or percent-encoded.
     raw_unicode: bool,
-    /// Only spellings that every reading reads as the plain path: none
-    /// that starts with "//" (a host to a URL parser).
+    /// Only spellings that every reading reads as the plain path: no `;`
+    /// parameters (kept by some servers) and none that starts with "//" (a
+    /// host to a URL parser).
     same_readings: bool,
     /// Random choices, consumed in order (wrapping).
     choices: Vec<u32>,
 }
 
-/// A spelled path: the text sent, and the bytes its strict reading must be.
+/// A spelled path: the text sent, the bytes its strict reading must be,
+/// and those of its reading that keeps `;` parameters.
 struct Spelled {
     text: String,
     strict: Vec<u8>,
+    kept: Vec<u8>,
 }
 
 impl Spelling {
@@ -139,6 +142,15 @@ impl Spelling {
             path.push('/');
         }
         path
+    }
+
+    /// The `;` parameters choice `r` spells (none for `same_readings`).
+    fn params(&self, r: u32) -> &'static str {
+        if self.same_readings {
+            ""
+        } else {
+            PARAMS[r as usize % PARAMS.len()]
+        }
     }
 
     fn spell(&self) -> Spelled {
@@ -153,6 +165,7 @@ impl Spelling {
         };
         let mut text = String::new();
         let mut strict: Vec<u8> = Vec::new();
+        let mut kept: Vec<u8> = Vec::new();
         let mut last_empty = true;
         // Percent-encodes `bytes` with random hex case, or writes `raw` as it is.
         let escape = |text: &mut String, bytes: &[u8], upper: bool| {
@@ -169,7 +182,7 @@ impl Spelling {
         // without `;` parameters (which would swallow the rest).
         let full_width = self.fold && !self.latin1;
         let mut after_plain_word = false;
-        let solidus = |text: &mut String, strict: &mut Vec<u8>, r: u32| {
+        let solidus = |text: &mut String, strict: &mut Vec<u8>, kept: &mut Vec<u8>, r: u32| {
             let bytes = "\u{FF0F}".as_bytes();
             if self.raw_unicode && r % 2 == 0 {
                 text.push('\u{FF0F}');
@@ -177,11 +190,12 @@ impl Spelling {
                 escape(text, bytes, r % 4 < 2);
             }
             strict.extend_from_slice(bytes);
+            kept.extend_from_slice(bytes);
         };
         for word in &self.words {
             let r = next();
             if full_width && after_plain_word && r % 5 == 0 {
-                solidus(&mut text, &mut strict, r >> 3);
+                solidus(&mut text, &mut strict, &mut kept, r >> 3);
             } else {
                 // Empty segments before it: "//", "/;x/"; at the start, a
                 // "//" is a host to a URL parser.
@@ -192,10 +206,16 @@ impl Spelling {
                 };
                 for _ in 0..empty {
                     text.push('/');
-                    text.push_str(PARAMS[next() as usize % PARAMS.len()]);
+                    let params = self.params(next());
+                    text.push_str(params);
+                    if !params.is_empty() {
+                        kept.push(b'/');
+                        kept.extend_from_slice(params.as_bytes());
+                    }
                 }
                 text.push('/');
                 strict.push(b'/');
+                kept.push(b'/');
             }
             for c in word.chars() {
                 let r = next();
@@ -219,6 +239,7 @@ impl Spelling {
                     text.push_str(std::str::from_utf8(&bytes).expect("raw text is UTF-8"));
                 }
                 strict.extend_from_slice(&bytes);
+                kept.extend_from_slice(&bytes);
                 if self.fold && !self.latin1 && (r >> 16) % 6 == 0 {
                     let invisible = INVISIBLES[(r >> 20) as usize % INVISIBLES.len()];
                     let mut buf = [0; 4];
@@ -229,6 +250,7 @@ impl Spelling {
                         escape(&mut text, invisible.as_bytes(), true);
                     }
                     strict.extend_from_slice(invisible.as_bytes());
+                    kept.extend_from_slice(invisible.as_bytes());
                 }
             }
             let r = next();
@@ -248,20 +270,25 @@ impl Spelling {
                         escape(&mut text, c.as_bytes(), (r >> 5) % 2 == 0);
                     }
                     strict.extend_from_slice(c.as_bytes());
+                    kept.extend_from_slice(c.as_bytes());
                 }
             }
-            let params = PARAMS[(r >> 8) as usize % PARAMS.len()];
+            let params = self.params(r >> 8);
             text.push_str(params);
+            kept.extend_from_slice(params.as_bytes());
             after_plain_word = params.is_empty();
             last_empty = false;
         }
         if self.trailing_slash && !self.words.is_empty() {
             let r = next();
             if full_width && after_plain_word && r % 5 == 0 {
-                solidus(&mut text, &mut strict, r >> 3);
+                solidus(&mut text, &mut strict, &mut kept, r >> 3);
             } else {
+                let params = self.params(r >> 3);
                 text.push('/');
-                text.push_str(PARAMS[(r >> 3) as usize % PARAMS.len()]);
+                text.push_str(params);
+                kept.push(b'/');
+                kept.extend_from_slice(params.as_bytes());
                 last_empty = true;
             }
         }
@@ -271,7 +298,10 @@ impl Spelling {
         if last_empty {
             strict.push(b'/');
         }
-        Spelled { text, strict }
+        if kept.is_empty() {
+            kept.push(b'/');
+        }
+        Spelled { text, strict, kept }
     }
 }
 
@@ -296,9 +326,9 @@ fn spelling(fold: bool, same_readings: bool) -> impl Strategy<Value = Spelling> 
         )
 }
 
-/// Spellings that differ only in escapes, `;params` and `//` (not at the
-/// start) decode to the plain path's bytes and get the very route of the
-/// plain path.
+/// Spellings that differ only in escapes and `//` (not at the start)
+/// decode to the plain path's bytes and get the very route of the plain
+/// path. (`;params` are a reading of their own to servers that keep them.)
 #[test]
 fn path_spellings_with_the_same_strict_reading_get_the_same_route() {
     let strategy = (spelling(false, true), any::<u64>()).prop_map(|(mut s, seed)| {
@@ -405,6 +435,13 @@ fn path_spellings_are_never_more_open_than_the_plain_path() {
                 prop_assert!(
                     strict_route != S || got.access == S,
                     "{:?}: strict reading under a session route, got {:?}",
+                    spelled.text,
+                    got.access
+                );
+                let kept_route = longest_prefix(routes, &spelled.kept);
+                prop_assert!(
+                    kept_route != S || got.access == S,
+                    "{:?}: reading with ';' kept under a session route, got {:?}",
                     spelled.text,
                     got.access
                 );
