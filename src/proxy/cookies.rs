@@ -110,7 +110,9 @@ fn session_value<'p>(pair: &'p [u8], name: &[u8], prefix: bool) -> Option<&'p [u
 /// Whether a cookie sent as `sent` is `name` (or starts with it, for a
 /// `prefix`) as some server reads cookie names: spaces around it trimmed,
 /// %-escapes decoded (PHP), ASCII case ignored (ASP.NET), `.` and space
-/// read as `_` (PHP).
+/// read as `_` (PHP), and a `[` never closed read as `_` too, with each
+/// `[` after it (PHP: `wordpress[logged_in_x` is `wordpress_logged_in_x`).
+/// A `[` closed later makes an array in PHP, not this name.
 fn reads_as(sent: &[u8], name: &[u8], prefix: bool) -> bool {
     // The name as configured, the usual case, needs no second reading.
     if sent == name || (prefix && sent.starts_with(name)) {
@@ -127,21 +129,30 @@ fn reads_as(sent: &[u8], name: &[u8], prefix: bool) -> bool {
 
 // A cookie name's bytes as `reads_as` compares them, without allocating.
 fn lenient_name(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
-    let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let mut byte = *bytes.get(at)?;
-        at += 1;
-        if byte == b'%' {
-            if let (Some(high), Some(low)) = (hex(at), hex(at + 1)) {
-                byte = u8::try_from(high * 16 + low).unwrap_or(b'%');
-                at += 2;
+    let decoded = move || {
+        let hex = move |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let mut byte = *bytes.get(at)?;
+            at += 1;
+            if byte == b'%' {
+                if let (Some(high), Some(low)) = (hex(at), hex(at + 1)) {
+                    byte = u8::try_from(high * 16 + low).unwrap_or(b'%');
+                    at += 2;
+                }
             }
-        }
-        Some(match byte {
-            b'.' | b' ' => b'_',
-            other => other.to_ascii_lowercase(),
+            Some(byte)
         })
+    };
+    // PHP drops a name that starts with `[`: no reading to give it.
+    let unclosed = {
+        let mut name = decoded();
+        name.position(|b| b == b'[').is_some_and(|open| open > 0) && !name.any(|b| b == b']')
+    };
+    decoded().map(move |byte| match byte {
+        b'.' | b' ' => b'_',
+        b'[' if unclosed => b'_',
+        other => other.to_ascii_lowercase(),
     })
 }
 
@@ -222,6 +233,30 @@ mod tests {
             wordpress["cookie"],
             "wordpress_logged_in_x=good; wordpress_test_cookie=1"
         );
+        // PHP reads a "[" never closed (and each "[" after it) as "_".
+        for variant in [
+            "wordpress[logged_in_x=other",
+            "wordpress%5Blogged_in_x=other",
+            "wordpress[logged[in_x=other",
+            "wordpress_logged_in[x=other",
+            "Wordpress[Logged.In_x=other",
+        ] {
+            let mut h = map(&[(
+                "cookie",
+                &format!("{variant}; wordpress_logged_in_x=good; wordpress_test_cookie=1"),
+            )]);
+            keep_admitted_session(&mut h, "wordpress_logged_in_*", &admitted);
+            assert_eq!(
+                h["cookie"], "wordpress_logged_in_x=good; wordpress_test_cookie=1",
+                "{variant}"
+            );
+        }
+        // Closed, a "[" makes an array of another name; a name that starts
+        // with one PHP drops.
+        let sent = "wordpress[logged_in_x]=y; [wordpress_logged_in_x=z; wordpress_logged_in_x=good";
+        let mut h = map(&[("cookie", sent)]);
+        keep_admitted_session(&mut h, "wordpress_logged_in_*", &admitted);
+        assert_eq!(h["cookie"], sent);
         // Names that only look alike stay.
         let mut h = map(&[(
             "cookie",

@@ -161,6 +161,31 @@ async fn the_cms_is_handed_no_session_a_lenient_reading_of_a_cookie_name_finds()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_cms_is_handed_no_session_php_reads_from_a_bracket_never_closed() {
+    let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
+    let config = config_text(cms.addr, "").replace(
+        "cookie = \"sessionid\"",
+        "cookie = \"wordpress_logged_in_*\"",
+    );
+    let gate = Gate::start_with(&config, &[]).await;
+    // PHP reads "wordpress[logged_in_abc" as "wordpress_logged_in_abc" and
+    // keeps the first: the CMS would act for the intruder's session.
+    let sent =
+        format!("wordpress[logged_in_abc=intruder; theme=dark; wordpress_logged_in_abc={MEMBER}");
+    let page = get(&gate.url("/videos/intro"), Some(&sent)).await;
+    assert_eq!(page.status, 200);
+    let seen = cms.requests();
+    assert_eq!(
+        seen[0].headers["cookie"],
+        format!("theme=dark; wordpress_logged_in_abc={MEMBER}").as_str()
+    );
+    // Alone, it lets no one in.
+    let alone = format!("wordpress[logged_in_abc={MEMBER}");
+    assert_denied(&get(&gate.url("/videos/intro"), Some(&alone)).await);
+    assert_eq!(cms.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_path_matching_no_route_is_gated() {
     let cms = Cms::fixed(Reply::html(SECRET_PAGE)).await;
     // No "/" route: everything outside /public/ and /videos/ is gated.
