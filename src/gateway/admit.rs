@@ -177,6 +177,7 @@ async fn read_form(
         form::READ_LIMIT.min(usize::try_from(max).unwrap_or(usize::MAX))
     });
     let http2 = request.version() == http::Version::HTTP_2;
+    let coded = form::coded(request.headers());
     let read = form::read(
         request.body_mut(),
         http2,
@@ -195,6 +196,6 @@ async fn read_form(
     })?;
     runtime
         .routes
-        .raise_by_form(route, read.names(kind).as_deref());
+        .raise_by_form(route, read.names(kind, coded).as_deref());
     Ok(read)
 }

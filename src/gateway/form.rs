@@ -3,8 +3,10 @@
 //! PHP, and so WordPress, takes a page's query names from a POSTed form as
 //! well as from the query string (`p=42` in the body serves post 42). So a
 //! form body is read as a query string would be; one too large to read here,
-//! or a multipart one (whose names are not read here), counts as naming every
-//! query route's names. Only form bodies are read: PHP reads no other.
+//! a multipart one (whose names are not read here), or one in a content
+//! coding (which servers such as Apache's `SetInputFilter DEFLATE` or
+//! Express's `urlencoded()` inflate first) counts as naming every query
+//! route's names. Only form bodies are read: PHP reads no other.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -53,6 +55,18 @@ pub fn kind(headers: &HeaderMap) -> Option<FormKind> {
     found
 }
 
+/// Whether a request body comes in a content coding: a `Content-Encoding`
+/// (any line, any comma-separated value) other than `identity`. Its names
+/// cannot be read here, but a server that inflates it reads them.
+pub fn coded(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"))
+}
+
 /// What was read of a form body.
 pub struct FormRead {
     /// The bytes read, to be sent to the CMS ahead of the rest.
@@ -65,9 +79,11 @@ pub struct FormRead {
 
 impl FormRead {
     /// The body as a query string whose names can be read, or `None` when
-    /// they cannot be (multipart, or not read whole).
-    pub fn names(&self, kind: FormKind) -> Option<Cow<'_, str>> {
-        (self.whole && kind == FormKind::UrlEncoded).then(|| String::from_utf8_lossy(&self.bytes))
+    /// they cannot be (multipart, in a content coding (see [`coded`]), or
+    /// not read whole).
+    pub fn names(&self, kind: FormKind, coded: bool) -> Option<Cow<'_, str>> {
+        (self.whole && kind == FormKind::UrlEncoded && !coded)
+            .then(|| String::from_utf8_lossy(&self.bytes))
     }
 }
 
@@ -214,15 +230,49 @@ mod tests {
             spent: Duration::ZERO,
         };
         assert_eq!(
-            whole.names(FormKind::UrlEncoded).as_deref(),
+            whole.names(FormKind::UrlEncoded, false).as_deref(),
             Some("p=42&x=1")
         );
-        assert_eq!(whole.names(FormKind::Multipart), None);
+        assert_eq!(whole.names(FormKind::Multipart, false), None);
+        assert_eq!(whole.names(FormKind::UrlEncoded, true), None, "coded");
         let cut = FormRead {
             bytes: Bytes::from_static(b"x=1&p"),
             whole: false,
             spent: Duration::ZERO,
         };
-        assert_eq!(cut.names(FormKind::UrlEncoded), None);
+        assert_eq!(cut.names(FormKind::UrlEncoded, false), None);
+    }
+
+    #[test]
+    fn a_body_in_any_content_coding_but_identity_is_coded() {
+        let encodings = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for value in values {
+                headers.append(header::CONTENT_ENCODING, HeaderValue::from_static(value));
+            }
+            coded(&headers)
+        };
+        for sent in [
+            &["gzip"][..],
+            &["deflate"],
+            &["br"],
+            &["x-gzip"],
+            &["GZIP"],
+            &["identity, gzip"],
+            &["identity", "gzip"],
+            &["gzip;q=1"],
+            &["whatever"],
+        ] {
+            assert!(encodings(sent), "{sent:?}");
+        }
+        for sent in [
+            &[][..],
+            &["identity"],
+            &["Identity"],
+            &[""],
+            &[" , identity "],
+        ] {
+            assert!(!encodings(sent), "{sent:?}");
+        }
     }
 }
