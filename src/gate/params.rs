@@ -72,7 +72,9 @@ fn read_param(name: &[u8], whole: bool) -> impl Iterator<Item = u8> + Clone + '_
         })
 }
 
-/// Form decoding: `%XX` and `+` for a space; a bad escape is kept as it is
+/// Form decoding: `%XX` and `+` for a space, and `%uXXXX` for a UTF-16
+/// unit as classic ASP.NET decodes it (`%u0070` is `p`; PHP keeps it as it
+/// is, a name with a `%` no query route has); a bad escape is kept as it is
 /// (as PHP does). Borrows when there is nothing to decode.
 fn form_decode(bytes: &[u8]) -> Cow<'_, [u8]> {
     if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
@@ -87,6 +89,15 @@ fn form_decode(bytes: &[u8]) -> Cow<'_, [u8]> {
                 out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
+            }
+            (b'%', _, _) if matches!(bytes.get(i + 1), Some(b'u' | b'U')) => {
+                let unit = (i + 2..i + 6).try_fold(0, |unit, at| Some(unit * 16 + hex(at)?));
+                if let Some(c) = unit.and_then(char::from_u32) {
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                    i += 6;
+                    continue;
+                }
+                out.push(b'%');
             }
             (b'+', _, _) => out.push(b' '),
             (b, _, _) => out.push(b),
@@ -123,6 +134,12 @@ mod tests {
         assert_eq!(names("p%3D=1"), ["p=", "p"]);
         assert_eq!(names("x=1%26p%3D2"), ["x", "x", "p"]);
         assert_eq!(names("p%00x=1"), ["p", "p"]);
+        // Classic ASP.NET's %uXXXX; a short or surrogate one is kept.
+        assert_eq!(names("%u0070=1"), ["p", "p"]);
+        assert_eq!(names("%U0050age_id=1"), ["page_id", "page_id"]);
+        assert_eq!(names("%u007=1"), ["%u007", "%u007"]);
+        assert_eq!(names("%uD800=1"), ["%ud800", "%ud800"]);
+        assert_eq!(names("%u00e9=1"), ["\u{e9}", "\u{e9}"]);
         assert_eq!(names("x=%zz"), ["x", "x"]);
     }
 

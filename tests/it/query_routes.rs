@@ -27,6 +27,8 @@ async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
         "/?page.id=7",
         "/?page+id=7",
         "/?%70=42",
+        // Classic ASP.NET decodes %uXXXX.
+        "/?%u0070=42",
         // PHP reads a "[" never closed as "_": page_id.
         "/?page[id=7",
         "/?page%5Bid=7",

@@ -263,6 +263,7 @@ fn query_parameter_names_match_in_every_spelling_a_server_reads() {
         "p[0]=42",
         "%70=42",
         "%50=42",
+        "%u0070=42",
         "page.id=7",
         "page+id=7",
         "page%20id=7",
