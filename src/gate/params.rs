@@ -30,15 +30,28 @@ pub(super) fn param_names(query: &str, mut each: impl FnMut(&[u8])) {
 /// The name a query route is written as; a name sent may have another
 /// reading too (see [`param_readings`]).
 pub(super) fn canonical_param(name: &[u8]) -> impl Iterator<Item = u8> + Clone + '_ {
-    read_param(name, false)
+    read_param(name, Reading::Cut)
+}
+
+/// How a name is read past its first `[` (see [`read_param`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Cut at the first `[`: PHP's array, and any name without one.
+    Cut,
+    /// Whole, every `[` read as `_`: PHP's name whose first `[` is never closed.
+    Whole,
+    /// After the brackets it starts with, cut at the next one: Rack 2's
+    /// `[p]` and `]p[x]`, which are `p` to it (PHP drops such a name).
+    AfterBrackets,
 }
 
 /// Every name a server may file the parameter sent as `name` under: its
-/// [`canonical_param`], and, when its first `[` is never closed, the name
-/// PHP files it under (`page[id` is `page_id`: such a `[` is "not an
-/// index", so PHP reads it, and every ` `, `.` and `[` after it, as `_`).
-/// A `[` closed later makes an array of the name before it, which the
-/// canonical reading already is; a name that starts with `[` PHP drops.
+/// [`canonical_param`]; when its first `[` is never closed, the name PHP
+/// files it under (`page[id` is `page_id`: such a `[` is "not an index",
+/// so PHP reads it, and every ` `, `.` and `[` after it, as `_`); and when
+/// it starts with a bracket, the name Rack 2 finds after the brackets. A
+/// `[` closed later makes an array of the name before it, which the
+/// canonical reading already is.
 pub(super) fn param_readings(
     name: &[u8],
 ) -> impl Iterator<Item = impl Iterator<Item = u8> + Clone + '_> + '_ {
@@ -47,10 +60,15 @@ pub(super) fn param_readings(
         .iter()
         .position(|&b| b == b'[')
         .is_some_and(|open| open > 0 && !bare[open..].contains(&b']'));
-    [false, true]
+    let bracketed = matches!(bare.first(), Some(b'[' | b']'));
+    [Reading::Cut, Reading::Whole, Reading::AfterBrackets]
         .into_iter()
-        .filter(move |&whole| !whole || unclosed)
-        .map(move |whole| read_param(name, whole))
+        .filter(move |&reading| match reading {
+            Reading::Cut => true,
+            Reading::Whole => unclosed,
+            Reading::AfterBrackets => bracketed,
+        })
+        .map(move |reading| read_param(name, reading))
 }
 
 /// `name` cut at a NUL, without its leading spaces.
@@ -60,12 +78,26 @@ fn bare_param(name: &[u8]) -> &[u8] {
     &name[start..]
 }
 
-/// The bytes of a reading of `name`: up to its first `[`, or `whole`, with
-/// ` `, `.` and `[` read as `_`, in ASCII lower case.
-fn read_param(name: &[u8], whole: bool) -> impl Iterator<Item = u8> + Clone + '_ {
-    bare_param(name)
-        .iter()
-        .take_while(move |&&b| whole || b != b'[')
+/// The bytes of `reading` of `name`, with ` `, `.` and `[` read as `_`, in
+/// ASCII lower case.
+fn read_param(name: &[u8], reading: Reading) -> impl Iterator<Item = u8> + Clone + '_ {
+    let bare = bare_param(name);
+    let bare = match reading {
+        Reading::AfterBrackets => {
+            let start = bare
+                .iter()
+                .position(|&b| b != b'[' && b != b']')
+                .unwrap_or(bare.len());
+            &bare[start..]
+        }
+        Reading::Cut | Reading::Whole => bare,
+    };
+    bare.iter()
+        .take_while(move |&&b| match reading {
+            Reading::Cut => b != b'[',
+            Reading::Whole => true,
+            Reading::AfterBrackets => b != b'[' && b != b']',
+        })
         .map(|&b| match b {
             b'.' | b' ' | b'[' => b'_',
             _ => b.to_ascii_lowercase(),
@@ -158,8 +190,18 @@ mod tests {
         assert_eq!(names("p[a+b=1"), ["p", "p_a_b"]);
         // A `[` closed later is an array: only the name before it.
         assert_eq!(names("p[a]b[=1&p[a[b]=2"), ["p", "p"]);
-        // PHP drops a name that starts with `[`; a NUL ends the name first.
-        assert_eq!(names("[id=1"), [""]);
+        // PHP drops a name that starts with `[`; Rack 2 reads what follows
+        // the brackets; a NUL ends the name first.
+        assert_eq!(names("[id=1"), ["", "id"]);
         assert_eq!(names("p%00[id=1"), ["p", "p"]);
+    }
+
+    #[test]
+    fn a_name_that_starts_with_a_bracket_is_read_as_rack_finds_it() {
+        assert_eq!(names("[p]=42"), ["", "p"]);
+        assert_eq!(names("]][P][x]=42"), ["]]", "p"]);
+        assert_eq!(names("%5Bp%5D=42"), ["", "p", "", "p"]);
+        assert_eq!(names("[]=1"), ["", ""]);
+        assert_eq!(names("p[x]=1"), ["p"]);
     }
 }

@@ -32,6 +32,8 @@ async fn query_routes_gate_the_urls_wordpress_serves_a_post_under() {
         // PHP reads a "[" never closed as "_": page_id.
         "/?page[id=7",
         "/?page%5Bid=7",
+        // Rack 2 reads a name after the brackets it starts with: p.
+        "/?[p]=42",
         // Hidden behind encoded separators, for a server that decodes first.
         "/?p%3D=42",
         "/?x=1%26p%3D42",
