@@ -28,14 +28,26 @@ pub async fn serve_redirect(
     closing: super::Closing,
 ) {
     let answering = gateway.clone();
+    // A reload that drops the redirect listener leaves it serving until a
+    // restart: as it was started, ACME challenges and all.
+    let started_except: Arc<Option<String>> =
+        Arc::new(except_in(&gateway.runtime()).unwrap_or_default());
     let answer = move |request: Request<Incoming>, peer| {
         let gateway = answering.clone();
+        let started_except = started_except.clone();
         async move {
             let info = ConnectionInfo { peer, tls: false };
-            answer(&gateway, request, info, https_port).await
+            answer(&gateway, request, info, https_port, &started_except).await
         }
     };
     super::side::serve_side(listener, gateway, "redirect", answer, closing).await;
+}
+
+/// The redirect exception `runtime` sets: `None` when it has no redirect
+/// listener at all, `Some(None)` when the listener has no exception.
+fn except_in(runtime: &crate::runtime::Runtime) -> Option<Option<String>> {
+    let redirect = runtime.settings().server.tls.as_ref()?.redirect.as_ref()?;
+    Some(redirect.except.clone())
 }
 
 async fn answer(
@@ -43,16 +55,9 @@ async fn answer(
     request: Request<Incoming>,
     info: ConnectionInfo,
     https_port: u16,
+    started_except: &Option<String>,
 ) -> Response<RedirectBody> {
-    let runtime = gateway.runtime();
-    let except = runtime
-        .settings()
-        .server
-        .tls
-        .as_ref()
-        .and_then(|tls| tls.redirect.as_ref())
-        .and_then(|redirect| redirect.except.clone());
-    drop(runtime);
+    let except = except_in(&gateway.runtime()).unwrap_or_else(|| started_except.clone());
     if except.is_some_and(|prefix| request.uri().path().starts_with(&prefix)) {
         return gateway.handle(request, info).await.map(Either::Left);
     }

@@ -257,6 +257,44 @@ async fn plain_http_is_redirected_to_https_except_acme_challenges() {
     assert_eq!(cms.requests()[0].headers["x-forwarded-proto"], "http");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn acme_challenges_are_served_until_a_restart_after_a_reload_drops_the_redirect() {
+    let cms = Cms::fixed(Reply::html("challenge-token")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certified(dir.path());
+    let reloading = "\n[reload]\ninterval = \"50ms\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let config = format!("{}{reloading}", acme_config(cms.addr));
+    let gate = Gate::start_with(&config, &[("server.pem", &cert), ("server.key", &key)]).await;
+    let plain = gate.redirect.expect("a redirect listener");
+    let challenge = format!("http://{plain}/.well-known/acme-challenge/abc");
+    assert_eq!(get(&challenge, None).await.status, 200);
+    // The listener only goes at a restart, and serves as it was started.
+    let redirect_lines =
+        "redirect_listen = \"127.0.0.1:0\"\nredirect_except = \"/.well-known/acme-challenge/\"";
+    assert!(config.contains(redirect_lines));
+    std::fs::write(gate.config_path(), config.replacen(redirect_lines, "", 1)).unwrap();
+    let metrics = format!("http://{}/metrics", gate.admin.expect("an admin listener"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sample(
+        &get(&metrics, None).await.text(),
+        "embedgate_reloads_total{result=\"ok\"}",
+    ) < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reload never took"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&challenge, None).await.status,
+        200,
+        "redirected after the reload"
+    );
+    let other = get(&format!("http://{plain}/videos/a"), None).await;
+    assert_eq!(other.status, 308);
+}
+
 #[tokio::test]
 async fn the_redirect_listener_closes_silent_and_slow_connections() {
     let cms = Cms::fixed(Reply::html("page")).await;
