@@ -113,7 +113,16 @@ impl Gateway {
             // Boxed: a request the gate turns away never carries the CMS
             // exchange's state (5 KB) in its future.
             Ok(admitted) => {
-                match Box::pin(from_cms(&runtime, request, conn, &mut record, admitted)).await {
+                match Box::pin(from_cms(
+                    &runtime,
+                    &self.runtime,
+                    request,
+                    conn,
+                    &mut record,
+                    admitted,
+                ))
+                .await
+                {
                     Ok((parts, body)) => {
                         Response::from_parts(parts, ResponseBody::stream(body, record, runtime))
                     }
@@ -212,18 +221,20 @@ struct Forwarded {
 /// layered (see [`response_body`]).
 async fn from_cms(
     runtime: &Runtime,
+    latest: &ArcSwap<Runtime>,
     request: Request<Incoming>,
     conn: ConnectionInfo,
     record: &mut RequestRecord,
     admitted: Admitted,
 ) -> Result<(http::response::Parts, BoxBody), Refusal> {
-    let forwarded = forward(runtime, request, conn, record, admitted).await?;
+    let forwarded = forward(runtime, latest, request, conn, record, admitted).await?;
     response_body(runtime, forwarded, record).await
 }
 
 /// Sends an admitted request to the CMS and filters the response head.
 async fn forward(
     runtime: &Runtime,
+    latest: &ArcSwap<Runtime>,
     mut request: Request<Incoming>,
     conn: ConnectionInfo,
     record: &mut RequestRecord,
@@ -319,6 +330,7 @@ async fn forward(
     };
     let mut logout = LogoutWatch {
         gate: &runtime.gate,
+        latest,
         cookies: logout_cookies,
     };
     let mut response = ask(runtime, &client, Request::from_parts(parts, body)).await?;
@@ -436,6 +448,10 @@ async fn forward(
 /// ([`SessionGate::forget_carried_later`]).
 struct LogoutWatch<'a> {
     gate: &'a SessionGate,
+    /// The runtimes as they are put in force: one a reload put in force
+    /// while the request was at the CMS may ask another session source,
+    /// whose cache must forget the sessions too.
+    latest: &'a ArcSwap<Runtime>,
     cookies: Vec<HeaderValue>,
 }
 
@@ -444,14 +460,26 @@ impl LogoutWatch<'_> {
     async fn read(&mut self, answer: &HeaderMap) {
         if !self.cookies.is_empty() {
             Box::pin(self.gate.forget_if_logged_out(&self.cookies, answer)).await;
+            if let Some(latest) = self.reloaded() {
+                Box::pin(latest.gate.forget_if_logged_out(&self.cookies, answer)).await;
+            }
             self.cookies.clear();
         }
+    }
+
+    /// The runtime in force now, if its session source is not the one the request was admitted by.
+    fn reloaded(&self) -> Option<Arc<Runtime>> {
+        let latest = self.latest.load_full();
+        (!Arc::ptr_eq(latest.gate.sessions(), self.gate.sessions())).then_some(latest)
     }
 }
 
 impl Drop for LogoutWatch<'_> {
     fn drop(&mut self) {
         if !self.cookies.is_empty() {
+            if let Some(latest) = self.reloaded() {
+                latest.gate.forget_carried_later(self.cookies.clone());
+            }
             self.gate
                 .forget_carried_later(std::mem::take(&mut self.cookies));
         }

@@ -1,6 +1,7 @@
 //! Logouts against the verdict cache: a logout through the gateway drops the
 //! cached verdict at once, even when the visitor does not wait for its answer
-//! or a session check asked before it answers after it.
+//! or a session check asked before it answers after it, or a reload puts
+//! another session source in force while it is at the CMS.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -164,4 +165,83 @@ async fn a_verdict_looked_up_across_a_logout_does_not_come_back_after_it() {
     let mark_gone = Duration::from_millis(150 + 1000 + 150);
     tokio::time::sleep(mark_gone.saturating_sub(started.elapsed())).await;
     assert_eq!(get(&url, Some(cookie)).await.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_answered_after_a_reload_drops_the_verdict_the_new_source_cached() {
+    // The CMS ends the session only as it answers the logout, 3 s on. A
+    // reload meanwhile builds a new session source, whose cache learns the
+    // session while it is still live.
+    let logged_out = Arc::new(AtomicBool::new(false));
+    let cms = {
+        let logged_out = logged_out.clone();
+        Cms::start(move |seen| {
+            if seen.uri.path() != "/public/logout" {
+                return Reply::html("article");
+            }
+            let logged_out = logged_out.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(2900)).await;
+                logged_out.store(true, Ordering::SeqCst);
+            });
+            let mut reply = Reply::html("bye").header("set-cookie", "sessionid=; Max-Age=0");
+            reply.head_delay = Duration::from_millis(3000);
+            reply
+        })
+        .await
+    };
+    let auth = Cms::start(move |_| {
+        let mut reply = Reply::with_type("text/plain", "");
+        reply.status = if logged_out.load(Ordering::SeqCst) {
+            403
+        } else {
+            200
+        };
+        reply
+    })
+    .await;
+    let admin = "\n[reload]\ninterval = \"50ms\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    // The logout takes longer than the tests' usual response_timeout.
+    let patient = |config: String| {
+        assert!(config.contains("response_timeout = \"2s\""));
+        config.replacen("response_timeout = \"2s\"", "response_timeout = \"10s\"", 1)
+    };
+    let config = patient(forward_auth_config(cms.addr, auth.addr, "", "", admin));
+    let gate = Gate::start_with(&config, &[]).await;
+    let cookie = Some("sessionid=good-leaving");
+    let url = gate.url("/videos/a");
+    assert_eq!(get(&url, cookie).await.status, 200);
+
+    let logout = {
+        let url = gate.url("/public/logout");
+        tokio::spawn(async move { get(&url, cookie).await })
+    };
+    let longer_ttl = "\n[session.allowlist.cache]\nttl = \"61s\"\n";
+    let extra = format!("{admin}{longer_ttl}");
+    let reloaded = patient(forward_auth_config(cms.addr, auth.addr, "", "", &extra));
+    std::fs::write(gate.config_path(), reloaded).unwrap();
+    let metrics = format!("http://{}/metrics", gate.admin.expect("an admin listener"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sample(
+        &get(&metrics, None).await.text(),
+        "embedgate_reloads_total{result=\"ok\"}",
+    ) < 1.0
+    {
+        assert!(Instant::now() < deadline, "the reload never took");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = auth.requests().len();
+    assert_eq!(get(&url, cookie).await.status, 200, "still signed in");
+    assert_eq!(auth.requests().len(), asked + 1, "asked by the new source");
+
+    let bye = logout.await.unwrap();
+    assert!(bye.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(
+        get(&url, cookie).await.status,
+        403,
+        "the new source's verdict stood"
+    );
 }
