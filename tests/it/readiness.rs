@@ -88,16 +88,7 @@ async fn readiness_is_still_checked_after_a_reload_drops_the_admin_table() {
     let without_admin = text.split("\n[admin]\n").next().unwrap().to_string();
     assert!(without_admin.contains("[reload]"), "{without_admin}");
     std::fs::write(gate.config_path(), without_admin).unwrap();
-    let metrics = admin_url(&gate, "/metrics");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sample(
-        &get(&metrics, None).await.text(),
-        "embedgate_reloads_total{result=\"ok\"}",
-    ) < 1.0
-    {
-        assert!(Instant::now() < deadline, "the reload never took");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scrape_until(&gate, "embedgate_reloads_total{result=\"ok\"}", 1.0).await;
     drop(cms);
     let not_ready = readyz_until(&gate, 503).await;
     assert!(!not_ready.contains("\"upstream\":\"ok\""), "{not_ready}");

@@ -34,18 +34,22 @@ async fn cms_with_logout(
         })
         .await
     };
-    let auth = Cms::start(move |_| {
+    (cms, session_check(logged_out, check_delay).await)
+}
+
+/// A session check that allows everyone until `logged_out`, answering after `delay`.
+async fn session_check(logged_out: Arc<AtomicBool>, delay: Duration) -> Cms {
+    Cms::start(move |_| {
         let mut reply = Reply::with_type("text/plain", "");
         reply.status = if logged_out.load(Ordering::SeqCst) {
             403
         } else {
             200
         };
-        reply.head_delay = check_delay;
+        reply.head_delay = delay;
         reply
     })
-    .await;
-    (cms, auth)
+    .await
 }
 
 #[tokio::test]
@@ -190,16 +194,7 @@ async fn a_logout_answered_after_a_reload_drops_the_verdict_the_new_source_cache
         })
         .await
     };
-    let auth = Cms::start(move |_| {
-        let mut reply = Reply::with_type("text/plain", "");
-        reply.status = if logged_out.load(Ordering::SeqCst) {
-            403
-        } else {
-            200
-        };
-        reply
-    })
-    .await;
+    let auth = session_check(logged_out, Duration::ZERO).await;
     let admin = "\n[reload]\ninterval = \"50ms\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n";
     // The logout takes longer than the tests' usual response_timeout.
     let patient = |config: String| {
@@ -220,16 +215,7 @@ async fn a_logout_answered_after_a_reload_drops_the_verdict_the_new_source_cache
     let extra = format!("{admin}{longer_ttl}");
     let reloaded = patient(forward_auth_config(cms.addr, auth.addr, "", "", &extra));
     std::fs::write(gate.config_path(), reloaded).unwrap();
-    let metrics = format!("http://{}/metrics", gate.admin.expect("an admin listener"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while sample(
-        &get(&metrics, None).await.text(),
-        "embedgate_reloads_total{result=\"ok\"}",
-    ) < 1.0
-    {
-        assert!(Instant::now() < deadline, "the reload never took");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scrape_until(&gate, "embedgate_reloads_total{result=\"ok\"}", 1.0).await;
     let asked = auth.requests().len();
     assert_eq!(get(&url, cookie).await.status, 200, "still signed in");
     assert_eq!(auth.requests().len(), asked + 1, "asked by the new source");

@@ -273,19 +273,7 @@ async fn acme_challenges_are_served_until_a_restart_after_a_reload_drops_the_red
         "redirect_listen = \"127.0.0.1:0\"\nredirect_except = \"/.well-known/acme-challenge/\"";
     assert!(config.contains(redirect_lines));
     std::fs::write(gate.config_path(), config.replacen(redirect_lines, "", 1)).unwrap();
-    let metrics = format!("http://{}/metrics", gate.admin.expect("an admin listener"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while sample(
-        &get(&metrics, None).await.text(),
-        "embedgate_reloads_total{result=\"ok\"}",
-    ) < 1.0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the reload never took"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    scrape_until(&gate, "embedgate_reloads_total{result=\"ok\"}", 1.0).await;
     assert_eq!(
         get(&challenge, None).await.status,
         200,
