@@ -56,15 +56,11 @@ pub fn kind(headers: &HeaderMap) -> Option<FormKind> {
 }
 
 /// Whether a request body comes in a content coding: a `Content-Encoding`
-/// (any line, any comma-separated value) other than `identity`. Its names
-/// cannot be read here, but a server that inflates it reads them.
+/// that names one other than `identity`, known or not (read as a CMS
+/// response's is, [`crate::compression::content_coding`]). Its names cannot
+/// be read here, but a server that inflates it reads them.
 pub fn coded(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONTENT_ENCODING)
-        .iter()
-        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"identity"))
+    !matches!(crate::compression::content_coding(headers), Ok(None))
 }
 
 /// What was read of a form body.
